@@ -1,0 +1,107 @@
+# Attune services. `make help` lists the targets.
+#
+# Every target that needs Python or Node tooling creates it first: a fresh
+# clone needs nothing but python3 (>= 3.11) and, for the contract and the
+# polyglot test, Node.js with npm (installed through apt when missing and
+# running as root).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+BUF := node_modules/.bin/buf
+PYTEST_ARGS ?=
+# grpcio and grpcio-tools move together: generated stubs check the runtime.
+GRPC_VERSION := 1.85.1
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- environments -----------------------------------------------------------
+
+$(VENV_STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq nodejs npm; \
+	  else echo "npm is required (install Node.js 18+)"; exit 1; fi; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## Create .venv and install the project with its dev tools.
+
+.PHONY: lock
+lock: ## Re-resolve constraints.txt from pyproject.toml (exact pins).
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[dev]' $(foreach p,grpcio grpcio-tools grpcio-status grpcio-health-checking grpcio-reflection,$(p)==$(GRPC_VERSION))
+	.lock-venv/bin/pip freeze --exclude-editable --exclude pip > constraints.txt
+	rm -rf .lock-venv
+
+# --- the contract -----------------------------------------------------------
+
+.PHONY: proto
+proto: $(VENV_STAMP) ## Regenerate the committed Python package `attune` from protos/.
+	find protos/attune \( -name '*_pb2*.py' -o -name '*_pb2*.pyi' \) -delete
+	PATH="$(abspath $(BIN)):$$PATH" protos/generate.sh protos
+
+.PHONY: proto-check
+proto-check: $(VENV_STAMP) ## Fail if the committed generated code differs from what the protos produce.
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	PATH="$(abspath $(BIN)):$$PATH" protos/generate.sh "$$tmp"; \
+	if diff -r -q -x '*.proto' -x '__pycache__' "$$tmp/attune" protos/attune; then \
+	  echo "proto-check: generated code is up to date"; \
+	else echo "proto-check: generated code differs from protos/ - run 'make proto' and commit"; exit 1; fi
+
+# --- quality ----------------------------------------------------------------
+
+.PHONY: lint
+lint: $(VENV_STAMP) $(NODE_STAMP) ## ruff, ruff format --check, mypy --strict, buf lint, buf format check.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	cd protos && ../$(BUF) lint
+	cd protos && ../$(BUF) format --diff --exit-code
+
+.PHONY: format
+format: $(VENV_STAMP) $(NODE_STAMP) ## Apply ruff and buf formatting.
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	cd protos && ../$(BUF) format -w
+
+.PHONY: test
+test: $(VENV_STAMP) $(NODE_STAMP) ## Run unit, integration, e2e and polyglot tests (fails if none ran).
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: $(VENV_STAMP) ## Run the benchmarks in tests/bench (not part of `make test`).
+	$(BIN)/pytest tests/bench -p no:timeout -s $(PYTEST_ARGS)
+
+# --- running ----------------------------------------------------------------
+
+.PHONY: run
+run: $(VENV_STAMP) ## Start both services on the embedded store, drive them with a demo client, stop them.
+	$(PY) -m executor_service.demo
+
+.PHONY: serve
+serve: $(VENV_STAMP) ## Serve both services in the foreground (executor :50051, memory :50052) until Ctrl-C.
+	$(PY) -m executor_service.devstack
+
+.PHONY: clean
+clean: ## Remove environments, caches and local data.
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis .attune-data

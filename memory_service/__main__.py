@@ -1,0 +1,49 @@
+"""`python -m memory_service`: serve the memory service until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from memory_service.servicekit.lifecycle import ManagedServer, RunningService
+from memory_service.servicekit.logging import configure_logging
+from memory_service.servicer import MemoryServicer
+from memory_service.settings import MemorySettings
+from memory_service.store.embedded import EmbeddedStore
+
+SERVICE_NAME = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
+
+log = logging.getLogger("attune.memory")
+
+
+async def start(settings: MemorySettings) -> RunningService:
+    """Opens the store and starts serving on it."""
+    store = EmbeddedStore(settings.data_dir)
+    await store.open()
+    log.info("store open", extra={"store": settings.store, "path": str(store.path)})
+
+    def register(server: grpc.aio.Server) -> None:
+        memory_pb2_grpc.add_MemoryServiceServicer_to_server(MemoryServicer(store), server)
+
+    managed = ManagedServer(settings, SERVICE_NAME, register, store.ping)
+    await managed.start()
+    return RunningService(managed, store.close)
+
+
+async def serve(settings: MemorySettings) -> None:
+    """Serves until a termination signal, then drains."""
+    await (await start(settings)).serve_until_signal()
+
+
+def main() -> None:
+    """Console entry point."""
+    settings = MemorySettings()
+    configure_logging("memory", settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The server interceptor: request ids, one log line per RPC, and errors.
+
+Every RPC gets a request id (from `x-request-id`, else new) and a trace id
+(from a W3C `traceparent`, else new) in the logging context. Exceptions
+become precise statuses: `ServiceError` as given, `NotImplementedError` as
+UNIMPLEMENTED naming the RPC, anything else as INTERNAL without a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from memory_service.servicekit.errors import ServiceError
+from memory_service.servicekit.logging import request_id_var, trace_id_var
+
+log = logging.getLogger("attune.rpc")
+
+UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+# Probes call these constantly; their lines go to debug.
+_QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _ids_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> tuple[str, str]:
+    values = {key: value for key, value in (metadata or ()) if isinstance(value, str)}
+    request_id = values.get("x-request-id") or uuid.uuid4().hex
+    trace_id = ""
+    parts = values.get("traceparent", "").split("-")
+    if len(parts) == 4 and len(parts[1]) == 32:
+        trace_id = parts[1]
+    return request_id[:128], trace_id or uuid.uuid4().hex
+
+
+class _Call:
+    """The bookkeeping of one RPC: its ids, its outcome, its log line."""
+
+    def __init__(self, method: str, metadata: Any) -> None:
+        self.method = method
+        self.request_id, self.trace_id = _ids_from(metadata)
+        self.code = grpc.StatusCode.OK
+        self.started = time.perf_counter()
+
+    def enter(self) -> None:
+        request_id_var.set(self.request_id)
+        trace_id_var.set(self.trace_id)
+
+    async def fail(self, context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
+        """Aborts the RPC with the status the error deserves; always raises."""
+        if isinstance(error, ServiceError):
+            self.code = error.code
+            await context.abort_with_status(error.to_status())
+        if isinstance(error, NotImplementedError):
+            self.code = grpc.StatusCode.UNIMPLEMENTED
+            await context.abort(self.code, f"{self.method.lstrip('/')} is not implemented yet")
+        self.code = grpc.StatusCode.INTERNAL
+        log.error("unhandled error in %s", self.method, exc_info=error)
+        await context.abort(self.code, f"internal error (request id {self.request_id})")
+
+    def finish(self) -> None:
+        level = logging.DEBUG if self.method.startswith(_QUIET_PREFIXES) else logging.INFO
+        log.log(
+            level,
+            "rpc finished",
+            extra={
+                "method": self.method,
+                "code": self.code.name,
+                "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            },
+        )
+
+
+def _is_passthrough(error: BaseException) -> bool:
+    # An abort already carries its status; a cancellation must propagate.
+    return isinstance(error, grpc.aio.AbortError | asyncio.CancelledError)
+
+
+def _code_after(error: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def _wrap_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+    async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        call = _Call(method, context.invocation_metadata())
+        call.enter()
+        try:
+            return await behavior(request, context)
+        except BaseException as error:
+            if _is_passthrough(error):
+                call.code = _code_after(error, context)
+                raise
+            await call.fail(context, error)
+        finally:
+            call.finish()
+
+    return handle
+
+
+def _wrap_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
+    async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        call = _Call(method, context.invocation_metadata())
+        call.enter()
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except BaseException as error:
+            if _is_passthrough(error):
+                call.code = _code_after(error, context)
+                raise
+            await call.fail(context, error)
+        finally:
+            call.finish()
+
+    return handle
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps unary-unary and unary-stream handlers; passes others through."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

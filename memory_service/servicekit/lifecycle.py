@@ -1,0 +1,165 @@
+"""Serving a grpc.aio server: health, reflection, readiness, graceful stop.
+
+Liveness is the health service "" (SERVING while the process runs); readiness
+is the named service, SERVING only while the dependencies it needs answer.
+SIGTERM or SIGINT flips everything to NOT_SERVING, stops accepting new RPCs,
+lets in-flight RPCs finish within the grace period, and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from memory_service.servicekit.interceptors import ObservabilityInterceptor
+from memory_service.servicekit.settings import ServerSettings
+
+log = logging.getLogger("attune.server")
+
+ReadinessProbe = Callable[[], Awaitable[bool]]
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+# Keepalive and connection age let clients notice dead peers and rebalance
+# across replicas; messages are capped at 8 MiB.
+SERVER_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+)
+
+
+class ManagedServer:
+    """A started server with its health servicer and readiness loop."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        service_name: str,
+        register: Callable[[grpc.aio.Server], None],
+        readiness: ReadinessProbe,
+    ) -> None:
+        self.settings = settings
+        self.service_name = service_name
+        self.health = HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=[ObservabilityInterceptor()], options=list(SERVER_OPTIONS)
+        )
+        register(self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            self.server,
+        )
+        self._readiness = readiness
+        self._readiness_task: asyncio.Task[None] | None = None
+        self._ready: bool | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Binds, starts serving, and returns the bound port."""
+        address = f"{self.settings.host}:{self.settings.port}"
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {address}")
+        await self.server.start()
+        await self._probe_once()
+        self._readiness_task = asyncio.create_task(self._readiness_loop())
+        if self.settings.port_file is not None:
+            _write_atomically(self.settings.port_file, f"{self.port}\n")
+        log.info("serving", extra={"service_name": self.service_name, "port": self.port})
+        return self.port
+
+    async def _probe_once(self) -> None:
+        try:
+            ready = await self._readiness()
+        except Exception:
+            log.exception("readiness probe raised")
+            ready = False
+        if ready != self._ready:
+            log.log(
+                logging.INFO if ready else logging.WARNING,
+                "readiness changed",
+                extra={"service_name": self.service_name, "ready": ready},
+            )
+            self._ready = ready
+            await self.health.set(self.service_name, SERVING if ready else NOT_SERVING)
+
+    async def _readiness_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.readiness_interval_seconds)
+            await self._probe_once()
+
+    async def stop(self) -> None:
+        """Graceful stop: NOT_SERVING, refuse new RPCs, drain in-flight ones."""
+        log.info("shutting down", extra={"grace_seconds": self.settings.grace_period_seconds})
+        if self._readiness_task is not None:
+            self._readiness_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._readiness_task
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.grace_period_seconds)
+        log.info("stopped")
+
+
+async def wait_for_termination_signal() -> None:
+    """Returns on the first SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+class RunningService:
+    """A started service: its server plus whatever must close after it."""
+
+    def __init__(self, managed: ManagedServer, *closers: Callable[[], Awaitable[None]]) -> None:
+        self.managed = managed
+        self._closers = closers
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.managed.port
+
+    async def stop(self) -> None:
+        """Drains the server, then closes its resources in order."""
+        await self.managed.stop()
+        for close in self._closers:
+            await close()
+
+    async def serve_until_signal(self) -> None:
+        """Serves until SIGTERM or SIGINT, then stops."""
+        try:
+            await wait_for_termination_signal()
+        finally:
+            await self.stop()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)

@@ -1,0 +1,1 @@
+"""Pattern storage backends behind one interface."""
