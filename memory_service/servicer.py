@@ -136,6 +136,43 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             total_size=len(found),
         )
 
+    # Later issues implement these; until then they answer UNIMPLEMENTED,
+    # naming the RPC (the interceptor maps NotImplementedError).
+    async def ListPatterns(
+        self, request: memory_pb2.ListPatternsRequest, context: Context
+    ) -> memory_pb2.ListPatternsResponse:
+        raise NotImplementedError
+
+    async def CountPatterns(
+        self, request: memory_pb2.CountPatternsRequest, context: Context
+    ) -> memory_pb2.CountPatternsResponse:
+        raise NotImplementedError
+
+    async def SetContext(
+        self, request: memory_pb2.SetContextRequest, context: Context
+    ) -> memory_pb2.SetContextResponse:
+        raise NotImplementedError
+
+    async def GetContext(
+        self, request: memory_pb2.GetContextRequest, context: Context
+    ) -> memory_pb2.GetContextResponse:
+        raise NotImplementedError
+
+    async def DeleteContext(
+        self, request: memory_pb2.DeleteContextRequest, context: Context
+    ) -> memory_pb2.DeleteContextResponse:
+        raise NotImplementedError
+
+    async def PromoteContext(
+        self, request: memory_pb2.PromoteContextRequest, context: Context
+    ) -> memory_pb2.PromoteContextResponse:
+        raise NotImplementedError
+
+    async def ListAuditEvents(
+        self, request: memory_pb2.ListAuditEventsRequest, context: Context
+    ) -> memory_pb2.ListAuditEventsResponse:
+        raise NotImplementedError
+
 
 def _check_address(namespace: str, pattern_id: str) -> None:
     violations = namespace_violations(namespace) + pattern_id_violations(pattern_id, "pattern_id")

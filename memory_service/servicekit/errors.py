@@ -33,9 +33,7 @@ class ServiceError(Exception):
             holder = any_pb2.Any()
             holder.Pack(detail)
             packed.append(holder)
-        proto = status_pb2.Status(
-            code=self.code.value[0], message=self.message, details=packed
-        )
+        proto = status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
         status: grpc.Status = rpc_status.to_status(proto)
         return status
 
@@ -83,4 +81,3 @@ def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[
             detail.Unpack(bad_request)
             found.extend((v.field, v.description) for v in bad_request.field_violations)
     return found
-

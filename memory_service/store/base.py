@@ -25,9 +25,7 @@ class PutOutcome:
 class PatternStore(Protocol):
     """Durable, idempotent storage of patterns with text search."""
 
-    async def put(
-        self, namespace: str, pattern: memory_pb2.Pattern, replace: bool
-    ) -> PutOutcome:
+    async def put(self, namespace: str, pattern: memory_pb2.Pattern, replace: bool) -> PutOutcome:
         """Stores a pattern; the same pattern again is a no-op (deduped).
 
         Raises PatternConflictError for a different pattern under an existing

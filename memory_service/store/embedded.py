@@ -66,9 +66,7 @@ class EmbeddedStore:
             raise RuntimeError("store is not open")
         return self._db, self._index
 
-    async def put(
-        self, namespace: str, pattern: memory_pb2.Pattern, replace: bool
-    ) -> PutOutcome:
+    async def put(self, namespace: str, pattern: memory_pb2.Pattern, replace: bool) -> PutOutcome:
         def work() -> PutOutcome:
             db, index = self._conn()
             digest = fingerprint(pattern)
@@ -146,7 +144,8 @@ class EmbeddedStore:
     async def ping(self) -> bool:
         def work() -> bool:
             db, _ = self._conn()
-            return db.execute("SELECT 1").fetchone() == (1,)
+            row: tuple[int] | None = db.execute("SELECT 1").fetchone()
+            return row == (1,)
 
         return await self._run(work)
 

@@ -1,0 +1,78 @@
+"""`python -m executor_service`: serve the executor until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+import grpc
+
+from attune.executor.v1 import executor_pb2, executor_pb2_grpc
+from executor_service.delivery import PatternDeliverer
+from executor_service.local_index import LocalIndex
+from executor_service.memory_client import MemoryClient
+from executor_service.outbox import Outbox
+from executor_service.run_store import RunStore
+from executor_service.servicer import ExecutorServicer
+from executor_service.settings import ExecutorSettings
+from executor_service.templates.catalog import load_builtin
+from memory_service.servicekit.lifecycle import ManagedServer, RunningService
+from memory_service.servicekit.logging import configure_logging
+
+SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
+
+log = logging.getLogger("attune.executor")
+
+
+async def start(settings: ExecutorSettings) -> RunningService:
+    """Loads templates and runs, starts the outbox replay, starts serving."""
+    catalog = load_builtin()
+    runs = RunStore(settings.data_dir / "runs")
+    client = MemoryClient(
+        settings.memory_address, settings.memory_namespace, settings.memory_timeout_seconds
+    )
+    deliverer = PatternDeliverer(
+        Outbox(settings.data_dir / "outbox"), client, settings.data_dir / "outbox-rejected"
+    )
+    local_index = LocalIndex(settings.memory_namespace)
+    await asyncio.to_thread(local_index.rebuild, runs, catalog)
+    replay = asyncio.create_task(deliverer.replay_forever(settings.outbox_replay_interval_seconds))
+
+    def register(server: grpc.aio.Server) -> None:
+        servicer = ExecutorServicer(settings, catalog, runs, deliverer, local_index)
+        executor_pb2_grpc.add_ExecutorServiceServicer_to_server(servicer, server)
+
+    async def runs_writable() -> bool:
+        # The executor needs only its own disk; memory outages degrade, not fail.
+        return os.access(runs.root, os.W_OK)
+
+    async def stop_replay() -> None:
+        replay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await replay
+
+    managed = ManagedServer(settings, SERVICE_NAME, register, runs_writable)
+    await managed.start()
+    log.info(
+        "executor ready",
+        extra={"runs_dir": str(runs.root), "memory_address": settings.memory_address},
+    )
+    return RunningService(managed, stop_replay, client.close)
+
+
+async def serve(settings: ExecutorSettings) -> None:
+    """Serves until a termination signal, then drains."""
+    await (await start(settings)).serve_until_signal()
+
+
+def main() -> None:
+    """Console entry point."""
+    settings = ExecutorSettings()
+    configure_logging("executor", settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

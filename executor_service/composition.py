@@ -1,0 +1,110 @@
+"""Composing the agent team from a template's rules and resolved answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from executor_service.templates.models import (
+    TIER_LADDERS,
+    AgentRule,
+    Answer,
+    Template,
+    Tier,
+    TierStrategy,
+)
+
+
+@dataclass(frozen=True)
+class PlannedAgent:
+    """One agent of a team, placed in the dependency graph."""
+
+    role: str
+    strategy: TierStrategy
+    depends_on: tuple[str, ...]
+    stage: int
+    config: dict[str, str] = field(default_factory=dict)
+    success_criteria: tuple[str, ...] = ()
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """The tiers the agent tries, in order."""
+        return TIER_LADDERS[self.strategy]
+
+
+def _holds(required: Answer, answer: Answer | None) -> bool:
+    """Whether one required answer holds.
+
+    A multi-select answer holds if a required value is among those chosen
+    (a required list: any overlap); a scalar answer if it equals the
+    required value (a required list: any of them).
+    """
+    if answer is None:
+        return False
+    wanted = required if isinstance(required, list) else [required]
+    if isinstance(answer, list):
+        return any(value in answer for value in wanted)
+    return any(_same(answer, value) for value in wanted)
+
+
+def _same(answer: Answer, required: Answer) -> bool:
+    # bool is an int subclass: True must not equal 1 here.
+    if isinstance(answer, bool) or isinstance(required, bool):
+        return answer is required
+    return answer == required
+
+
+def rule_applies(rule: AgentRule, answers: dict[str, Answer]) -> bool:
+    """Whether every required answer of the rule holds."""
+    return all(_holds(required, answers.get(qid)) for qid, required in rule.when.items())
+
+
+def _as_text(answer: Answer) -> str:
+    if isinstance(answer, list):
+        return ",".join(answer)
+    if isinstance(answer, bool):
+        return "true" if answer else "false"
+    return f"{answer:g}" if isinstance(answer, float) else str(answer)
+
+
+def compose_team(
+    template: Template, answers: dict[str, Answer], strategy: TierStrategy | None = None
+) -> list[PlannedAgent]:
+    """The team in execution order: by stage, then by rule order.
+
+    Dependencies on roles that are not in the team are dropped: they only
+    order agents that are both present.
+    """
+    rules = [rule for rule in template.agent_rules if rule_applies(rule, answers)]
+    present = {rule.role for rule in rules}
+    stages: dict[str, int] = {}
+    pending = list(rules)
+    while pending:
+        placed = [
+            rule
+            for rule in pending
+            if all(dep in stages for dep in rule.depends_on if dep in present)
+        ]
+        if not placed:
+            cycle = sorted(rule.role for rule in pending)
+            raise ValueError(f"template {template.id!r} has a dependency cycle among {cycle}")
+        for rule in placed:
+            deps = [stages[dep] for dep in rule.depends_on if dep in present]
+            stages[rule.role] = 1 + max(deps) if deps else 0
+        pending = [rule for rule in pending if rule.role not in stages]
+    team = [
+        PlannedAgent(
+            role=rule.role,
+            strategy=strategy or rule.tier_strategy,
+            depends_on=tuple(dep for dep in rule.depends_on if dep in present),
+            stage=stages[rule.role],
+            config={
+                key: _as_text(answers[qid])
+                for key, qid in rule.config_mapping.items()
+                if qid in answers
+            },
+            success_criteria=tuple(rule.success_criteria),
+        )
+        for rule in rules
+    ]
+    order = {rule.role: index for index, rule in enumerate(rules)}
+    return sorted(team, key=lambda agent: (agent.stage, order[agent.role]))

@@ -1,0 +1,80 @@
+"""Getting run patterns to the memory service: now, or later from the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from attune.memory.v1 import memory_pb2
+from executor_service.memory_client import UNREACHABLE_CODES, MemoryClient
+from executor_service.outbox import Outbox
+
+log = logging.getLogger("attune.executor.delivery")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to a pattern."""
+
+    stored: bool
+    deduped: bool = False
+    reason: str = ""
+
+
+class PatternDeliverer:
+    """Queues each pattern durably, then offers it to the memory service."""
+
+    def __init__(self, outbox: Outbox, client: MemoryClient, rejected_dir: Path) -> None:
+        self.outbox = outbox
+        self.client = client
+        self._rejected_dir = rejected_dir
+        self._lock = asyncio.Lock()
+
+    async def deliver(self, pattern: memory_pb2.Pattern, remaining: float | None) -> Delivery:
+        """Queues the pattern, then tries to store it once."""
+        await asyncio.to_thread(self.outbox.put, pattern)
+        return await self._offer(pattern, remaining)
+
+    async def _offer(self, pattern: memory_pb2.Pattern, remaining: float | None) -> Delivery:
+        try:
+            response = await self.client.store(pattern, remaining)
+        except grpc.aio.AioRpcError as error:
+            reason = f"{error.code().name}: {error.details()}"
+            if error.code() not in UNREACHABLE_CODES:
+                # The memory service refused it; retrying would never succeed.
+                log.error("pattern rejected", extra={"pattern_id": pattern.id, "reason": reason})
+                await asyncio.to_thread(self._set_aside, pattern)
+            return Delivery(stored=False, reason=reason)
+        await asyncio.to_thread(self.outbox.remove, pattern.id)
+        return Delivery(stored=True, deduped=response.deduped)
+
+    def _set_aside(self, pattern: memory_pb2.Pattern) -> None:
+        self._rejected_dir.mkdir(parents=True, exist_ok=True)
+        (self._rejected_dir / f"{pattern.id}.pattern.pb").write_bytes(pattern.SerializeToString())
+        self.outbox.remove(pattern.id)
+
+    async def replay(self) -> int:
+        """Offers every queued pattern in order; stops at the first failure."""
+        async with self._lock:
+            delivered = 0
+            for pattern in await asyncio.to_thread(self.outbox.pending):
+                outcome = await self._offer(pattern, None)
+                if not outcome.stored:
+                    break
+                delivered += 1
+            if delivered:
+                log.info("outbox replayed", extra={"delivered": delivered})
+            return delivered
+
+    async def replay_forever(self, interval_seconds: float) -> None:
+        """Replays the outbox at a fixed interval until cancelled."""
+        while True:
+            try:
+                await self.replay()
+            except Exception:
+                log.exception("outbox replay failed")
+            await asyncio.sleep(interval_seconds)

@@ -1,0 +1,97 @@
+"""Answers to a template's form: conversion, validation and defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from attune.common.v1 import common_pb2
+from executor_service.templates.models import Answer, Question, QuestionType, Template
+
+Violation = tuple[str, str]
+
+_EXPECTED_KIND = {
+    QuestionType.TEXT: "string_value",
+    QuestionType.SINGLE_SELECT: "string_value",
+    QuestionType.MULTI_SELECT: "string_list_value",
+    QuestionType.BOOLEAN: "bool_value",
+    QuestionType.NUMBER: "number_value",
+}
+
+
+def from_form_value(value: common_pb2.FormValue) -> Answer | None:
+    """The Python value a FormValue carries; None if it carries nothing."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_list_value":
+        return list(value.string_list_value.values)
+    if kind is None:
+        return None
+    answer: Answer = getattr(value, kind)
+    return answer
+
+
+def to_form_value(answer: Answer) -> common_pb2.FormValue:
+    """A FormValue carrying the Python value."""
+    if isinstance(answer, bool):
+        return common_pb2.FormValue(bool_value=answer)
+    if isinstance(answer, int | float):
+        return common_pb2.FormValue(number_value=float(answer))
+    if isinstance(answer, str):
+        return common_pb2.FormValue(string_value=answer)
+    return common_pb2.FormValue(string_list_value=common_pb2.StringList(values=list(answer)))
+
+
+def _check(question: Question, value: common_pb2.FormValue) -> str | None:
+    """Why the value does not answer the question; None if it does."""
+    kind = value.WhichOneof("kind")
+    expected = _EXPECTED_KIND[question.type]
+    if kind != expected:
+        got = kind or "no value"
+        return f"expects a {question.type.value} answer ({expected}), got {got}"
+    if question.type is QuestionType.TEXT and question.required and not value.string_value.strip():
+        return "must not be empty"
+    if question.type is QuestionType.SINGLE_SELECT and value.string_value not in question.options:
+        return f"{value.string_value!r} is not an option; choose one of {question.options}"
+    if question.type is QuestionType.MULTI_SELECT:
+        chosen = list(value.string_list_value.values)
+        unknown = [option for option in chosen if option not in question.options]
+        if unknown:
+            return f"{unknown} not among the options {question.options}"
+        if len(set(chosen)) != len(chosen):
+            return "an option is chosen more than once"
+    if question.type is QuestionType.NUMBER:
+        number = value.number_value
+        if number != number:  # NaN compares unequal to itself.
+            return "must be a number, not NaN"
+        if question.min is not None and number < question.min:
+            return f"{number:g} is below the minimum {question.min:g}"
+        if question.max is not None and number > question.max:
+            return f"{number:g} is above the maximum {question.max:g}"
+    return None
+
+
+def resolve_answers(
+    template: Template, answers: Mapping[str, common_pb2.FormValue]
+) -> tuple[dict[str, Answer], list[Violation]]:
+    """The answers with defaults applied, and every violation at once.
+
+    Each violation's field is the question id.
+    """
+    violations: list[Violation] = []
+    known = {question.id for question in template.questions}
+    for question_id in sorted(set(answers) - known):
+        violations.append((question_id, f"unknown question; the form asks {sorted(known)}"))
+    resolved: dict[str, Answer] = {}
+    for question in template.questions:
+        if question.id in answers:
+            problem = _check(question, answers[question.id])
+            if problem:
+                violations.append((question.id, problem))
+                continue
+            value = from_form_value(answers[question.id])
+            if value is not None:
+                resolved[question.id] = value
+        elif question.default is not None:
+            resolved[question.id] = question.default
+        elif question.required:
+            violations.append((question.id, "required: answer this question"))
+    return resolved, violations

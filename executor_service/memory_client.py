@@ -1,0 +1,104 @@
+"""The executor's client of the memory service.
+
+Every call has a deadline: the configured one, capped by what remains of the
+caller's own. Idempotent RPCs retry on UNAVAILABLE through the gRPC service
+config, never in hand-written loops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import grpc
+
+from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+
+log = logging.getLogger("attune.executor.memory")
+
+_IDEMPOTENT = ("StorePattern", "GetPattern", "SearchPatterns", "ListPatterns", "CountPatterns")
+
+SERVICE_CONFIG = {
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "attune.memory.v1.MemoryService", "method": m} for m in _IDEMPOTENT
+            ],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+# Codes meaning "the memory service could not answer", as opposed to "it
+# answered no": only these send a search to the local fallback.
+UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class MemoryClient:
+    """One channel to the memory service, and the last outcome seen on it."""
+
+    def __init__(self, address: str, namespace: str, timeout_seconds: float) -> None:
+        self.address = address
+        self.namespace = namespace
+        self.timeout_seconds = timeout_seconds
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+                ("grpc.enable_retries", 1),
+                ("grpc.keepalive_time_ms", 30_000),
+            ],
+        )
+        self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
+        self.reachable: bool | None = None
+        self.last_error = ""
+
+    def deadline(self, remaining: float | None) -> float:
+        """The timeout of one call: configured, capped by the caller's remainder."""
+        if remaining is None:
+            return self.timeout_seconds
+        return max(0.0, min(self.timeout_seconds, remaining - 0.05))
+
+    def _record(self, error: grpc.aio.AioRpcError | None) -> None:
+        if error is None:
+            self.reachable = True
+            return
+        if error.code() in UNREACHABLE_CODES:
+            self.reachable = False
+        self.last_error = f"{error.code().name}: {error.details()}"
+
+    async def store(
+        self, pattern: memory_pb2.Pattern, remaining: float | None = None
+    ) -> memory_pb2.StorePatternResponse:
+        """Stores a pattern in the executor's namespace."""
+        request = memory_pb2.StorePatternRequest(namespace=self.namespace, pattern=pattern)
+        try:
+            response = await self._stub.StorePattern(request, timeout=self.deadline(remaining))
+        except grpc.aio.AioRpcError as error:
+            self._record(error)
+            raise
+        self._record(None)
+        return response
+
+    async def search(
+        self, request: memory_pb2.SearchPatternsRequest, remaining: float | None = None
+    ) -> memory_pb2.SearchPatternsResponse:
+        """Searches the executor's namespace."""
+        request.namespace = self.namespace
+        try:
+            response = await self._stub.SearchPatterns(request, timeout=self.deadline(remaining))
+        except grpc.aio.AioRpcError as error:
+            self._record(error)
+            raise
+        self._record(None)
+        return response
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self._channel.close()

@@ -1,0 +1,104 @@
+"""Run directories: the durable, human-readable record of every run.
+
+A run is written to a temporary directory, every file and the directory are
+fsynced, and only then is it renamed into place, so a reader sees a whole
+run or none, also after a crash mid-write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from ulid import ULID
+
+from attune.executor.v1 import executor_pb2
+from executor_service.report import render_report
+
+RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-z]{26}")
+_STAGING = ".staging"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A unique id that sorts by creation time: UTC second, then a ULID."""
+    moment = now or datetime.now(UTC)
+    return f"{moment:%Y%m%d-%H%M%S}-{str(ULID.from_datetime(moment)).lower()}"
+
+
+def _to_json(message: Any) -> str:
+    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2) + "\n"
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class RunStore:
+    """Run directories under one root, named by run id."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Leftovers of writes interrupted by a crash are never visible runs.
+        shutil.rmtree(self.root / _STAGING, ignore_errors=True)
+
+    def persist(self, run: executor_pb2.Run, config: dict[str, Any]) -> Path:
+        """Writes the run directory atomically and durably; returns its path."""
+        final = self.root / run.run_id
+        run.run_dir = str(final.resolve())
+        staging = self.root / _STAGING / run.run_id
+        staging.mkdir(parents=True)
+        answers = {key: json_format.MessageToDict(value) for key, value in run.answers.items()}
+        files = {
+            "config.json": json.dumps(config, indent=2, sort_keys=True) + "\n",
+            "form_responses.json": json.dumps(answers, indent=2, sort_keys=True) + "\n",
+            "agents.json": json.dumps(
+                [
+                    json_format.MessageToDict(agent, preserving_proto_field_name=True)
+                    for agent in run.agents
+                ],
+                indent=2,
+            )
+            + "\n",
+            "result.json": _to_json(run),
+            "report.md": render_report(run),
+        }
+        for name, text in files.items():
+            _write_synced(staging / name, text)
+        _fsync_dir(staging)
+        os.rename(staging, final)
+        _fsync_dir(self.root)
+        return final
+
+    def load(self, run_id: str) -> executor_pb2.Run | None:
+        """The run, or None if no finished run has that id."""
+        if not RUN_ID_PATTERN.fullmatch(run_id):
+            return None
+        path = self.root / run_id / "result.json"
+        if not path.is_file():
+            return None
+        return json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
+
+    def run_ids(self) -> list[str]:
+        """Every finished run's id, newest first."""
+        return sorted(
+            (entry.name for entry in self.root.iterdir() if RUN_ID_PATTERN.fullmatch(entry.name)),
+            reverse=True,
+        )

@@ -1,0 +1,1 @@
+"""Runners execute one agent attempt at one tier."""

@@ -1,0 +1,82 @@
+"""The simulated runner: deterministic outcomes from a seed.
+
+Nothing here is model output. Every outcome is labelled `simulated`, its
+model is named `simulated-<tier>`, and the same seed replays the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from dataclasses import dataclass
+
+from executor_service.composition import PlannedAgent
+from executor_service.runners.base import AttemptOutcome
+from executor_service.templates.models import Tier
+
+# US dollars per million (input, output) tokens, priced like the real tiers
+# they stand in for, so simulated cost accounting has realistic magnitudes.
+SIMULATED_PRICES: dict[Tier, tuple[float, float]] = {
+    Tier.CHEAP: (1.0, 5.0),
+    Tier.CAPABLE: (3.0, 15.0),
+    Tier.PREMIUM: (15.0, 75.0),
+}
+
+# Typical tokens of one attempt: (input low, input high, output low, output high).
+TYPICAL_TOKENS = (1_200, 4_000, 200, 1_200)
+
+
+@dataclass(frozen=True)
+class SimulationProfile:
+    """The knobs of the simulation."""
+
+    success_probability: dict[Tier, float]
+    latency_seconds: float = 0.0
+
+
+DEFAULT_PROFILE = SimulationProfile(
+    success_probability={Tier.CHEAP: 0.75, Tier.CAPABLE: 0.9, Tier.PREMIUM: 0.98}
+)
+
+
+def attempt_cost(tier: Tier, input_tokens: int, output_tokens: int) -> float:
+    """The cost of an attempt from its token usage."""
+    input_price, output_price = SIMULATED_PRICES[tier]
+    return (input_tokens * input_price + output_tokens * output_price) / 1_000_000
+
+
+class SimulatedRunner:
+    """Outcomes drawn from a random stream keyed by (seed, role, attempt)."""
+
+    name = "simulated"
+
+    def __init__(self, seed: int, profile: SimulationProfile = DEFAULT_PROFILE) -> None:
+        self.seed = seed
+        self._profile = profile
+
+    def _rng(self, role: str, number: int, tier: Tier) -> random.Random:
+        key = f"{self.seed}:{role}:{number}:{tier.value}".encode()
+        return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
+
+    async def attempt(self, agent: PlannedAgent, tier: Tier, number: int) -> AttemptOutcome:
+        if self._profile.latency_seconds:
+            await asyncio.sleep(self._profile.latency_seconds)
+        rng = self._rng(agent.role, number, tier)
+        low_in, high_in, low_out, high_out = TYPICAL_TOKENS
+        input_tokens = rng.randint(low_in, high_in)
+        output_tokens = rng.randint(low_out, high_out)
+        succeeded = rng.random() < self._profile.success_probability[tier]
+        criteria = dict.fromkeys(agent.success_criteria, True)
+        if not succeeded and criteria:
+            criteria[rng.choice(sorted(criteria))] = False
+        unmet = [name for name, met in criteria.items() if not met]
+        verdict = "met every criterion" if not unmet else f"did not meet: {', '.join(unmet)}"
+        return AttemptOutcome(
+            model=f"simulated-{tier.value}",
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=attempt_cost(tier, input_tokens, output_tokens),
+            criteria=criteria,
+            output=f"[simulated] {agent.role} at tier {tier.value}: {verdict}",
+        )

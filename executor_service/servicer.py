@@ -1,0 +1,421 @@
+"""The ExecutorService RPCs. RPCs not listed here answer UNIMPLEMENTED."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from attune.common.v1 import common_pb2
+from attune.executor.v1 import executor_pb2, executor_pb2_grpc
+from attune.memory.v1 import memory_pb2
+from executor_service import __version__
+from executor_service.composition import PlannedAgent, compose_team
+from executor_service.convert import (
+    RUNNER_NAMES,
+    STRATEGY_FROM_PROTO,
+    STRATEGY_TO_PROTO,
+    TIER_TO_PROTO,
+)
+from executor_service.delivery import PatternDeliverer
+from executor_service.engine import TeamExecution
+from executor_service.estimate import estimate_cost
+from executor_service.forms import resolve_answers, to_form_value
+from executor_service.local_index import LocalIndex
+from executor_service.memory_client import UNREACHABLE_CODES
+from executor_service.patterns import run_to_pattern
+from executor_service.run_store import RunStore, new_run_id
+from executor_service.runners.simulated import DEFAULT_PROFILE, SimulatedRunner, SimulationProfile
+from executor_service.settings import ExecutorSettings
+from executor_service.templates.catalog import Catalog
+from executor_service.templates.models import Template, TierStrategy
+from executor_service.templates.proto import template_to_proto
+from memory_service.search.query import QueryError, Term, parse_query
+from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found, unavailable
+from memory_service.servicekit.paging import decode_token, encode_token, page_bounds
+
+log = logging.getLogger("attune.executor")
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_RUN_FINAL_STATUS = {True: executor_pb2.RUN_STATUS_SUCCEEDED, False: executor_pb2.RUN_STATUS_FAILED}
+
+
+class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
+    """Runs workflows and answers for their runs."""
+
+    def __init__(
+        self,
+        settings: ExecutorSettings,
+        catalog: Catalog,
+        runs: RunStore,
+        deliverer: PatternDeliverer,
+        local_index: LocalIndex,
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._runs = runs
+        self._deliverer = deliverer
+        self._local_index = local_index
+        self._memory = deliverer.client
+
+    # --- templates -----------------------------------------------------------
+
+    def _template(self, template_id: str) -> Template:
+        if not template_id:
+            raise invalid_argument([("template_id", "required")])
+        template = self._catalog.get(template_id)
+        if template is None:
+            known = ", ".join(t.id for t in self._catalog.all())
+            raise not_found(
+                "template", template_id, f"unknown template {template_id!r}; known: {known}"
+            )
+        return template
+
+    async def ListTemplates(
+        self, request: executor_pb2.ListTemplatesRequest, context: Context
+    ) -> executor_pb2.ListTemplatesResponse:
+        size = page_bounds(request.page_size, 50, 200)
+        offset = decode_token(request.page_token, "templates")
+        templates = self._catalog.all()
+        page = templates[offset : offset + size]
+        more = offset + size < len(templates)
+        return executor_pb2.ListTemplatesResponse(
+            templates=[template_to_proto(t) for t in page],
+            next_page_token=encode_token(offset + size, "templates") if more else "",
+        )
+
+    async def GetTemplate(
+        self, request: executor_pb2.GetTemplateRequest, context: Context
+    ) -> executor_pb2.GetTemplateResponse:
+        return executor_pb2.GetTemplateResponse(
+            template=template_to_proto(self._template(request.template_id))
+        )
+
+    # --- planning and running --------------------------------------------------
+
+    def _plan(
+        self,
+        template_id: str,
+        answers: Any,
+        strategy: common_pb2.TierStrategy.ValueType,
+    ) -> tuple[Template, dict[str, Any], list[PlannedAgent]]:
+        template = self._template(template_id)
+        resolved, violations = resolve_answers(template, answers)
+        if violations:
+            raise invalid_argument(
+                violations,
+                f"{len(violations)} invalid answer(s) for template {template.id!r}: "
+                + "; ".join(f"{field}: {text}" for field, text in violations),
+            )
+        if strategy == common_pb2.TIER_STRATEGY_LEARNED:
+            raise ServiceError(
+                grpc.StatusCode.UNIMPLEMENTED, "the learned tier strategy is not implemented yet"
+            )
+        override: TierStrategy | None = STRATEGY_FROM_PROTO.get(strategy)
+        return template, resolved, compose_team(template, resolved, override)
+
+    async def PlanWorkflow(
+        self, request: executor_pb2.PlanWorkflowRequest, context: Context
+    ) -> executor_pb2.PlanWorkflowResponse:
+        _, resolved, team = self._plan(request.template_id, request.answers, request.tier_strategy)
+        low, high = estimate_cost(team)
+        return executor_pb2.PlanWorkflowResponse(
+            resolved_answers={key: to_form_value(value) for key, value in resolved.items()},
+            team=[_planned_to_proto(agent) for agent in team],
+            estimated_cost=common_pb2.CostRange(min_usd=low, max_usd=high),
+        )
+
+    def _runner(self, request: executor_pb2.RunWorkflowRequest) -> SimulatedRunner:
+        name = RUNNER_NAMES.get(request.runner, self._settings.runner)
+        if name != "simulated":
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"runner {name!r} is not configured on this executor; available: simulated",
+            )
+        seed = request.seed if request.HasField("seed") else secrets.randbits(63)
+        profile = SimulationProfile(
+            DEFAULT_PROFILE.success_probability, self._settings.simulated_latency_ms / 1000
+        )
+        return SimulatedRunner(seed, profile)
+
+    async def RunWorkflow(
+        self, request: executor_pb2.RunWorkflowRequest, context: Context
+    ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
+        template, resolved, team = self._plan(
+            request.template_id, request.answers, request.tier_strategy
+        )
+        runner = self._runner(request)
+        started = time.perf_counter()
+        run = executor_pb2.Run(
+            run_id=new_run_id(),
+            template_id=template.id,
+            template_version=template.version,
+            status=executor_pb2.RUN_STATUS_RUNNING,
+            runner=common_pb2.RUNNER_SIMULATED,
+            seed=runner.seed,
+            answers={key: to_form_value(value) for key, value in resolved.items()},
+        )
+        run.create_time.GetCurrentTime()
+        events: asyncio.Queue[executor_pb2.RunWorkflowResponse | None] = asyncio.Queue()
+        sequence = 0
+
+        def event(field: str, message: Message) -> executor_pb2.RunWorkflowResponse:
+            nonlocal sequence
+            sequence += 1
+            response = executor_pb2.RunWorkflowResponse(run_id=run.run_id, sequence=sequence)
+            response.event_time.GetCurrentTime()
+            getattr(response, field).CopyFrom(message)
+            return response
+
+        async def emit(field: str, message: Message) -> None:
+            await events.put(event(field, message))
+
+        log.info("run started", extra={"run_id": run.run_id, "template_id": template.id})
+        yield event(
+            "run_started",
+            executor_pb2.RunStarted(
+                team=[_planned_to_proto(agent) for agent in team],
+                runner=run.runner,
+                seed=runner.seed,
+            ),
+        )
+        execution = TeamExecution(team, runner, self._settings.max_concurrent_agents, emit)
+        task = asyncio.create_task(execution.run())
+        task.add_done_callback(lambda _: events.put_nowait(None))
+        try:
+            while (item := await events.get()) is not None:
+                yield item
+            agents = await task
+        except asyncio.CancelledError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            run.status = executor_pb2.RUN_STATUS_CANCELLED
+            run.agents.extend(execution.results[agent.role] for agent in team)
+            # The caller is gone, but the run is still recorded, as cancelled.
+            await asyncio.shield(
+                self._finish(run, template, describe_config(run, team), started, None)
+            )
+            log.info("run cancelled", extra={"run_id": run.run_id})
+            raise
+        run.agents.extend(agents)
+        run.status = _RUN_FINAL_STATUS[
+            all(a.status == executor_pb2.AGENT_STATUS_SUCCEEDED for a in agents)
+        ]
+        for name, message in await self._finish(
+            run, template, describe_config(run, team), started, context.time_remaining()
+        ):
+            yield event(name, message)
+        yield event("run_finished", executor_pb2.RunFinished(run=run))
+
+    async def _finish(
+        self,
+        run: executor_pb2.Run,
+        template: Template,
+        run_config: dict[str, Any],
+        started: float,
+        remaining: float | None,
+    ) -> list[tuple[str, Message]]:
+        """Totals, persists, queues and offers the pattern; returns the events."""
+        run.total_cost_usd = sum(agent.cost_usd for agent in run.agents)
+        run.total_duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
+        run.finish_time.GetCurrentTime()
+        path = await asyncio.to_thread(self._runs.persist, run, run_config)
+        events: list[tuple[str, Message]] = [
+            ("run_persisted", executor_pb2.RunPersisted(run_dir=str(path)))
+        ]
+        pattern = run_to_pattern(run, template)
+        self._local_index.add(pattern)
+        delivery = await self._deliverer.deliver(pattern, remaining)
+        if delivery.stored:
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_STORED
+            events.append(
+                (
+                    "pattern_stored",
+                    executor_pb2.PatternStored(pattern_id=pattern.id, deduped=delivery.deduped),
+                )
+            )
+        else:
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_QUEUED
+            events.append(
+                (
+                    "pattern_queued",
+                    executor_pb2.PatternQueued(pattern_id=pattern.id, reason=delivery.reason),
+                )
+            )
+        log.info(
+            "run finished",
+            extra={
+                "run_id": run.run_id,
+                "status": executor_pb2.RunStatus.Name(run.status),
+                "pattern": "stored" if delivery.stored else "queued",
+            },
+        )
+        return events
+
+    # --- reading runs ----------------------------------------------------------
+
+    async def GetRun(
+        self, request: executor_pb2.GetRunRequest, context: Context
+    ) -> executor_pb2.GetRunResponse:
+        if not request.run_id:
+            raise invalid_argument([("run_id", "required")])
+        run = await asyncio.to_thread(self._runs.load, request.run_id)
+        if run is None:
+            raise not_found("run", request.run_id)
+        queued = (self._deliverer.outbox.root / f"{run.run_id}.pattern.pb").exists()
+        run.pattern_delivery = (
+            executor_pb2.PATTERN_DELIVERY_QUEUED if queued else executor_pb2.PATTERN_DELIVERY_STORED
+        )
+        return executor_pb2.GetRunResponse(run=run)
+
+    async def SearchRuns(
+        self, request: executor_pb2.SearchRunsRequest, context: Context
+    ) -> executor_pb2.SearchRunsResponse:
+        if request.filter:
+            raise ServiceError(
+                grpc.StatusCode.UNIMPLEMENTED, "SearchRuns does not support filter yet"
+            )
+        if not request.query.strip():
+            raise invalid_argument([("query", "required: give words to search for")])
+        try:
+            terms = parse_query(request.query)
+        except QueryError as error:
+            raise invalid_argument([("query", str(error))]) from None
+        limit = page_bounds(request.page_size, 10, 100)
+        mode = request.mode or executor_pb2.SEARCH_RUNS_MODE_AUTO
+        if mode == executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES:
+            return self._local_answer(terms, limit, degraded_reason="")
+        try:
+            response = await self._memory.search(
+                memory_pb2.SearchPatternsRequest(
+                    query=request.query,
+                    page_size=limit,
+                    explain=request.explain,
+                    disable_query_understanding=request.disable_query_understanding,
+                ),
+                context.time_remaining(),
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in UNREACHABLE_CODES:
+                raise ServiceError(error.code(), f"memory service: {error.details()}") from None
+            if mode == executor_pb2.SEARCH_RUNS_MODE_MEMORY:
+                raise unavailable(f"memory service unreachable: {error.details()}") from None
+            reason = (
+                f"memory service unreachable ({error.code().name}); answered from local run files"
+            )
+            return self._local_answer(terms, limit, degraded_reason=reason)
+        hits = [_hit(result.pattern, result.score) for result in response.results]
+        source = executor_pb2.SEARCH_SOURCE_MEMORY
+        if mode == executor_pb2.SEARCH_RUNS_MODE_HYBRID:
+            seen = {hit.run_id for hit in hits}
+            hits += [
+                _hit(p, s) for p, s in self._local_index.search(terms, limit) if p.id not in seen
+            ][: max(0, limit - len(hits))]
+            source = executor_pb2.SEARCH_SOURCE_HYBRID
+        return executor_pb2.SearchRunsResponse(
+            hits=hits, source=source, applied_filter=response.applied_filter
+        )
+
+    def _local_answer(
+        self, terms: list[Term], limit: int, degraded_reason: str
+    ) -> executor_pb2.SearchRunsResponse:
+        return executor_pb2.SearchRunsResponse(
+            hits=[_hit(p, s) for p, s in self._local_index.search(terms, limit)],
+            source=executor_pb2.SEARCH_SOURCE_LOCAL_FILES,
+            degraded=bool(degraded_reason),
+            degraded_reason=degraded_reason,
+        )
+
+    async def GetStatus(
+        self, request: executor_pb2.GetStatusRequest, context: Context
+    ) -> executor_pb2.GetStatusResponse:
+        outbox = self._deliverer.outbox
+        depth, oldest = await asyncio.to_thread(
+            lambda: (outbox.depth(), outbox.oldest_age_seconds())
+        )
+        status = executor_pb2.GetStatusResponse(
+            memory_reachable=bool(self._memory.reachable),
+            memory_address=self._memory.address,
+            outbox_depth=depth,
+            last_memory_error=self._memory.last_error,
+            run_count=len(await asyncio.to_thread(self._runs.run_ids)),
+            version=__version__,
+        )
+        if oldest is not None:
+            status.oldest_queued_age.FromNanoseconds(int(oldest * 1e9))
+        return status
+
+    # Later issues implement these; until then they answer UNIMPLEMENTED,
+    # naming the RPC (the interceptor maps NotImplementedError).
+    async def ListRuns(
+        self, request: executor_pb2.ListRunsRequest, context: Context
+    ) -> executor_pb2.ListRunsResponse:
+        raise NotImplementedError
+
+    async def GetAnalytics(
+        self, request: executor_pb2.GetAnalyticsRequest, context: Context
+    ) -> executor_pb2.GetAnalyticsResponse:
+        raise NotImplementedError
+
+    async def GetRecommendations(
+        self, request: executor_pb2.GetRecommendationsRequest, context: Context
+    ) -> executor_pb2.GetRecommendationsResponse:
+        raise NotImplementedError
+
+
+def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str, Any]:
+    """config.json of a run: what was run, how, and by which runner."""
+    return {
+        "run_id": run.run_id,
+        "template_id": run.template_id,
+        "template_version": run.template_version,
+        "runner": RUNNER_NAMES[run.runner],
+        "seed": run.seed,
+        "created": datetime.now(UTC).isoformat(),
+        "team": [
+            {
+                "role": agent.role,
+                "tier_strategy": agent.strategy.value,
+                "tiers": [tier.value for tier in agent.tiers],
+                "depends_on": list(agent.depends_on),
+                "stage": agent.stage,
+                "config": agent.config,
+            }
+            for agent in team
+        ],
+    }
+
+
+def _planned_to_proto(agent: PlannedAgent) -> executor_pb2.PlannedAgent:
+    return executor_pb2.PlannedAgent(
+        role=agent.role,
+        tier_strategy=STRATEGY_TO_PROTO[agent.strategy],
+        first_tier=TIER_TO_PROTO[agent.tiers[0]],
+        depends_on=agent.depends_on,
+        stage=agent.stage,
+        config=agent.config,
+    )
+
+
+def _hit(pattern: memory_pb2.Pattern, score: float) -> executor_pb2.RunHit:
+    hit = executor_pb2.RunHit(
+        run_id=pattern.run_id or pattern.id,
+        template_id=pattern.template_id,
+        success=pattern.success,
+        total_cost_usd=pattern.total_cost_usd,
+        score=score,
+        summary=pattern.content,
+        runner=pattern.runner,
+    )
+    hit.create_time.CopyFrom(pattern.create_time)
+    return hit

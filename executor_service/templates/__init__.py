@@ -1,0 +1,1 @@
+"""Workflow templates: their model and the built-in catalog."""

@@ -1,0 +1,42 @@
+"""Opaque page tokens bound to the query they page through."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+
+from memory_service.servicekit.errors import invalid_argument
+
+
+def _query_key(query: str) -> str:
+    return hashlib.sha256(query.encode()).hexdigest()[:16]
+
+
+def encode_token(offset: int, query: str) -> str:
+    """A token for the page starting at offset, valid only for the same query."""
+    raw = json.dumps({"o": offset, "q": _query_key(query)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, query: str) -> int:
+    """The offset a token points at; INVALID_ARGUMENT if foreign or for another query."""
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset = int(data["o"])
+        bound_to = str(data["q"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise invalid_argument([("page_token", "not a token this service issued")]) from None
+    if bound_to != _query_key(query) or offset < 0:
+        raise invalid_argument([("page_token", "was issued for a different query")])
+    return offset
+
+
+def page_bounds(page_size: int, default: int, maximum: int) -> int:
+    """The effective page size; INVALID_ARGUMENT when out of range."""
+    if page_size < 0:
+        raise invalid_argument([("page_size", "must not be negative")])
+    return min(page_size or default, maximum)
