@@ -9,6 +9,7 @@ UNIMPLEMENTED naming the RPC, anything else as INTERNAL without a traceback.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -23,7 +24,9 @@ from memory_service.servicekit.logging import request_id_var, trace_id_var
 log = logging.getLogger("attune.rpc")
 
 UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+StreamBehavior = Callable[
+    [Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any] | Awaitable[None]
+]
 
 # Probes call these constantly; their lines go to debug.
 _QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -115,8 +118,13 @@ def _wrap_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
         call = _Call(method, context.invocation_metadata())
         call.enter()
         try:
-            async for response in behavior(request, context):
-                yield response
+            responses = behavior(request, context)
+            if inspect.isawaitable(responses):
+                # A handler that streams with context.write() instead of yield.
+                await responses
+            else:
+                async for response in responses:
+                    yield response
         except BaseException as error:
             if _is_passthrough(error):
                 call.code = _code_after(error, context)

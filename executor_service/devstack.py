@@ -1,0 +1,173 @@
+"""Both services as child processes: `make serve`, `make run` and e2e tests.
+
+`python -m executor_service.devstack` serves the memory service and the
+executor on the embedded store in the foreground until Ctrl-C or SIGTERM,
+then stops both gracefully.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+EXECUTOR_SERVICE = "attune.executor.v1.ExecutorService"
+MEMORY_SERVICE = "attune.memory.v1.MemoryService"
+
+
+class ServiceProcess:
+    """One service running as `python -m <module>`, configured by environment."""
+
+    def __init__(
+        self,
+        module: str,
+        service_name: str,
+        prefix: str,
+        settings: Mapping[str, str],
+        state_dir: Path,
+        log: IO[str] | None = None,
+    ) -> None:
+        self.module = module
+        self.service_name = service_name
+        self.port_file = state_dir / f"{module}.port"
+        self._env = {**os.environ, **{prefix + key: value for key, value in settings.items()}}
+        self._env[prefix + "PORT_FILE"] = str(self.port_file)
+        self._log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        """host:port of the running service."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServiceProcess:
+        """Starts the process and returns once its readiness check is SERVING."""
+        self.port_file.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self._env, stderr=self._log or None
+        )
+        deadline = time.monotonic() + timeout
+        # The server writes its port file only once it is bound and serving.
+        while not self.port_file.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited with code {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.module} did not start within {timeout} s")
+            time.sleep(0.02)
+        self.port = int(self.port_file.read_text())
+        self.wait_serving(max(1.0, deadline - time.monotonic()))
+        return self
+
+    def health(self, service: str, timeout: float = 5.0) -> int:
+        """The health status of `service` ("" is liveness)."""
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            response = stub.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout, wait_for_ready=True
+            )
+            return int(response.status)
+
+    def wait_serving(self, timeout: float) -> None:
+        """Blocks on the health Watch stream until readiness is SERVING."""
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            watch = stub.Watch(
+                health_pb2.HealthCheckRequest(service=self.service_name),
+                timeout=timeout,
+                wait_for_ready=True,
+            )
+            for update in watch:
+                if update.status == health_pb2.HealthCheckResponse.SERVING:
+                    watch.cancel()
+                    return
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then waits for the exit code; SIGKILL if it overstays."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL, for cleanup after a failure."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def memory_process(
+    data_dir: Path, port: int = 0, log: IO[str] | None = None, **extra: str
+) -> ServiceProcess:
+    """A memory service on the embedded store under data_dir."""
+    settings = {"PORT": str(port), "DATA_DIR": str(data_dir / "memory"), **extra}
+    return ServiceProcess("memory_service", MEMORY_SERVICE, "MEMORY_", settings, data_dir, log)
+
+
+def executor_process(
+    data_dir: Path, memory_address: str, port: int = 0, log: IO[str] | None = None, **extra: str
+) -> ServiceProcess:
+    """An executor under data_dir that stores patterns at memory_address."""
+    settings = {
+        "PORT": str(port),
+        "DATA_DIR": str(data_dir / "executor"),
+        "MEMORY_ADDRESS": memory_address,
+        **extra,
+    }
+    return ServiceProcess("executor_service", EXECUTOR_SERVICE, "EXECUTOR_", settings, data_dir, log)
+
+
+def main() -> int:
+    """Serves both services until Ctrl-C or SIGTERM; 0 if both stopped cleanly."""
+    data_dir = Path(os.environ.get("ATTUNE_DATA_DIR", ".attune-data")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    memory_port = int(os.environ.get("MEMORY_PORT", "50052"))
+    executor_port = int(os.environ.get("EXECUTOR_PORT", "50051"))
+    memory = memory_process(data_dir, memory_port)
+    # Blocked signals queue up for sigtimedwait instead of interrupting; the
+    # mask is set after the children start so they do not inherit it.
+    executor: ServiceProcess | None = None
+    watched = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+    try:
+        memory.start()
+        executor = executor_process(data_dir, memory.address, executor_port)
+        executor.start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+        print(
+            f"serving: executor {executor.address}, memory {memory.address} "
+            f"(data in {data_dir}); Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        while True:
+            received = signal.sigtimedwait(watched, 1.0)
+            if received is not None and received.si_signo != signal.SIGCHLD:
+                break
+            for service in (executor, memory):
+                if service.process is not None and service.process.poll() is not None:
+                    print(f"{service.module} exited unexpectedly", file=sys.stderr)
+                    return 1
+        codes = [executor.terminate(), memory.terminate()]  # Executor first: it calls memory.
+        print(f"stopped (exit codes {codes})", file=sys.stderr)
+        return 0 if codes == [0, 0] else 1
+    finally:
+        if executor is not None:
+            executor.kill()
+        memory.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
