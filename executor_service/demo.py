@@ -34,7 +34,8 @@ def describe(event: executor_pb2.RunWorkflowResponse) -> str | None:
     kind = event.WhichOneof("event")
     if kind == "run_started":
         team = ", ".join(agent.role for agent in event.run_started.team)
-        return f"  run {event.run_id} started (runner=simulated, seed {event.run_started.seed}): {team}"
+        seed = event.run_started.seed
+        return f"  run {event.run_id} started (runner=simulated, seed {seed}): {team}"
     if kind == "attempt_finished":
         attempt = event.attempt_finished.attempt
         verdict = "ok" if attempt.success else f"failed ({attempt.error})"
@@ -53,7 +54,7 @@ def describe(event: executor_pb2.RunWorkflowResponse) -> str | None:
     return None
 
 
-async def run_workflow(stub: executor_pb2_grpc.ExecutorServiceStub) -> executor_pb2.Run:
+async def run_workflow(stub: executor_pb2_grpc.ExecutorServiceAsyncStub) -> executor_pb2.Run:
     """Runs python_package_publish, printing progress; returns the run."""
     request = executor_pb2.RunWorkflowRequest(
         template_id="python_package_publish",
@@ -68,7 +69,9 @@ async def run_workflow(stub: executor_pb2_grpc.ExecutorServiceStub) -> executor_
 
 
 async def search(
-    stub: executor_pb2_grpc.ExecutorServiceStub, run_id: str, expected: int
+    stub: executor_pb2_grpc.ExecutorServiceAsyncStub,
+    run_id: str,
+    expected: executor_pb2.SearchSource.ValueType,
 ) -> None:
     """Searches, prints the answer, and checks the run was found by `expected`."""
     response = await stub.SearchRuns(executor_pb2.SearchRunsRequest(query=QUERY), timeout=10)
@@ -107,9 +110,10 @@ def main() -> int:
     DEMO_DIR.mkdir(parents=True)
     data_dir = DEMO_DIR.resolve()
     say(f"Attune services demo (data and service logs in {data_dir})")
-    with (data_dir / "memory.log").open("w") as memory_log, (
-        data_dir / "executor.log"
-    ).open("w") as executor_log:
+    with (
+        (data_dir / "memory.log").open("w") as memory_log,
+        (data_dir / "executor.log").open("w") as executor_log,
+    ):
         memory = memory_process(data_dir, log=memory_log)
         executor: ServiceProcess | None = None
         try:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -70,7 +70,7 @@ class ServiceProcess:
     def health(self, service: str, timeout: float = 5.0) -> int:
         """The health status of `service` ("" is liveness)."""
         with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+            stub: Any = health_pb2_grpc.HealthStub(channel)  # Its type stubs list no methods.
             response = stub.Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout, wait_for_ready=True
             )
@@ -79,7 +79,7 @@ class ServiceProcess:
     def wait_serving(self, timeout: float) -> None:
         """Blocks on the health Watch stream until readiness is SERVING."""
         with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+            stub: Any = health_pb2_grpc.HealthStub(channel)
             watch = stub.Watch(
                 health_pb2.HealthCheckRequest(service=self.service_name),
                 timeout=timeout,
@@ -127,7 +127,9 @@ def executor_process(
         "MEMORY_ADDRESS": memory_address,
         **extra,
     }
-    return ServiceProcess("executor_service", EXECUTOR_SERVICE, "EXECUTOR_", settings, data_dir, log)
+    return ServiceProcess(
+        "executor_service", EXECUTOR_SERVICE, "EXECUTOR_", settings, data_dir, log
+    )
 
 
 def main() -> int:

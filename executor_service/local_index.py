@@ -26,7 +26,8 @@ class LocalIndex:
 
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
-        self._index = TextIndex(sqlite3.connect(":memory:"))
+        # Built on a worker thread at start, then used on the event loop only.
+        self._index = TextIndex(sqlite3.connect(":memory:", check_same_thread=False))
         self._patterns: dict[str, memory_pb2.Pattern] = {}
 
     def add(self, pattern: memory_pb2.Pattern) -> None:

@@ -53,6 +53,10 @@ class MemoryClient:
                 ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
                 ("grpc.enable_retries", 1),
                 ("grpc.keepalive_time_ms", 30_000),
+                # Reconnect quickly after a memory restart instead of gRPC's
+                # default backoff of up to two minutes.
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 5_000),
             ],
         )
         self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)

@@ -8,6 +8,6 @@ mkdir -p "$out"
 mapfile -t protos < <(cd "$here" && find attune -name '*.proto' | sort)
 python -m grpc_tools.protoc -I "$here" \
   --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" --mypy_grpc_out="$out" \
-  "${protos[@]}" >/dev/null
+  "${protos[@]}" 2> >(grep -v "^Writing mypy to" >&2)
 find "$out/attune" -type d ! -name __pycache__ -exec touch {}/__init__.py \;
 touch "$out/attune/py.typed"

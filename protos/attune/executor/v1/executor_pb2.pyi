@@ -1023,7 +1023,8 @@ class Run(_message.Message):
     RUN_DIR_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run id: sortable by time, unique, for example
-    "python_package_publish-20260117-052959-7kq2m".
+    "20260117-052959-01kf2c3r8t4x5y6z7a8b9c0d1e": UTC date and time, then a
+    ULID for uniqueness and order within the second.
     """
     template_id: _builtins.str
     """The template the run was made from."""

@@ -1,0 +1,94 @@
+"""Fixtures shared by every test layer: real servers on 127.0.0.1, port 0."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from attune.executor.v1 import executor_pb2_grpc
+from attune.memory.v1 import memory_pb2_grpc
+from executor_service.__main__ import start as start_executor
+from executor_service.settings import ExecutorSettings
+from memory_service.__main__ import start as start_memory
+from memory_service.servicekit.lifecycle import RunningService
+from memory_service.settings import MemorySettings
+
+
+@dataclass
+class Stack:
+    """A memory service and an executor in this process, with client stubs."""
+
+    root: Path
+    memory: RunningService | None = None
+    executor: RunningService | None = None
+    memory_port: int = 0
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+    executor_overrides: dict[str, object] = field(default_factory=dict)
+
+    def memory_settings(self) -> MemorySettings:
+        return MemorySettings(port=self.memory_port, data_dir=self.root / "memory")
+
+    async def start_memory(self) -> None:
+        """Starts (or restarts, on the same port and data) the memory service."""
+        self.memory = await start_memory(self.memory_settings())
+        self.memory_port = self.memory.port
+
+    async def stop_memory(self) -> None:
+        """Stops the memory service gracefully."""
+        assert self.memory is not None
+        await self.memory.stop()
+        self.memory = None
+
+    async def start_executor(self) -> None:
+        settings = ExecutorSettings(
+            port=0,
+            data_dir=self.root / "executor",
+            memory_address=f"127.0.0.1:{self.memory_port}",
+            **self.executor_overrides,  # type: ignore[arg-type]
+        )
+        self.executor = await start_executor(settings)
+
+    def _channel(self, port: int) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.channels.append(channel)
+        return channel
+
+    @property
+    def executor_address(self) -> str:
+        assert self.executor is not None
+        return f"127.0.0.1:{self.executor.port}"
+
+    @property
+    def memory_address(self) -> str:
+        return f"127.0.0.1:{self.memory_port}"
+
+    def executor_stub(self) -> executor_pb2_grpc.ExecutorServiceAsyncStub:
+        assert self.executor is not None
+        return executor_pb2_grpc.ExecutorServiceStub(self._channel(self.executor.port))
+
+    def memory_stub(self) -> memory_pb2_grpc.MemoryServiceAsyncStub:
+        return memory_pb2_grpc.MemoryServiceStub(self._channel(self.memory_port))
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+        if self.executor is not None:
+            await self.executor.stop()
+        if self.memory is not None:
+            await self.memory.stop()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """Both services started, the executor pointing at the memory service."""
+    running = Stack(tmp_path, executor_overrides={"outbox_replay_interval_seconds": 0.05})
+    await running.start_memory()
+    await running.start_executor()
+    try:
+        yield running
+    finally:
+        await running.close()

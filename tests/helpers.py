@@ -1,0 +1,58 @@
+"""Small helpers for building requests and reading errors in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+
+from attune.executor.v1 import executor_pb2, executor_pb2_grpc
+from executor_service.forms import to_form_value
+from memory_service.servicekit.errors import field_violations
+
+Answer = str | float | bool | list[str]
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    within: float = 10.0,
+    interval: float = 0.02,
+) -> T:
+    """Polls probe() until accept(result) holds; fails after timeout.
+
+    This waits on an observable condition with a deadline, for work a
+    background task does on its own schedule.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if accept(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s; last: {result!r}")
+        await asyncio.sleep(interval)
+
+
+def run_request(**answers: Answer) -> executor_pb2.RunWorkflowRequest:
+    """A python_package_publish run request with these answers."""
+    return executor_pb2.RunWorkflowRequest(
+        template_id="python_package_publish",
+        answers={key: to_form_value(value) for key, value in answers.items()},
+    )
+
+
+async def run_to_end(
+    stub: executor_pb2_grpc.ExecutorServiceAsyncStub, request: executor_pb2.RunWorkflowRequest
+) -> list[executor_pb2.RunWorkflowResponse]:
+    """Every event of a RunWorkflow stream."""
+    return [event async for event in stub.RunWorkflow(request, timeout=30)]
+
+
+def violations_of(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The BadRequest field violations of an error, by field."""
+    return dict(field_violations(error))
