@@ -144,8 +144,13 @@ class EmbeddedStore:
     async def ping(self) -> bool:
         def work() -> bool:
             db, _ = self._conn()
-            row: tuple[int] | None = db.execute("SELECT 1").fetchone()
-            return row == (1,)
+            # Taking the write lock proves the file is there and writable.
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                return False
+            return True
 
         return await self._run(work)
 
