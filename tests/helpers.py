@@ -16,6 +16,18 @@ from memory_service.servicekit.errors import field_violations
 Answer = str | float | bool | list[str]
 T = TypeVar("T")
 
+# What python_package_publish resolves to when only package_name is given.
+PUBLISH_DEFAULT_ANSWERS: dict[str, Answer] = {
+    "package_name": "demo",
+    "has_tests": True,
+    "test_coverage_required": 80.0,
+    "quality_checks": ["mypy", "ruff"],
+    "version_bump": "patch",
+    "publish_target": "testpypi",
+    "create_git_tag": True,
+    "update_changelog": True,
+}
+
 
 async def eventually(
     probe: Callable[[], Awaitable[T]],

@@ -68,10 +68,14 @@ class SimulatedRunner:
         output_tokens = rng.randint(low_out, high_out)
         succeeded = rng.random() < self._profile.success_probability[tier]
         criteria = dict.fromkeys(agent.success_criteria, True)
+        error = ""
         if not succeeded and criteria:
             criteria[rng.choice(sorted(criteria))] = False
+        elif not succeeded:
+            error = "simulated failure"
         unmet = [name for name, met in criteria.items() if not met]
-        verdict = "met every criterion" if not unmet else f"did not meet: {', '.join(unmet)}"
+        missed = ", ".join(unmet) or "the task"
+        verdict = "met every criterion" if succeeded else f"did not meet: {missed}"
         return AttemptOutcome(
             model=f"simulated-{tier.value}",
             input_tokens=input_tokens,
@@ -79,4 +83,5 @@ class SimulatedRunner:
             cost_usd=attempt_cost(tier, input_tokens, output_tokens),
             criteria=criteria,
             output=f"[simulated] {agent.role} at tier {tier.value}: {verdict}",
+            error=error,
         )

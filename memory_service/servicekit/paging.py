@@ -20,17 +20,26 @@ def encode_token(offset: int, query: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_TOKEN_LENGTH = 512
+
+
 def decode_token(token: str, query: str) -> int:
     """The offset a token points at; INVALID_ARGUMENT if foreign or for another query."""
     if not token:
         return 0
+    foreign = invalid_argument([("page_token", "not a token this service issued")])
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise foreign
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        offset = int(data["o"])
-        bound_to = str(data["q"])
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise invalid_argument([("page_token", "not a token this service issued")]) from None
-    if bound_to != _query_key(query) or offset < 0:
+        offset = data["o"]
+        bound_to = data["q"]
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+        raise foreign from None
+    # bool is an int subclass; a real token holds a plain non-negative int.
+    if type(offset) is not int or offset < 0 or not isinstance(bound_to, str):
+        raise foreign
+    if bound_to != _query_key(query):
         raise invalid_argument([("page_token", "was issued for a different query")])
     return offset
 
