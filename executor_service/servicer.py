@@ -33,10 +33,10 @@ from executor_service.local_index import LocalIndex
 from executor_service.memory_client import UNREACHABLE_CODES
 from executor_service.patterns import run_to_pattern
 from executor_service.run_store import RunStore, new_run_id
-from executor_service.runners.simulated import DEFAULT_PROFILE, SimulatedRunner, SimulationProfile
+from executor_service.runners.simulated import SimulatedRunner, SimulationProfile
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
-from executor_service.templates.models import Template, TierStrategy
+from executor_service.templates.models import Template, Tier, TierStrategy
 from executor_service.templates.proto import template_to_proto
 from memory_service.search.query import QueryError, Term, parse_query
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found, unavailable
@@ -136,14 +136,20 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
 
     def _runner(self, request: executor_pb2.RunWorkflowRequest) -> SimulatedRunner:
         name = RUNNER_NAMES.get(request.runner, self._settings.runner)
+        if name == "auto":
+            name = "simulated"
         if name != "simulated":
             raise ServiceError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"runner {name!r} is not configured on this executor; available: simulated",
             )
         seed = request.seed if request.HasField("seed") else secrets.randbits(63)
+        settings = self._settings
         profile = SimulationProfile(
-            DEFAULT_PROFILE.success_probability, self._settings.simulated_latency_ms / 1000
+            success_probability={Tier(k): v for k, v in settings.simulated_success.items()},
+            latency_seconds=settings.simulated_latency_ms / 1000,
+            input_tokens=settings.simulated_input_tokens,
+            output_tokens=settings.simulated_output_tokens,
         )
         return SimulatedRunner(seed, profile)
 

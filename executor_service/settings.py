@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from memory_service.servicekit.settings import ServerSettings
@@ -38,13 +38,96 @@ class ExecutorSettings(ServerSettings):
         gt=0,
         description="How often queued patterns are offered to the memory service.",
     )
-    runner: Literal["simulated"] = Field(
-        default="simulated",
-        description="Default runner. `simulated` is deterministic and labelled as simulated.",
+    runner: Literal["auto", "simulated", "anthropic", "openai"] = Field(
+        default="auto",
+        description=(
+            "Default runner when a request names none. `auto`: anthropic if its API key is set, "
+            "else openai if its key is set, else simulated."
+        ),
     )
     simulated_latency_ms: float = Field(
         default=0.0, ge=0, description="Latency of each simulated attempt, in milliseconds."
     )
+    simulated_success: dict[str, float] = Field(
+        default={"cheap": 0.75, "capable": 0.9, "premium": 0.98},
+        description="Simulated chance that an attempt succeeds, per tier (JSON object).",
+    )
+    simulated_input_tokens: tuple[int, int] = Field(
+        default=(1200, 4000), description="Range of simulated input tokens per attempt (JSON list)."
+    )
+    simulated_output_tokens: tuple[int, int] = Field(
+        default=(200, 1200), description="Range of simulated output tokens per attempt (JSON list)."
+    )
     max_concurrent_agents: int = Field(
         default=4, ge=1, description="How many agents of one run may execute at once."
     )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Extra templates (*.yaml, *.yml, *.json) served beside the built-in ones.",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, description="Anthropic API key. Never logged or written to run files."
+    )
+    anthropic_api_key_file: Path | None = Field(
+        default=None, description="File holding the Anthropic API key (e.g. a mounted secret)."
+    )
+    anthropic_base_url: str = Field(
+        default="https://api.anthropic.com", description="Base URL of the Anthropic Messages API."
+    )
+    anthropic_models: dict[str, str] = Field(
+        default={
+            "cheap": "claude-haiku-4-5",
+            "capable": "claude-sonnet-4-5",
+            "premium": "claude-opus-4-1",
+        },
+        description="Anthropic model per tier (JSON object).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="OpenAI-compatible API key. Never logged or written to run files."
+    )
+    openai_api_key_file: Path | None = Field(
+        default=None, description="File holding the OpenAI-compatible API key."
+    )
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="Base URL of any OpenAI-compatible Chat Completions API.",
+    )
+    openai_models: dict[str, str] = Field(
+        default={"cheap": "gpt-5-mini", "capable": "gpt-5", "premium": "o3"},
+        description="OpenAI-compatible model per tier (JSON object).",
+    )
+    price_table: Path | None = Field(
+        default=None,
+        description=(
+            "JSON price table (USD per million input/output tokens, per model); "
+            "default: the table shipped in executor_service/runners/prices.json."
+        ),
+    )
+    llm_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Timeout of one model API call."
+    )
+    llm_max_retries: int = Field(
+        default=3, ge=0, description="Retries of a model API call on 429 and 5xx answers."
+    )
+
+    @field_validator("simulated_success", "anthropic_models", "openai_models")
+    @classmethod
+    def _one_entry_per_tier(cls, value: dict[str, object]) -> dict[str, object]:
+        tiers = {"cheap", "capable", "premium"}
+        if set(value) != tiers:
+            raise ValueError(f"needs exactly the keys {sorted(tiers)}, got {sorted(value)}")
+        return value
+
+    @field_validator("simulated_success")
+    @classmethod
+    def _probabilities(cls, value: dict[str, float]) -> dict[str, float]:
+        if not all(0.0 <= p <= 1.0 for p in value.values()):
+            raise ValueError("probabilities must lie in [0, 1]")
+        return value
+
+    @field_validator("simulated_input_tokens", "simulated_output_tokens")
+    @classmethod
+    def _ordered_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= value[0] <= value[1]:
+            raise ValueError("needs [low, high] with 0 <= low <= high")
+        return value

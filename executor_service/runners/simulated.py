@@ -33,6 +33,8 @@ class SimulationProfile:
 
     success_probability: dict[Tier, float]
     latency_seconds: float = 0.0
+    input_tokens: tuple[int, int] = (TYPICAL_TOKENS[0], TYPICAL_TOKENS[1])
+    output_tokens: tuple[int, int] = (TYPICAL_TOKENS[2], TYPICAL_TOKENS[3])
 
 
 DEFAULT_PROFILE = SimulationProfile(
@@ -63,9 +65,8 @@ class SimulatedRunner:
         if self._profile.latency_seconds:
             await asyncio.sleep(self._profile.latency_seconds)
         rng = self._rng(agent.role, number, tier)
-        low_in, high_in, low_out, high_out = TYPICAL_TOKENS
-        input_tokens = rng.randint(low_in, high_in)
-        output_tokens = rng.randint(low_out, high_out)
+        input_tokens = rng.randint(*self._profile.input_tokens)
+        output_tokens = rng.randint(*self._profile.output_tokens)
         succeeded = rng.random() < self._profile.success_probability[tier]
         criteria = dict.fromkeys(agent.success_criteria, True)
         error = ""
