@@ -58,6 +58,8 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         # Leftovers of writes interrupted by a crash are never visible runs.
         shutil.rmtree(self.root / _STAGING, ignore_errors=True)
+        # A persisted run never changes, so a parsed run can be kept.
+        self._loaded: dict[str, executor_pb2.Run] = {}
 
     def persist(self, run: executor_pb2.Run, config: dict[str, Any]) -> Path:
         """Writes the run directory atomically and durably; returns its path."""
@@ -91,10 +93,16 @@ class RunStore:
         """The run, or None if no finished run has that id."""
         if not RUN_ID_PATTERN.fullmatch(run_id):
             return None
-        path = self.root / run_id / "result.json"
-        if not path.is_file():
-            return None
-        return json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
+        cached = self._loaded.get(run_id)
+        if cached is None:
+            path = self.root / run_id / "result.json"
+            if not path.is_file():
+                return None
+            cached = json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
+            self._loaded[run_id] = cached
+        copy = executor_pb2.Run()
+        copy.CopyFrom(cached)
+        return copy
 
     def run_ids(self) -> list[str]:
         """Every finished run's id, newest first."""

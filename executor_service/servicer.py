@@ -32,12 +32,14 @@ from executor_service.forms import resolve_answers, to_form_value
 from executor_service.local_index import LocalIndex
 from executor_service.memory_client import UNREACHABLE_CODES
 from executor_service.patterns import run_to_pattern
+from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RunStore, new_run_id
 from executor_service.runners.simulated import SimulatedRunner, SimulationProfile
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Template, Tier, TierStrategy
 from executor_service.templates.proto import template_to_proto
+from memory_service.search.filter import FilterError, compile_filter, matches
 from memory_service.search.query import QueryError, Term, parse_query
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found, unavailable
 from memory_service.servicekit.paging import decode_token, encode_token, page_bounds
@@ -361,12 +363,38 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             status.oldest_queued_age.FromNanoseconds(int(oldest * 1e9))
         return status
 
-    # Later issues implement these; until then they answer UNIMPLEMENTED,
-    # naming the RPC (the interceptor maps NotImplementedError).
     async def ListRuns(
         self, request: executor_pb2.ListRunsRequest, context: Context
     ) -> executor_pb2.ListRunsResponse:
-        raise NotImplementedError
+        try:
+            condition = compile_filter(request.filter, RUN_SCHEMA)
+        except FilterError as error:
+            raise invalid_argument([("filter", str(error))]) from None
+        size = page_bounds(request.page_size, 50, 500)
+        offset = decode_token(request.page_token, f"runs:{request.filter}")
+
+        def page() -> tuple[list[executor_pb2.Run], bool]:
+            # The filter is applied before paging, so no match is skipped.
+            found: list[executor_pb2.Run] = []
+            skipped = 0
+            for run_id in self._runs.run_ids():
+                run = self._runs.load(run_id)
+                if run is None or not matches(condition, run_record(run), RUN_SCHEMA):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                if len(found) == size:
+                    return found, True
+                found.append(run)
+            return found, False
+
+        runs, more = await asyncio.to_thread(page)
+        token = encode_token(offset + size, f"runs:{request.filter}") if more else ""
+        return executor_pb2.ListRunsResponse(runs=runs, next_page_token=token)
+
+    # Later issues implement these; until then they answer UNIMPLEMENTED,
+    # naming the RPC (the interceptor maps NotImplementedError).
 
     async def GetAnalytics(
         self, request: executor_pb2.GetAnalyticsRequest, context: Context
