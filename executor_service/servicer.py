@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -26,7 +25,6 @@ from executor_service.convert import (
     TIER_TO_PROTO,
 )
 from executor_service.delivery import PatternDeliverer
-from executor_service.engine import TeamExecution
 from executor_service.estimate import estimate_cost
 from executor_service.forms import resolve_answers, to_form_value
 from executor_service.local_index import LocalIndex
@@ -39,6 +37,7 @@ from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Template, Tier, TierStrategy
 from executor_service.templates.proto import template_to_proto
+from executor_service.workflow_run import WorkflowRun
 from memory_service.search.filter import FilterError, compile_filter, matches
 from memory_service.search.query import QueryError, Term, parse_query
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found, unavailable
@@ -173,57 +172,22 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             answers={key: to_form_value(value) for key, value in resolved.items()},
         )
         run.create_time.GetCurrentTime()
-        events: asyncio.Queue[executor_pb2.RunWorkflowResponse | None] = asyncio.Queue()
-        sequence = 0
+        config = describe_config(run, team)
 
-        def event(field: str, message: Message) -> executor_pb2.RunWorkflowResponse:
-            nonlocal sequence
-            sequence += 1
-            response = executor_pb2.RunWorkflowResponse(run_id=run.run_id, sequence=sequence)
-            response.event_time.GetCurrentTime()
-            getattr(response, field).CopyFrom(message)
-            return response
+        async def finish(
+            finished: executor_pb2.Run, remaining: float | None
+        ) -> list[tuple[str, Message]]:
+            return await self._finish(finished, template, config, started, remaining)
 
-        async def emit(field: str, message: Message) -> None:
-            await events.put(event(field, message))
-
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        workflow = WorkflowRun(run, team, runner, self._settings.max_concurrent_agents, finish)
         log.info("run started", extra={"run_id": run.run_id, "template_id": template.id})
-        yield event(
-            "run_started",
-            executor_pb2.RunStarted(
-                team=[_planned_to_proto(agent) for agent in team],
-                runner=run.runner,
-                seed=runner.seed,
-            ),
+        started_event = executor_pb2.RunStarted(
+            team=[_planned_to_proto(agent) for agent in team], runner=run.runner, seed=runner.seed
         )
-        execution = TeamExecution(team, runner, self._settings.max_concurrent_agents, emit)
-        task = asyncio.create_task(execution.run())
-        task.add_done_callback(lambda _: events.put_nowait(None))
-        try:
-            while (item := await events.get()) is not None:
-                yield item
-            agents = await task
-        except asyncio.CancelledError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            run.status = executor_pb2.RUN_STATUS_CANCELLED
-            run.agents.extend(execution.results[agent.role] for agent in team)
-            # The caller is gone, but the run is still recorded, as cancelled.
-            await asyncio.shield(
-                self._finish(run, template, describe_config(run, team), started, None)
-            )
-            log.info("run cancelled", extra={"run_id": run.run_id})
-            raise
-        run.agents.extend(agents)
-        run.status = _RUN_FINAL_STATUS[
-            all(a.status == executor_pb2.AGENT_STATUS_SUCCEEDED for a in agents)
-        ]
-        for name, message in await self._finish(
-            run, template, describe_config(run, team), started, context.time_remaining()
-        ):
-            yield event(name, message)
-        yield event("run_finished", executor_pb2.RunFinished(run=run))
+        async for event in workflow.stream(started_event, deadline):
+            yield event
 
     async def _finish(
         self,

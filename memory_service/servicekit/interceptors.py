@@ -81,14 +81,15 @@ class _Call:
 
 
 def _is_passthrough(error: BaseException) -> bool:
-    # An abort already carries its status; a cancellation must propagate.
-    return isinstance(error, grpc.aio.AbortError | asyncio.CancelledError)
+    # An abort already carries its status; a cancellation or a closed stream
+    # (the client went away) must propagate untouched.
+    return isinstance(error, grpc.aio.AbortError | asyncio.CancelledError | GeneratorExit)
 
 
 def _code_after(
     error: BaseException, context: grpc.aio.ServicerContext[Any, Any]
 ) -> grpc.StatusCode:
-    if isinstance(error, asyncio.CancelledError):
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return grpc.StatusCode.CANCELLED
     code = context.code()
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
@@ -123,8 +124,13 @@ def _wrap_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
                 # A handler that streams with context.write() instead of yield.
                 await responses
             else:
-                async for response in responses:
-                    yield response
+                try:
+                    async for response in responses:
+                        yield response
+                finally:
+                    # Close the handler's generator now, so its cleanup runs
+                    # when the client goes away rather than at collection.
+                    await responses.aclose()
         except BaseException as error:
             if _is_passthrough(error):
                 call.code = _code_after(error, context)

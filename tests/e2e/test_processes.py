@@ -164,7 +164,7 @@ def test_make_serve_stops_both_services_on_sigterm(tmp_path: Path) -> None:
         with grpc.insecure_channel(executor_address) as channel:
             stub = executor_pb2_grpc.ExecutorServiceStub(channel)
             templates = stub.ListTemplates(executor_pb2.ListTemplatesRequest(), timeout=5)
-        assert [t.id for t in templates.templates] == ["python_package_publish"]
+        assert "python_package_publish" in [t.id for t in templates.templates]
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
     finally:

@@ -1,0 +1,53 @@
+"""A client that cancels the stream cancels the run; the run is still recorded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from attune.executor.v1 import executor_pb2
+from tests.conftest import Stack
+from tests.helpers import eventually, run_request
+
+
+@pytest.fixture
+async def slow_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """Both services; every simulated attempt takes 100 ms."""
+    running = Stack(tmp_path, executor_overrides={"simulated_latency_ms": 100.0})
+    await running.start_memory()
+    await running.start_executor()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def test_cancelled_stream_persists_a_cancelled_run(slow_stack: Stack) -> None:
+    stub = slow_stack.executor_stub()
+    call = stub.RunWorkflow(run_request(package_name="demo"), timeout=30)
+    first = await call.read()
+    assert isinstance(first, executor_pb2.RunWorkflowResponse)
+    run_id = first.run_id
+    second = await call.read()
+    assert isinstance(second, executor_pb2.RunWorkflowResponse)
+    call.cancel()
+
+    async def fetch() -> executor_pb2.ListRunsResponse:
+        return await stub.ListRuns(
+            executor_pb2.ListRunsRequest(filter="status = CANCELLED"), timeout=5
+        )
+
+    listed = await eventually(fetch, lambda response: len(response.runs) == 1)
+    run = listed.runs[0]
+    assert run.run_id == run_id
+    statuses = {agent.status for agent in run.agents}
+    assert executor_pb2.AGENT_STATUS_CANCELLED in statuses
+    assert all(
+        agent.skip_reason == "the run was cancelled"
+        for agent in run.agents
+        if agent.status == executor_pb2.AGENT_STATUS_CANCELLED
+    )
+    report = Path(run.run_dir, "report.md").read_text()
+    assert "cancelled" in report
