@@ -17,7 +17,7 @@ from executor_service.outbox import Outbox
 from executor_service.run_store import RunStore
 from executor_service.servicer import ExecutorServicer
 from executor_service.settings import ExecutorSettings
-from executor_service.templates.catalog import load_builtin
+from executor_service.templates.catalog import load_catalog
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 
@@ -28,7 +28,10 @@ log = logging.getLogger("attune.executor")
 
 async def start(settings: ExecutorSettings) -> RunningService:
     """Loads templates and runs, starts the outbox replay, starts serving."""
-    catalog = load_builtin()
+    loaded = load_catalog(settings.templates_dir)
+    for problem in loaded.problems:
+        log.warning("template not served", extra={"problem": str(problem)})
+    catalog = loaded.catalog
     runs = RunStore(settings.data_dir / "runs")
     client = MemoryClient(
         settings.memory_address, settings.memory_namespace, settings.memory_timeout_seconds

@@ -4,10 +4,12 @@ The embedded store keeps it in its own database file, in the same
 transactions as the patterns; the executor's fallback keeps one over its run
 files. Both rank with the same code.
 
-Two FTS5 tables share each document's rowid: `pattern_text` is stemmed, so
-"packages" finds "package"; `pattern_words` keeps words as written, for
-prefix terms, because a stemmer would also stem the prefix ("deploy*" would
-become "deploi*" and miss "deployment").
+`index_docs` maps (namespace, doc id) to a rowid, so updates and namespace
+scoping use a b-tree instead of scanning the full-text tables. Two FTS5
+tables share that rowid: `pattern_text` is stemmed, so "packages" finds
+"package"; `pattern_words` keeps words as written, for prefix terms, because
+a stemmer would also stem the prefix ("deploy*" would become "deploi*" and
+miss "deployment").
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import sqlite3
 from memory_service.search.query import Term, to_fts_expression
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS index_docs (
+    rowid INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    UNIQUE (namespace, doc_id)
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS pattern_text USING fts5(
-    namespace UNINDEXED,
-    doc_id UNINDEXED,
     body,
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
@@ -42,22 +48,23 @@ class TextIndex:
         """Indexes a document, replacing any earlier version of it."""
         self.remove(namespace, doc_id)
         cursor = self._db.execute(
-            "INSERT INTO pattern_text (namespace, doc_id, body) VALUES (?, ?, ?)",
-            (namespace, doc_id, body),
+            "INSERT INTO index_docs (namespace, doc_id) VALUES (?, ?)", (namespace, doc_id)
         )
-        self._db.execute(
-            "INSERT INTO pattern_words (rowid, body) VALUES (?, ?)", (cursor.lastrowid, body)
-        )
+        for table in ("pattern_text", "pattern_words"):
+            self._db.execute(
+                f"INSERT INTO {table} (rowid, body) VALUES (?, ?)",  # noqa: S608 (fixed names)
+                (cursor.lastrowid, body),
+            )
 
     def remove(self, namespace: str, doc_id: str) -> None:
         """Drops a document from the index, if it is there."""
-        rows = self._db.execute(
-            "SELECT rowid FROM pattern_text WHERE namespace = ? AND doc_id = ?",
-            (namespace, doc_id),
-        ).fetchall()
-        for (rowid,) in rows:
-            self._db.execute("DELETE FROM pattern_text WHERE rowid = ?", (rowid,))
-            self._db.execute("DELETE FROM pattern_words WHERE rowid = ?", (rowid,))
+        row = self._db.execute(
+            "SELECT rowid FROM index_docs WHERE namespace = ? AND doc_id = ?", (namespace, doc_id)
+        ).fetchone()
+        if row is None:
+            return
+        for table in ("index_docs", "pattern_text", "pattern_words"):
+            self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", row)  # noqa: S608
 
     def search(self, namespace: str, terms: list[Term], limit: int) -> list[tuple[str, float]]:
         """The best documents for the terms, as (doc_id, score), best first.
@@ -68,28 +75,21 @@ class TextIndex:
         """
         words = [term for term in terms if not term.prefix]
         prefixes = [term for term in terms if term.prefix]
-        if not words:
-            sql = (
-                "SELECT t.doc_id, -bm25(pattern_words) AS score FROM pattern_words "
-                "JOIN pattern_text t ON t.rowid = pattern_words.rowid "
-                "WHERE pattern_words MATCH ? AND t.namespace = ? "
-                "ORDER BY score DESC, t.doc_id LIMIT ?"
+        ranked = "pattern_text" if words else "pattern_words"
+        arguments: list[object] = [to_fts_expression(words or prefixes), namespace]
+        prefix_filter = ""
+        if words and prefixes:
+            prefix_filter = (
+                "AND d.rowid IN (SELECT rowid FROM pattern_words WHERE pattern_words MATCH ?) "
             )
-            arguments: tuple[object, ...] = (to_fts_expression(prefixes), namespace, limit)
-        else:
-            prefix_filter = ""
-            arguments = (to_fts_expression(words), namespace)
-            if prefixes:
-                prefix_filter = (
-                    "AND rowid IN (SELECT rowid FROM pattern_words WHERE pattern_words MATCH ?) "
-                )
-                arguments += (to_fts_expression(prefixes),)
-            # Only the constant prefix_filter is interpolated; values are bound.
-            sql = (
-                "SELECT doc_id, -bm25(pattern_text) AS score FROM pattern_text "  # noqa: S608
-                f"WHERE pattern_text MATCH ? AND namespace = ? {prefix_filter}"
-                "ORDER BY score DESC, doc_id LIMIT ?"
-            )
-            arguments += (limit,)
+            arguments.append(to_fts_expression(prefixes))
+        arguments.append(limit)
+        # Only fixed table names and the constant prefix_filter are interpolated.
+        sql = (
+            f"SELECT d.doc_id, -bm25({ranked}) AS score FROM {ranked} "  # noqa: S608
+            f"JOIN index_docs d ON d.rowid = {ranked}.rowid "
+            f"WHERE {ranked} MATCH ? AND d.namespace = ? {prefix_filter}"
+            "ORDER BY score DESC, d.doc_id LIMIT ?"
+        )
         rows = self._db.execute(sql, arguments).fetchall()
         return [(str(doc_id), float(score)) for doc_id, score in rows]

@@ -13,7 +13,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
 
 import grpc
@@ -25,7 +25,7 @@ log = logging.getLogger("attune.rpc")
 
 UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 StreamBehavior = Callable[
-    [Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any] | Awaitable[None]
+    [Any, grpc.aio.ServicerContext[Any, Any]], AsyncGenerator[Any, None] | Awaitable[None]
 ]
 
 # Probes call these constantly; their lines go to debug.
@@ -115,7 +115,7 @@ def _wrap_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
 def _wrap_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
     async def handle(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         call = _Call(method, context.invocation_metadata())
         call.enter()
         try:

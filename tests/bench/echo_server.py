@@ -1,0 +1,35 @@
+"""A bare gRPC echo server: the baseline every benchmark is a ratio against.
+
+No interceptor, no logging, raw bytes in and out: the cost of one gRPC round
+trip on this machine, measured in the same run as the thing compared to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import grpc
+
+METHOD = "/attune.bench.Echo/Echo"
+
+
+async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    return request
+
+
+async def serve(port_file: Path) -> None:
+    server = grpc.aio.server()
+    handler = grpc.method_handlers_generic_handler(
+        "attune.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    port_file.write_text(f"{port}\n")
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(Path(sys.argv[1])))

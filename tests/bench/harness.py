@@ -1,0 +1,87 @@
+"""Shared benchmark plumbing: processes, the echo baseline, percentiles, reports."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from tests.bench.echo_server import METHOD
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The fraction-quantile of samples (inclusive method)."""
+    return statistics.quantiles(samples, n=100, method="inclusive")[round(fraction * 100) - 1]
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """p50 and p95 in milliseconds, and the sample count."""
+    return {
+        "p50_ms": percentile(samples, 0.50) * 1000,
+        "p95_ms": percentile(samples, 0.95) * 1000,
+        "n": float(len(samples)),
+    }
+
+
+@contextmanager
+def echo_server(tmp: Path) -> Iterator[str]:
+    """The echo server as its own process; yields its address."""
+    port_file = tmp / "echo.port"
+    child = subprocess.Popen([sys.executable, "-m", "tests.bench.echo_server", str(port_file)])
+    try:
+        deadline = time.monotonic() + 20
+        while not port_file.exists():
+            assert time.monotonic() < deadline, "echo server did not start"
+            time.sleep(0.01)
+        yield f"127.0.0.1:{int(port_file.read_text())}"
+    finally:
+        child.kill()
+        child.wait()
+
+
+async def time_calls(call: Callable[[], Awaitable[Any]], count: int, warmup: int) -> list[float]:
+    """Seconds per call, one at a time, after a warm-up."""
+    for _ in range(warmup):
+        await call()
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def echo_samples(address: str, count: int, payload: bytes = b"x" * 64) -> list[float]:
+    """Round-trip times of the bare echo."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        echo: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
+
+        async def call() -> bytes:
+            response: bytes = await echo(payload, timeout=10)
+            return response
+
+        return await time_calls(call, count, warmup=100)
+
+
+def report(name: str, rows: dict[str, dict[str, float]], verdicts: dict[str, str]) -> None:
+    """Prints a table and writes results/<name>.json."""
+    print(f"\n{name}")
+    print(f"{'measure':<40} {'p50 ms':>10} {'p95 ms':>10} {'n':>6}")
+    for label, row in rows.items():
+        print(f"{label:<40} {row['p50_ms']:>10.3f} {row['p95_ms']:>10.3f} {int(row['n']):>6}")
+    for label, verdict in verdicts.items():
+        print(f"{label}: {verdict}")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(
+        json.dumps({"rows": rows, "verdicts": verdicts}, indent=2) + "\n"
+    )
