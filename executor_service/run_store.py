@@ -31,15 +31,15 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{moment:%Y%m%d-%H%M%S}-{str(ULID.from_datetime(moment)).lower()}"
 
 
-def _to_json(message: Any) -> str:
-    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2) + "\n"
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
 def _write_synced(path: Path, text: str) -> None:
     with path.open("w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
-        os.fsync(handle.fileno())
+        os.fdatasync(handle.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -67,19 +67,13 @@ class RunStore:
         run.run_dir = str(final.resolve())
         staging = self.root / _STAGING / run.run_id
         staging.mkdir(parents=True)
-        answers = {key: json_format.MessageToDict(value) for key, value in run.answers.items()}
+        # One conversion of the run; the other files are views of it.
+        record = json_format.MessageToDict(run, preserving_proto_field_name=True)
         files = {
-            "config.json": json.dumps(config, indent=2, sort_keys=True) + "\n",
-            "form_responses.json": json.dumps(answers, indent=2, sort_keys=True) + "\n",
-            "agents.json": json.dumps(
-                [
-                    json_format.MessageToDict(agent, preserving_proto_field_name=True)
-                    for agent in run.agents
-                ],
-                indent=2,
-            )
-            + "\n",
-            "result.json": _to_json(run),
+            "config.json": _json(config),
+            "form_responses.json": _json(record.get("answers", {})),
+            "agents.json": _json(record.get("agents", [])),
+            "result.json": _json(record),
             "report.md": render_report(run),
         }
         for name, text in files.items():

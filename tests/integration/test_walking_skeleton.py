@@ -41,7 +41,7 @@ async def test_run_directory_is_complete_and_honest(stack: Stack) -> None:
     assert config["seed"] == int(run.seed)
     assert "simulated" in (run_dir / "report.md").read_text()
     assert json.loads((run_dir / "form_responses.json").read_text())["package_name"] == {
-        "stringValue": "demo"
+        "string_value": "demo"
     }
     assert not (run_dir.parent / ".staging" / run.run_id).exists()
 

@@ -106,8 +106,8 @@ def test_every_file_is_written(tmp_path: Path) -> None:
         "runner": "simulated",
     }
     answers = json.loads((path / "form_responses.json").read_text())
-    assert answers["package_name"] == {"stringValue": "demo"}
-    assert answers["quality_checks"] == {"stringListValue": {"values": ["mypy", "ruff"]}}
+    assert answers["package_name"] == {"string_value": "demo"}
+    assert answers["quality_checks"] == {"string_list_value": {"values": ["mypy", "ruff"]}}
     agents = json.loads((path / "agents.json").read_text())
     assert [agent["role"] for agent in agents] == ["package_builder", "publisher"]
     assert agents[1]["skip_reason"] == "dependency package_builder did not succeed"
