@@ -36,9 +36,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
     client = MemoryClient(
         settings.memory_address, settings.memory_namespace, settings.memory_timeout_seconds
     )
-    deliverer = PatternDeliverer(
-        Outbox(settings.data_dir / "outbox"), client, settings.data_dir / "outbox-rejected"
-    )
+    deliverer = PatternDeliverer(Outbox(runs.root), client)
     local_index = LocalIndex(settings.memory_namespace)
     await asyncio.to_thread(local_index.rebuild, runs, catalog)
     replay = asyncio.create_task(deliverer.replay_forever(settings.outbox_replay_interval_seconds))

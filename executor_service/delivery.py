@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 
@@ -28,15 +27,14 @@ class Delivery:
 class PatternDeliverer:
     """Queues each pattern durably, then offers it to the memory service."""
 
-    def __init__(self, outbox: Outbox, client: MemoryClient, rejected_dir: Path) -> None:
+    def __init__(self, outbox: Outbox, client: MemoryClient) -> None:
         self.outbox = outbox
         self.client = client
-        self._rejected_dir = rejected_dir
         self._lock = asyncio.Lock()
 
     async def deliver(self, pattern: memory_pb2.Pattern, remaining: float | None) -> Delivery:
-        """Queues the pattern, then tries to store it once."""
-        await asyncio.to_thread(self.outbox.put, pattern)
+        """Tries once to store a pattern already queued with its run."""
+        self.outbox.queued(pattern.id)
         return await self._offer(pattern, remaining)
 
     async def _offer(self, pattern: memory_pb2.Pattern, remaining: float | None) -> Delivery:
@@ -47,15 +45,10 @@ class PatternDeliverer:
             if error.code() not in UNREACHABLE_CODES:
                 # The memory service refused it; retrying would never succeed.
                 log.error("pattern rejected", extra={"pattern_id": pattern.id, "reason": reason})
-                await asyncio.to_thread(self._set_aside, pattern)
+                await asyncio.to_thread(self.outbox.set_aside, pattern.id)
             return Delivery(stored=False, reason=reason)
         await asyncio.to_thread(self.outbox.remove, pattern.id)
         return Delivery(stored=True, deduped=response.deduped)
-
-    def _set_aside(self, pattern: memory_pb2.Pattern) -> None:
-        self._rejected_dir.mkdir(parents=True, exist_ok=True)
-        (self._rejected_dir / f"{pattern.id}.pattern.pb").write_bytes(pattern.SerializeToString())
-        self.outbox.remove(pattern.id)
 
     async def replay(self) -> int:
         """Offers every queued pattern in order; stops at the first failure."""

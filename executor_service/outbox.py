@@ -1,62 +1,85 @@
-"""The outbox: patterns durably queued until the memory service has them.
+"""The outbox: run patterns waiting for the memory service, inside their runs.
 
-A pattern is written (fsynced, renamed into place) before its run is
-reported finished, and removed only once the memory service acknowledged
-it. Entries are named by run id, so replay follows run order.
+A run's pattern is written into the run directory (`pattern.pending.pb`) by
+the same atomic write as the run itself, so a run is never on disk without
+its queued pattern. The marker is removed only once the memory service has
+acknowledged the pattern; a pattern the memory service refuses for good is
+renamed `pattern.rejected.pb` and kept for inspection. Replay goes in run id
+order, which is creation order.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 from attune.memory.v1 import memory_pb2
 
-_SUFFIX = ".pattern.pb"
+PENDING = "pattern.pending.pb"
+REJECTED = "pattern.rejected.pb"
 
 
 class Outbox:
-    """A folder of queued patterns, oldest first."""
+    """The pending markers under a runs directory, tracked in memory too."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, runs_root: Path) -> None:
+        self.root = runs_root
+        self._lock = threading.Lock()
+        # run id -> when it was queued (the marker's mtime after a restart).
+        self._queued: dict[str, float] = {}
+        for marker in runs_root.glob(f"*/{PENDING}"):
+            self._queued[marker.parent.name] = marker.stat().st_mtime
 
-    def _path(self, pattern_id: str) -> Path:
-        return self.root / f"{pattern_id}{_SUFFIX}"
+    @staticmethod
+    def staged_file(pattern: memory_pb2.Pattern) -> tuple[str, bytes]:
+        """The marker to write into the run directory with the run."""
+        return PENDING, pattern.SerializeToString(deterministic=True)
 
-    def put(self, pattern: memory_pb2.Pattern) -> None:
-        """Queues the pattern durably."""
-        final = self._path(pattern.id)
-        temporary = final.with_name(f".{final.name}.tmp")
-        with temporary.open("wb") as handle:
-            handle.write(pattern.SerializeToString(deterministic=True))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(temporary, final)
-        descriptor = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    def queued(self, pattern_id: str) -> None:
+        """Records a pattern whose run (with its marker) is now on disk."""
+        with self._lock:
+            self._queued[pattern_id] = time.time()
+
+    def is_queued(self, pattern_id: str) -> bool:
+        """Whether the pattern still waits."""
+        with self._lock:
+            return pattern_id in self._queued
 
     def remove(self, pattern_id: str) -> None:
-        """Drops an acknowledged pattern."""
-        self._path(pattern_id).unlink(missing_ok=True)
+        """Drops an acknowledged pattern. A crash before the unlink only means
+        a replay, which the memory service dedupes."""
+        (self.root / pattern_id / PENDING).unlink(missing_ok=True)
+        with self._lock:
+            self._queued.pop(pattern_id, None)
+
+    def set_aside(self, pattern_id: str) -> None:
+        """Keeps a refused pattern beside its run, out of the queue."""
+        marker = self.root / pattern_id / PENDING
+        if marker.exists():
+            os.replace(marker, marker.with_name(REJECTED))
+        with self._lock:
+            self._queued.pop(pattern_id, None)
 
     def pending(self) -> list[memory_pb2.Pattern]:
-        """The queued patterns, oldest first."""
-        return [
-            memory_pb2.Pattern.FromString(path.read_bytes())
-            for path in sorted(self.root.glob(f"*{_SUFFIX}"))
-        ]
+        """The queued patterns, oldest run first."""
+        with self._lock:
+            ids = sorted(self._queued)
+        patterns = []
+        for pattern_id in ids:
+            marker = self.root / pattern_id / PENDING
+            if marker.exists():
+                patterns.append(memory_pb2.Pattern.FromString(marker.read_bytes()))
+        return patterns
 
     def depth(self) -> int:
         """How many patterns wait."""
-        return sum(1 for _ in self.root.glob(f"*{_SUFFIX}"))
+        with self._lock:
+            return len(self._queued)
 
     def oldest_age_seconds(self) -> float | None:
-        """How long the oldest entry has waited; None when empty."""
-        times = [path.stat().st_mtime for path in self.root.glob(f"*{_SUFFIX}")]
-        return time.time() - min(times) if times else None
+        """How long the oldest pattern has waited; None when none waits."""
+        with self._lock:
+            oldest = min(self._queued.values(), default=None)
+        return None if oldest is None else time.time() - oldest

@@ -35,9 +35,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
-def _write_synced(path: Path, text: str) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        handle.write(text)
+def _write_synced(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fdatasync(handle.fileno())
 
@@ -61,8 +61,17 @@ class RunStore:
         # A persisted run never changes, so a parsed run can be kept.
         self._loaded: dict[str, executor_pb2.Run] = {}
 
-    def persist(self, run: executor_pb2.Run, config: dict[str, Any]) -> Path:
-        """Writes the run directory atomically and durably; returns its path."""
+    def persist(
+        self,
+        run: executor_pb2.Run,
+        config: dict[str, Any],
+        extra: tuple[str, bytes] | None = None,
+    ) -> Path:
+        """Writes the run directory atomically and durably; returns its path.
+
+        `extra` is one more (name, bytes) file written in the same atomic
+        step: the run's queued pattern.
+        """
         final = self.root / run.run_id
         run.run_dir = str(final.resolve())
         staging = self.root / _STAGING / run.run_id
@@ -77,7 +86,9 @@ class RunStore:
             "report.md": render_report(run),
         }
         for name, text in files.items():
-            _write_synced(staging / name, text)
+            _write_synced(staging / name, text.encode())
+        if extra is not None:
+            _write_synced(staging / extra[0], extra[1])
         _fsync_dir(staging)
         os.rename(staging, final)
         _fsync_dir(self.root)

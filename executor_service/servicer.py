@@ -201,11 +201,13 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         run.total_cost_usd = sum(agent.cost_usd for agent in run.agents)
         run.total_duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
         run.finish_time.GetCurrentTime()
-        path = await asyncio.to_thread(self._runs.persist, run, run_config)
+        pattern = run_to_pattern(run, template)
+        marker = self._deliverer.outbox.staged_file(pattern)
+        # The run and its queued pattern become durable in one atomic step.
+        path = await asyncio.to_thread(self._runs.persist, run, run_config, marker)
         events: list[tuple[str, Message]] = [
             ("run_persisted", executor_pb2.RunPersisted(run_dir=str(path)))
         ]
-        pattern = run_to_pattern(run, template)
         self._local_index.add(pattern)
         delivery = await self._deliverer.deliver(pattern, remaining)
         if delivery.stored:
@@ -244,7 +246,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         run = await asyncio.to_thread(self._runs.load, request.run_id)
         if run is None:
             raise not_found("run", request.run_id)
-        queued = (self._deliverer.outbox.root / f"{run.run_id}.pattern.pb").exists()
+        queued = self._deliverer.outbox.is_queued(run.run_id)
         run.pattern_delivery = (
             executor_pb2.PATTERN_DELIVERY_QUEUED if queued else executor_pb2.PATTERN_DELIVERY_STORED
         )
@@ -312,9 +314,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self, request: executor_pb2.GetStatusRequest, context: Context
     ) -> executor_pb2.GetStatusResponse:
         outbox = self._deliverer.outbox
-        depth, oldest = await asyncio.to_thread(
-            lambda: (outbox.depth(), outbox.oldest_age_seconds())
-        )
+        depth, oldest = outbox.depth(), outbox.oldest_age_seconds()
         status = executor_pb2.GetStatusResponse(
             memory_reachable=bool(self._memory.reachable),
             memory_address=self._memory.address,

@@ -19,7 +19,7 @@ class ExecutorSettings(ServerSettings):
     port: int = Field(default=50051, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     data_dir: Path = Field(
         default=Path(".attune-data/executor"),
-        description="Holds runs/ (one directory per run) and outbox/ (patterns not yet stored).",
+        description="Holds runs/: one directory per run, with its queued pattern until stored.",
     )
     memory_address: str = Field(
         default="127.0.0.1:50052",

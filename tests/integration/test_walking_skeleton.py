@@ -157,3 +157,27 @@ async def test_restarted_executor_rebuilds_its_local_index(stack: Stack) -> None
         executor_pb2.GetRunRequest(run_id=run.run_id), timeout=5
     )
     assert fetched.run.total_cost_usd == run.total_cost_usd
+
+
+async def test_queued_patterns_arrive_after_both_services_restart(stack: Stack) -> None:
+    await stack.stop_memory()
+    stub = stack.executor_stub()
+    runs = [(await run_to_end(stub, run_request(package_name="demo")))[-1].run_finished.run]
+    runs.append((await run_to_end(stub, run_request(package_name="demo")))[-1].run_finished.run)
+    assert stack.executor is not None
+    await stack.executor.stop()
+    await stack.start_memory()
+    await stack.start_executor()
+    restarted = stack.executor_stub()
+    await eventually(
+        lambda: restarted.GetStatus(executor_pb2.GetStatusRequest(), timeout=5),
+        lambda status: status.outbox_depth == 0,
+    )
+    memory = stack.memory_stub()
+    for run in runs:
+        stored = await memory.GetPattern(
+            memory_pb2.GetPatternRequest(namespace="default", pattern_id=run.run_id), timeout=5
+        )
+        assert stored.pattern.run_id == run.run_id
+        fetched = await restarted.GetRun(executor_pb2.GetRunRequest(run_id=run.run_id), timeout=5)
+        assert fetched.run.pattern_delivery == executor_pb2.PATTERN_DELIVERY_STORED
