@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from executor_service.forms import answer_text
 from executor_service.templates.models import (
     TIER_LADDERS,
     AgentRule,
@@ -58,14 +59,6 @@ def rule_applies(rule: AgentRule, answers: dict[str, Answer]) -> bool:
     return all(_holds(required, answers.get(qid)) for qid, required in rule.when.items())
 
 
-def _as_text(answer: Answer) -> str:
-    if isinstance(answer, list):
-        return ",".join(answer)
-    if isinstance(answer, bool):
-        return "true" if answer else "false"
-    return f"{answer:g}" if isinstance(answer, float) else str(answer)
-
-
 def compose_team(
     template: Template, answers: dict[str, Answer], strategy: TierStrategy | None = None
 ) -> list[PlannedAgent]:
@@ -98,7 +91,7 @@ def compose_team(
             depends_on=tuple(dep for dep in rule.depends_on if dep in present),
             stage=stages[rule.role],
             config={
-                key: _as_text(answers[qid])
+                key: answer_text(answers[qid])
                 for key, qid in rule.config_mapping.items()
                 if qid in answers
             },

@@ -29,6 +29,15 @@ def from_form_value(value: common_pb2.FormValue) -> Answer | None:
     return answer
 
 
+def answer_text(answer: Answer) -> str:
+    """An answer as people write it: lists comma-separated, true/false, 80 not 80.0."""
+    if isinstance(answer, list):
+        return ",".join(answer)
+    if isinstance(answer, bool):
+        return "true" if answer else "false"
+    return f"{answer:g}" if isinstance(answer, float) else str(answer)
+
+
 def to_form_value(answer: Answer) -> common_pb2.FormValue:
     """A FormValue carrying the Python value."""
     if isinstance(answer, bool):

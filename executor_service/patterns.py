@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.convert import RUNNER_NAMES, tier_name
-from executor_service.forms import from_form_value
+from executor_service.forms import answer_text, from_form_value
 from executor_service.templates.models import Template
+
+
+def _text(value: common_pb2.FormValue) -> str:
+    answer = from_form_value(value)
+    return "" if answer is None else answer_text(answer)
 
 
 def run_summary(run: executor_pb2.Run, template: Template | None) -> str:
@@ -24,7 +30,7 @@ def run_summary(run: executor_pb2.Run, template: Template | None) -> str:
         state = executor_pb2.AgentStatus.Name(agent.status).removeprefix("AGENT_STATUS_").lower()
         tier = f" at tier {tier_name(agent.final_tier)}" if agent.attempts else ""
         lines.append(f"Agent {agent.role} {state}{tier} after {len(agent.attempts)} attempts.")
-    answers = ", ".join(f"{key}={from_form_value(run.answers[key])}" for key in sorted(run.answers))
+    answers = ", ".join(f"{key}={_text(run.answers[key])}" for key in sorted(run.answers))
     lines.append(f"Answers: {answers}.")
     return "\n".join(lines)
 

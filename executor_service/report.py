@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from google.protobuf import json_format
-
 from attune.executor.v1 import executor_pb2
 from executor_service.convert import RUNNER_NAMES, tier_name
+from executor_service.forms import answer_text, from_form_value
 
 
 def _status(value: int, enum: str) -> str:
@@ -41,8 +40,8 @@ def render_report(run: executor_pb2.Run) -> str:
         "",
     ]
     for key in sorted(run.answers):
-        value = json_format.MessageToDict(run.answers[key])
-        lines.append(f"- `{key}`: {next(iter(value.values()), '')}")
+        answer = from_form_value(run.answers[key])
+        lines.append(f"- `{key}`: {'' if answer is None else answer_text(answer)}")
     lines += [
         "",
         "## Team",
