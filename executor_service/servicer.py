@@ -19,6 +19,7 @@ from attune.memory.v1 import memory_pb2
 from executor_service import __version__
 from executor_service.composition import PlannedAgent, compose_team
 from executor_service.convert import (
+    RUNNER_FROM_NAME,
     RUNNER_NAMES,
     STRATEGY_FROM_PROTO,
     STRATEGY_TO_PROTO,
@@ -32,10 +33,11 @@ from executor_service.memory_client import UNREACHABLE_CODES
 from executor_service.patterns import run_to_pattern
 from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RunStore, new_run_id
-from executor_service.runners.simulated import SimulatedRunner, SimulationProfile
+from executor_service.runners.base import Runner
+from executor_service.runners.factory import RunnerConfigError, build_runner, resolve_runner_name
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
-from executor_service.templates.models import Template, Tier, TierStrategy
+from executor_service.templates.models import Template, TierStrategy
 from executor_service.templates.proto import template_to_proto
 from executor_service.workflow_run import WorkflowRun
 from memory_service.search.filter import FilterError, compile_filter, matches
@@ -135,24 +137,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             estimated_cost=common_pb2.CostRange(min_usd=low, max_usd=high),
         )
 
-    def _runner(self, request: executor_pb2.RunWorkflowRequest) -> SimulatedRunner:
-        name = RUNNER_NAMES.get(request.runner, self._settings.runner)
-        if name == "auto":
-            name = "simulated"
-        if name != "simulated":
-            raise ServiceError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"runner {name!r} is not configured on this executor; available: simulated",
-            )
-        seed = request.seed if request.HasField("seed") else secrets.randbits(63)
-        settings = self._settings
-        profile = SimulationProfile(
-            success_probability={Tier(k): v for k, v in settings.simulated_success.items()},
-            latency_seconds=settings.simulated_latency_ms / 1000,
-            input_tokens=settings.simulated_input_tokens,
-            output_tokens=settings.simulated_output_tokens,
-        )
-        return SimulatedRunner(seed, profile)
+    def _runner(self, request: executor_pb2.RunWorkflowRequest) -> tuple[Runner, int]:
+        """The runner the request asks for (else the default), and its seed."""
+        try:
+            name = resolve_runner_name(RUNNER_NAMES.get(request.runner), self._settings)
+            seed = request.seed if request.HasField("seed") else secrets.randbits(63)
+            runner = build_runner(name, self._settings, seed)
+        except RunnerConfigError as error:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(error)) from None
+        return runner, seed if name == "simulated" else 0
 
     async def RunWorkflow(
         self, request: executor_pb2.RunWorkflowRequest, context: Context
@@ -160,15 +153,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         template, resolved, team = self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
-        runner = self._runner(request)
+        runner, seed = self._runner(request)
         started = time.perf_counter()
         run = executor_pb2.Run(
             run_id=new_run_id(),
             template_id=template.id,
             template_version=template.version,
             status=executor_pb2.RUN_STATUS_RUNNING,
-            runner=common_pb2.RUNNER_SIMULATED,
-            seed=runner.seed,
+            runner=RUNNER_FROM_NAME[runner.name],
+            seed=seed,
             answers={key: to_form_value(value) for key, value in resolved.items()},
         )
         run.create_time.GetCurrentTime()
@@ -184,7 +177,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         workflow = WorkflowRun(run, team, runner, self._settings.max_concurrent_agents, finish)
         log.info("run started", extra={"run_id": run.run_id, "template_id": template.id})
         started_event = executor_pb2.RunStarted(
-            team=[_planned_to_proto(agent) for agent in team], runner=run.runner, seed=runner.seed
+            team=[_planned_to_proto(agent) for agent in team], runner=run.runner, seed=seed
         )
         async for event in workflow.stream(started_event, deadline):
             yield event

@@ -20,6 +20,7 @@ from attune.executor.v1 import executor_pb2
 from executor_service.composition import PlannedAgent
 from executor_service.engine import TeamExecution
 from executor_service.runners.base import Runner
+from executor_service.runners.factory import close_runner
 
 log = logging.getLogger("attune.executor.run")
 
@@ -44,6 +45,7 @@ class WorkflowRun:
     ) -> None:
         self.run = run
         self._team = team
+        self._runner = runner
         self._execution = TeamExecution(team, runner, concurrency, self._emit)
         self._finish = finish
         self._events: asyncio.Queue[executor_pb2.RunWorkflowResponse | None] = asyncio.Queue()
@@ -78,6 +80,7 @@ class WorkflowRun:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await close_runner(self._runner)
 
     async def _execute(self, deadline: float | None) -> None:
         try:
