@@ -7,7 +7,6 @@ run or none, also after a crash mid-write.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from ulid import ULID
 
@@ -31,8 +31,9 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{moment:%Y%m%d-%H%M%S}-{str(ULID.from_datetime(moment)).lower()}"
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+def _json(value: Any) -> bytes:
+    # orjson: indented, sorted output for people, at C speed on the hot path.
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -83,10 +84,10 @@ class RunStore:
             "form_responses.json": _json(record.get("answers", {})),
             "agents.json": _json(record.get("agents", [])),
             "result.json": _json(record),
-            "report.md": render_report(run),
+            "report.md": render_report(run).encode(),
         }
         for name, text in files.items():
-            _write_synced(staging / name, text.encode())
+            _write_synced(staging / name, text)
         if extra is not None:
             _write_synced(staging / extra[0], extra[1])
         _fsync_dir(staging)

@@ -8,21 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 
 METHOD = "/attune.bench.Echo/Echo"
+STREAM_METHOD = "/attune.bench.Echo/Stream"
 
 
 async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     return request
 
 
+async def _stream(
+    request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+) -> AsyncIterator[bytes]:
+    # The request's length is the number of messages: a bare server stream.
+    for _ in range(len(request)):
+        yield b"x" * 64
+
+
 async def serve(port_file: Path) -> None:
     server = grpc.aio.server()
     handler = grpc.method_handlers_generic_handler(
-        "attune.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
+        "attune.bench.Echo",
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+            "Stream": grpc.unary_stream_rpc_method_handler(_stream),
+        },
     )
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")

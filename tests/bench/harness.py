@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from tests.bench.echo_server import METHOD
+from tests.bench.echo_server import METHOD, STREAM_METHOD
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
@@ -71,6 +71,20 @@ async def echo_samples(address: str, count: int, payload: bytes = b"x" * 64) -> 
             return response
 
         return await time_calls(call, count, warmup=100)
+
+
+async def stream_samples(address: str, messages: int, count: int) -> list[float]:
+    """Times of a bare server stream of `messages` messages, read to the end."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+            STREAM_METHOD
+        )
+
+        async def call() -> None:
+            async for _ in stream(b"x" * messages, timeout=10):
+                pass
+
+        return await time_calls(call, count, warmup=20)
 
 
 def report(name: str, rows: dict[str, dict[str, float]], verdicts: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -146,11 +147,13 @@ def test_make_run_demo_tells_the_whole_story(tmp_path: Path) -> None:
 
 def test_make_serve_stops_both_services_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "MEMORY_PORT": "0", "EXECUTOR_PORT": "0", "ATTUNE_DATA_DIR": str(tmp_path)}
+    # Its own process group, so cleanup reaches the services it started too.
     server = subprocess.Popen(
         [sys.executable, "-m", "executor_service.devstack"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     try:
         assert server.stderr is not None
@@ -168,6 +171,6 @@ def test_make_serve_stops_both_services_on_sigterm(tmp_path: Path) -> None:
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
