@@ -16,6 +16,8 @@ import yaml
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
+from executor_service.forms import answer_problem
+from executor_service.templates.proto import question_from_proto
 
 Violation = tuple[str, str]
 FormValue = common_pb2.FormValue
@@ -178,35 +180,11 @@ def collect_answers(
 
 
 def check(question: Question, value: FormValue) -> str | None:
-    """Why a typed answer is not acceptable (option, range, emptiness); None if it is."""
-    kind = question.type
-    if (
-        kind == executor_pb2.QUESTION_TYPE_TEXT
-        and question.required
-        and not value.string_value.strip()
-    ):
-        return "required: must not be empty"
-    if (
-        kind == executor_pb2.QUESTION_TYPE_SINGLE_SELECT
-        and value.string_value not in question.options
-    ):
-        return (
-            f"{value.string_value!r} is not an option; choose one of {', '.join(question.options)}"
-        )
-    if kind == executor_pb2.QUESTION_TYPE_MULTI_SELECT:
-        chosen = list(value.string_list_value.values)
-        unknown = [option for option in chosen if option not in question.options]
-        if unknown:
-            return f"not an option: {', '.join(unknown)}; choose from {', '.join(question.options)}"
-        if len(set(chosen)) != len(chosen):
-            return "an option is chosen more than once"
-    if kind == executor_pb2.QUESTION_TYPE_NUMBER:
-        number = value.number_value
-        if question.HasField("min") and number < question.min:
-            return f"{format_number(number)} is below the minimum {format_number(question.min)}"
-        if question.HasField("max") and number > question.max:
-            return f"{format_number(number)} is above the maximum {format_number(question.max)}"
-    return None
+    """Why a typed answer is not acceptable (option, range, emptiness); None if it is.
+
+    The executor's own rules, so a prompt rejects exactly what the server would.
+    """
+    return answer_problem(question_from_proto(question), value)
 
 
 def format_number(number: float) -> str:

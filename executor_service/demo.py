@@ -17,7 +17,7 @@ import grpc
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.convert import tier_name
+from executor_service.cli_live import RunProgress
 from executor_service.devstack import ServiceProcess, executor_process, memory_process
 
 DEMO_DIR = Path(".attune-data/demo")
@@ -29,40 +29,16 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def describe(event: executor_pb2.RunWorkflowResponse) -> str | None:
-    """A progress line for a stream event, or None for the final one."""
-    kind = event.WhichOneof("event")
-    if kind == "run_started":
-        team = ", ".join(agent.role for agent in event.run_started.team)
-        seed = event.run_started.seed
-        return f"  run {event.run_id} started (runner=simulated, seed {seed}): {team}"
-    if kind == "attempt_finished":
-        attempt = event.attempt_finished.attempt
-        verdict = "ok" if attempt.success else f"failed ({attempt.error})"
-        return (
-            f"    {event.attempt_finished.role}: attempt {attempt.number} at "
-            f"{tier_name(attempt.tier)}, ${attempt.cost_usd:.4f}, {verdict}"
-        )
-    if kind == "agent_skipped":
-        return f"    {event.agent_skipped.role}: skipped, {event.agent_skipped.reason}"
-    if kind == "run_persisted":
-        return f"  run files written to {event.run_persisted.run_dir}"
-    if kind == "pattern_stored":
-        return f"  pattern {event.pattern_stored.pattern_id} stored in the memory service"
-    if kind == "pattern_queued":
-        return f"  pattern queued in the outbox: {event.pattern_queued.reason}"
-    return None
-
-
 async def run_workflow(stub: executor_pb2_grpc.ExecutorServiceAsyncStub) -> executor_pb2.Run:
     """Runs python_package_publish, printing progress; returns the run."""
     request = executor_pb2.RunWorkflowRequest(
         template_id="python_package_publish",
         answers={"package_name": common_pb2.FormValue(string_value="attune-demo")},
     )
+    progress = RunProgress()  # The CLI's reading of the stream, as plain lines.
     async for event in stub.RunWorkflow(request, timeout=60):
-        if line := describe(event):
-            say(line)
+        if line := progress.apply(event):
+            say(f"  {line}")
         if event.HasField("run_finished"):
             return event.run_finished.run
     raise RuntimeError("the run stream ended without a run_finished event")

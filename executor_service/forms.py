@@ -49,7 +49,7 @@ def to_form_value(answer: Answer) -> common_pb2.FormValue:
     return common_pb2.FormValue(string_list_value=common_pb2.StringList(values=list(answer)))
 
 
-def _check(question: Question, value: common_pb2.FormValue) -> str | None:
+def answer_problem(question: Question, value: common_pb2.FormValue) -> str | None:
     """Why the value does not answer the question; None if it does."""
     kind = value.WhichOneof("kind")
     expected = _EXPECTED_KIND[question.type]
@@ -57,14 +57,16 @@ def _check(question: Question, value: common_pb2.FormValue) -> str | None:
         got = kind or "no value"
         return f"expects a {question.type.value} answer ({expected}), got {got}"
     if question.type is QuestionType.TEXT and question.required and not value.string_value.strip():
-        return "must not be empty"
+        return "required: must not be empty"
     if question.type is QuestionType.SINGLE_SELECT and value.string_value not in question.options:
-        return f"{value.string_value!r} is not an option; choose one of {question.options}"
+        return (
+            f"{value.string_value!r} is not an option; choose one of {', '.join(question.options)}"
+        )
     if question.type is QuestionType.MULTI_SELECT:
         chosen = list(value.string_list_value.values)
         unknown = [option for option in chosen if option not in question.options]
         if unknown:
-            return f"{unknown} not among the options {question.options}"
+            return f"not an option: {', '.join(unknown)}; choose from {', '.join(question.options)}"
         if len(set(chosen)) != len(chosen):
             return "an option is chosen more than once"
     if question.type is QuestionType.NUMBER:
@@ -92,7 +94,7 @@ def resolve_answers(
     resolved: dict[str, Answer] = {}
     for question in template.questions:
         if question.id in answers:
-            problem = _check(question, answers[question.id])
+            problem = answer_problem(question, answers[question.id])
             if problem:
                 violations.append((question.id, problem))
                 continue

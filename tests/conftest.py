@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,13 +83,20 @@ class Stack:
             await self.memory.stop()
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+@asynccontextmanager
+async def running_stack(tmp_path: Path, **executor_overrides: object) -> AsyncIterator[Stack]:
     """Both services started, the executor pointing at the memory service."""
-    running = Stack(tmp_path, executor_overrides={"outbox_replay_interval_seconds": 0.05})
+    running = Stack(tmp_path, executor_overrides=executor_overrides)
     await running.start_memory()
     await running.start_executor()
     try:
         yield running
     finally:
         await running.close()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """The default stack; its outbox replays every 50 ms."""
+    async with running_stack(tmp_path, outbox_replay_interval_seconds=0.05) as running:
+        yield running

@@ -5,8 +5,8 @@ from __future__ import annotations
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
 from executor_service.convert import STRATEGY_TO_PROTO
-from executor_service.forms import to_form_value
-from executor_service.templates.models import QuestionType, Template
+from executor_service.forms import from_form_value, to_form_value
+from executor_service.templates.models import Question, QuestionType, Template
 
 _QUESTION_TYPES = {
     QuestionType.TEXT: executor_pb2.QUESTION_TYPE_TEXT,
@@ -15,6 +15,25 @@ _QUESTION_TYPES = {
     QuestionType.BOOLEAN: executor_pb2.QUESTION_TYPE_BOOLEAN,
     QuestionType.NUMBER: executor_pb2.QUESTION_TYPE_NUMBER,
 }
+
+
+_QUESTION_TYPES_BACK = {value: key for key, value in _QUESTION_TYPES.items()}
+
+
+def question_from_proto(message: executor_pb2.Question) -> Question:
+    """The model of a question as the API presents it."""
+    default = from_form_value(message.default_value) if message.HasField("default_value") else None
+    return Question(
+        id=message.id,
+        text=message.text,
+        help=message.help,
+        type=_QUESTION_TYPES_BACK[message.type],
+        options=list(message.options),
+        default=default,
+        required=message.required,
+        min=message.min if message.HasField("min") else None,
+        max=message.max if message.HasField("max") else None,
+    )
 
 
 def template_to_proto(template: Template) -> executor_pb2.Template:

@@ -80,8 +80,8 @@ class FilterError(ValueError):
     """A filter that cannot be used; the message names the position and problem."""
 
     def __init__(self, message: str, position: int | None = None) -> None:
-        where = f" at position {position}" if position is not None else ""
-        super().__init__(f"filter{where}: {message}")
+        where = f" (at position {position})" if position is not None else ""
+        super().__init__(f"{message}{where}")
         self.position = position
 
 

@@ -8,20 +8,15 @@ from pathlib import Path
 import pytest
 
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack
+from tests.conftest import Stack, running_stack
 from tests.helpers import eventually, run_request
 
 
 @pytest.fixture
 async def slow_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """Both services; every simulated attempt takes 100 ms."""
-    running = Stack(tmp_path, executor_overrides={"simulated_latency_ms": 100.0})
-    await running.start_memory()
-    await running.start_executor()
-    try:
+    async with running_stack(tmp_path, simulated_latency_ms=100.0) as running:
         yield running
-    finally:
-        await running.close()
 
 
 async def test_cancelled_stream_persists_a_cancelled_run(slow_stack: Stack) -> None:

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack
+from tests.conftest import Stack, running_stack
 from tests.helpers import run_request, run_to_end
 from tests.integration.fake_llm_server import FakeLLMServer, Scripted, anthropic_message
 
@@ -36,20 +36,13 @@ def model_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
 
 @pytest.fixture
 async def llm_stack(tmp_path: Path, model_api: FakeLLMServer) -> AsyncIterator[Stack]:
-    running = Stack(
+    async with running_stack(
         tmp_path,
-        executor_overrides={
-            "runner": "auto",
-            "anthropic_api_key": SecretStr(API_KEY),
-            "anthropic_base_url": model_api.url,
-        },
-    )
-    await running.start_memory()
-    await running.start_executor()
-    try:
+        runner="auto",
+        anthropic_api_key=SecretStr(API_KEY),
+        anthropic_base_url=model_api.url,
+    ) as running:
         yield running
-    finally:
-        await running.close()
 
 
 async def test_auto_picks_the_configured_model_api_and_accounts_real_usage(

@@ -10,7 +10,7 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack
+from tests.conftest import Stack, running_stack
 
 VALID = """
 id: team_retro
@@ -37,13 +37,8 @@ async def stack_with_templates(tmp_path: Path) -> AsyncIterator[Stack]:
     templates.mkdir()
     (templates / "retro.yaml").write_text(VALID)
     (templates / "broken.yaml").write_text(INVALID)
-    running = Stack(tmp_path, executor_overrides={"templates_dir": templates})
-    await running.start_memory()
-    await running.start_executor()
-    try:
+    async with running_stack(tmp_path, templates_dir=templates) as running:
         yield running
-    finally:
-        await running.close()
 
 
 async def test_valid_user_templates_are_served_and_invalid_ones_are_not(
