@@ -276,6 +276,7 @@ class FieldType(StrEnum):
     TIMESTAMP = "timestamp"
     ENUM = "enum"
     ANY = "any"  # A dynamic field, e.g. a form answer: any literal type.
+    MAP = "map"  # A map of dynamic fields itself: only `map:key` applies.
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ class Schema:
         if dotted in self.fields:
             return self.fields[dotted]
         if f"{dotted}.*" in self.fields:
-            return FieldSpec(FieldType.ANY)  # The map itself, as in `form_responses:key`.
+            return FieldSpec(FieldType.MAP)  # The map itself, as in `form_responses:key`.
         for cut in range(len(path) - 1, 0, -1):
             wildcard = ".".join(path[:cut]) + ".*"
             if wildcard in self.fields:
@@ -327,7 +328,9 @@ def _check_restriction(node: Restriction, schema: Schema) -> Restriction:
         if node.op != ":":
             raise FilterError(f"'*' is only allowed with ':' ({name}:*)")
         return node
-    if spec.type is FieldType.ANY:
+    if spec.type is FieldType.MAP and node.op != ":":
+        raise FilterError(f"{name} is a map; use {name}.KEY to compare or {name}:KEY to test a key")
+    if spec.type in (FieldType.ANY, FieldType.MAP):
         return node
     if spec.type is FieldType.NUMBER and (isinstance(value, bool) or not isinstance(value, float)):
         raise FilterError(f"{name} is a number; got {_literal_text(node)}")

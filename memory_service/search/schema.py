@@ -7,8 +7,10 @@ executor's local fallback.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
@@ -56,6 +58,17 @@ def _form_value(value: common_pb2.FormValue) -> Any:
     if kind == "string_list_value":
         return list(value.string_list_value.values)
     return None if kind is None else getattr(value, kind)
+
+
+def record_json(record: dict[str, Any]) -> str:
+    """The record as stored for SQL: timestamps become integer microseconds."""
+    return orjson.dumps(record, default=_micros, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+
+
+def _micros(value: object) -> int:
+    if isinstance(value, datetime):
+        return int(value.timestamp()) * 1_000_000 + value.microsecond
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def pattern_record(pattern: memory_pb2.Pattern) -> dict[str, Any]:
