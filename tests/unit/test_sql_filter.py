@@ -50,8 +50,8 @@ form_values = st.one_of(
 def patterns(draw: st.DrawFn) -> memory_pb2.Pattern:
     pattern = memory_pb2.Pattern(
         id=draw(st.sampled_from(["a", "b", "c"])),
-        type=draw(st.sampled_from([1, 2, 3])),
-        classification=draw(st.sampled_from([0, 1, 2, 3])),
+        type=memory_pb2.PatternType.ValueType(draw(st.sampled_from([1, 2, 3]))),
+        classification=common_pb2.Classification.ValueType(draw(st.sampled_from([0, 1, 2, 3]))),
         template_id=draw(st.sampled_from(["python_package_publish", "code_review", ""])),
         success=draw(st.booleans()),
         total_cost_usd=draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])),
@@ -75,8 +75,8 @@ def patterns(draw: st.DrawFn) -> memory_pb2.Pattern:
         )
     for key in draw(st.lists(st.sampled_from(["coverage", "checks", "name", "flag"]), max_size=4)):
         pattern.form_responses[key].CopyFrom(draw(form_values))
-    for tier in draw(st.lists(st.sampled_from(["cheap", "capable", "premium"]), max_size=3)):
-        pattern.tier_distribution[tier] = draw(st.integers(0, 3))
+    for tier_name in draw(st.lists(st.sampled_from(["cheap", "capable", "premium"]), max_size=3)):
+        pattern.tier_distribution[tier_name] = draw(st.integers(0, 3))
     pattern.create_time.FromDatetime(
         draw(st.sampled_from([datetime(2026, 1, d, tzinfo=UTC) for d in (1, 15, 31)]))
     )
