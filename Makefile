@@ -2,8 +2,8 @@
 #
 # Every target that needs Python or Node tooling creates it first: a fresh
 # clone needs nothing but python3 (>= 3.11) and, for the contract and the
-# polyglot test, Node.js with npm (installed through apt when missing and
-# running as root).
+# polyglot test, Node.js with npm, and for the Redis tests redis-server and
+# redis-cli (both installed through apt when missing and running as root).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -40,6 +40,14 @@ $(NODE_STAMP): package.json package-lock.json
 	  else echo "npm is required (install Node.js 18+)"; exit 1; fi; }
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# Not a stamp: the tools live outside the tree, so look for them every time.
+.PHONY: redis-tools
+redis-tools: ## Make sure redis-server and redis-cli exist (apt-get installs them as root).
+	@{ command -v redis-server && command -v redis-cli; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; \
+	  else echo "redis-server and redis-cli are required (install redis-server and redis-tools)"; exit 1; fi; }
 
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create .venv and install the project with its dev tools.
@@ -85,7 +93,7 @@ format: $(VENV_STAMP) $(NODE_STAMP) ## Apply ruff and buf formatting.
 	cd protos && ../$(BUF) format -w
 
 .PHONY: test
-test: $(VENV_STAMP) $(NODE_STAMP) ## Run unit, integration, e2e and polyglot tests (fails if none ran).
+test: $(VENV_STAMP) $(NODE_STAMP) redis-tools ## Run unit, integration, e2e and polyglot tests (fails if none ran).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: bench

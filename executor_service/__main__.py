@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from pathlib import Path
 
 import grpc
 
@@ -18,6 +19,7 @@ from executor_service.run_store import RunStore
 from executor_service.servicer import ExecutorServicer
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import load_catalog
+from executor_service.workflow_run import drain_runs
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 
@@ -47,7 +49,8 @@ async def start(settings: ExecutorSettings) -> RunningService:
 
     async def runs_writable() -> bool:
         # The executor needs only its own disk; memory outages degrade, not fail.
-        return os.access(runs.root, os.W_OK)
+        # A real write, since permission bits say nothing to root or a full disk.
+        return await asyncio.to_thread(_probe_write, runs.root)
 
     async def stop_replay() -> None:
         replay.cancel()
@@ -60,7 +63,24 @@ async def start(settings: ExecutorSettings) -> RunningService:
         "executor ready",
         extra={"runs_dir": str(runs.root), "memory_address": settings.memory_address},
     )
-    return RunningService(managed, stop_replay, client.close)
+
+    async def drain() -> None:
+        await drain_runs(settings.grace_period_seconds)
+
+    return RunningService(managed, drain, stop_replay, client.close)
+
+
+def _probe_write(folder: Path) -> bool:
+    probe = folder / ".readiness-probe"
+    try:
+        with probe.open("wb") as handle:
+            handle.write(b"ok")
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError:
+        return False
+    return True
 
 
 async def serve(settings: ExecutorSettings) -> None:

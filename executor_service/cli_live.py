@@ -88,6 +88,8 @@ class RunProgress:
             return f"pattern {event.pattern_stored.pattern_id} stored in the memory service"
         elif kind == "pattern_queued":
             return f"pattern queued in the outbox: {event.pattern_queued.reason}"
+        elif kind == "pattern_rejected":
+            return f"pattern refused by the memory service: {event.pattern_rejected.reason}"
         elif kind == "run_finished":
             self.run = event.run_finished.run
         return None

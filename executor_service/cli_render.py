@@ -202,5 +202,6 @@ def print_run_summary(console: Console, run: executor_pb2.Run) -> None:
     delivery = {
         executor_pb2.PATTERN_DELIVERY_STORED: "stored in the memory service",
         executor_pb2.PATTERN_DELIVERY_QUEUED: "queued in the outbox, delivered when memory is back",
+        executor_pb2.PATTERN_DELIVERY_REJECTED: "refused by the memory service, kept with the run",
     }.get(run.pattern_delivery, "not delivered")
     console.print(f"pattern: {delivery}")

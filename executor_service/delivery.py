@@ -9,10 +9,13 @@ from dataclasses import dataclass
 import grpc
 
 from attune.memory.v1 import memory_pb2
-from executor_service.memory_client import UNREACHABLE_CODES, MemoryClient
+from executor_service.memory_client import MemoryClient
 from executor_service.outbox import Outbox
 
 log = logging.getLogger("attune.executor.delivery")
+
+# Answers about the pattern itself: final. Every other failure is transient.
+FINAL_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS})
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Delivery:
     stored: bool
     deduped: bool = False
     reason: str = ""
+    rejected: bool = False
 
 
 class PatternDeliverer:
@@ -42,11 +46,15 @@ class PatternDeliverer:
             response = await self.client.store(pattern, remaining)
         except grpc.aio.AioRpcError as error:
             reason = f"{error.code().name}: {error.details()}"
-            if error.code() not in UNREACHABLE_CODES:
-                # The memory service refused it; retrying would never succeed.
+            if error.code() in FINAL_CODES:
+                # The memory service judged the pattern itself: retrying the
+                # same bytes can never succeed. Anything else stays queued.
                 log.error("pattern rejected", extra={"pattern_id": pattern.id, "reason": reason})
                 await asyncio.to_thread(self.outbox.set_aside, pattern.id)
+                return Delivery(stored=False, reason=reason, rejected=True)
             return Delivery(stored=False, reason=reason)
+        except grpc.aio.UsageError as error:  # The channel closed under us (shutdown).
+            return Delivery(stored=False, reason=f"memory channel closed: {error}")
         await asyncio.to_thread(self.outbox.remove, pattern.id)
         return Delivery(stored=True, deduped=response.deduped)
 

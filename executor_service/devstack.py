@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -110,15 +111,33 @@ class ServiceProcess:
 
 
 def memory_process(
-    data_dir: Path, port: int = 0, log: IO[str] | None = None, **extra: str
+    data_dir: Path,
+    *,
+    port: int = 0,
+    log: IO[str] | None = None,
+    settings: Mapping[str, str] | None = None,
+    **extra: str,
 ) -> ServiceProcess:
-    """A memory service on the embedded store under data_dir."""
-    settings = {"PORT": str(port), "DATA_DIR": str(data_dir / "memory"), **extra}
+    """A memory service under data_dir (embedded store unless settings say otherwise).
+
+    `settings` and keyword arguments are MEMORY_* variables without the prefix.
+    """
+    settings = {
+        "PORT": str(port),
+        "DATA_DIR": str(data_dir / "memory"),
+        **(settings or {}),
+        **extra,
+    }
     return ServiceProcess("memory_service", MEMORY_SERVICE, "MEMORY_", settings, data_dir, log)
 
 
 def executor_process(
-    data_dir: Path, memory_address: str, port: int = 0, log: IO[str] | None = None, **extra: str
+    data_dir: Path,
+    memory_address: str,
+    *,
+    port: int = 0,
+    log: IO[str] | None = None,
+    **extra: str,
 ) -> ServiceProcess:
     """An executor under data_dir that stores patterns at memory_address."""
     settings = {
@@ -138,26 +157,26 @@ def main() -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     memory_port = int(os.environ.get("MEMORY_PORT", "50052"))
     executor_port = int(os.environ.get("EXECUTOR_PORT", "50051"))
-    memory = memory_process(data_dir, memory_port)
-    # Blocked signals queue up for sigtimedwait instead of interrupting; the
-    # mask is set after the children start so they do not inherit it.
+    memory = memory_process(data_dir, port=memory_port)
     executor: ServiceProcess | None = None
-    watched = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+    # Handlers go in before any child starts, so a signal during start-up
+    # still stops both; children get default handlers back at exec.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         memory.start()
-        executor = executor_process(data_dir, memory.address, executor_port)
+        if stop.is_set():
+            return 0
+        executor = executor_process(data_dir, memory.address, port=executor_port)
         executor.start()
-        signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         print(
             f"serving: executor {executor.address}, memory {memory.address} "
             f"(data in {data_dir}); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
         )
-        while True:
-            received = signal.sigtimedwait(watched, 1.0)
-            if received is not None and received.si_signo != signal.SIGCHLD:
-                break
+        while not stop.wait(0.5):
             for service in (executor, memory):
                 if service.process is not None and service.process.poll() is not None:
                     print(f"{service.module} exited unexpectedly", file=sys.stderr)

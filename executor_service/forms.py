@@ -49,6 +49,16 @@ def to_form_value(answer: Answer) -> common_pb2.FormValue:
     return common_pb2.FormValue(string_list_value=common_pb2.StringList(values=list(answer)))
 
 
+# Answers travel in every run event, file and pattern: keep them bounded.
+MAX_TEXT_ANSWER = 4096
+MAX_ECHO = 60  # How much of a bad value an error message repeats.
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """Text as an error message may quote it: at most `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def answer_problem(question: Question, value: common_pb2.FormValue) -> str | None:
     """Why the value does not answer the question; None if it does."""
     kind = value.WhichOneof("kind")
@@ -58,17 +68,23 @@ def answer_problem(question: Question, value: common_pb2.FormValue) -> str | Non
         return f"expects a {question.type.value} answer ({expected}), got {got}"
     if question.type is QuestionType.TEXT and question.required and not value.string_value.strip():
         return "required: must not be empty"
+    if question.type is QuestionType.TEXT and len(value.string_value) > MAX_TEXT_ANSWER:
+        return f"longer than the limit of {MAX_TEXT_ANSWER} characters"
     if question.type is QuestionType.SINGLE_SELECT and value.string_value not in question.options:
-        return (
-            f"{value.string_value!r} is not an option; choose one of {', '.join(question.options)}"
-        )
+        offered = ", ".join(question.options)
+        return f"{clip(value.string_value)!r} is not an option; choose one of {offered}"
     if question.type is QuestionType.MULTI_SELECT:
         chosen = list(value.string_list_value.values)
-        unknown = [option for option in chosen if option not in question.options]
+        unknown = [clip(option) for option in chosen if option not in question.options]
         if unknown:
-            return f"not an option: {', '.join(unknown)}; choose from {', '.join(question.options)}"
+            named = ", ".join(unknown[:5])
+            if len(unknown) > 5:
+                named += f" and {len(unknown) - 5} more"
+            return f"not an option: {named}; choose from {', '.join(question.options)}"
         if len(set(chosen)) != len(chosen):
             return "an option is chosen more than once"
+        if question.required and not chosen:
+            return "required: choose at least one option"
     if question.type is QuestionType.NUMBER:
         number = value.number_value
         if number != number:  # NaN compares unequal to itself.
@@ -89,8 +105,11 @@ def resolve_answers(
     """
     violations: list[Violation] = []
     known = {question.id for question in template.questions}
-    for question_id in sorted(set(answers) - known):
-        violations.append((question_id, f"unknown question; the form asks {sorted(known)}"))
+    unknown = sorted(set(answers) - known)
+    for index, question_id in enumerate(unknown):
+        # The form's questions are listed once, not once per unknown answer.
+        hint = f"; the form asks {', '.join(sorted(known))}" if index == 0 else ""
+        violations.append((clip(question_id), f"unknown question{hint}"))
     resolved: dict[str, Answer] = {}
     for question in template.questions:
         if question.id in answers:

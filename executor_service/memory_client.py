@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 
 import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from memory_service.servicekit.logging import request_id_var, trace_id_var
 
 log = logging.getLogger("attune.executor.memory")
 
@@ -63,6 +65,16 @@ class MemoryClient:
         self.reachable: bool | None = None
         self.last_error = ""
 
+    @staticmethod
+    def metadata() -> tuple[tuple[str, str], ...]:
+        """The caller's request and trace ids, so both services' logs correlate."""
+        pairs = []
+        if request_id := request_id_var.get():
+            pairs.append(("x-request-id", request_id))
+        if len(trace_id := trace_id_var.get()) == 32:
+            pairs.append(("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"))
+        return tuple(pairs)
+
     def deadline(self, remaining: float | None) -> float:
         """The timeout of one call: configured, capped by the caller's remainder."""
         if remaining is None:
@@ -83,7 +95,9 @@ class MemoryClient:
         """Stores a pattern in the executor's namespace."""
         request = memory_pb2.StorePatternRequest(namespace=self.namespace, pattern=pattern)
         try:
-            response = await self._stub.StorePattern(request, timeout=self.deadline(remaining))
+            response = await self._stub.StorePattern(
+                request, timeout=self.deadline(remaining), metadata=self.metadata()
+            )
         except grpc.aio.AioRpcError as error:
             self._record(error)
             raise
@@ -96,7 +110,9 @@ class MemoryClient:
         """Searches the executor's namespace."""
         request.namespace = self.namespace
         try:
-            response = await self._stub.SearchPatterns(request, timeout=self.deadline(remaining))
+            response = await self._stub.SearchPatterns(
+                request, timeout=self.deadline(remaining), metadata=self.metadata()
+            )
         except grpc.aio.AioRpcError as error:
             self._record(error)
             raise

@@ -68,10 +68,20 @@ class Outbox:
             ids = sorted(self._queued)
         patterns = []
         for pattern_id in ids:
-            marker = self.root / pattern_id / PENDING
-            if marker.exists():
-                patterns.append(memory_pb2.Pattern.FromString(marker.read_bytes()))
+            try:
+                data = (self.root / pattern_id / PENDING).read_bytes()
+            except FileNotFoundError:
+                continue  # Delivered meanwhile by a concurrent offer.
+            patterns.append(memory_pb2.Pattern.FromString(data))
         return patterns
+
+    def is_rejected(self, pattern_id: str) -> bool:
+        """Whether the memory service refused the pattern for good."""
+        return (self.root / pattern_id / REJECTED).exists()
+
+    def rejected_count(self) -> int:
+        """How many refused patterns are kept beside their runs."""
+        return sum(1 for _ in self.root.glob(f"*/{REJECTED}"))
 
     def depth(self) -> int:
         """How many patterns wait."""

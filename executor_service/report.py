@@ -18,6 +18,14 @@ def _status(value: int, enum: str) -> str:
     )
 
 
+def _inline(text: str) -> str:
+    """User or model text made inert in Markdown: one line, markup escaped,
+    so an answer can never forge a line of the report. (Underscores inside
+    words are not emphasis in Markdown, so ids stay readable.)"""
+    flat = " ".join(text.split())
+    return "".join(f"\\{char}" if char in "\\`*[]<>|" else char for char in flat)
+
+
 def render_report(run: executor_pb2.Run) -> str:
     """A Markdown summary: answers, team, attempts and cost by tier."""
     runner = RUNNER_NAMES.get(run.runner, "unknown")
@@ -41,7 +49,8 @@ def render_report(run: executor_pb2.Run) -> str:
     ]
     for key in sorted(run.answers):
         answer = from_form_value(run.answers[key])
-        lines.append(f"- `{key}`: {'' if answer is None else answer_text(answer)}")
+        shown = "" if answer is None else answer_text(answer)
+        lines.append(f"- `{key}`: {_inline(shown)}")
     lines += [
         "",
         "## Team",
@@ -56,14 +65,14 @@ def render_report(run: executor_pb2.Run) -> str:
         final = tier_name(agent.final_tier) if agent.attempts else "-"
         status = _status(agent.status, "AgentStatus")
         if agent.skip_reason:
-            status += f" ({agent.skip_reason})"
+            status += f" ({_inline(agent.skip_reason)})"
         lines.append(
             f"| {agent.role} | {status} | {final} | {len(agent.attempts)} | {agent.cost_usd:.6f} |"
         )
     lines += ["", "## Attempts", ""]
     for agent in run.agents:
         for attempt in agent.attempts:
-            outcome = "ok" if attempt.success else f"failed: {attempt.error}"
+            outcome = "ok" if attempt.success else f"failed: {_inline(attempt.error)}"
             lines.append(
                 f"- {agent.role} #{attempt.number} at {tier_name(attempt.tier)} ({attempt.model}): "
                 f"{attempt.input_tokens} in / {attempt.output_tokens} out tokens, "

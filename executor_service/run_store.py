@@ -7,6 +7,7 @@ run or none, also after a crash mid-write.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,13 @@ from ulid import ULID
 
 from attune.executor.v1 import executor_pb2
 from executor_service.report import render_report
+
+
+class CorruptRunError(Exception):
+    """A run directory whose result.json cannot be read back."""
+
+
+log = logging.getLogger("attune.executor.runs")
 
 RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-z]{26}")
 _STAGING = ".staging"
@@ -96,7 +104,10 @@ class RunStore:
         return final
 
     def load(self, run_id: str) -> executor_pb2.Run | None:
-        """The run, or None if no finished run has that id."""
+        """The run, or None if no finished run has that id.
+
+        Raises CorruptRunError when the run's files exist but cannot be read.
+        """
         if not RUN_ID_PATTERN.fullmatch(run_id):
             return None
         cached = self._loaded.get(run_id)
@@ -104,11 +115,24 @@ class RunStore:
             path = self.root / run_id / "result.json"
             if not path.is_file():
                 return None
-            cached = json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
+            try:
+                cached = json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
+            except (json_format.ParseError, OSError, UnicodeDecodeError) as error:
+                raise CorruptRunError(
+                    f"run {run_id}: result.json is unreadable ({error})"
+                ) from None
             self._loaded[run_id] = cached
         copy = executor_pb2.Run()
         copy.CopyFrom(cached)
         return copy
+
+    def readable(self, run_id: str) -> executor_pb2.Run | None:
+        """The run, or None if it is absent or unreadable (which is logged)."""
+        try:
+            return self.load(run_id)
+        except CorruptRunError as error:
+            log.error("run skipped", extra={"run_id": run_id, "reason": str(error)})
+            return None
 
     def run_ids(self) -> list[str]:
         """Every finished run's id, newest first."""

@@ -32,7 +32,7 @@ from executor_service.local_index import LocalIndex
 from executor_service.memory_client import UNREACHABLE_CODES
 from executor_service.patterns import run_to_pattern
 from executor_service.run_query import RUN_SCHEMA, run_record
-from executor_service.run_store import RunStore, new_run_id
+from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError, RunStore, new_run_id
 from executor_service.runners.base import Runner
 from executor_service.runners.factory import RunnerConfigError, build_runner, resolve_runner_name
 from executor_service.settings import ExecutorSettings
@@ -41,15 +41,22 @@ from executor_service.templates.models import Template, TierStrategy
 from executor_service.templates.proto import template_to_proto
 from executor_service.workflow_run import WorkflowRun
 from memory_service.search.filter import FilterError, compile_filter, matches
-from memory_service.search.query import QueryError, Term, parse_query
+from memory_service.search.planning import PlanError, SearchPlan, plan_search
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found, unavailable
-from memory_service.servicekit.paging import decode_token, encode_token, page_bounds
+from memory_service.servicekit.paging import (
+    decode_cursor,
+    decode_token,
+    encode_cursor,
+    encode_token,
+    page_bounds,
+)
 
 log = logging.getLogger("attune.executor")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-_RUN_FINAL_STATUS = {True: executor_pb2.RUN_STATUS_SUCCEEDED, False: executor_pb2.RUN_STATUS_FAILED}
+# A page of runs stays well under the 8 MiB message limit, whatever its size.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
 class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
@@ -75,6 +82,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     def _template(self, template_id: str) -> Template:
         if not template_id:
             raise invalid_argument([("template_id", "required")])
+        if len(template_id) > 128:
+            raise invalid_argument([("template_id", "longer than 128 characters")])
         template = self._catalog.get(template_id)
         if template is None:
             known = ", ".join(t.id for t in self._catalog.all())
@@ -111,20 +120,30 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         answers: Any,
         strategy: common_pb2.TierStrategy.ValueType,
     ) -> tuple[Template, dict[str, Any], list[PlannedAgent]]:
+        if strategy not in common_pb2.TierStrategy.values():
+            raise invalid_argument([("tier_strategy", f"{strategy} is not a defined value")])
         template = self._template(template_id)
         resolved, violations = resolve_answers(template, answers)
         if violations:
+            shown = "; ".join(f"{field}: {text}" for field, text in violations[:3])
             raise invalid_argument(
                 violations,
-                f"{len(violations)} invalid answer(s) for template {template.id!r}: "
-                + "; ".join(f"{field}: {text}" for field, text in violations),
+                f"{len(violations)} invalid answer(s) for template {template.id!r}: {shown[:500]}"
+                + (" ..." if len(violations) > 3 else ""),
             )
         if strategy == common_pb2.TIER_STRATEGY_LEARNED:
             raise ServiceError(
                 grpc.StatusCode.UNIMPLEMENTED, "the learned tier strategy is not implemented yet"
             )
         override: TierStrategy | None = STRATEGY_FROM_PROTO.get(strategy)
-        return template, resolved, compose_team(template, resolved, override)
+        team = compose_team(template, resolved, override)
+        if not team:
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"no agent rule of template {template.id!r} applies to these answers; "
+                "there is nothing to run",
+            )
+        return template, resolved, team
 
     async def PlanWorkflow(
         self, request: executor_pb2.PlanWorkflowRequest, context: Context
@@ -139,6 +158,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
 
     def _runner(self, request: executor_pb2.RunWorkflowRequest) -> tuple[Runner, int]:
         """The runner the request asks for (else the default), and its seed."""
+        if request.runner not in common_pb2.Runner.values():
+            raise invalid_argument([("runner", f"{request.runner} is not a defined value")])
         try:
             name = resolve_runner_name(RUNNER_NAMES.get(request.runner), self._settings)
             seed = request.seed if request.HasField("seed") else secrets.randbits(63)
@@ -211,6 +232,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     executor_pb2.PatternStored(pattern_id=pattern.id, deduped=delivery.deduped),
                 )
             )
+        elif delivery.rejected:
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_REJECTED
+            events.append(
+                (
+                    "pattern_rejected",
+                    executor_pb2.PatternRejected(pattern_id=pattern.id, reason=delivery.reason),
+                )
+            )
         else:
             run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_QUEUED
             events.append(
@@ -224,7 +253,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             extra={
                 "run_id": run.run_id,
                 "status": executor_pb2.RunStatus.Name(run.status),
-                "pattern": "stored" if delivery.stored else "queued",
+                "pattern": executor_pb2.PatternDelivery.Name(run.pattern_delivery),
             },
         )
         return events
@@ -236,36 +265,51 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     ) -> executor_pb2.GetRunResponse:
         if not request.run_id:
             raise invalid_argument([("run_id", "required")])
-        run = await asyncio.to_thread(self._runs.load, request.run_id)
+        if not RUN_ID_PATTERN.fullmatch(request.run_id):
+            raise invalid_argument(
+                [("run_id", "not a run id (UTC date-time, then a ULID: 20260117-052959-01kf...)")]
+            )
+        try:
+            run = await asyncio.to_thread(self._runs.load, request.run_id)
+        except CorruptRunError as error:
+            raise ServiceError(grpc.StatusCode.DATA_LOSS, str(error)) from None
         if run is None:
             raise not_found("run", request.run_id)
-        queued = self._deliverer.outbox.is_queued(run.run_id)
-        run.pattern_delivery = (
-            executor_pb2.PATTERN_DELIVERY_QUEUED if queued else executor_pb2.PATTERN_DELIVERY_STORED
-        )
+        outbox = self._deliverer.outbox
+        if outbox.is_queued(run.run_id):
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_QUEUED
+        elif await asyncio.to_thread(outbox.is_rejected, run.run_id):
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_REJECTED
+        else:
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_STORED
         return executor_pb2.GetRunResponse(run=run)
 
     async def SearchRuns(
         self, request: executor_pb2.SearchRunsRequest, context: Context
     ) -> executor_pb2.SearchRunsResponse:
-        if request.filter:
-            raise ServiceError(
-                grpc.StatusCode.UNIMPLEMENTED, "SearchRuns does not support filter yet"
-            )
-        if not request.query.strip():
-            raise invalid_argument([("query", "required: give words to search for")])
-        try:
-            terms = parse_query(request.query)
-        except QueryError as error:
-            raise invalid_argument([("query", str(error))]) from None
         limit = page_bounds(request.page_size, 10, 100)
+        # Planned here too, with the same code as the memory service, so a bad
+        # request fails the same way whether or not the memory service is up.
+        try:
+            plan = plan_search(
+                request.query,
+                request.filter,
+                not request.disable_query_understanding,
+                self._local_index.vocabulary(),
+                datetime.now(UTC),
+            )
+        except PlanError as error:
+            raise invalid_argument(error.violations) from None
+        if request.mode not in executor_pb2.SearchRunsMode.values():
+            raise invalid_argument([("mode", f"{request.mode} is not a defined value")])
         mode = request.mode or executor_pb2.SEARCH_RUNS_MODE_AUTO
         if mode == executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES:
-            return self._local_answer(terms, limit, degraded_reason="")
+            return self._local_answer(plan, limit, degraded_reason="")
         try:
             response = await self._memory.search(
                 memory_pb2.SearchPatternsRequest(
                     query=request.query,
+                    filter=request.filter,
                     page_size=limit,
                     explain=request.explain,
                     disable_query_understanding=request.disable_query_understanding,
@@ -280,27 +324,30 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             reason = (
                 f"memory service unreachable ({error.code().name}); answered from local run files"
             )
-            return self._local_answer(terms, limit, degraded_reason=reason)
+            return self._local_answer(plan, limit, degraded_reason=reason)
         hits = [_hit(result.pattern, result.score) for result in response.results]
         source = executor_pb2.SEARCH_SOURCE_MEMORY
         if mode == executor_pb2.SEARCH_RUNS_MODE_HYBRID:
             seen = {hit.run_id for hit in hits}
-            hits += [
-                _hit(p, s) for p, s in self._local_index.search(terms, limit) if p.id not in seen
-            ][: max(0, limit - len(hits))]
+            local = self._local_index.search(plan.terms, plan.condition, limit)
+            hits += [_hit(h.pattern, h.score) for h in local if h.pattern.id not in seen][
+                : max(0, limit - len(hits))
+            ]
             source = executor_pb2.SEARCH_SOURCE_HYBRID
         return executor_pb2.SearchRunsResponse(
             hits=hits, source=source, applied_filter=response.applied_filter
         )
 
     def _local_answer(
-        self, terms: list[Term], limit: int, degraded_reason: str
+        self, plan: SearchPlan, limit: int, degraded_reason: str
     ) -> executor_pb2.SearchRunsResponse:
+        found = self._local_index.search(plan.terms, plan.condition, limit)
         return executor_pb2.SearchRunsResponse(
-            hits=[_hit(p, s) for p, s in self._local_index.search(terms, limit)],
+            hits=[_hit(hit.pattern, hit.score) for hit in found],
             source=executor_pb2.SEARCH_SOURCE_LOCAL_FILES,
             degraded=bool(degraded_reason),
             degraded_reason=degraded_reason,
+            applied_filter=plan.applied_filter,
         )
 
     async def GetStatus(
@@ -314,6 +361,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             outbox_depth=depth,
             last_memory_error=self._memory.last_error,
             run_count=len(await asyncio.to_thread(self._runs.run_ids)),
+            rejected_pattern_count=await asyncio.to_thread(outbox.rejected_count),
             version=__version__,
         )
         if oldest is not None:
@@ -328,26 +376,28 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         except FilterError as error:
             raise invalid_argument([("filter", str(error))]) from None
         size = page_bounds(request.page_size, 50, 500)
-        offset = decode_token(request.page_token, f"runs:{request.filter}")
+        scope = f"runs:{request.filter}"
+        # Keyset paging on the run id: runs finishing meanwhile never shift a page.
+        after = decode_cursor(request.page_token, scope)
 
         def page() -> tuple[list[executor_pb2.Run], bool]:
             # The filter is applied before paging, so no match is skipped.
             found: list[executor_pb2.Run] = []
-            skipped = 0
+            room = MAX_PAGE_BYTES
             for run_id in self._runs.run_ids():
-                run = self._runs.load(run_id)
+                if after and run_id >= after:
+                    continue
+                run = self._runs.readable(run_id)
                 if run is None or not matches(condition, run_record(run), RUN_SCHEMA):
                     continue
-                if skipped < offset:
-                    skipped += 1
-                    continue
-                if len(found) == size:
+                room -= run.ByteSize()
+                if len(found) == size or (found and room < 0):
                     return found, True
                 found.append(run)
             return found, False
 
         runs, more = await asyncio.to_thread(page)
-        token = encode_token(offset + size, f"runs:{request.filter}") if more else ""
+        token = encode_cursor(runs[-1].run_id, scope) if more else ""
         return executor_pb2.ListRunsResponse(runs=runs, next_page_token=token)
 
     # Later issues implement these; until then they answer UNIMPLEMENTED,

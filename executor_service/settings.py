@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from memory_service.patterns import NAMESPACE_PATTERN
 from memory_service.servicekit.settings import ServerSettings
 
 
@@ -109,6 +110,14 @@ class ExecutorSettings(ServerSettings):
     llm_max_retries: int = Field(
         default=3, ge=0, description="Retries of a model API call on 429 and 5xx answers."
     )
+
+    @field_validator("memory_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        # The memory service's own rule: a bad namespace would reject every pattern.
+        if not NAMESPACE_PATTERN.fullmatch(value):
+            raise ValueError("must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")
+        return value
 
     @field_validator("simulated_success", "anthropic_models", "openai_models")
     @classmethod

@@ -32,6 +32,14 @@ Finish = Callable[[executor_pb2.Run, float | None], Awaitable[list[tuple[str, Me
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
+async def drain_runs(within: float) -> None:
+    """Waits, at most `within` seconds, for runs still finishing (persisting a
+    cancelled run, offering its pattern) before the executor closes up."""
+    pending = set(_BACKGROUND)
+    if pending:
+        await asyncio.wait(pending, timeout=within)
+
+
 class WorkflowRun:
     """Executes a team for a run and streams the run's events."""
 
@@ -65,13 +73,17 @@ class WorkflowRun:
     async def stream(
         self, started: executor_pb2.RunStarted, deadline: float | None
     ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
-        """Starts the run and yields its events until run_finished."""
-        yield self.event("run_started", started)
+        """Starts the run and yields its events until run_finished.
+
+        The run task exists before the first event is sent, so a stream that
+        fails at once still leaves a run recorded (as cancelled).
+        """
         task = asyncio.create_task(self._execute(deadline))
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
         task.add_done_callback(lambda _: self._events.put_nowait(None))
         try:
+            yield self.event("run_started", started)
             while (item := await self._events.get()) is not None:
                 yield item
             await task

@@ -12,7 +12,7 @@ from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicer import MemoryServicer
 from memory_service.settings import MemorySettings
-from memory_service.store.embedded import EmbeddedStore
+from memory_service.store.factory import open_store
 
 SERVICE_NAME = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
 
@@ -21,9 +21,8 @@ log = logging.getLogger("attune.memory")
 
 async def start(settings: MemorySettings) -> RunningService:
     """Opens the store and starts serving on it."""
-    store = EmbeddedStore(settings.data_dir)
-    await store.open()
-    log.info("store open", extra={"store": settings.store, "path": str(store.path)})
+    store, location = await open_store(settings)
+    log.info("store open", extra={"store": settings.store, "path": location})
 
     def register(server: grpc.aio.Server) -> None:
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(MemoryServicer(store), server)

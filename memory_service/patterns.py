@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+from typing import Any
 
-from google.protobuf import struct_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
+from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 
 MAX_CONTENT_BYTES = 256 * 1024
@@ -51,6 +54,57 @@ def _struct_depth(value: struct_pb2.Struct | struct_pb2.ListValue) -> int:
     return 1 + deepest
 
 
+# google.protobuf.Timestamp's valid range: 0001-01-01 to 9999-12-31.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+_MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def _timestamp_problem(value: timestamp_pb2.Timestamp) -> str | None:
+    if not _MIN_SECONDS <= value.seconds <= _MAX_SECONDS or not 0 <= value.nanos < 10**9:
+        return "not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)"
+    return None
+
+
+def _duration_problem(value: duration_pb2.Duration) -> str | None:
+    mixed_signs = (value.seconds > 0 > value.nanos) or (value.seconds < 0 < value.nanos)
+    if abs(value.seconds) > _MAX_DURATION_SECONDS or abs(value.nanos) >= 10**9 or mixed_signs:
+        return "not a valid duration"
+    if value.seconds < 0 or value.nanos < 0:
+        return "must not be negative"
+    return None
+
+
+def _enum_problem(enum: Any, value: int) -> str | None:
+    return None if value in enum.values() else f"{value} is not a defined value"
+
+
+def _number_problem(value: float) -> str | None:
+    return None if math.isfinite(value) else "must be a finite number"
+
+
+def _typed_violations(pattern: memory_pb2.Pattern, at: str) -> list[Violation]:
+    """Values that parse but mean nothing: bad enums, times, NaN and infinities."""
+    checks: list[tuple[str, str | None]] = [
+        (f"{at}type", _enum_problem(memory_pb2.PatternType, pattern.type)),
+        (f"{at}classification", _enum_problem(common_pb2.Classification, pattern.classification)),
+        (f"{at}total_cost_usd", _number_problem(pattern.total_cost_usd)),
+    ]
+    if pattern.HasField("create_time"):
+        checks.append((f"{at}create_time", _timestamp_problem(pattern.create_time)))
+    if pattern.HasField("total_duration"):
+        checks.append((f"{at}total_duration", _duration_problem(pattern.total_duration)))
+    for index, agent in enumerate(pattern.agents):
+        where = f"{at}agents[{index}]."
+        checks.append((f"{where}tier", _enum_problem(common_pb2.Tier, agent.tier)))
+        checks.append((f"{where}cost_usd", _number_problem(agent.cost_usd)))
+        if agent.HasField("duration"):
+            checks.append((f"{where}duration", _duration_problem(agent.duration)))
+    for key, value in pattern.form_responses.items():
+        if value.WhichOneof("kind") == "number_value":
+            checks.append((f"{at}form_responses.{key}", _number_problem(value.number_value)))
+    return [(field, problem) for field, problem in checks if problem]
+
+
 def store_violations(request: memory_pb2.StorePatternRequest, prefix: str = "") -> list[Violation]:
     """Every reason a StorePattern request is invalid, as (field, description)."""
     found = namespace_violations(request.namespace, f"{prefix}namespace")
@@ -70,6 +124,7 @@ def store_violations(request: memory_pb2.StorePatternRequest, prefix: str = "") 
             found.append((f"{at}tags[{index}]", f"must be 1 to {MAX_TAG_LENGTH} characters"))
     if pattern.HasField("metadata") and _struct_depth(pattern.metadata) > MAX_METADATA_DEPTH:
         found.append((f"{at}metadata", f"nests deeper than {MAX_METADATA_DEPTH} levels"))
+    found += _typed_violations(pattern, at)
     return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -14,9 +15,14 @@ from memory_service.patterns import (
     pattern_id_violations,
     store_violations,
 )
-from memory_service.search.query import QueryError, parse_query
+from memory_service.search.filter import FilterError, compile_filter
+from memory_service.search.index import Hit, Recency
+from memory_service.search.planning import PlanError, plan_search
+from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
+from memory_service.servicekit.paging import decode_token, encode_token
 from memory_service.store.base import PatternConflictError, PatternStore
+from memory_service.store.guard import UnavailableAsStatus
 
 log = logging.getLogger("attune.memory")
 
@@ -24,13 +30,63 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 DEFAULT_SEARCH_PAGE = 10
 MAX_SEARCH_PAGE = 100
+DEFAULT_LIST_PAGE = 50
+MAX_LIST_PAGE = 1000
+DEFAULT_HALF_LIFE = 30 * 24 * 3600.0
+# Fields CountPatterns can group by: scalar fields and agents' fields.
+GROUPABLE = (
+    "template_id",
+    "success",
+    "type",
+    "classification",
+    "runner",
+    "agents.role",
+    "agents.tier",
+    "agents.success",
+    "tags",
+)
+
+
+def groupable(field: str) -> bool:
+    """Whether CountPatterns can group by the field."""
+    return field in GROUPABLE
+
+
+def parse_order_by(text: str) -> list[tuple[str, bool]]:
+    """`create_time desc, id` as [(field, descending)]; ValueError if unknown."""
+    order = []
+    for part in (piece.strip() for piece in text.split(",") if piece.strip()):
+        words = part.split()
+        if (
+            words[0] not in ("create_time", "id")
+            or len(words) > 2
+            or (len(words) == 2 and words[1].lower() not in ("asc", "desc"))
+        ):
+            raise ValueError(f"{part!r}: order by create_time or id, each optionally desc")
+        order.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
+    return order
+
+
+def _result(hit: Hit, explain: bool) -> memory_pb2.SearchResult:
+    result = memory_pb2.SearchResult(pattern=hit.pattern, score=hit.score)
+    if explain:
+        result.explanation.CopyFrom(
+            memory_pb2.ScoreExplanation(
+                keyword_score=hit.keyword_score,
+                recency_factor=hit.recency_factor,
+                matched_terms=hit.matched_terms,
+                fuzzy_expansions=hit.fuzzy_expansions,
+            )
+        )
+    return result
 
 
 class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     """Serves patterns from one PatternStore."""
 
     def __init__(self, store: PatternStore) -> None:
-        self._store = store
+        # A store that cannot be reached answers UNAVAILABLE with its reason.
+        self._store: PatternStore = UnavailableAsStatus(store)
 
     async def _store_one(
         self, request: memory_pb2.StorePatternRequest, field_prefix: str = ""
@@ -106,48 +162,112 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self, request: memory_pb2.SearchPatternsRequest, context: Context
     ) -> memory_pb2.SearchPatternsResponse:
         violations = namespace_violations(request.namespace)
-        if request.filter:
-            # The filter language arrives with the search issue; until then a
-            # filter is refused rather than silently ignored.
-            raise ServiceError(
-                grpc.StatusCode.UNIMPLEMENTED, "SearchPatterns does not support filter yet"
-            )
-        if not request.query.strip():
-            violations.append(("query", "required: give words to search for"))
-        if request.page_token:
-            violations.append(("page_token", "not a token this service issued"))
         if not 0 <= request.page_size <= MAX_SEARCH_PAGE:
             violations.append(("page_size", f"must be between 0 and {MAX_SEARCH_PAGE}"))
-        terms = []
-        if request.query.strip():
-            try:
-                terms = parse_query(request.query)
-            except QueryError as error:
-                violations.append(("query", str(error)))
         if violations:
             raise invalid_argument(violations)
-        found = await self._store.search(
-            request.namespace, terms, request.page_size or DEFAULT_SEARCH_PAGE
+        vocabulary = await self._store.query_vocabulary(request.namespace)
+        try:
+            plan = plan_search(
+                request.query,
+                request.filter,
+                not request.disable_query_understanding,
+                vocabulary,
+                datetime.now(UTC),
+            )
+        except PlanError as error:
+            raise invalid_argument(error.violations) from None
+        size = request.page_size or DEFAULT_SEARCH_PAGE
+        token_scope = "|".join(
+            (request.namespace, plan.applied_query, plan.applied_filter, str(request.mode))
         )
-        return memory_pb2.SearchPatternsResponse(
-            results=[memory_pb2.SearchResult(pattern=p, score=score) for p, score in found],
-            applied_query=request.query,
+        offset = decode_token(request.page_token, token_scope)
+        recency = None
+        if request.recency.enabled:
+            half_life = request.recency.half_life.ToNanoseconds() / 1e9 or DEFAULT_HALF_LIFE
+            if half_life <= 0:
+                raise invalid_argument([("recency.half_life", "must be positive")])
+            recency = Recency(half_life)
+        hits, total = await self._store.search(
+            request.namespace, plan.terms, plan.condition, size, offset, recency, request.explain
+        )
+        response = memory_pb2.SearchPatternsResponse(
+            results=[_result(hit, request.explain) for hit in hits],
+            applied_filter=plan.applied_filter,
+            applied_query=plan.applied_query,
             effective_mode=memory_pb2.SEARCH_MODE_KEYWORD,
-            total_size=len(found),
+            total_size=total,
+            next_page_token=encode_token(offset + size, token_scope)
+            if offset + size < total
+            else "",
         )
+        if request.mode in (memory_pb2.SEARCH_MODE_SEMANTIC, memory_pb2.SEARCH_MODE_HYBRID):
+            response.mode_fallback_reason = (
+                "no embeddings provider is configured; ranked by keyword"
+            )
+        return response
 
-    # Later issues implement these; until then they answer UNIMPLEMENTED,
-    # naming the RPC (the interceptor maps NotImplementedError).
     async def ListPatterns(
         self, request: memory_pb2.ListPatternsRequest, context: Context
     ) -> memory_pb2.ListPatternsResponse:
-        raise NotImplementedError
+        violations = namespace_violations(request.namespace)
+        condition, order = None, [("create_time", True)]
+        try:
+            condition = compile_filter(request.filter, PATTERN_SCHEMA)
+        except FilterError as error:
+            violations.append(("filter", str(error)))
+        try:
+            order = parse_order_by(request.order_by) or order
+        except ValueError as error:
+            violations.append(("order_by", str(error)))
+        if not 0 <= request.page_size <= MAX_LIST_PAGE:
+            violations.append(("page_size", f"must be between 0 and {MAX_LIST_PAGE}"))
+        if violations:
+            raise invalid_argument(violations)
+        size = request.page_size or DEFAULT_LIST_PAGE
+        scope = "|".join((request.namespace, request.filter, request.order_by))
+        offset = decode_token(request.page_token, scope)
+        patterns, total = await self._store.page(request.namespace, condition, order, size, offset)
+        more = offset + size < total
+        return memory_pb2.ListPatternsResponse(
+            patterns=patterns,
+            total_size=total,
+            next_page_token=encode_token(offset + size, scope) if more else "",
+        )
 
     async def CountPatterns(
         self, request: memory_pb2.CountPatternsRequest, context: Context
     ) -> memory_pb2.CountPatternsResponse:
-        raise NotImplementedError
+        violations = namespace_violations(request.namespace)
+        condition = None
+        try:
+            condition = compile_filter(request.filter, PATTERN_SCHEMA)
+        except FilterError as error:
+            violations.append(("filter", str(error)))
+        if request.group_by and not groupable(request.group_by):
+            violations.append(
+                ("group_by", f"not a field to group by; use one of {', '.join(GROUPABLE)}")
+            )
+        if violations:
+            raise invalid_argument(violations)
+        total, groups = await self._store.count(request.namespace, condition, request.group_by)
+        return memory_pb2.CountPatternsResponse(
+            total_count=total,
+            groups=[
+                memory_pb2.PatternGroup(
+                    key=group.key,
+                    count=group.count,
+                    success_count=group.success_count,
+                    success_rate=group.success_count / group.count if group.count else 0.0,
+                    total_cost_usd=group.total_cost_usd,
+                    mean_cost_usd=group.total_cost_usd / group.count if group.count else 0.0,
+                )
+                for group in groups
+            ],
+        )
 
+    # Later issues implement these; until then they answer UNIMPLEMENTED,
+    # naming the RPC (the interceptor maps NotImplementedError).
     async def SetContext(
         self, request: memory_pb2.SetContextRequest, context: Context
     ) -> memory_pb2.SetContextResponse:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from memory_service.servicekit.settings import ServerSettings
 
@@ -19,9 +20,56 @@ class MemorySettings(ServerSettings):
     port: int = Field(default=50052, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     data_dir: Path = Field(
         default=Path(".attune-data/memory"),
-        description="Directory of the embedded store (patterns.sqlite3).",
+        description="Directory of the embedded store (patterns.sqlite3), or of the redis "
+        "store's local search cache (redis-index.sqlite3).",
     )
-    store: Literal["embedded"] = Field(
+    store: Literal["embedded", "redis"] = Field(
         default="embedded",
-        description="Storage backend. `embedded` is a SQLite file in the data directory.",
+        description="Storage backend. `embedded` is a SQLite file in the data directory; "
+        "`redis` keeps patterns in Redis (standalone or Cluster), shared by every replica.",
     )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Standalone Redis URL, `redis://[[user]:password@]host:port/db` "
+        "(`rediss://` for TLS); unused when cluster nodes are set.",
+    )
+    redis_cluster_nodes: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Redis Cluster seed nodes, `host:port` separated by commas (or a JSON "
+        "list); when set, "
+        "the redis store runs in Cluster mode.",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="Redis password (AUTH); for standalone Redis it overrides one in the URL.",
+    )
+    redis_timeout_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Connect and read timeout of each Redis call.",
+    )
+    redis_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Retries of a Redis call after a connection error or timeout, with "
+        "exponential backoff and jitter, before the RPC answers UNAVAILABLE.",
+    )
+    redis_key_prefix: str = Field(
+        default="attune",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Prefix of every Redis key, so several deployments can share one Redis.",
+    )
+
+    @field_validator("redis_cluster_nodes", mode="before")
+    @classmethod
+    def _split_nodes(cls, value: object) -> object:
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            value = json.loads(value)
+        elif isinstance(value, str):
+            value = [node.strip() for node in value.split(",") if node.strip()]
+        if isinstance(value, list):
+            for node in value:
+                host, _, port = str(node).rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError(f"cluster node {node!r} is not host:port")
+        return value

@@ -14,9 +14,9 @@ from executor_service.runners.llm import LLMConfig
 from executor_service.runners.openai_compatible import OpenAICompatibleRunner
 from executor_service.runners.prices import load_price_table
 from executor_service.runners.simulated import SimulatedRunner, SimulationProfile
-from executor_service.runners.transport import RetryPolicy
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Tier
+from memory_service.servicekit.http_retry import RetryPolicy
 
 __all__ = [
     "RUNNER_NAMES",

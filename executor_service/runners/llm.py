@@ -22,8 +22,14 @@ from executor_service.runners.errors import RunnerConfigError
 from executor_service.runners.prices import PriceTable
 from executor_service.runners.prompt import Prompt, build_prompt
 from executor_service.runners.report import ParseFailure, judge, parse_report
-from executor_service.runners.transport import JsonPost, LLMCallError, RetryPolicy, post_json, scrub
 from executor_service.templates.models import Tier
+from memory_service.servicekit.http_retry import (
+    JsonPost,
+    LLMCallError,
+    RetryPolicy,
+    post_json,
+    scrub,
+)
 
 # Room for the JSON result, and for the hidden reasoning of reasoning models,
 # which counts against the same limit. Only tokens actually used are billed.

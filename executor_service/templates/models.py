@@ -45,7 +45,9 @@ TIER_LADDERS: dict[TierStrategy, tuple[Tier, ...]] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere: they would disable bounds or overflow
+    # the Duration a template is served with.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Question(_Strict):
@@ -98,7 +100,7 @@ class Template(_Strict):
     version: str
     tags: list[str] = []
     estimated_cost: CostRange
-    estimated_duration_seconds: float = Field(ge=0)
+    estimated_duration_seconds: float = Field(ge=0, le=30 * 24 * 3600)
     questions: list[Question]
     agent_rules: list[AgentRule]
 

@@ -33,6 +33,7 @@ from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, 
 from lark.exceptions import VisitError
 
 MAX_FILTER_LENGTH = 2048
+MAX_DEPTH = 32  # Keeps checking, matching and the SQL translation shallow.
 
 _GRAMMAR = r"""
 ?start: sequence
@@ -228,7 +229,24 @@ def parse_filter(text: str) -> Node | None:
         if isinstance(error.orig_exc, FilterError):
             raise error.orig_exc from None
         raise
+    except RecursionError:
+        raise FilterError(f"nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(node) > MAX_DEPTH:
+        raise FilterError(f"nested deeper than {MAX_DEPTH} levels")
     return node
+
+
+def _depth(root: Node) -> int:
+    """Nesting depth, counted without recursion (the tree may be deep)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, Not):
+            stack.append((node.child, depth + 1))
+        elif isinstance(node, And | Or):
+            stack.extend((child, depth + 1) for child in node.children)
+    return deepest
 
 
 # --- printing -----------------------------------------------------------------

@@ -62,7 +62,9 @@ def to_micros(text: str) -> int:
 def register_functions(connection: sqlite3.Connection) -> None:
     """The Python string rules the SQL needs (SQLite's own lower/upper are ASCII-only)."""
     connection.create_function(
-        "py_upper", 1, lambda text: text.upper() if isinstance(text, str) else text,
+        "py_upper",
+        1,
+        lambda text: text.upper() if isinstance(text, str) else text,
         deterministic=True,
     )
     connection.create_function(
@@ -85,12 +87,20 @@ class FilterCompiler:
     """Compiles trees against one schema, for one record column."""
 
     def __init__(
-        self, schema: Schema, record_column: str, timestamp_columns: dict[str, str]
+        self,
+        schema: Schema,
+        record_column: str,
+        timestamp_columns: dict[str, str],
+        scalar_columns: dict[str, str] | None = None,
     ) -> None:
         self._schema = schema
         self._record = record_column
         # Top-level timestamp fields kept in their own integer columns.
         self._timestamps = timestamp_columns
+        # Top-level typed scalars kept in their own columns (booleans as 0/1,
+        # enums upper-case): the schema check guarantees the literal's type,
+        # so a plain column comparison means what filter._compare means.
+        self._scalars = scalar_columns or {}
 
     def compile(self, node: Node | None) -> SqlFilter:
         """The WHERE fragment for a checked tree ("1" for no filter)."""
@@ -134,15 +144,34 @@ class FilterCompiler:
         spec = self._schema.lookup(node.path)
         dotted = ".".join(node.path)
         if isinstance(node.value, Star):
+            if dotted in self._scalars:
+                return "1"  # Every record has its top-level scalars.
             return self._present(node, spec)
         if dotted in self._timestamps and spec is not None and spec.type is FieldType.TIMESTAMP:
             params.append(to_micros(str(node.value)))
             op = "=" if node.op == ":" else node.op
             return f"({self._timestamps[dotted]} {op} ?)"
+        if dotted in self._scalars and spec is not None and not spec.repeated:
+            return self._scalar(self._scalars[dotted], node, spec, params)
         if node.op == ":":
             return self._has(node, spec, params)
         condition = self._compare("v", node.op, node.value, spec, params)
         return f"EXISTS (SELECT 1 FROM {self._values(node, spec)} AND {condition})"
+
+    def _scalar(
+        self, column: str, node: Restriction, spec: FieldSpec, params: list[object]
+    ) -> str:
+        literal = node.value
+        if isinstance(literal, bool):
+            params.append(1 if literal else 0)
+            return f"({column} = ?)" if node.op == ":" else f"({column} {node.op} ?)"
+        if isinstance(literal, str) and node.op == ":":
+            params.append(literal)
+            return f"py_contains({column}, ?)"
+        if isinstance(literal, str) and spec.type is FieldType.ENUM:
+            literal = literal.upper()
+        params.append(literal)
+        return f"({column} = ?)" if node.op == ":" else f"({column} {node.op} ?)"
 
     def _present(self, node: Restriction, spec: FieldSpec | None) -> str:
         """`path:*`: some value is there (a map counts, an empty list does not)."""

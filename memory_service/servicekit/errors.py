@@ -38,21 +38,35 @@ class ServiceError(Exception):
         return status
 
 
+MAX_VIOLATIONS = 50  # Error trailers are capped (16 KiB): report this many at most.
+
+
 def invalid_argument(violations: Iterable[tuple[str, str]], summary: str = "") -> ServiceError:
-    """INVALID_ARGUMENT with a BadRequest detail listing every (field, description)."""
+    """INVALID_ARGUMENT with a BadRequest detail listing every (field, description).
+
+    Beyond MAX_VIOLATIONS, the rest are counted in one last violation.
+    """
     pairs = list(violations)
+    if len(pairs) > MAX_VIOLATIONS:
+        extra = len(pairs) - MAX_VIOLATIONS + 1
+        pairs = [*pairs[: MAX_VIOLATIONS - 1], ("", f"and {extra} more problems")]
     bad_request = error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
             for field, description in pairs
         ]
     )
-    text = summary or "; ".join(f"{field}: {description}" for field, description in pairs)
+    # The message is a short summary; the details carry every violation.
+    shown = "; ".join(f"{field}: {description}" for field, description in pairs[:3])
+    more = f" (and {len(pairs) - 3} more)" if len(pairs) > 3 else ""
+    text = summary or (shown[:500] + more)
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, text, [bad_request])
 
 
 def not_found(resource_type: str, resource_name: str, message: str = "") -> ServiceError:
-    """NOT_FOUND with a ResourceInfo detail."""
+    """NOT_FOUND with a ResourceInfo detail (names are clipped, never echoed whole)."""
+    if len(resource_name) > 200:
+        resource_name = resource_name[:199] + "…"
     info = error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=resource_name)
     return ServiceError(
         grpc.StatusCode.NOT_FOUND, message or f"{resource_type} {resource_name!r} not found", [info]

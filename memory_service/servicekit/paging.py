@@ -44,6 +44,31 @@ def decode_token(token: str, query: str) -> int:
     return offset
 
 
+def encode_cursor(after: str, query: str) -> str:
+    """A token resuming after the item `after`: stable while items are added."""
+    raw = json.dumps({"a": after, "q": _query_key(query)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str, query: str) -> str:
+    """The item a cursor token resumes after ("" for the first page)."""
+    if not token:
+        return ""
+    foreign = invalid_argument([("page_token", "not a token this service issued")])
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise foreign
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after, bound_to = data["a"], data["q"]
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+        raise foreign from None
+    if not isinstance(after, str) or not after or not isinstance(bound_to, str):
+        raise foreign
+    if bound_to != _query_key(query):
+        raise invalid_argument([("page_token", "was issued for a different query")])
+    return after
+
+
 def page_bounds(page_size: int, default: int, maximum: int) -> int:
     """The effective page size; INVALID_ARGUMENT when out of range."""
     if page_size < 0:

@@ -6,11 +6,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from attune.memory.v1 import memory_pb2
+from memory_service.search.filter import Node
+from memory_service.search.index import Group, Hit, Recency
 from memory_service.search.query import Term
 
 
 class PatternConflictError(Exception):
     """A different pattern is already stored under the id."""
+
+
+class StoreUnavailableError(Exception):
+    """The backend cannot be reached; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,10 @@ class PutOutcome:
 
 
 class PatternStore(Protocol):
-    """Durable, idempotent storage of patterns with text search."""
+    """Durable, idempotent storage of patterns, with search.
+
+    Every read that starts after a write was acknowledged sees that write.
+    """
 
     async def put(self, namespace: str, pattern: memory_pb2.Pattern, replace: bool) -> PutOutcome:
         """Stores a pattern; the same pattern again is a no-op (deduped).
@@ -38,13 +47,41 @@ class PatternStore(Protocol):
         ...
 
     async def delete(self, namespace: str, pattern_id: str) -> bool:
-        """Deletes the pattern and its index entry; False if it did not exist."""
+        """Deletes the pattern, its index entries and vector; False if absent."""
         ...
 
     async def search(
-        self, namespace: str, terms: list[Term], limit: int
-    ) -> list[tuple[memory_pb2.Pattern, float]]:
-        """The best patterns for the terms, with their scores, best first."""
+        self,
+        namespace: str,
+        terms: list[Term],
+        condition: Node | None,
+        limit: int,
+        offset: int,
+        recency: Recency | None,
+        explain: bool,
+    ) -> tuple[list[Hit], int]:
+        """Ranked patterns matching every term and the filter, and the total."""
+        ...
+
+    async def page(
+        self,
+        namespace: str,
+        condition: Node | None,
+        order_by: list[tuple[str, bool]],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[memory_pb2.Pattern], int]:
+        """A page of patterns passing the filter, in order, and the total."""
+        ...
+
+    async def count(
+        self, namespace: str, condition: Node | None, group_by: str
+    ) -> tuple[int, list[Group]]:
+        """How many patterns pass the filter, grouped by a field."""
+        ...
+
+    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
+        """(template ids, numeric form question ids) of a namespace, for query understanding."""
         ...
 
     async def ping(self) -> bool:

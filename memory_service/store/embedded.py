@@ -1,13 +1,15 @@
-"""The embedded backend: one SQLite file, patterns and their text index.
+"""The embedded backend: one SQLite file holding patterns and their index.
 
 Every operation runs on one dedicated thread, so the connection is never
 shared across threads and writes are serialised without extra locking. A
-write commits with synchronous=FULL before it is acknowledged.
+write commits with synchronous=FULL before it is acknowledged, so a search
+that starts afterwards sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable
@@ -17,23 +19,26 @@ from typing import TypeVar
 
 from attune.memory.v1 import memory_pb2
 from memory_service.patterns import fingerprint
-from memory_service.search.documents import searchable_text
+from memory_service.search.filter import Node
+from memory_service.search.index import Group, Hit, Recency, SearchIndex
 from memory_service.search.query import Term
-from memory_service.search.text_index import TextIndex
 from memory_service.store.base import PatternConflictError, PutOutcome
 
 T = TypeVar("T")
+# (namespace, pattern, replace, the caller's future)
+_QueuedPut = tuple[str, memory_pb2.Pattern, bool, "asyncio.Future[PutOutcome]"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS patterns (
-    namespace TEXT NOT NULL,
-    id TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    body BLOB NOT NULL,
-    create_time_us INTEGER NOT NULL,
-    PRIMARY KEY (namespace, id)
-);
-"""
+
+def stamped(namespace: str, pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
+    """The pattern as stored: namespace, store time, and a default create time."""
+    stored = memory_pb2.Pattern()
+    stored.CopyFrom(pattern)
+    stored.namespace = namespace
+    now_us = time.time_ns() // 1000
+    stored.store_time.FromMicroseconds(now_us)
+    if not stored.HasField("create_time"):
+        stored.create_time.FromMicroseconds(now_us)
+    return stored
 
 
 class EmbeddedStore:
@@ -43,7 +48,9 @@ class EmbeddedStore:
         self.path = data_dir / "patterns.sqlite3"
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._db: sqlite3.Connection | None = None
-        self._index: TextIndex | None = None
+        self._index: SearchIndex | None = None
+        self._queued: list[_QueuedPut] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Creates the file and schema if missing."""
@@ -54,96 +61,130 @@ class EmbeddedStore:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA)
         self._db = db
-        self._index = TextIndex(db)
+        self._index = SearchIndex(db)
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
 
-    def _conn(self) -> tuple[sqlite3.Connection, TextIndex]:
+    def _open_index(self) -> tuple[sqlite3.Connection, SearchIndex]:
         if self._db is None or self._index is None:
             raise RuntimeError("store is not open")
         return self._db, self._index
 
     async def put(self, namespace: str, pattern: memory_pb2.Pattern, replace: bool) -> PutOutcome:
-        def work() -> PutOutcome:
-            db, index = self._conn()
-            digest = fingerprint(pattern)
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(
-                    "SELECT fingerprint, body FROM patterns WHERE namespace = ? AND id = ?",
-                    (namespace, pattern.id),
-                ).fetchone()
-                if row is not None and row[0] == digest:
-                    db.execute("ROLLBACK")
-                    return PutOutcome(memory_pb2.Pattern.FromString(row[1]), True, False)
-                if row is not None and not replace:
-                    raise PatternConflictError(pattern.id)
-                stored = _stamped(namespace, pattern)
-                db.execute(
-                    "INSERT OR REPLACE INTO patterns VALUES (?, ?, ?, ?, ?)",
-                    (
-                        namespace,
-                        pattern.id,
-                        digest,
-                        stored.SerializeToString(),
-                        stored.create_time.ToMicroseconds(),
-                    ),
-                )
-                index.upsert(namespace, pattern.id, searchable_text(stored))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return PutOutcome(stored, False, row is not None)
+        # Group commit: puts that arrive while a commit is running share the
+        # next transaction, so concurrent writers pay for one fsync, not one each.
+        done: asyncio.Future[PutOutcome] = asyncio.get_running_loop().create_future()
+        self._queued.append((namespace, pattern, replace, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await done
 
-        return await self._run(work)
+    async def _flush(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                outcomes = await self._run(functools.partial(self._write_batch, batch))
+            except BaseException as error:  # The commit itself failed: nothing is stored.
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                continue
+            for (*_, done), outcome in zip(batch, outcomes, strict=True):
+                if done.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    done.set_exception(outcome)
+                else:
+                    done.set_result(outcome)
+
+    def _write_batch(self, batch: list[_QueuedPut]) -> list[PutOutcome | Exception]:
+        """Applies the puts in order in one transaction; per-put conflicts stay per put."""
+        db, index = self._open_index()
+        outcomes: list[PutOutcome | Exception] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for namespace, pattern, replace, _ in batch:
+                digest = fingerprint(pattern)
+                existing = index.get(namespace, pattern.id)
+                if existing is not None and existing.fingerprint == digest:
+                    outcomes.append(PutOutcome(existing.pattern, True, False))
+                elif existing is not None and not replace:
+                    outcomes.append(PatternConflictError(pattern.id))
+                else:
+                    stored = stamped(namespace, pattern)
+                    index.put(namespace, stored, digest)
+                    outcomes.append(PutOutcome(stored, False, existing is not None))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return outcomes
 
     async def get(self, namespace: str, pattern_id: str) -> memory_pb2.Pattern | None:
         def work() -> memory_pb2.Pattern | None:
-            db, _ = self._conn()
-            row = db.execute(
-                "SELECT body FROM patterns WHERE namespace = ? AND id = ?", (namespace, pattern_id)
-            ).fetchone()
-            return None if row is None else memory_pb2.Pattern.FromString(row[0])
+            stored = self._open_index()[1].get(namespace, pattern_id)
+            return None if stored is None else stored.pattern
 
         return await self._run(work)
 
     async def delete(self, namespace: str, pattern_id: str) -> bool:
         def work() -> bool:
-            db, index = self._conn()
+            db, index = self._open_index()
             db.execute("BEGIN IMMEDIATE")
-            cursor = db.execute(
-                "DELETE FROM patterns WHERE namespace = ? AND id = ?", (namespace, pattern_id)
-            )
-            index.remove(namespace, pattern_id)
-            db.execute("COMMIT")
-            return cursor.rowcount > 0
+            try:
+                deleted = index.delete(namespace, pattern_id)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return deleted
 
         return await self._run(work)
 
     async def search(
-        self, namespace: str, terms: list[Term], limit: int
-    ) -> list[tuple[memory_pb2.Pattern, float]]:
-        def work() -> list[tuple[memory_pb2.Pattern, float]]:
-            db, index = self._conn()
-            found = []
-            for doc_id, score in index.search(namespace, terms, limit):
-                row = db.execute(
-                    "SELECT body FROM patterns WHERE namespace = ? AND id = ?", (namespace, doc_id)
-                ).fetchone()
-                if row is not None:
-                    found.append((memory_pb2.Pattern.FromString(row[0]), score))
-            return found
+        self,
+        namespace: str,
+        terms: list[Term],
+        condition: Node | None,
+        limit: int,
+        offset: int,
+        recency: Recency | None,
+        explain: bool,
+    ) -> tuple[list[Hit], int]:
+        return await self._run(
+            lambda: self._open_index()[1].search(
+                namespace, terms, condition, limit, offset, recency, explain
+            )
+        )
 
-        return await self._run(work)
+    async def page(
+        self,
+        namespace: str,
+        condition: Node | None,
+        order_by: list[tuple[str, bool]],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[memory_pb2.Pattern], int]:
+        return await self._run(
+            lambda: self._open_index()[1].page(namespace, condition, order_by, limit, offset)
+        )
+
+    async def count(
+        self, namespace: str, condition: Node | None, group_by: str
+    ) -> tuple[int, list[Group]]:
+        return await self._run(lambda: self._open_index()[1].count(namespace, condition, group_by))
+
+    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
+        return await self._run(lambda: self._open_index()[1].query_vocabulary(namespace))
 
     async def ping(self) -> bool:
         def work() -> bool:
-            db, _ = self._conn()
+            db, _ = self._open_index()
             # Taking the write lock proves the file is there and writable.
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -155,6 +196,8 @@ class EmbeddedStore:
         return await self._run(work)
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await self._flusher  # Acknowledge or fail every queued write first.
         def work() -> None:
             if self._db is not None:
                 self._db.close()
@@ -162,15 +205,3 @@ class EmbeddedStore:
 
         await self._run(work)
         self._thread.shutdown(wait=True)
-
-
-def _stamped(namespace: str, pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
-    """The pattern as stored: namespace, store time, and a default create time."""
-    stored = memory_pb2.Pattern()
-    stored.CopyFrom(pattern)
-    stored.namespace = namespace
-    now_us = time.time_ns() // 1000
-    stored.store_time.FromMicroseconds(now_us)
-    if not stored.HasField("create_time"):
-        stored.create_time.FromMicroseconds(now_us)
-    return stored

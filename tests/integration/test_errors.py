@@ -117,7 +117,7 @@ async def test_unknown_run_is_not_found(stack: Stack) -> None:
     traversal = await failure(
         stub.GetRun(executor_pb2.GetRunRequest(run_id="../../etc"), timeout=5)
     )
-    assert traversal.code() == grpc.StatusCode.NOT_FOUND
+    assert traversal.code() == grpc.StatusCode.INVALID_ARGUMENT
     empty = await failure(stub.GetRun(executor_pb2.GetRunRequest(), timeout=5))
     assert empty.code() == grpc.StatusCode.INVALID_ARGUMENT
 
@@ -130,8 +130,8 @@ async def test_unimplemented_rpcs_name_themselves(stack: Stack) -> None:
             executor_pb2.GetAnalyticsRequest(), timeout=5
         ),
         "MemoryService/SetContext": memory.SetContext(memory_pb2.SetContextRequest(), timeout=5),
-        "MemoryService/CountPatterns": memory.CountPatterns(
-            memory_pb2.CountPatternsRequest(), timeout=5
+        "MemoryService/ListAuditEvents": memory.ListAuditEvents(
+            memory_pb2.ListAuditEventsRequest(), timeout=5
         ),
     }
     for name, call in calls.items():
@@ -140,14 +140,14 @@ async def test_unimplemented_rpcs_name_themselves(stack: Stack) -> None:
         assert name in (error.details() or ""), error.details()
 
 
-async def test_filters_are_refused_until_the_query_language_lands(stack: Stack) -> None:
+async def test_a_bad_search_filter_names_its_position(stack: Stack) -> None:
     error = await failure(
         stack.executor_stub().SearchRuns(
-            executor_pb2.SearchRunsRequest(query="x", filter='template_id = "a"'), timeout=5
+            executor_pb2.SearchRunsRequest(query="x", filter='template_id = "a" AND'), timeout=5
         )
     )
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "filter" in (error.details() or "")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "position" in violations_of(error)["filter"]
 
 
 async def test_unsupported_runner_is_a_failed_precondition(stack: Stack) -> None:
@@ -162,3 +162,38 @@ async def test_messages_carry_no_traceback(stack: Stack) -> None:
     error = await stream_failure(stack, run_request(test_coverage_required=-1))
     assert "Traceback" not in (error.details() or "")
     assert 'File "' not in (error.details() or "")
+
+
+async def test_a_corrupt_run_is_data_loss_and_is_skipped_by_lists(stack: Stack) -> None:
+    stub = stack.executor_stub()
+    runs = [(await run_to_end(stub, run_request(package_name="demo")))[-1].run_finished.run]
+    runs.append((await run_to_end(stub, run_request(package_name="demo")))[-1].run_finished.run)
+    assert stack.executor is not None
+    await stack.executor.stop()
+    result = stack.root / "executor" / "runs" / runs[0].run_id / "result.json"
+    result.write_text(result.read_text()[:100])  # A torn file, as a bad disk leaves it.
+    await stack.start_executor()
+    restarted = stack.executor_stub()
+    error = await failure(restarted.GetRun(executor_pb2.GetRunRequest(run_id=runs[0].run_id)))
+    assert error.code() == grpc.StatusCode.DATA_LOSS
+    listed = await restarted.ListRuns(executor_pb2.ListRunsRequest(), timeout=5)
+    assert [run.run_id for run in listed.runs] == [runs[1].run_id]
+
+
+async def test_oversized_inputs_get_precise_errors_not_transport_failures(stack: Stack) -> None:
+    stub = stack.executor_stub()
+    huge = await stream_failure(stack, run_request(package_name="p" * 300_000))
+    assert huge.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limit" in violations_of(huge)["package_name"]
+    many = run_request(**{f"unknown_{n}": "x" for n in range(120)})
+    crowd = await stream_failure(stack, many)
+    assert crowd.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(violations_of(crowd)) <= 50
+    long_id = await failure(
+        stub.GetTemplate(executor_pb2.GetTemplateRequest(template_id="t" * 100_000), timeout=5)
+    )
+    assert long_id.code() == grpc.StatusCode.INVALID_ARGUMENT
+    deep = await failure(
+        stub.ListRuns(executor_pb2.ListRunsRequest(filter="-" * 1500 + "status = FAILED"))
+    )
+    assert deep.code() == grpc.StatusCode.INVALID_ARGUMENT

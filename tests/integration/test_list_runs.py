@@ -103,3 +103,17 @@ async def test_page_tokens_are_bound_to_their_filter(stack: Stack) -> None:
             )
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "page_token" in violations_of(raised.value)
+
+
+async def test_pages_stay_stable_while_new_runs_finish(stack: Stack) -> None:
+    await make_runs(stack, 4)
+    stub = stack.executor_stub()
+    first = await stub.ListRuns(executor_pb2.ListRunsRequest(page_size=2), timeout=5)
+    await make_runs(stack, 2)  # Newer runs arrive between the two pages.
+    second = await stub.ListRuns(
+        executor_pb2.ListRunsRequest(page_size=2, page_token=first.next_page_token), timeout=5
+    )
+    first_ids = [run.run_id for run in first.runs]
+    second_ids = [run.run_id for run in second.runs]
+    assert not set(first_ids) & set(second_ids)
+    assert max(second_ids) < min(first_ids)

@@ -19,9 +19,9 @@ from executor_service.runners.factory import Provider, llm_config
 from executor_service.runners.llm import LLMRunner
 from executor_service.runners.openai_compatible import OpenAICompatibleRunner
 from executor_service.runners.prices import load_price_table
-from executor_service.runners.transport import RetryPolicy
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Tier, TierStrategy
+from memory_service.servicekit.http_retry import RetryPolicy
 from tests.integration.fake_llm_server import (
     FakeLLMServer,
     Scripted,

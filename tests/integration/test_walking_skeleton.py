@@ -181,3 +181,32 @@ async def test_queued_patterns_arrive_after_both_services_restart(stack: Stack) 
         assert stored.pattern.run_id == run.run_id
         fetched = await restarted.GetRun(executor_pb2.GetRunRequest(run_id=run.run_id), timeout=5)
         assert fetched.run.pattern_delivery == executor_pb2.PATTERN_DELIVERY_STORED
+
+
+async def test_a_pattern_the_memory_service_refuses_is_reported_rejected_not_stored(
+    stack: Stack,
+) -> None:
+    # The memory service refuses a different body under an existing id for
+    # good (ALREADY_EXISTS): retrying it could never succeed.
+    stub = stack.executor_stub()
+    request = run_request(package_name="demo")
+    events = await run_to_end(stub, request)
+    run = events[-1].run_finished.run
+    assert stack.executor is not None
+    # Re-queue a different pattern under the same id, as a corrupted replay would.
+    marker = Path(run.run_dir) / "pattern.pending.pb"
+    different = memory_pb2.Pattern(
+        id=run.run_id, type=memory_pb2.PATTERN_TYPE_EXECUTION, content="something else"
+    )
+    marker.write_bytes(different.SerializeToString())
+    await stack.executor.stop()
+    await stack.start_executor()
+    restarted = stack.executor_stub()
+    status = await eventually(
+        lambda: restarted.GetStatus(executor_pb2.GetStatusRequest(), timeout=5),
+        lambda status: status.outbox_depth == 0,
+    )
+    assert status.rejected_pattern_count == 1
+    fetched = await restarted.GetRun(executor_pb2.GetRunRequest(run_id=run.run_id), timeout=5)
+    assert fetched.run.pattern_delivery == executor_pb2.PATTERN_DELIVERY_REJECTED
+    assert (Path(run.run_dir) / "pattern.rejected.pb").exists()

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from executor_service.composition import PlannedAgent
 from executor_service.runners.prompt import build_prompt
 from executor_service.runners.report import AgentReport, ParseFailure, judge, parse_report
-from executor_service.runners.transport import parse_retry_after, scrub
 from executor_service.templates.models import Tier, TierStrategy
+from memory_service.servicekit.http_retry import parse_retry_after, scrub
 
 RESULT = {"status": "success", "criteria": {"tests pass": True}, "summary": "all green"}
 EXPECTED = AgentReport(status="success", criteria={"tests pass": True}, summary="all green")

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from attune.memory.v1 import memory_pb2
+from memory_service.search.index import SearchIndex
 from memory_service.search.query import (
     MAX_QUERY_LENGTH,
     QueryError,
@@ -16,7 +18,25 @@ from memory_service.search.query import (
     parse_query,
     to_fts_expression,
 )
-from memory_service.search.text_index import TextIndex
+
+
+class TextIndex:
+    """Documents of bare text on the search index (the pattern adds only its
+    success word, which no test here searches for)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._index = SearchIndex(connection)
+
+    def upsert(self, namespace: str, doc_id: str, body: str) -> None:
+        pattern = memory_pb2.Pattern(id=doc_id, content=body, success=True)
+        self._index.put(namespace, pattern, doc_id)
+
+    def remove(self, namespace: str, doc_id: str) -> None:
+        self._index.delete(namespace, doc_id)
+
+    def search(self, namespace: str, terms: list[Term], limit: int) -> list[tuple[str, float]]:
+        hits, _ = self._index.search(namespace, terms, None, limit)
+        return [(hit.pattern.id, hit.score) for hit in hits]
 
 
 @pytest.fixture

@@ -30,7 +30,18 @@ from memory_service.search.filter import (
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record, record_json
 from memory_service.search.sql_filter import FilterCompiler, register_functions
 
-COMPILER = FilterCompiler(PATTERN_SCHEMA, "record", {"create_time": "create_time_us"})
+SCALARS = ("template_id", "success", "total_cost_usd", "agent_count", "type", "classification")
+# Over JSON only, and with the typed scalar columns the search index keeps.
+COMPILERS = {
+    "json": FilterCompiler(PATTERN_SCHEMA, "record", {"create_time": "create_time_us"}),
+    "columns": FilterCompiler(
+        PATTERN_SCHEMA,
+        "record",
+        {"create_time": "create_time_us"},
+        {name: name for name in SCALARS},
+    ),
+}
+COMPILER = COMPILERS["json"]
 
 words = st.sampled_from(["demo", "Demo", "mypy", "ruff", "premium", "cheap", "x", "", "é", "ÉTÉ"])
 form_values = st.one_of(
@@ -143,12 +154,15 @@ trees: st.SearchStrategy[Node] = st.recursive(
 def database(rows: list[memory_pb2.Pattern]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     register_functions(db)
-    db.execute("CREATE TABLE docs (n INTEGER, record TEXT, create_time_us INTEGER)")
+    db.execute(
+        f"CREATE TABLE docs (n INTEGER, record TEXT, create_time_us INTEGER, {', '.join(SCALARS)})"
+    )
     for index, pattern in enumerate(rows):
         record = pattern_record(pattern)
+        scalars = [int(v) if isinstance(v, bool) else v for v in (record[k] for k in SCALARS)]
         db.execute(
-            "INSERT INTO docs VALUES (?, ?, ?)",
-            (index, record_json(record), pattern.create_time.ToMicroseconds()),
+            f"INSERT INTO docs VALUES (?, ?, ?, {', '.join('?' * len(SCALARS))})",
+            (index, record_json(record), pattern.create_time.ToMicroseconds(), *scalars),
         )
     return db
 
@@ -160,13 +174,15 @@ def test_sql_and_python_agree(rows: list[memory_pb2.Pattern], tree: Node) -> Non
         check_filter(tree, PATTERN_SCHEMA)
     except FilterError:
         return
-    compiled = COMPILER.compile(tree)
     db = database(rows)
-    found = {n for (n,) in db.execute(f"SELECT n FROM docs WHERE {compiled.sql}", compiled.params)}
     expected = {
         index for index, p in enumerate(rows) if matches(tree, pattern_record(p), PATTERN_SCHEMA)
     }
-    assert found == expected
+    for name, compiler in COMPILERS.items():
+        compiled = compiler.compile(tree)
+        sql = f"SELECT n FROM docs WHERE {compiled.sql}"
+        found = {n for (n,) in db.execute(sql, compiled.params)}
+        assert found == expected, name
 
 
 def test_examples_from_the_issue() -> None:

@@ -203,7 +203,10 @@ def answer_strategy(question: Question) -> st.SearchStrategy[Answer]:
     if question.type is QuestionType.SINGLE_SELECT:
         return st.sampled_from(question.options)
     if question.type is QuestionType.MULTI_SELECT:
-        return st.lists(st.sampled_from(question.options), unique=True)
+        # A required multi-select needs at least one option chosen.
+        return st.lists(
+            st.sampled_from(question.options), unique=True, min_size=int(question.required)
+        )
     if question.type is QuestionType.BOOLEAN:
         return st.booleans()
     if question.type is QuestionType.NUMBER:

@@ -148,6 +148,10 @@ class _PatternDeliveryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Patte
     """The memory service acknowledged the pattern."""
     PATTERN_DELIVERY_QUEUED: _PatternDelivery.ValueType  # 2
     """The pattern waits in the outbox for the memory service."""
+    PATTERN_DELIVERY_REJECTED: _PatternDelivery.ValueType  # 3
+    """The memory service refused the pattern for good (for example, it
+    contains a secret); it is kept beside the run as pattern.rejected.pb.
+    """
 
 class PatternDelivery(_PatternDelivery, metaclass=_PatternDeliveryEnumTypeWrapper):
     """Whether a run's pattern reached the memory service."""
@@ -158,6 +162,10 @@ PATTERN_DELIVERY_STORED: PatternDelivery.ValueType  # 1
 """The memory service acknowledged the pattern."""
 PATTERN_DELIVERY_QUEUED: PatternDelivery.ValueType  # 2
 """The pattern waits in the outbox for the memory service."""
+PATTERN_DELIVERY_REJECTED: PatternDelivery.ValueType  # 3
+"""The memory service refused the pattern for good (for example, it
+contains a secret); it is kept beside the run as pattern.rejected.pb.
+"""
 Global___PatternDelivery: _TypeAlias = PatternDelivery  # noqa: Y015
 
 class _SearchRunsMode:
@@ -1325,6 +1333,32 @@ class PatternQueued(_message.Message):
 Global___PatternQueued: _TypeAlias = PatternQueued  # noqa: Y015
 
 @_typing.final
+class PatternRejected(_message.Message):
+    """The memory service refused the run's pattern for good."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATTERN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    pattern_id: _builtins.str
+    """The pattern id (the run id)."""
+    reason: _builtins.str
+    """The memory service's reason, for example a secret found in an answer."""
+    def __init__(
+        self,
+        *,
+        pattern_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pattern_id", b"pattern_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatternRejected: _TypeAlias = PatternRejected  # noqa: Y015
+
+@_typing.final
 class RunFinished(_message.Message):
     """The run has finished."""
 
@@ -1367,6 +1401,7 @@ class RunWorkflowResponse(_message.Message):
     PATTERN_STORED_FIELD_NUMBER: _builtins.int
     PATTERN_QUEUED_FIELD_NUMBER: _builtins.int
     RUN_FINISHED_FIELD_NUMBER: _builtins.int
+    PATTERN_REJECTED_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run the event belongs to."""
     sequence: _builtins.int
@@ -1415,6 +1450,10 @@ class RunWorkflowResponse(_message.Message):
     def run_finished(self) -> Global___RunFinished:
         """The run finished; always the last event."""
 
+    @_builtins.property
+    def pattern_rejected(self) -> Global___PatternRejected:
+        """The memory service refused the pattern for good."""
+
     def __init__(
         self,
         *,
@@ -1431,12 +1470,13 @@ class RunWorkflowResponse(_message.Message):
         pattern_stored: Global___PatternStored | None = ...,
         pattern_queued: Global___PatternQueued | None = ...,
         run_finished: Global___RunFinished | None = ...,
+        pattern_rejected: Global___PatternRejected | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_finished", b"agent_finished", "agent_skipped", b"agent_skipped", "agent_started", b"agent_started", "attempt_finished", b"attempt_finished", "attempt_started", b"attempt_started", "event", b"event", "event_time", b"event_time", "pattern_queued", b"pattern_queued", "pattern_stored", b"pattern_stored", "run_finished", b"run_finished", "run_persisted", b"run_persisted", "run_started", b"run_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_finished", b"agent_finished", "agent_skipped", b"agent_skipped", "agent_started", b"agent_started", "attempt_finished", b"attempt_finished", "attempt_started", b"attempt_started", "event", b"event", "event_time", b"event_time", "pattern_queued", b"pattern_queued", "pattern_rejected", b"pattern_rejected", "pattern_stored", b"pattern_stored", "run_finished", b"run_finished", "run_persisted", b"run_persisted", "run_started", b"run_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_finished", b"agent_finished", "agent_skipped", b"agent_skipped", "agent_started", b"agent_started", "attempt_finished", b"attempt_finished", "attempt_started", b"attempt_started", "event", b"event", "event_time", b"event_time", "pattern_queued", b"pattern_queued", "pattern_stored", b"pattern_stored", "run_finished", b"run_finished", "run_id", b"run_id", "run_persisted", b"run_persisted", "run_started", b"run_started", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_finished", b"agent_finished", "agent_skipped", b"agent_skipped", "agent_started", b"agent_started", "attempt_finished", b"attempt_finished", "attempt_started", b"attempt_started", "event", b"event", "event_time", b"event_time", "pattern_queued", b"pattern_queued", "pattern_rejected", b"pattern_rejected", "pattern_stored", b"pattern_stored", "run_finished", b"run_finished", "run_id", b"run_id", "run_persisted", b"run_persisted", "run_started", b"run_started", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["run_started", "agent_started", "attempt_started", "attempt_finished", "agent_finished", "agent_skipped", "run_persisted", "pattern_stored", "pattern_queued", "run_finished"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["run_started", "agent_started", "attempt_started", "attempt_finished", "agent_finished", "agent_skipped", "run_persisted", "pattern_stored", "pattern_queued", "run_finished", "pattern_rejected"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -2191,6 +2231,7 @@ class GetStatusResponse(_message.Message):
     LAST_MEMORY_ERROR_FIELD_NUMBER: _builtins.int
     RUN_COUNT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    REJECTED_PATTERN_COUNT_FIELD_NUMBER: _builtins.int
     memory_reachable: _builtins.bool
     """Whether the last call to the memory service succeeded."""
     memory_address: _builtins.str
@@ -2205,6 +2246,8 @@ class GetStatusResponse(_message.Message):
     """The number of runs on disk."""
     version: _builtins.str
     """The executor's version."""
+    rejected_pattern_count: _builtins.int
+    """Patterns the memory service refused for good, kept beside their runs."""
     @_builtins.property
     def oldest_queued_age(self) -> _duration_pb2.Duration:
         """The age of the oldest queued pattern; unset when the outbox is empty."""
@@ -2220,10 +2263,11 @@ class GetStatusResponse(_message.Message):
         last_memory_error: _builtins.str = ...,
         run_count: _builtins.int = ...,
         version: _builtins.str = ...,
+        rejected_pattern_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_queued_age", b"oldest_queued_age"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "last_memory_error", b"last_memory_error", "memory_address", b"memory_address", "memory_reachable", b"memory_reachable", "oldest_queued_age", b"oldest_queued_age", "outbox_depth", b"outbox_depth", "run_count", b"run_count", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "last_memory_error", b"last_memory_error", "memory_address", b"memory_address", "memory_reachable", b"memory_reachable", "oldest_queued_age", b"oldest_queued_age", "outbox_depth", b"outbox_depth", "rejected_pattern_count", b"rejected_pattern_count", "run_count", b"run_count", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

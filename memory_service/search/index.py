@@ -1,0 +1,495 @@
+"""The search index: patterns, their typed records and full text, in SQLite.
+
+One class serves every place that searches: the embedded store keeps it in
+its durable database file; a Redis-backed replica keeps one as a local cache
+of Redis; the executor's fallback keeps one over its run files. So a query
+and a filter mean the same wherever they are answered.
+
+Tables: `docs` holds one row per (namespace, pattern id): the pattern, its
+fingerprint, its typed record as JSON (for filters) and its creation time.
+Two FTS5 tables share the docs rowid: `pattern_text` is stemmed ("packages"
+finds "package"); `pattern_words` keeps words as written, for prefix terms
+and for the fuzzy vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
+from attune.memory.v1 import memory_pb2
+from memory_service.search.documents import searchable_text
+from memory_service.search.filter import Node
+from memory_service.search.query import Term, to_fts_expression
+from memory_service.search.schema import PATTERN_SCHEMA, pattern_record, record_json
+from memory_service.search.sql_filter import FilterCompiler, register_functions
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    rowid INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    body BLOB NOT NULL,
+    record TEXT NOT NULL,
+    create_time_us INTEGER NOT NULL,
+    vector BLOB,
+    template_id TEXT NOT NULL,
+    success INTEGER NOT NULL,
+    total_cost_usd REAL NOT NULL,
+    total_duration_seconds REAL NOT NULL,
+    agent_count INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    classification TEXT NOT NULL,
+    runner TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    pinned INTEGER NOT NULL,
+    UNIQUE (namespace, doc_id)
+);
+CREATE INDEX IF NOT EXISTS docs_by_time ON docs (namespace, create_time_us DESC, doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS pattern_text USING fts5(
+    ns, body, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS pattern_words USING fts5(
+    ns, body, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3 4'
+);
+"""
+
+_SCALARS = (
+    "template_id",
+    "success",
+    "total_cost_usd",
+    "total_duration_seconds",
+    "agent_count",
+    "type",
+    "classification",
+    "runner",
+    "run_id",
+    "pinned",
+)
+COMPILER = FilterCompiler(
+    PATTERN_SCHEMA,
+    "d.record",
+    {"create_time": "d.create_time_us"},
+    {name: f"d.{name}" for name in (*_SCALARS, "id")} | {"id": "d.doc_id"},
+)
+
+
+def namespace_token(namespace: str) -> str:
+    """The namespace as one full-text token, so the index itself scopes a
+    match to a namespace (a tokenizer would split "team-a" into two words)."""
+    return "n" + namespace.encode().hex()
+
+# Words worth correcting: letters only, long enough that an edit is a typo.
+_FUZZY_WORD = re.compile(r"[^\W\d_]{4,}")
+_ORDERABLE = {"create_time": "d.create_time_us", "id": "d.doc_id"}
+
+
+@dataclass(frozen=True)
+class Recency:
+    """Recency decay: a score halves every half_life_seconds of age."""
+
+    half_life_seconds: float
+    now_us: int = field(default_factory=lambda: time.time_ns() // 1000)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    pattern: memory_pb2.Pattern
+    score: float
+    keyword_score: float
+    recency_factor: float
+    matched_terms: tuple[str, ...] = ()
+    fuzzy_expansions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group of a count."""
+
+    key: str
+    count: int
+    success_count: int
+    total_cost_usd: float
+
+
+@dataclass(frozen=True)
+class StoredDoc:
+    """A stored pattern and the fingerprint of the write that made it."""
+
+    pattern: memory_pb2.Pattern
+    fingerprint: str
+
+
+class SearchIndex:
+    """Index operations on a connection the caller owns and serialises."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        register_functions(connection)
+        connection.executescript(SCHEMA)
+        self._vocabulary: dict[str, Counter[str]] = {}
+        self._query_words: dict[str, tuple[set[str], set[str]]] = {}
+
+    # --- writes ------------------------------------------------------------------
+
+    def put(self, namespace: str, pattern: memory_pb2.Pattern, fingerprint: str) -> None:
+        """Indexes a pattern, replacing any earlier version under its id."""
+        self.delete(namespace, pattern.id)
+        text = searchable_text(pattern)
+        record = pattern_record(pattern)
+        scalars = [
+            int(record[name]) if isinstance(record[name], bool) else record[name]
+            for name in _SCALARS
+        ]
+        cursor = self._db.execute(
+            "INSERT INTO docs (namespace, doc_id, fingerprint, body, record, create_time_us, "
+            f"{', '.join(_SCALARS)}) VALUES ({', '.join('?' * (6 + len(_SCALARS)))})",
+            (
+                namespace,
+                pattern.id,
+                fingerprint,
+                pattern.SerializeToString(),
+                record_json(record),
+                pattern.create_time.ToMicroseconds(),
+                *scalars,
+            ),
+        )
+        token = namespace_token(namespace)
+        for table in ("pattern_text", "pattern_words"):
+            self._db.execute(
+                f"INSERT INTO {table} (rowid, ns, body) VALUES (?, ?, ?)",
+                (cursor.lastrowid, token, text),
+            )
+        if namespace in self._vocabulary:
+            self._vocabulary[namespace].update(w.lower() for w in _FUZZY_WORD.findall(text))
+        if namespace in self._query_words:
+            templates, numeric = self._query_words[namespace]
+            if pattern.template_id:
+                templates.add(pattern.template_id)
+            numeric.update(
+                key
+                for key, value in pattern.form_responses.items()
+                if value.WhichOneof("kind") == "number_value"
+            )
+
+    def delete(self, namespace: str, pattern_id: str) -> bool:
+        """Removes a pattern and its text; False if it was not there."""
+        row = self._db.execute(
+            "SELECT rowid FROM docs WHERE namespace = ? AND doc_id = ?", (namespace, pattern_id)
+        ).fetchone()
+        if row is None:
+            return False
+        for table in ("docs", "pattern_text", "pattern_words"):
+            self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", row)
+        return True
+
+    def set_vector(self, namespace: str, pattern_id: str, vector: bytes) -> None:
+        """Stores a pattern's embedding."""
+        self._db.execute(
+            "UPDATE docs SET vector = ? WHERE namespace = ? AND doc_id = ?",
+            (vector, namespace, pattern_id),
+        )
+
+    # --- reads -------------------------------------------------------------------
+
+    def get(self, namespace: str, pattern_id: str) -> StoredDoc | None:
+        """The stored pattern with its fingerprint, or None."""
+        row = self._db.execute(
+            "SELECT body, fingerprint FROM docs WHERE namespace = ? AND doc_id = ?",
+            (namespace, pattern_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredDoc(memory_pb2.Pattern.FromString(row[0]), row[1])
+
+    def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
+        """(id, vector) of every pattern with an embedding that passes the filter."""
+        where = COMPILER.compile(condition)
+        return [
+            (str(doc_id), bytes(vector))
+            for doc_id, vector in self._db.execute(
+                f"SELECT d.doc_id, d.vector FROM docs d WHERE d.namespace = ? "
+                f"AND d.vector IS NOT NULL AND {where.sql}",
+                [namespace, *where.params],
+            )
+        ]
+
+    def get_many(self, namespace: str, pattern_ids: list[str]) -> dict[str, memory_pb2.Pattern]:
+        """Patterns by id; missing ids are left out."""
+        found: dict[str, memory_pb2.Pattern] = {}
+        for start in range(0, len(pattern_ids), 500):
+            chunk = pattern_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for doc_id, body in self._db.execute(
+                f"SELECT doc_id, body FROM docs WHERE namespace = ? AND doc_id IN ({marks})",
+                [namespace, *chunk],
+            ):
+                found[str(doc_id)] = memory_pb2.Pattern.FromString(body)
+        return found
+
+    def page(
+        self,
+        namespace: str,
+        condition: Node | None,
+        order_by: list[tuple[str, bool]],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[memory_pb2.Pattern], int]:
+        """A page of patterns passing the filter, in the given order, and the total."""
+        where = COMPILER.compile(condition)
+        keys = [f"{_ORDERABLE[name]} {'DESC' if desc else 'ASC'}" for name, desc in order_by]
+        if not any(key.startswith("d.doc_id") for key in keys):
+            keys.append("d.doc_id ASC")  # A total order, so pages never overlap.
+        rows = self._db.execute(
+            f"SELECT d.body FROM docs d WHERE d.namespace = ? AND {where.sql} "
+            f"ORDER BY {', '.join(keys)} LIMIT ? OFFSET ?",
+            [namespace, *where.params, limit, offset],
+        ).fetchall()
+        total = self._count(namespace, where.sql, where.params)
+        return [memory_pb2.Pattern.FromString(body) for (body,) in rows], total
+
+    def _count(self, namespace: str, sql: str, params: list[object]) -> int:
+        row = self._db.execute(
+            f"SELECT count(*) FROM docs d WHERE d.namespace = ? AND {sql}",
+            [namespace, *params],
+        ).fetchone()
+        return int(row[0])
+
+    def count(
+        self, namespace: str, condition: Node | None, group_by: str
+    ) -> tuple[int, list[Group]]:
+        """How many patterns pass the filter, grouped by a field's values.
+
+        A list field (agents.tier) groups a pattern under each of its values.
+        """
+        where = COMPILER.compile(condition)
+        total = self._count(namespace, where.sql, where.params)
+        success = "json_extract(d.record, '$.success')"
+        cost = "json_extract(d.record, '$.total_cost_usd')"
+        if not group_by:
+            row = self._db.execute(
+                f"SELECT count(*), coalesce(sum({success}), 0), coalesce(sum({cost}), 0) "
+                f"FROM docs d WHERE d.namespace = ? AND {where.sql}",
+                [namespace, *where.params],
+            ).fetchone()
+            return total, [Group("", int(row[0]), int(row[1]), float(row[2]))] if row[0] else []
+        source, key = _group_source(group_by)
+        rows = self._db.execute(
+            f"SELECT {key} AS k, count(DISTINCT d.rowid), "
+            f"coalesce(sum({success}), 0), coalesce(sum({cost}), 0) "
+            f"FROM docs d {source} WHERE d.namespace = ? AND {where.sql} "
+            "GROUP BY k ORDER BY count(DISTINCT d.rowid) DESC, k",
+            [namespace, *where.params],
+        ).fetchall()
+        return total, [Group(_group_key(k), int(n), int(s), float(c)) for k, n, s, c in rows]
+
+    def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
+        """(template ids, numeric form question ids) present in the namespace.
+
+        Query understanding reads these from the data itself, so the memory
+        service and the executor's fallback, holding the same runs,
+        understand a query the same way. Loaded once per namespace, then
+        kept up to date by put().
+        """
+        if namespace not in self._query_words:
+            templates = {
+                str(value)
+                for (value,) in self._db.execute(
+                    "SELECT DISTINCT json_extract(record, '$.template_id') AS t FROM docs "
+                    "WHERE namespace = ? AND t <> ''",
+                    (namespace,),
+                )
+            }
+            numeric = {
+                str(key)
+                for (key,) in self._db.execute(
+                    "SELECT DISTINCT f.key FROM docs d, json_each(d.record, '$.form_responses') f "
+                    "WHERE d.namespace = ? AND f.type IN ('integer', 'real')",
+                    (namespace,),
+                )
+            }
+            self._query_words[namespace] = (templates, numeric)
+        templates, numeric = self._query_words[namespace]
+        return sorted(templates), sorted(numeric)
+
+    # --- search ------------------------------------------------------------------
+
+    def _vocabulary_words(self, namespace: str) -> Counter[str]:
+        """The correctable words of one namespace: fuzzy matching never
+        suggests, or reveals, a word of another namespace."""
+        if namespace not in self._vocabulary:
+            words: Counter[str] = Counter()
+            for (body,) in self._db.execute(
+                "SELECT body FROM docs WHERE namespace = ?", (namespace,)
+            ):
+                text = searchable_text(memory_pb2.Pattern.FromString(body))
+                words.update(word.lower() for word in _FUZZY_WORD.findall(text))
+            self._vocabulary[namespace] = words
+        return self._vocabulary[namespace]
+
+    def expand(self, namespace: str, terms: list[Term]) -> tuple[list[list[Term]], list[str]]:
+        """Each term with its fuzzy alternatives, and "typed->matched" notes.
+
+        Only a single whole word that no document contains is corrected: up
+        to three known words within one edit (two for words of 7+ letters).
+        """
+        vocabulary = self._vocabulary_words(namespace)
+        expanded: list[list[Term]] = []
+        notes: list[str] = []
+        for term in terms:
+            options = [term]
+            word = term.words[0] if len(term.words) == 1 else ""
+            if not term.prefix and _FUZZY_WORD.fullmatch(word) and word not in vocabulary:
+                limit = 2 if len(word) >= 7 else 1
+                for candidate, _, _ in process.extract(
+                    word, list(vocabulary), scorer=Levenshtein.distance, score_cutoff=limit, limit=3
+                ):
+                    options.append(Term((candidate,)))
+                    notes.append(f"{word}->{candidate}")
+            expanded.append(options)
+        return expanded, notes
+
+    def search(
+        self,
+        namespace: str,
+        terms: list[Term],
+        condition: Node | None,
+        limit: int,
+        offset: int = 0,
+        recency: Recency | None = None,
+        explain: bool = False,
+    ) -> tuple[list[Hit], int]:
+        """Ranked patterns matching every term and the filter, and their total.
+
+        Whole-word terms rank by BM25 in the stemmed table; prefix terms
+        filter through the unstemmed one (ranking there when alone). Without
+        terms, the filter alone selects, newest first.
+        """
+        where = COMPILER.compile(condition)
+        if recency is not None:
+            decay = "pow(0.5, max(0, ? - d.create_time_us) / ?)"
+            decay_params: list[object] = [recency.now_us, recency.half_life_seconds * 1e6]
+        else:
+            decay, decay_params = "1.0", []
+        notes: list[str] = []
+        total: int | None = None
+        if not terms:
+            sql = (
+                f"SELECT d.body, 0.0, {decay} AS r, d.rowid FROM docs d "
+                f"WHERE d.namespace = ? AND {where.sql} "
+                "ORDER BY r DESC, d.create_time_us DESC, d.doc_id LIMIT ? OFFSET ?"
+            )
+            params: list[object] = [*decay_params, namespace, *where.params, limit, offset]
+            count_sql, count_params = where.sql, where.params
+        else:
+            expanded, notes = self.expand(namespace, terms)
+            words = [group for group in expanded if not group[0].prefix]
+            prefixes = [group for group in expanded if group[0].prefix]
+            ranked = "pattern_text" if words else "pattern_words"
+            token = namespace_token(namespace)
+            # The namespace is part of the match itself: the index scopes it.
+            match = f'ns : "{token}" AND body : ({_expression(words or prefixes)})'
+            prefix_sql = ""
+            prefix_params: list[object] = []
+            if words and prefixes:
+                prefix_sql = (
+                    "AND d.rowid IN (SELECT rowid FROM pattern_words WHERE pattern_words MATCH ?) "
+                )
+                prefix_params = [f'ns : "{token}" AND body : ({_expression(prefixes)})']
+            sql = (
+                f"SELECT d.body, -bm25({ranked}, 0.0, 1.0) AS k, {decay} AS r, d.rowid "
+                f"FROM {ranked} JOIN docs d ON d.rowid = {ranked}.rowid "
+                f"WHERE {ranked} MATCH ? AND {where.sql} {prefix_sql}"
+                "ORDER BY k * r DESC, d.doc_id LIMIT ? OFFSET ?"
+            )
+            params = [*decay_params, match, *where.params, *prefix_params, limit, offset]
+            if where.sql == "1" and not prefix_sql:
+                # No filter: the full-text index counts on its own, without a join.
+                total = int(
+                    self._db.execute(
+                        f"SELECT count(*) FROM {ranked} WHERE {ranked} MATCH ?", (match,)
+                    ).fetchone()[0]
+                )
+            count_sql = (
+                f"d.rowid IN (SELECT rowid FROM {ranked} WHERE {ranked} MATCH ?) "
+                f"AND {where.sql} {prefix_sql}"
+            )
+            count_params = [match, *where.params, *prefix_params]
+        rows = self._db.execute(sql, params).fetchall()
+        if total is None:
+            total = self._count(namespace, count_sql, count_params)
+        hits = []
+        for body, keyword, factor, rowid in rows:
+            matched = self._matched(int(rowid), terms, notes) if explain and terms else ()
+            hits.append(
+                Hit(
+                    memory_pb2.Pattern.FromString(body),
+                    score=float(keyword) * float(factor) if terms else float(factor),
+                    keyword_score=float(keyword),
+                    recency_factor=float(factor),
+                    matched_terms=matched,
+                    fuzzy_expansions=tuple(notes),
+                )
+            )
+        return hits, total
+
+    def _matched(self, rowid: int, terms: list[Term], notes: list[str]) -> tuple[str, ...]:
+        """Which terms (or their corrections) this document contains."""
+        candidates = [" ".join(term.words) + ("*" if term.prefix else "") for term in terms]
+        candidates += [note.split("->", 1)[1] for note in notes]
+        found = []
+        for candidate in candidates:
+            term = Term(tuple(candidate.rstrip("*").split()), candidate.endswith("*"))
+            table = "pattern_words" if term.prefix else "pattern_text"
+            hit = self._db.execute(
+                f"SELECT 1 FROM {table} WHERE rowid = ? AND {table} MATCH ?",
+                (rowid, f"body : ({term.to_fts()})"),
+            ).fetchone()
+            if hit:
+                found.append(candidate)
+        return tuple(found)
+
+
+def _expression(groups: list[list[Term]]) -> str:
+    """AND of groups, each an OR of a term and its corrections."""
+    parts = []
+    for group in groups:
+        inner = " OR ".join(term.to_fts() for term in group)
+        parts.append(f"({inner})" if len(group) > 1 else inner)
+    return " AND ".join(parts) if parts else to_fts_expression([])
+
+
+def _group_source(group_by: str) -> tuple[str, str]:
+    """(extra FROM clause, key expression) for a group_by field path."""
+    path = group_by.split(".")
+    spec = PATTERN_SCHEMA.lookup(tuple(path))
+    if spec is None:
+        raise ValueError(f"cannot group by unknown field {group_by!r}")
+    quoted = "".join(f'."{segment}"' for segment in path)
+    if spec.repeated and len(path) > 1:
+        leaf = "".join(f'."{segment}"' for segment in path[1:])
+        return (
+            f", json_each(d.record, '$.\"{path[0]}\"') AS g",
+            f"json_extract(g.value, '${leaf}')",
+        )
+    if spec.repeated:
+        return f", json_each(d.record, '${quoted}') AS g", "g.value"
+    return "", f"json_extract(d.record, '${quoted}')"
+
+
+def _group_key(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)

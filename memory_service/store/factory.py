@@ -1,0 +1,29 @@
+"""Opens the storage backend the settings name."""
+
+from __future__ import annotations
+
+from memory_service.settings import MemorySettings
+from memory_service.store.base import PatternStore
+from memory_service.store.embedded import EmbeddedStore
+from memory_service.store.redis_store import RedisOptions, RedisStore
+
+
+async def open_store(settings: MemorySettings) -> tuple[PatternStore, str]:
+    """The opened store, and where it keeps its data (for the log)."""
+    if settings.store == "redis":
+        options = RedisOptions(
+            url=settings.redis_url,
+            cluster_nodes=tuple(settings.redis_cluster_nodes),
+            password=settings.redis_password.get_secret_value()
+            if settings.redis_password is not None
+            else None,
+            timeout_seconds=settings.redis_timeout_seconds,
+            retries=settings.redis_retries,
+            key_prefix=settings.redis_key_prefix,
+        )
+        redis_store = RedisStore(settings.data_dir, options)
+        await redis_store.open()
+        return redis_store, f"{redis_store.where} (search cache {redis_store.path})"
+    embedded = EmbeddedStore(settings.data_dir)
+    await embedded.open()
+    return embedded, str(embedded.path)

@@ -1,0 +1,672 @@
+"""The Redis backend: Redis holds the patterns, each replica searches a local cache.
+
+Redis is the source of truth. Per namespace every key carries the same hash
+tag, so one Lua script per write runs atomically also on Redis Cluster:
+
+- `<prefix>:{<ns>}:pattern:<id>`: a hash, `body` (the stored Pattern) and
+  `fingerprint` (the digest that makes writes idempotent);
+- `<prefix>:{<ns>}:log`: a stream with one entry per put or delete (`op`,
+  `id`, `fingerprint`): the order in which the namespace changed;
+- `<prefix>:{<ns>}:epoch`: a random token the namespace's first write sets.
+  It names this incarnation of the namespace's data: if Redis loses it (a
+  restart without persistence, a flush, a cluster node that came back
+  empty) the token vanishes or changes, and every replica notices.
+
+`<prefix>:namespaces` is a set of every namespace written, so a starting
+replica knows what to load before it reports ready.
+
+Searching runs on a `SearchIndex` in a local SQLite file,
+`<data_dir>/redis-index.sqlite3`: a cache, so `synchronous=OFF`. The cache
+records, per namespace, the epoch it describes and the id of the last log
+entry it applied. Before every read (search, page, count, query vocabulary)
+the replica catches the namespace up: one read-only script returns the
+epoch and the log entries after that id; if the epoch differs, the
+namespace is dropped from the cache and replayed from the start. For the
+patterns the entries name, the replica fetches the *current* hash (or its
+absence) and indexes that. A write is acknowledged only after its log entry
+exists, so any read that starts later, on any replica, sees it (invariant
+4). `get` reads Redis directly.
+
+Log entries carry no body: applying an entry means "index the pattern's
+current state", which is idempotent and converges whatever the interleaving
+with concurrent writes, keeps each body in Redis once rather than once per
+version, and lets a replay that meets many versions of one pattern fetch it
+once per batch.
+
+Startup loads every namespace before `open()` returns, so readiness goes
+SERVING with a warm cache; a restarted replica replays only the tail after
+its recorded ids, and a missing, corrupt or outdated cache file is rebuilt
+from the logs. After restoring Redis from an older backup (the epochs come
+back unchanged), delete the `<prefix>:{<ns>}:epoch` keys or the replicas'
+cache files so every replica rebuilds.
+
+While Redis cannot be reached every operation raises `StoreUnavailableError`
+(after redis-py's own retries with backoff), `ping()` answers False, and
+redis-py reconnects on the next command once Redis is back. The log is never
+trimmed: an entry costs about 100 bytes, bodies are not repeated in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import redis.exceptions as redis_errors
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from attune.memory.v1 import memory_pb2
+from memory_service.patterns import fingerprint
+from memory_service.search import index as search_index
+from memory_service.search.filter import Node
+from memory_service.search.index import Group, Hit, Recency, SearchIndex
+from memory_service.search.query import Term
+from memory_service.store.base import PatternConflictError, PutOutcome, StoreUnavailableError
+from memory_service.store.embedded import stamped
+
+T = TypeVar("T")
+
+log = logging.getLogger("attune.memory.redis")
+
+# Log entries read per round trip, and patterns fetched per round trip.
+LOG_BATCH = 1000
+FETCH_BATCH = 200
+# Bumped when what the cache stores changes; the index schema is hashed in too.
+CACHE_FORMAT = "2"
+CACHE_FILE = "redis-index.sqlite3"
+
+# Errors meaning "Redis cannot serve right now", as opposed to a bug.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,  # Also authentication failures and a loading replica.
+    redis_errors.TimeoutError,
+    redis_errors.ClusterError,  # Cluster down, master down.
+    redis_errors.RedisClusterException,  # No reachable seed, slot not covered.
+    redis_errors.TryAgainError,  # Resharding.
+    redis_errors.ReadOnlyError,  # Writing to a replica after a failover.
+    redis_errors.OutOfMemoryError,  # maxmemory reached with noeviction.
+    OSError,
+)
+
+# KEYS: pattern hash, log stream, namespace epoch.
+# ARGV: id, body, fingerprint, replace (0/1), a new epoch in case the namespace has none.
+PUT_SCRIPT = """
+local existing = redis.call('HGET', KEYS[1], 'fingerprint')
+if existing == ARGV[3] then
+  return {'deduped', redis.call('HGET', KEYS[1], 'body')}
+end
+if existing and ARGV[4] ~= '1' then
+  return {'conflict'}
+end
+local created = redis.call('SET', KEYS[3], ARGV[5], 'NX') and 1 or 0
+redis.call('HSET', KEYS[1], 'body', ARGV[2], 'fingerprint', ARGV[3])
+redis.call('XADD', KEYS[2], '*', 'op', 'put', 'id', ARGV[1], 'fingerprint', ARGV[3])
+if existing then
+  return {'replaced', created}
+end
+return {'stored', created}
+"""
+
+# KEYS: pattern hash, log stream. ARGV: id.
+DELETE_SCRIPT = """
+if redis.call('DEL', KEYS[1]) == 1 then
+  redis.call('XADD', KEYS[2], '*', 'op', 'delete', 'id', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS: log stream, namespace epoch. ARGV: first id (exclusive: "(<id>"), count.
+# Returns the epoch (nil if none) and the entries, read at one instant.
+LOG_SCRIPT = """
+local epoch = redis.call('GET', KEYS[2])
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+return {epoch, entries}
+"""
+
+# KEYS: pattern hashes (one namespace, so one slot). Returns [body, fingerprint] each.
+FETCH_SCRIPT = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  found[i] = redis.call('HMGET', key, 'body', 'fingerprint')
+end
+return found
+"""
+
+CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS redis_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS redis_applied (
+    namespace TEXT PRIMARY KEY, epoch TEXT NOT NULL, last_id TEXT NOT NULL
+);
+"""
+
+
+def _cache_version() -> str:
+    schema = hashlib.sha256(search_index.SCHEMA.encode()).hexdigest()[:16]
+    return f"{CACHE_FORMAT}:{schema}"
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _fields(raw: list[bytes]) -> dict[bytes, bytes]:
+    """A stream entry's flat [field, value, ...] list (as a script returns it) as a dict."""
+    return dict(zip(raw[::2], raw[1::2], strict=True))
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    """How to reach Redis and how patiently."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    cluster_nodes: tuple[str, ...] = ()
+    password: str | None = None
+    timeout_seconds: float = 1.0
+    retries: int = 2
+    key_prefix: str = "attune"
+
+
+@dataclass(frozen=True)
+class _Script:
+    """A Lua script and its SHA1, for EVALSHA."""
+
+    text: str
+    sha: str = ""
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
+        object.__setattr__(self, "sha", digest)
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """What the cache holds of a namespace: which epoch, up to which log entry."""
+
+    epoch: str
+    last_id: str
+
+
+@dataclass
+class _Sync:
+    """A namespace's catch-up state: one catch-up at a time, and when the last began."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    synced_tick: int = -1
+
+
+class RedisStore:
+    """PatternStore on Redis (standalone or Cluster) with a local search cache."""
+
+    def __init__(self, data_dir: Path, options: RedisOptions) -> None:
+        self.path = data_dir / CACHE_FILE
+        self.options = options
+        self.where = _describe(options)
+        self._client: Redis | RedisCluster = _client(options)
+        self._namespaces_key = f"{options.key_prefix}:namespaces"
+        self._put = _Script(PUT_SCRIPT)
+        self._delete = _Script(DELETE_SCRIPT)
+        self._log = _Script(LOG_SCRIPT)
+        self._fetch = _Script(FETCH_SCRIPT)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-cache")
+        self._db: sqlite3.Connection | None = None
+        self._index: SearchIndex | None = None
+        # Changed only on the cache thread, under the namespace's lock.
+        self._applied: dict[str, _Applied] = {}
+        self._syncs: dict[str, _Sync] = {}
+        self._ticks = itertools.count()
+        self._registered: set[str] = set()
+        self._loaded = False
+        self._load_lock = asyncio.Lock()
+
+    # --- keys ----------------------------------------------------------------------
+
+    def _key(self, namespace: str, name: str) -> str:
+        return f"{self.options.key_prefix}:{{{namespace}}}:{name}"
+
+    def _pattern_key(self, namespace: str, pattern_id: str) -> str:
+        return self._key(namespace, f"pattern:{pattern_id}")
+
+    # --- plumbing ------------------------------------------------------------------
+
+    async def _redis(self, doing: str, call: Awaitable[T]) -> T:
+        """Awaits a Redis call; unreachability becomes StoreUnavailableError."""
+        try:
+            return await call
+        except UNAVAILABLE_ERRORS as error:
+            detail = str(error) or type(error).__name__
+            raise StoreUnavailableError(
+                f"the pattern store (Redis at {self.where}) is unavailable while {doing}: {detail}"
+            ) from error
+
+    async def _script(self, doing: str, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA, or EVAL where the node does not have the script yet.
+
+        EVAL goes to the node owning the keys and caches the script there;
+        redis-py's own fallback (SCRIPT LOAD) goes to every primary of a
+        cluster, so it fails while any one of them is down.
+        """
+
+        async def call() -> Any:
+            client = cast(Redis, self._client)  # Same script commands on both clients.
+            try:
+                return await cast(
+                    Awaitable[Any], client.evalsha(script.sha, len(keys), *keys, *args)
+                )
+            except redis_errors.NoScriptError:
+                return await cast(Awaitable[Any], client.eval(script.text, len(keys), *keys, *args))
+
+        return await self._redis(doing, call())
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    def _open_index(self) -> tuple[sqlite3.Connection, SearchIndex]:
+        if self._db is None or self._index is None:
+            raise RuntimeError("store is not open")
+        return self._db, self._index
+
+    # --- the cache file ------------------------------------------------------------
+
+    def _open_cache(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connect_cache()
+        except sqlite3.DatabaseError as error:
+            log.warning(
+                "search cache unreadable; rebuilding it from Redis",
+                extra={"path": str(self.path), "error": str(error)},
+            )
+            self._close_cache()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            self._connect_cache()
+
+    def _connect_cache(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db = db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=OFF")  # A cache: Redis has every write.
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("quick_check failed")
+        db.execute("CREATE TABLE IF NOT EXISTS redis_meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = db.execute("SELECT value FROM redis_meta WHERE key = 'version'").fetchone()
+        if row is not None and row[0] != _cache_version():
+            # Written by another version of this store or of the index: start over.
+            db.executescript(
+                "DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS pattern_text; "
+                "DROP TABLE IF EXISTS pattern_words; DROP TABLE IF EXISTS redis_applied;"
+            )
+        db.executescript(CACHE_SCHEMA)
+        db.execute(
+            "INSERT OR REPLACE INTO redis_meta (key, value) VALUES ('version', ?)",
+            (_cache_version(),),
+        )
+        self._index = SearchIndex(db)
+        self._applied = {
+            str(namespace): _Applied(str(epoch), str(last_id))
+            for namespace, epoch, last_id in db.execute(
+                "SELECT namespace, epoch, last_id FROM redis_applied"
+            )
+        }
+
+    def _close_cache(self) -> None:
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+        self._index = None
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Opens the cache and loads every namespace from Redis.
+
+        If Redis cannot be reached yet, the store opens anyway: ping() stays
+        False (so readiness stays NOT_SERVING) until it has loaded.
+        """
+        await self._run(self._open_cache)
+        try:
+            await self._load()
+        except StoreUnavailableError as error:
+            log.warning("Redis unavailable at startup; not ready until it answers: %s", error)
+
+    async def _load(self) -> None:
+        """Catches up every namespace Redis knows, once."""
+        async with self._load_lock:
+            if self._loaded:
+                return
+            started = time.perf_counter()
+            members = await self._redis(
+                "listing namespaces",
+                cast(Awaitable[set[bytes]], self._client.smembers(self._namespaces_key)),
+            )
+            namespaces = sorted(_text(member) for member in members)
+            applied = 0
+            for namespace in namespaces:
+                applied += await self._catch_up(namespace)
+            self._loaded = True
+            log.info(
+                "search cache loaded from Redis",
+                extra={
+                    "namespaces": len(namespaces),
+                    "entries_applied": applied,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+
+    async def ping(self) -> bool:
+        try:
+            if isinstance(self._client, RedisCluster):
+                if not await self._cluster_ok():
+                    return False
+            else:
+                await self._redis("pinging", cast(Awaitable[bool], self._client.ping()))
+            await self._load()
+        except StoreUnavailableError as error:
+            log.debug("Redis ping failed: %s", error)
+            return False
+        return True
+
+    async def _cluster_ok(self) -> bool:
+        """Whether every primary answers and reports the cluster serving every slot."""
+        assert isinstance(self._client, RedisCluster)
+        info = await self._redis(
+            "checking the cluster",
+            cast(
+                Awaitable[dict[str, Any]],
+                self._client.cluster_info(target_nodes=RedisCluster.PRIMARIES),
+            ),
+        )
+        by_node = {"": info} if "cluster_state" in info else info
+        states = {node: fields.get("cluster_state") for node, fields in by_node.items()}
+        if any(state != "ok" for state in states.values()):
+            log.debug("Redis Cluster is not ok: %s", states)
+            return False
+        return True
+
+    async def close(self) -> None:
+        with contextlib.suppress(*UNAVAILABLE_ERRORS):
+            await self._client.aclose()
+        await self._run(self._close_cache)
+        self._thread.shutdown(wait=True)
+
+    # --- catching up ---------------------------------------------------------------
+
+    def _sync(self, namespace: str) -> _Sync:
+        state = self._syncs.get(namespace)
+        if state is None:
+            state = self._syncs[namespace] = _Sync()
+        return state
+
+    async def _catch_up(self, namespace: str) -> int:
+        """Applies the namespace's log entries written since the last catch-up.
+
+        Concurrent readers share work: a reader that waited for the lock
+        skips its own pass if a pass that began after it arrived has finished.
+        """
+        state = self._sync(namespace)
+        arrival = next(self._ticks)
+        async with state.lock:
+            if state.synced_tick > arrival:
+                return 0
+            began = next(self._ticks)
+            applied = 0
+            while True:
+                known = self._applied.get(namespace)
+                after = known.last_id if known is not None else "0-0"
+                raw_epoch, entries = await self._script(
+                    f"reading the log of namespace {namespace!r}",
+                    self._log,
+                    [self._key(namespace, "log"), self._key(namespace, "epoch")],
+                    [f"({after}", LOG_BATCH],
+                )
+                epoch = "" if raw_epoch is None else _text(raw_epoch)
+                if known is not None and known.epoch != epoch:
+                    # Redis lost this namespace's data (or was told to rebuild): replay.
+                    log.warning(
+                        "namespace data changed in Redis; rebuilding its cache",
+                        extra={"namespace": namespace},
+                    )
+                    await self._run(partial(self._drop, namespace))
+                    self._registered.discard(namespace)
+                    continue
+                if not entries:
+                    break
+                ids = list(dict.fromkeys(_text(_fields(raw)[b"id"]) for _, raw in entries))
+                found = await self._fetch_current(namespace, ids)
+                last = _text(entries[-1][0])
+                await self._run(partial(self._apply, namespace, epoch, last, found))
+                applied += len(entries)
+                if len(entries) < LOG_BATCH:
+                    break
+            state.synced_tick = began
+            return applied
+
+    async def _fetch_current(
+        self, namespace: str, ids: list[str]
+    ) -> dict[str, tuple[bytes, str] | None]:
+        """The current (body, fingerprint) of each pattern; None if deleted."""
+        found: dict[str, tuple[bytes, str] | None] = {}
+        for start in range(0, len(ids), FETCH_BATCH):
+            chunk = ids[start : start + FETCH_BATCH]
+            rows = await self._script(
+                f"reading patterns of namespace {namespace!r}",
+                self._fetch,
+                [self._pattern_key(namespace, pattern_id) for pattern_id in chunk],
+                [],
+            )
+            for pattern_id, (body, digest) in zip(chunk, rows, strict=True):
+                found[pattern_id] = None if body is None else (bytes(body), _text(digest))
+        return found
+
+    def _apply(
+        self,
+        namespace: str,
+        epoch: str,
+        last_id: str,
+        found: dict[str, tuple[bytes, str] | None],
+    ) -> None:
+        """Indexes the current state of the given patterns, in one transaction."""
+        db, index = self._open_index()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for pattern_id, current in found.items():
+                if current is None:
+                    index.delete(namespace, pattern_id)
+                    continue
+                body, digest = current
+                row = db.execute(
+                    "SELECT body FROM docs WHERE namespace = ? AND doc_id = ?",
+                    (namespace, pattern_id),
+                ).fetchone()
+                if row is None or bytes(row[0]) != body:
+                    index.put(namespace, memory_pb2.Pattern.FromString(body), digest)
+            known = self._applied.get(namespace)
+            if known is not None:  # Never move back (a cancelled pass may finish late).
+                last_id = max(known.last_id, last_id, key=_stream_id)
+            db.execute(
+                "INSERT OR REPLACE INTO redis_applied (namespace, epoch, last_id) VALUES (?, ?, ?)",
+                (namespace, epoch, last_id),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._applied[namespace] = _Applied(epoch, last_id)
+
+    def _drop(self, namespace: str) -> None:
+        """Forgets everything cached of a namespace."""
+        db, index = self._open_index()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [
+                str(doc_id)
+                for (doc_id,) in db.execute(
+                    "SELECT doc_id FROM docs WHERE namespace = ?", (namespace,)
+                )
+            ]
+            for pattern_id in ids:
+                index.delete(namespace, pattern_id)
+            db.execute("DELETE FROM redis_applied WHERE namespace = ?", (namespace,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._applied.pop(namespace, None)
+        self._index = SearchIndex(db)  # Forgets the index's in-memory vocabularies.
+
+    async def _read(self, namespace: str, work: Callable[[SearchIndex], T]) -> T:
+        """Catches the namespace up, then reads the cache."""
+        await self._catch_up(namespace)
+        return await self._run(lambda: work(self._open_index()[1]))
+
+    # --- writes --------------------------------------------------------------------
+
+    async def _register(self, namespace: str) -> None:
+        await self._redis(
+            "registering the namespace",
+            cast(Awaitable[int], self._client.sadd(self._namespaces_key, namespace)),
+        )
+        self._registered.add(namespace)
+
+    async def put(self, namespace: str, pattern: memory_pb2.Pattern, replace: bool) -> PutOutcome:
+        digest = fingerprint(pattern)
+        stored = stamped(namespace, pattern)
+        if namespace not in self._registered:
+            await self._register(namespace)
+        result = await self._script(
+            f"storing pattern {pattern.id!r}",
+            self._put,
+            [
+                self._pattern_key(namespace, pattern.id),
+                self._key(namespace, "log"),
+                self._key(namespace, "epoch"),
+            ],
+            [pattern.id, stored.SerializeToString(), digest, int(replace), uuid.uuid4().hex],
+        )
+        status = _text(result[0])
+        if status == "deduped":
+            return PutOutcome(memory_pb2.Pattern.FromString(result[1]), True, False)
+        if status == "conflict":
+            raise PatternConflictError(pattern.id)
+        if result[1] == 1:
+            # The namespace's first write, or the first since Redis lost it. The
+            # write is done: failing to list the namespace only costs a cold start.
+            try:
+                await self._register(namespace)
+            except StoreUnavailableError as error:
+                log.warning("could not list namespace %r: %s", namespace, error)
+        return PutOutcome(stored, False, status == "replaced")
+
+    async def delete(self, namespace: str, pattern_id: str) -> bool:
+        deleted = await self._script(
+            f"deleting pattern {pattern_id!r}",
+            self._delete,
+            [self._pattern_key(namespace, pattern_id), self._key(namespace, "log")],
+            [pattern_id],
+        )
+        return bool(deleted)
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def get(self, namespace: str, pattern_id: str) -> memory_pb2.Pattern | None:
+        body = await self._redis(
+            f"reading pattern {pattern_id!r}",
+            cast(
+                Awaitable[bytes | None],
+                self._client.hget(self._pattern_key(namespace, pattern_id), "body"),
+            ),
+        )
+        return None if body is None else memory_pb2.Pattern.FromString(body)
+
+    async def search(
+        self,
+        namespace: str,
+        terms: list[Term],
+        condition: Node | None,
+        limit: int,
+        offset: int,
+        recency: Recency | None,
+        explain: bool,
+    ) -> tuple[list[Hit], int]:
+        return await self._read(
+            namespace,
+            lambda index: index.search(
+                namespace, terms, condition, limit, offset, recency, explain
+            ),
+        )
+
+    async def page(
+        self,
+        namespace: str,
+        condition: Node | None,
+        order_by: list[tuple[str, bool]],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[memory_pb2.Pattern], int]:
+        return await self._read(
+            namespace, lambda index: index.page(namespace, condition, order_by, limit, offset)
+        )
+
+    async def count(
+        self, namespace: str, condition: Node | None, group_by: str
+    ) -> tuple[int, list[Group]]:
+        return await self._read(
+            namespace, lambda index: index.count(namespace, condition, group_by)
+        )
+
+    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
+        return await self._read(namespace, lambda index: index.query_vocabulary(namespace))
+
+
+def _client(options: RedisOptions) -> Redis | RedisCluster:
+    """A client with short timeouts and redis-py's retry with jittered backoff."""
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), options.retries)
+    common: dict[str, Any] = {
+        "socket_timeout": options.timeout_seconds,
+        "socket_connect_timeout": options.timeout_seconds,
+        "retry": retry,
+        "health_check_interval": 30,
+    }
+    if options.password is not None:
+        common["password"] = options.password
+    if options.cluster_nodes:
+        seeds = [ClusterNode(*_host_port(node)) for node in options.cluster_nodes]
+        return RedisCluster(startup_nodes=seeds, **common)
+    return Redis.from_url(options.url, **common)
+
+
+def _host_port(node: str) -> tuple[str, int]:
+    host, separator, port = node.strip().rpartition(":")
+    if not separator or not host or not port.isdigit():
+        raise ValueError(f"Redis cluster node {node!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _describe(options: RedisOptions) -> str:
+    """Where Redis is, without credentials, for messages."""
+    if options.cluster_nodes:
+        return "cluster " + ",".join(node.strip() for node in options.cluster_nodes)
+    scheme, _, rest = options.url.partition("://")
+    address = rest.partition("?")[0].rpartition("@")[2]  # No user, password or options.
+    return f"{scheme}://{address}" if rest else "(an unparsable URL)"

@@ -1,0 +1,51 @@
+"""Redis servers for integration tests: started once per module, on free ports.
+
+Tests share a module's servers but never each other's keys: each test asks
+for `key_prefix`, a fresh prefix for every key its stores write.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.redis_servers import REDIS_CLI, REDIS_SERVER, RedisCluster, RedisServer, cluster
+
+
+def _require_redis() -> None:
+    missing = [tool for tool in (REDIS_SERVER, REDIS_CLI) if not os.access(tool, os.X_OK)]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not found: `make test` installs redis-server and "
+            "redis-tools when run as root; otherwise install them (apt-get install "
+            "redis-server redis-tools)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A standalone redis-server with append-only persistence, for the module."""
+    _require_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis"), persistent=True)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A three-master Redis Cluster, for the module."""
+    _require_redis()
+    with cluster(tmp_path_factory.mktemp("redis-cluster")) as running:
+        yield running
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A prefix for every Redis key of one test, so tests never see each other's data."""
+    return f"test-{uuid.uuid4().hex[:12]}"
