@@ -8,6 +8,8 @@ import logging
 import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
+from memory_service.semantic import Semantic
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicer import MemoryServicer
@@ -24,12 +26,30 @@ async def start(settings: MemorySettings) -> RunningService:
     store, location = await open_store(settings)
     log.info("store open", extra={"store": settings.store, "path": location})
 
+    semantic, provider = None, None
+    if settings.embeddings_url:
+        provider = EmbeddingsProvider(
+            EmbeddingsConfig(
+                base_url=settings.embeddings_url,
+                model=settings.embeddings_model,
+                api_key=settings.embeddings_api_key,
+                timeout_seconds=settings.embeddings_timeout_seconds,
+                max_retries=1,
+            )
+        )
+        semantic = Semantic(provider, settings.embeddings_timeout_seconds)
+
     def register(server: grpc.aio.Server) -> None:
-        memory_pb2_grpc.add_MemoryServiceServicer_to_server(MemoryServicer(store), server)
+        servicer = MemoryServicer(store, semantic)
+        memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
+
+    async def close_provider() -> None:
+        if provider is not None:
+            await provider.aclose()
 
     managed = ManagedServer(settings, SERVICE_NAME, register, store.ping)
     await managed.start()
-    return RunningService(managed, store.close)
+    return RunningService(managed, store.close, close_provider)
 
 
 async def serve(settings: MemorySettings) -> None:

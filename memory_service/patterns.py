@@ -132,7 +132,7 @@ def written_fields(pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
     """The pattern without output-only fields: what a writer actually sent."""
     copy = memory_pb2.Pattern()
     copy.CopyFrom(pattern)
-    for output_only in ("namespace", "owner", "store_time", "expire_time"):
+    for output_only in ("namespace", "owner", "store_time", "expire_time", "embedding"):
         copy.ClearField(output_only)
     return copy
 

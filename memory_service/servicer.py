@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from memory_service.search.filter import FilterError, compile_filter
 from memory_service.search.index import Hit, Recency
 from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
+from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_token, encode_token
 from memory_service.store.base import PatternConflictError, PatternStore
@@ -68,6 +70,7 @@ def parse_order_by(text: str) -> list[tuple[str, bool]]:
 
 
 def _result(hit: Hit, explain: bool) -> memory_pb2.SearchResult:
+    hit.pattern.ClearField("embedding")  # Internal to search.
     result = memory_pb2.SearchResult(pattern=hit.pattern, score=hit.score)
     if explain:
         result.explanation.CopyFrom(
@@ -84,17 +87,26 @@ def _result(hit: Hit, explain: bool) -> memory_pb2.SearchResult:
 class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     """Serves patterns from one PatternStore."""
 
-    def __init__(self, store: PatternStore) -> None:
+    def __init__(self, store: PatternStore, semantic: Semantic | None = None) -> None:
         # A store that cannot be reached answers UNAVAILABLE with its reason.
         self._store: PatternStore = UnavailableAsStatus(store)
+        self._semantic = semantic
 
     async def _store_one(
-        self, request: memory_pb2.StorePatternRequest, field_prefix: str = ""
+        self,
+        request: memory_pb2.StorePatternRequest,
+        field_prefix: str = "",
+        embedded: bool = False,
     ) -> memory_pb2.StorePatternResponse:
         if violations := store_violations(request, field_prefix):
             raise invalid_argument(violations)
+        pattern = request.pattern
+        if self._semantic is not None and not embedded:
+            pattern = memory_pb2.Pattern()
+            pattern.CopyFrom(request.pattern)
+            await self._semantic.embed_patterns([pattern])
         try:
-            outcome = await self._store.put(request.namespace, request.pattern, request.replace)
+            outcome = await self._store.put(request.namespace, pattern, request.replace)
         except PatternConflictError:
             raise ServiceError(
                 grpc.StatusCode.ALREADY_EXISTS,
@@ -110,8 +122,11 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                 "replaced": outcome.replaced,
             },
         )
+        stored = memory_pb2.Pattern()
+        stored.CopyFrom(outcome.pattern)
+        stored.ClearField("embedding")  # Internal to search; GetPattern returns it.
         return memory_pb2.StorePatternResponse(
-            pattern=outcome.pattern, deduped=outcome.deduped, replaced=outcome.replaced
+            pattern=stored, deduped=outcome.deduped, replaced=outcome.replaced
         )
 
     async def StorePattern(
@@ -129,15 +144,26 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"a batch holds at most {MAX_BATCH} writes; got {len(request.requests)}",
             )
-        results = []
-        for index, item in enumerate(request.requests):
+        items = [memory_pb2.StorePatternRequest() for _ in request.requests]
+        for item, original in zip(items, request.requests, strict=True):
+            item.CopyFrom(original)
+        if self._semantic is not None:
+            # One embeddings call for the batch; invalid items are refused below.
+            await self._semantic.embed_patterns([item.pattern for item in items])
+
+        async def one(index: int, item: memory_pb2.StorePatternRequest) -> Any:
             result = memory_pb2.BatchStorePatternResult(index=index)
             try:
-                result.response.CopyFrom(await self._store_one(item, f"requests[{index}]."))
+                response = await self._store_one(item, f"requests[{index}].", embedded=True)
+                result.response.CopyFrom(response)
             except ServiceError as error:
                 result.code = error.code.value[0]
                 result.message = error.message
-            results.append(result)
+            return result
+
+        # Concurrent puts share commits; each item still gets its own outcome,
+        # and writes to one id apply in request order.
+        results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
         return memory_pb2.BatchStorePatternsResponse(results=results)
 
     async def GetPattern(
@@ -188,6 +214,30 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             if half_life <= 0:
                 raise invalid_argument([("recency.half_life", "must be positive")])
             recency = Recency(half_life)
+        if request.mode not in memory_pb2.SearchMode.values():
+            raise invalid_argument([("mode", f"{request.mode} is not a defined value")])
+        semantic_wanted = request.mode in (
+            memory_pb2.SEARCH_MODE_SEMANTIC,
+            memory_pb2.SEARCH_MODE_HYBRID,
+        )
+        fallback = "no embeddings provider is configured; ranked by keyword"
+        if semantic_wanted and self._semantic is not None:
+            hybrid = request.mode == memory_pb2.SEARCH_MODE_HYBRID
+            ranked = await self._semantic.rank(
+                self._store, request.namespace, plan, hybrid, size, offset
+            )
+            if isinstance(ranked, Ranked):
+                return memory_pb2.SearchPatternsResponse(
+                    results=ranked.results,
+                    applied_filter=plan.applied_filter,
+                    applied_query=plan.applied_query,
+                    effective_mode=request.mode,
+                    total_size=ranked.total,
+                    next_page_token=encode_token(offset + size, token_scope)
+                    if offset + size < ranked.total
+                    else "",
+                )
+            fallback = ranked
         hits, total = await self._store.search(
             request.namespace, plan.terms, plan.condition, size, offset, recency, request.explain
         )
@@ -201,10 +251,8 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             if offset + size < total
             else "",
         )
-        if request.mode in (memory_pb2.SEARCH_MODE_SEMANTIC, memory_pb2.SEARCH_MODE_HYBRID):
-            response.mode_fallback_reason = (
-                "no embeddings provider is configured; ranked by keyword"
-            )
+        if semantic_wanted:
+            response.mode_fallback_reason = fallback
         return response
 
     async def ListPatterns(
@@ -228,6 +276,8 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         scope = "|".join((request.namespace, request.filter, request.order_by))
         offset = decode_token(request.page_token, scope)
         patterns, total = await self._store.page(request.namespace, condition, order, size, offset)
+        for pattern in patterns:
+            pattern.ClearField("embedding")  # Internal to search.
         more = offset + size < total
         return memory_pb2.ListPatternsResponse(
             patterns=patterns,

@@ -59,6 +59,22 @@ class MemorySettings(ServerSettings):
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="Prefix of every Redis key, so several deployments can share one Redis.",
     )
+    embeddings_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible embeddings API; unset turns semantic "
+        "and hybrid search off (they answer by keyword and say so).",
+    )
+    embeddings_model: str = Field(
+        default="text-embedding-3-small", description="The embeddings model."
+    )
+    embeddings_api_key: SecretStr | None = Field(
+        default=None, description="API key of the embeddings API. Never logged."
+    )
+    embeddings_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Bound on one embeddings call; past it, the store or search goes on without.",
+    )
 
     @field_validator("redis_cluster_nodes", mode="before")
     @classmethod

@@ -29,9 +29,14 @@ class Stack:
     memory_port: int = 0
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     executor_overrides: dict[str, object] = field(default_factory=dict)
+    memory_overrides: dict[str, object] = field(default_factory=dict)
 
     def memory_settings(self) -> MemorySettings:
-        return MemorySettings(port=self.memory_port, data_dir=self.root / "memory")
+        return MemorySettings(
+            port=self.memory_port,
+            data_dir=self.root / "memory",
+            **self.memory_overrides,  # type: ignore[arg-type]
+        )
 
     async def start_memory(self) -> None:
         """Starts (or restarts, on the same port and data) the memory service."""

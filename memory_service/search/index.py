@@ -87,6 +87,7 @@ def namespace_token(namespace: str) -> str:
     match to a namespace (a tokenizer would split "team-a" into two words)."""
     return "n" + namespace.encode().hex()
 
+
 # Words worth correcting: letters only, long enough that an edit is a typo.
 _FUZZY_WORD = re.compile(r"[^\W\d_]{4,}")
 _ORDERABLE = {"create_time": "d.create_time_us", "id": "d.doc_id"}
@@ -164,6 +165,10 @@ class SearchIndex:
                 *scalars,
             ),
         )
+        if pattern.embedding:
+            self._db.execute(
+                "UPDATE docs SET vector = ? WHERE rowid = ?", (pattern.embedding, cursor.lastrowid)
+            )
         token = namespace_token(namespace)
         for table in ("pattern_text", "pattern_words"):
             self._db.execute(
@@ -192,13 +197,6 @@ class SearchIndex:
         for table in ("docs", "pattern_text", "pattern_words"):
             self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", row)
         return True
-
-    def set_vector(self, namespace: str, pattern_id: str, vector: bytes) -> None:
-        """Stores a pattern's embedding."""
-        self._db.execute(
-            "UPDATE docs SET vector = ? WHERE namespace = ? AND doc_id = ?",
-            (vector, namespace, pattern_id),
-        )
 
     # --- reads -------------------------------------------------------------------
 

@@ -158,9 +158,7 @@ class FilterCompiler:
         condition = self._compare("v", node.op, node.value, spec, params)
         return f"EXISTS (SELECT 1 FROM {self._values(node, spec)} AND {condition})"
 
-    def _scalar(
-        self, column: str, node: Restriction, spec: FieldSpec, params: list[object]
-    ) -> str:
+    def _scalar(self, column: str, node: Restriction, spec: FieldSpec, params: list[object]) -> str:
         literal = node.value
         if isinstance(literal, bool):
             params.append(1 if literal else 0)

@@ -80,6 +80,16 @@ class PatternStore(Protocol):
         """How many patterns pass the filter, grouped by a field."""
         ...
 
+    async def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
+        """(id, embedding) of the patterns passing the filter that have one."""
+        ...
+
+    async def get_many(
+        self, namespace: str, pattern_ids: list[str]
+    ) -> dict[str, memory_pb2.Pattern]:
+        """Patterns by id; absent ids are left out."""
+        ...
+
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
         """(template ids, numeric form question ids) of a namespace, for query understanding."""
         ...

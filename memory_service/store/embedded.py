@@ -179,6 +179,14 @@ class EmbeddedStore:
     ) -> tuple[int, list[Group]]:
         return await self._run(lambda: self._open_index()[1].count(namespace, condition, group_by))
 
+    async def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
+        return await self._run(lambda: self._open_index()[1].vectors(namespace, condition))
+
+    async def get_many(
+        self, namespace: str, pattern_ids: list[str]
+    ) -> dict[str, memory_pb2.Pattern]:
+        return await self._run(lambda: self._open_index()[1].get_many(namespace, pattern_ids))
+
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
         return await self._run(lambda: self._open_index()[1].query_vocabulary(namespace))
 
@@ -198,6 +206,7 @@ class EmbeddedStore:
     async def close(self) -> None:
         if self._flusher is not None:
             await self._flusher  # Acknowledge or fail every queued write first.
+
         def work() -> None:
             if self._db is not None:
                 self._db.close()

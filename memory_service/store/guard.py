@@ -83,6 +83,20 @@ class UnavailableAsStatus:
         except StoreUnavailableError as error:
             raise _status(error) from None
 
+    async def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
+        try:
+            return await self._store.vectors(namespace, condition)
+        except StoreUnavailableError as error:
+            raise _status(error) from None
+
+    async def get_many(
+        self, namespace: str, pattern_ids: list[str]
+    ) -> dict[str, memory_pb2.Pattern]:
+        try:
+            return await self._store.get_many(namespace, pattern_ids)
+        except StoreUnavailableError as error:
+            raise _status(error) from None
+
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
         try:
             return await self._store.query_vocabulary(namespace)

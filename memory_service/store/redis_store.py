@@ -635,6 +635,14 @@ class RedisStore:
             namespace, lambda index: index.count(namespace, condition, group_by)
         )
 
+    async def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
+        return await self._read(namespace, lambda index: index.vectors(namespace, condition))
+
+    async def get_many(
+        self, namespace: str, pattern_ids: list[str]
+    ) -> dict[str, memory_pb2.Pattern]:
+        return await self._read(namespace, lambda index: index.get_many(namespace, pattern_ids))
+
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
         return await self._read(namespace, lambda index: index.query_vocabulary(namespace))
 

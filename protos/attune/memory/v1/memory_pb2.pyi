@@ -202,6 +202,7 @@ class Pattern(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     STORE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    EMBEDDING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The pattern id, chosen by the writer, and the idempotency key for
     writes: 1 to 128 characters of [A-Za-z0-9_.:-]. The executor uses the
@@ -235,6 +236,11 @@ class Pattern(_message.Message):
     """Pinned patterns are exempt from retention expiry."""
     owner: _builtins.str
     """The principal that stored the pattern. Output only."""
+    embedding: _builtins.bytes
+    """The pattern's embedding as float32 little-endian, computed by the memory
+    service when an embeddings provider is configured; empty otherwise.
+    Output only, and left out of search and list results.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the recorded event happened (for a run, when it started). Defaults
@@ -301,10 +307,11 @@ class Pattern(_message.Message):
         owner: _builtins.str = ...,
         store_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        embedding: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "metadata", b"metadata", "store_time", b"store_time", "total_duration", b"total_duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "classification", b"classification", "content", b"content", "create_time", b"create_time", "expire_time", b"expire_time", "form_responses", b"form_responses", "id", b"id", "metadata", b"metadata", "namespace", b"namespace", "owner", b"owner", "pinned", b"pinned", "run_id", b"run_id", "runner", b"runner", "store_time", b"store_time", "success", b"success", "tags", b"tags", "template_id", b"template_id", "tier_distribution", b"tier_distribution", "total_cost_usd", b"total_cost_usd", "total_duration", b"total_duration", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "classification", b"classification", "content", b"content", "create_time", b"create_time", "embedding", b"embedding", "expire_time", b"expire_time", "form_responses", b"form_responses", "id", b"id", "metadata", b"metadata", "namespace", b"namespace", "owner", b"owner", "pinned", b"pinned", "run_id", b"run_id", "runner", b"runner", "store_time", b"store_time", "success", b"success", "tags", b"tags", "template_id", b"template_id", "tier_distribution", b"tier_distribution", "total_cost_usd", b"total_cost_usd", "total_duration", b"total_duration", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
