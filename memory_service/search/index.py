@@ -282,11 +282,13 @@ class SearchIndex:
             ).fetchone()
             return total, [Group("", int(row[0]), int(row[1]), float(row[2]))] if row[0] else []
         source, key = _group_source(group_by)
+        # DISTINCT (key, pattern) first: a pattern with two premium agents
+        # counts, succeeds and costs once in the premium group, not twice.
         rows = self._db.execute(
-            f"SELECT {key} AS k, count(DISTINCT d.rowid), "
-            f"coalesce(sum({success}), 0), coalesce(sum({cost}), 0) "
-            f"FROM docs d {source} WHERE d.namespace = ? AND {where.sql} "
-            "GROUP BY k ORDER BY count(DISTINCT d.rowid) DESC, k",
+            "SELECT k, count(*) AS n, coalesce(sum(s), 0), coalesce(sum(c), 0) FROM ("
+            f"SELECT DISTINCT {key} AS k, d.rowid, {success} AS s, {cost} AS c "
+            f"FROM docs d {source} WHERE d.namespace = ? AND {where.sql}"
+            ") GROUP BY k ORDER BY n DESC, k",
             [namespace, *where.params],
         ).fetchall()
         return total, [Group(_group_key(k), int(n), int(s), float(c)) for k, n, s, c in rows]

@@ -416,10 +416,6 @@ async def test_a_reopened_store_keeps_everything(backend: Backend, loaded: Patte
     assert await reopened.get(NS, "run-2") is None
 
 
-@pytest.mark.xfail(
-    reason="SearchIndex.count sums success and cost once per agent row, not once per "
-    "pattern, under a list group_by (run-3 has two premium agents): a search/index.py bug"
-)
 async def test_group_sums_count_each_pattern_once(loaded: PatternStore) -> None:
     _, groups = await loaded.count(NS, None, "agents.tier")
     premium = next(g for g in groups if g.key == "PREMIUM")
