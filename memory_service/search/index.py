@@ -376,18 +376,23 @@ class SearchIndex:
         terms, the filter alone selects, newest first.
         """
         where = COMPILER.compile(condition)
+        # h: the age in half-lives; the recency factor is 0.5^h. Ranking uses
+        # log(score) - h*ln2, the log of score*0.5^h, which never underflows:
+        # very old patterns still rank by age instead of all tying at zero.
         if recency is not None:
-            decay = "pow(0.5, max(0, ? - d.create_time_us) / ?)"
+            halves = "(max(0, ? - d.create_time_us) / ?)"
             decay_params: list[object] = [recency.now_us, recency.half_life_seconds * 1e6]
         else:
-            decay, decay_params = "1.0", []
+            halves, decay_params = "0.0", []
+        decay = f"pow(0.5, {halves}) AS r, {halves} AS h"
+        decay_params = decay_params * 2
         notes: list[str] = []
         total: int | None = None
         if not terms:
             sql = (
-                f"SELECT d.body, 0.0, {decay} AS r, d.rowid FROM docs d "
+                f"SELECT d.body, 0.0, {decay}, d.rowid FROM docs d "
                 f"WHERE d.namespace = ? AND {where.sql} "
-                "ORDER BY r DESC, d.create_time_us DESC, d.doc_id LIMIT ? OFFSET ?"
+                "ORDER BY h, d.create_time_us DESC, d.doc_id LIMIT ? OFFSET ?"
             )
             params: list[object] = [*decay_params, namespace, *where.params, limit, offset]
             count_sql, count_params = where.sql, where.params
@@ -407,10 +412,11 @@ class SearchIndex:
                 )
                 prefix_params = [f'ns : "{token}" AND body : ({_expression(prefixes)})']
             sql = (
-                f"SELECT d.body, -bm25({ranked}, 0.0, 1.0) AS k, {decay} AS r, d.rowid "
+                f"SELECT d.body, -bm25({ranked}, 0.0, 1.0) AS k, {decay}, d.rowid "
                 f"FROM {ranked} JOIN docs d ON d.rowid = {ranked}.rowid "
                 f"WHERE {ranked} MATCH ? AND {where.sql} {prefix_sql}"
-                "ORDER BY k * r DESC, d.doc_id LIMIT ? OFFSET ?"
+                "ORDER BY ln(max(k, 1e-12)) - h * 0.6931471805599453 DESC, d.doc_id "
+                "LIMIT ? OFFSET ?"
             )
             params = [*decay_params, match, *where.params, *prefix_params, limit, offset]
             if where.sql == "1" and not prefix_sql:
@@ -429,7 +435,7 @@ class SearchIndex:
         if total is None:
             total = self._count(namespace, count_sql, count_params)
         hits = []
-        for body, keyword, factor, rowid in rows:
+        for body, keyword, factor, _, rowid in rows:
             matched = self._matched(int(rowid), terms, notes) if explain and terms else ()
             hits.append(
                 Hit(
