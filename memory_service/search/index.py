@@ -29,7 +29,7 @@ from memory_service.search.documents import searchable_text
 from memory_service.search.filter import Node
 from memory_service.search.query import Term, to_fts_expression
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record, record_json
-from memory_service.search.sql_filter import FilterCompiler, register_functions
+from memory_service.search.sql_filter import FilterCompiler, record_facts, register_functions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS docs (
     UNIQUE (namespace, doc_id)
 );
 CREATE INDEX IF NOT EXISTS docs_by_time ON docs (namespace, create_time_us DESC, doc_id);
+CREATE TABLE IF NOT EXISTS doc_facts (
+    rowid INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    t TEXT NOT NULL,
+    v
+);
+CREATE INDEX IF NOT EXISTS doc_facts_by_value ON doc_facts (path, v, rowid);
+CREATE INDEX IF NOT EXISTS doc_facts_by_doc ON doc_facts (rowid);
 CREATE VIRTUAL TABLE IF NOT EXISTS pattern_text USING fts5(
     ns, body, tokenize = 'porter unicode61 remove_diacritics 2'
 );
@@ -79,6 +87,7 @@ COMPILER = FilterCompiler(
     "d.record",
     {"create_time": "d.create_time_us"},
     {name: f"d.{name}" for name in (*_SCALARS, "id")} | {"id": "d.doc_id"},
+    facts=("doc_facts", "d.rowid"),
 )
 
 
@@ -165,6 +174,10 @@ class SearchIndex:
                 *scalars,
             ),
         )
+        self._db.executemany(
+            "INSERT INTO doc_facts (rowid, path, t, v) VALUES (?, ?, ?, ?)",
+            [(cursor.lastrowid, *fact) for fact in record_facts(record)],
+        )
         if pattern.embedding:
             self._db.execute(
                 "UPDATE docs SET vector = ? WHERE rowid = ?", (pattern.embedding, cursor.lastrowid)
@@ -194,7 +207,7 @@ class SearchIndex:
         ).fetchone()
         if row is None:
             return False
-        for table in ("docs", "pattern_text", "pattern_words"):
+        for table in ("docs", "pattern_text", "pattern_words", "doc_facts"):
             self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", row)
         return True
 

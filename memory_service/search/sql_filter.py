@@ -75,6 +75,43 @@ def register_functions(connection: sqlite3.Connection) -> None:
     )
 
 
+Fact = tuple[str, str, object]  # (path, type, value)
+
+
+def _fact_value(value: object) -> tuple[str, object]:
+    if value is None:
+        return "null", None
+    if isinstance(value, bool):
+        return "bool", int(value)
+    if isinstance(value, int | float):
+        return "number", value
+    return "text", str(value)
+
+
+def record_facts(record: dict[str, object]) -> list[Fact]:
+    """The record's list and map values as indexable (path, type, value) rows.
+
+    A list of objects yields one row per element and field (`agents.tier`);
+    a list of scalars one row per element (`tags`); a map one `key` row per
+    key at the map's path plus its values (a list value fanned out) at
+    `map.key`. Top-level scalars are not facts: they have columns.
+    """
+    facts: list[Fact] = []
+    for name, value in record.items():
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    facts += [(f"{name}.{key}", *_fact_value(v)) for key, v in item.items()]
+                else:
+                    facts.append((name, *_fact_value(item)))
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                facts.append((name, "key", key))
+                items = inner if isinstance(inner, list) else [inner]
+                facts += [(f"{name}.{key}", *_fact_value(item)) for item in items]
+    return facts
+
+
 @dataclass
 class SqlFilter:
     """A WHERE fragment and its parameters."""
@@ -92,6 +129,7 @@ class FilterCompiler:
         record_column: str,
         timestamp_columns: dict[str, str],
         scalar_columns: dict[str, str] | None = None,
+        facts: tuple[str, str] | None = None,
     ) -> None:
         self._schema = schema
         self._record = record_column
@@ -101,6 +139,9 @@ class FilterCompiler:
         # enums upper-case): the schema check guarantees the literal's type,
         # so a plain column comparison means what filter._compare means.
         self._scalars = scalar_columns or {}
+        # (facts table, the record's rowid expression): list and map values
+        # as indexed rows (see record_facts), instead of walking JSON per row.
+        self._facts = facts
 
     def compile(self, node: Node | None) -> SqlFilter:
         """The WHERE fragment for a checked tree ("1" for no filter)."""
@@ -144,8 +185,14 @@ class FilterCompiler:
         spec = self._schema.lookup(node.path)
         dotted = ".".join(node.path)
         if isinstance(node.value, Star):
-            if dotted in self._scalars:
-                return "1"  # Every record has its top-level scalars.
+            if dotted in self._scalars or (spec is not None and spec.type is FieldType.MAP):
+                return "1"  # Every record has its top-level scalars and maps.
+            if self._facts is not None and (len(node.path) > 1 or (spec and spec.repeated)):
+                table, rowid = self._facts
+                params.append(dotted)
+                return (
+                    f"({rowid} IN (SELECT rowid FROM {table} WHERE path = ? AND t <> 'key'))"
+                )
             return self._present(node, spec)
         if dotted in self._timestamps and spec is not None and spec.type is FieldType.TIMESTAMP:
             params.append(to_micros(str(node.value)))
@@ -153,10 +200,52 @@ class FilterCompiler:
             return f"({self._timestamps[dotted]} {op} ?)"
         if dotted in self._scalars and spec is not None and not spec.repeated:
             return self._scalar(self._scalars[dotted], node, spec, params)
+        if self._facts is not None and (len(node.path) > 1 or (spec and spec.repeated)):
+            return self._fact(node, spec, params)
         if node.op == ":":
             return self._has(node, spec, params)
         condition = self._compare("v", node.op, node.value, spec, params)
         return f"EXISTS (SELECT 1 FROM {self._values(node, spec)} AND {condition})"
+
+    def _fact(self, node: Restriction, spec: FieldSpec | None, params: list[object]) -> str:
+        """A restriction on a list or map value, through the facts table."""
+        assert self._facts is not None
+        table, rowid = self._facts
+        path = ".".join(node.path)
+        literal = node.value
+        if node.op == ":":
+            params.append(path)
+            if isinstance(literal, str):
+                params.append(literal)
+                items = "t = 'text' AND py_contains(v, ?)"
+            else:
+                items = self._fact_compare("=", literal, None, params)
+            params += [path, str(literal)]
+            return (
+                f"({rowid} IN (SELECT rowid FROM {table} WHERE path = ? AND {items}) OR "
+                f"{rowid} IN (SELECT rowid FROM {table} WHERE path = ? AND t = 'key' AND v = ?))"
+            )
+        params.append(path)
+        condition = self._fact_compare(node.op, literal, spec, params)
+        return f"({rowid} IN (SELECT rowid FROM {table} WHERE path = ? AND {condition}))"
+
+    @staticmethod
+    def _fact_compare(
+        op: str, literal: object, spec: FieldSpec | None, params: list[object]
+    ) -> str:
+        if isinstance(literal, bool):
+            params.append(int(literal))
+            return f"t = 'bool' AND v {op} ?"
+        if isinstance(literal, float):
+            params.append(literal)
+            return f"t = 'number' AND v {op} ?"
+        assert isinstance(literal, str)
+        if spec is not None and spec.type is FieldType.ENUM:
+            # Records hold enum names upper-case already, so the index applies.
+            params.append(literal.upper())
+            return f"t = 'text' AND v {op} ?"
+        params.append(literal)
+        return f"t = 'text' AND v {op} ?"
 
     def _scalar(self, column: str, node: Restriction, spec: FieldSpec, params: list[object]) -> str:
         literal = node.value

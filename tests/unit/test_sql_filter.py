@@ -28,7 +28,7 @@ from memory_service.search.filter import (
     matches,
 )
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record, record_json
-from memory_service.search.sql_filter import FilterCompiler, register_functions
+from memory_service.search.sql_filter import FilterCompiler, record_facts, register_functions
 
 SCALARS = ("template_id", "success", "total_cost_usd", "agent_count", "type", "classification")
 # Over JSON only, and with the typed scalar columns the search index keeps.
@@ -39,6 +39,13 @@ COMPILERS = {
         "record",
         {"create_time": "create_time_us"},
         {name: name for name in SCALARS},
+    ),
+    "facts": FilterCompiler(
+        PATTERN_SCHEMA,
+        "record",
+        {"create_time": "create_time_us"},
+        {name: name for name in SCALARS},
+        facts=("facts", "n"),
     ),
 }
 COMPILER = COMPILERS["json"]
@@ -157,8 +164,13 @@ def database(rows: list[memory_pb2.Pattern]) -> sqlite3.Connection:
     db.execute(
         f"CREATE TABLE docs (n INTEGER, record TEXT, create_time_us INTEGER, {', '.join(SCALARS)})"
     )
+    db.execute("CREATE TABLE facts (rowid INTEGER, path TEXT, t TEXT, v)")
     for index, pattern in enumerate(rows):
         record = pattern_record(pattern)
+        db.executemany(
+            "INSERT INTO facts VALUES (?, ?, ?, ?)",
+            [(index, *fact) for fact in record_facts(record)],
+        )
         scalars = [int(v) if isinstance(v, bool) else v for v in (record[k] for k in SCALARS)]
         db.execute(
             f"INSERT INTO docs VALUES (?, ?, ?, {', '.join('?' * len(SCALARS))})",
