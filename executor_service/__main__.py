@@ -42,6 +42,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
     local_index = LocalIndex(settings.memory_namespace)
     await asyncio.to_thread(local_index.rebuild, runs, catalog)
     replay = asyncio.create_task(deliverer.replay_forever(settings.outbox_replay_interval_seconds))
+    watch = asyncio.create_task(client.probe_forever(settings.readiness_interval_seconds))
 
     def register(server: grpc.aio.Server) -> None:
         servicer = ExecutorServicer(settings, catalog, runs, deliverer, local_index)
@@ -53,9 +54,10 @@ async def start(settings: ExecutorSettings) -> RunningService:
         return await asyncio.to_thread(_probe_write, runs.root)
 
     async def stop_replay() -> None:
-        replay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await replay
+        for task in (replay, watch):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     managed = ManagedServer(settings, SERVICE_NAME, register, runs_writable)
     await managed.start()

@@ -7,11 +7,14 @@ config, never in hand-written loops.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
+from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.servicekit.logging import request_id_var, trace_id_var
@@ -84,6 +87,7 @@ class MemoryClient:
     def _record(self, error: grpc.aio.AioRpcError | None) -> None:
         if error is None:
             self.reachable = True
+            self.last_error = ""
             return
         if error.code() in UNREACHABLE_CODES:
             self.reachable = False
@@ -118,6 +122,30 @@ class MemoryClient:
             raise
         self._record(None)
         return response
+
+    async def probe(self) -> bool:
+        """Asks the memory service's readiness; records and returns the answer."""
+        stub: Any = health_pb2_grpc.HealthStub(self._channel)  # Its type stubs list no methods.
+        request = health_pb2.HealthCheckRequest(service="attune.memory.v1.MemoryService")
+        try:
+            response = await stub.Check(request, timeout=self.timeout_seconds)
+        except grpc.aio.AioRpcError as error:
+            self.reachable = False
+            self.last_error = f"{error.code().name}: {error.details()}"
+            return False
+        ready = bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+        self.reachable = ready
+        if ready:
+            self.last_error = ""
+        else:
+            self.last_error = "memory service is not ready"
+        return ready
+
+    async def probe_forever(self, interval_seconds: float) -> None:
+        """Keeps `reachable` current even while no call is made."""
+        while True:
+            await self.probe()
+            await asyncio.sleep(interval_seconds)
 
     async def close(self) -> None:
         """Closes the channel."""

@@ -10,7 +10,7 @@ import pytest
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack
+from tests.conftest import Stack, running_stack
 from tests.helpers import eventually, run_request, run_to_end
 
 EXPECTED_FILES = {"config.json", "form_responses.json", "agents.json", "result.json", "report.md"}
@@ -210,3 +210,19 @@ async def test_a_pattern_the_memory_service_refuses_is_reported_rejected_not_sto
     fetched = await restarted.GetRun(executor_pb2.GetRunRequest(run_id=run.run_id), timeout=5)
     assert fetched.run.pattern_delivery == executor_pb2.PATTERN_DELIVERY_REJECTED
     assert (Path(run.run_dir) / "pattern.rejected.pb").exists()
+
+
+async def test_status_tells_memory_reachability_without_any_call(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, readiness_interval_seconds=0.05) as stack:
+        stub = stack.executor_stub()
+        status = await eventually(
+            lambda: stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5),
+            lambda status: status.memory_reachable,
+        )
+        assert status.last_memory_error == ""
+        await stack.stop_memory()
+        down = await eventually(
+            lambda: stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5),
+            lambda status: not status.memory_reachable,
+        )
+        assert down.last_memory_error
