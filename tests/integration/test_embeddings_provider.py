@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -47,14 +46,6 @@ def marker(n: int) -> list[float]:
 def unit(values: Sequence[float]) -> list[float]:
     norm = math.hypot(*values)
     return [value / norm for value in values]
-
-
-@pytest.fixture(autouse=True)
-def _direct_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    # httpx honours *_PROXY variables; the tests must reach 127.0.0.1 directly.
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -70,10 +70,9 @@ def wire(request: pytest.FixtureRequest) -> Wire:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Runner clients honour *_PROXY variables, and settings read EXECUTOR_*: the
-    # tests must reach 127.0.0.1 directly and use the default settings.
+    # Settings read EXECUTOR_*: the tests use the default settings.
     for name in list(os.environ):
-        if name.startswith("EXECUTOR_") or name.lower().endswith("_proxy"):
+        if name.startswith("EXECUTOR_"):
             monkeypatch.delenv(name)
 
 

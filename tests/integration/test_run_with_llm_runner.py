@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,10 +25,7 @@ PRICES = {
 
 
 @pytest.fixture
-def model_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
+def model_api() -> Iterator[FakeLLMServer]:
     with FakeLLMServer() as server:
         yield server
 

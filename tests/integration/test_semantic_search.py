@@ -53,9 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def embeddings_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadingHTTPServer]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
+def embeddings_api() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
     thread.start()
