@@ -39,7 +39,7 @@ from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Template, TierStrategy
 from executor_service.templates.proto import template_to_proto
-from executor_service.workflow_run import WorkflowRun
+from executor_service.workflow_run import IN_PROGRESS, WorkflowRun
 from memory_service.search.filter import FilterError, compile_filter, matches
 from memory_service.search.planning import PlanError, SearchPlan, plan_search
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found, unavailable
@@ -269,6 +269,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise invalid_argument(
                 [("run_id", "not a run id (UTC date-time, then a ULID: 20260117-052959-01kf...)")]
             )
+        if (in_progress := IN_PROGRESS.get(request.run_id)) is not None:
+            return executor_pb2.GetRunResponse(run=in_progress.snapshot())
         try:
             run = await asyncio.to_thread(self._runs.load, request.run_id)
         except CorruptRunError as error:

@@ -30,6 +30,8 @@ Finish = Callable[[executor_pb2.Run, float | None], Awaitable[list[tuple[str, Me
 
 # Runs whose callers are gone keep a strong reference here until they finish.
 _BACKGROUND: set[asyncio.Task[None]] = set()
+# Runs in progress, by run id, so GetRun can show them before they are on disk.
+IN_PROGRESS: dict[str, WorkflowRun] = {}
 
 
 async def drain_runs(within: float) -> None:
@@ -67,6 +69,14 @@ class WorkflowRun:
         getattr(response, field).CopyFrom(message)
         return response
 
+    def snapshot(self) -> executor_pb2.Run:
+        """The run as it stands: RUNNING, with the agents' results so far."""
+        current = executor_pb2.Run()
+        current.CopyFrom(self.run)
+        if not current.agents:
+            current.agents.extend(self._execution.results[agent.role] for agent in self._team)
+        return current
+
     async def _emit(self, field: str, message: Message) -> None:
         await self._events.put(self.event(field, message))
 
@@ -81,6 +91,8 @@ class WorkflowRun:
         task = asyncio.create_task(self._execute(deadline))
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
+        IN_PROGRESS[self.run.run_id] = self
+        task.add_done_callback(lambda _: IN_PROGRESS.pop(self.run.run_id, None))
         task.add_done_callback(lambda _: self._events.put_nowait(None))
         try:
             yield self.event("run_started", started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,8 @@ def test_every_setting_is_in_the_readme_table(settings: type[BaseSettings], pref
         assert variable in rows, f"{variable} is missing from the README settings table"
         default = field.default if field.default is not None else ""
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{variable}`"))
-        assert f"`{default}`" in row or (default == "" and "(unset)" in row), (
-            f"README row for {variable} does not show its default {default!r}"
+        # Lists and maps are shown as JSON: what the variable takes, pasteable as is.
+        shown = json.dumps(default) if isinstance(default, dict | list | tuple) else default
+        assert f"`{shown}`" in row or (default == "" and "(unset)" in row), (
+            f"README row for {variable} does not show its default {shown!r}"
         )

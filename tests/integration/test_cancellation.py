@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from attune.executor.v1 import executor_pb2
@@ -46,3 +47,17 @@ async def test_cancelled_stream_persists_a_cancelled_run(slow_stack: Stack) -> N
     )
     report = Path(run.run_dir, "report.md").read_text()
     assert "cancelled" in report
+
+
+async def test_a_run_in_progress_is_visible_as_running(slow_stack: Stack) -> None:
+    stub = slow_stack.executor_stub()
+    call = stub.RunWorkflow(run_request(package_name="demo"), timeout=30)
+    first = await call.read()
+    assert isinstance(first, executor_pb2.RunWorkflowResponse)
+    seen = await stub.GetRun(executor_pb2.GetRunRequest(run_id=first.run_id), timeout=5)
+    assert seen.run.status == executor_pb2.RUN_STATUS_RUNNING
+    assert {agent.role for agent in seen.run.agents} >= {"test_runner", "publisher"}
+    while await call.read() is not grpc.aio.EOF:
+        pass
+    done = await stub.GetRun(executor_pb2.GetRunRequest(run_id=first.run_id), timeout=5)
+    assert done.run.status != executor_pb2.RUN_STATUS_RUNNING
