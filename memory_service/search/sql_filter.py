@@ -190,9 +190,7 @@ class FilterCompiler:
             if self._facts is not None and (len(node.path) > 1 or (spec and spec.repeated)):
                 table, rowid = self._facts
                 params.append(dotted)
-                return (
-                    f"({rowid} IN (SELECT rowid FROM {table} WHERE path = ? AND t <> 'key'))"
-                )
+                return f"({rowid} IN (SELECT rowid FROM {table} WHERE path = ? AND t <> 'key'))"
             return self._present(node, spec)
         if dotted in self._timestamps and spec is not None and spec.type is FieldType.TIMESTAMP:
             params.append(to_micros(str(node.value)))

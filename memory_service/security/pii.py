@@ -1,0 +1,280 @@
+"""Scrub personal data from a pattern's free text, and nothing else.
+
+`scrub_pattern` answers a scrubbed copy and how many of each kind it
+replaced. Free text is `content`, every `string_value` form answer and every
+string in `metadata`; ids, tags, agent roles, multi-select options (chosen
+from a fixed list) and typed numbers are never touched.
+
+Kinds and their replacement tokens, applied in this order:
+
+==============  ====================  =====================================
+Kind            Token                 Rule
+==============  ====================  =====================================
+email           [EMAIL]               local@domain.tld; not `git@host:path`
+ip_address      [IP_ADDRESS]          IPv4 / IPv6 that `ipaddress` accepts;
+                                      not loopback or unspecified, not
+                                      after `v` / `version`
+credit_card     [CREDIT_CARD]         13-19 digits with a card network's
+                                      prefix and length, Luhn valid; grouped
+                                      (4111 1111 ...), or after a word like
+                                      "card" or "visa"
+ssn             [SSN]                 ###-##-####, no 000 / 666 / 9xx area
+phone           [PHONE]               phonenumbers' PhoneNumberMatcher,
+                                      leniency VALID, region US; written
+                                      as a phone number (`+1`, `(650)`,
+                                      groups), or after a word like
+                                      "phone" or "call"
+street_address  [STREET_ADDRESS]      number, capitalized name, suffix
+                                      (Street, St, Ave, Rd, Blvd, ...)
+==============  ====================  =====================================
+
+Every match must stand alone: a match glued to letters, digits or joiners
+such as `-`, `_`, `.`, `/` is part of an identifier (a run id, a timestamp,
+a version, a digest) and stays as it is. Tokens hold no digits, so a
+scrubbed text scrubs to itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import phonenumbers
+from google.protobuf import struct_pb2
+
+from attune.memory.v1 import memory_pb2
+
+Span = tuple[int, int]
+Finder = Callable[[str, str], Iterator[Span]]  # (text, key of the text) -> spans
+
+# What glues a match into a larger token: then it is part of an identifier.
+_GLUE = frozenset("_-./\\@#$%&+~^|")
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    """No letter, digit or joiner touches the span (`.` or `,` then space is fine)."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    beyond = text[end + 1] if end + 1 < len(text) else " "
+    if before.isalnum() or before in _GLUE:
+        return False
+    if after in ".,:;" and beyond.isalnum():
+        return False
+    return not (after.isalnum() or (after in _GLUE and after != "."))
+
+
+_CUE_WINDOW = 64
+
+
+def _cue(words: str) -> re.Pattern[str]:
+    """A cue word just before a match: `call me at`, `card number:`.
+
+    At most three short words between, so a match is at most 40 characters
+    and is found or not whatever precedes the window (scrubbing stays
+    idempotent); never inside a token such as `[PHONE]`.
+    """
+    filler = r"(?:\W{1,3}(?:[a-z]{1,3}|number|num)){0,3}"
+    return re.compile(rf"(?i)(?<![\[\w])(?:{words})\b{filler}\W{{0,3}}$")
+
+
+def _cued(cue: re.Pattern[str], text: str, start: int) -> bool:
+    return bool(cue.search(text[max(0, start - _CUE_WINDOW) : start]))
+
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+    r"(?![\w-]|\.[A-Za-z0-9]|:[^\s])"  # `git@github.com:org/repo` is a remote
+)
+
+
+def _emails(text: str, _key: str) -> Iterator[Span]:
+    for match in _EMAIL.finditer(text):
+        yield match.span()
+
+
+_IPV4 = re.compile(r"(?<![\w.@-])(?:\d{1,3}\.){3}\d{1,3}(?![\w-]|\.\d)")
+_IPV6 = re.compile(
+    r"(?<![\w:.%-])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})"
+    r"(?:%[\w.]+)?(?![\w:-]|\.\w)"
+)
+# Three groups, or a full first group (`fe80::1`): `a[1::2]` is a slice.
+_IPV6_SHAPE = re.compile(r"[0-9A-Fa-f]{4}:|(?:[^:]*[0-9A-Fa-f]:+){2}[0-9A-Fa-f]")
+# `version 1.2.3.4`, `v1.2.3.4`: four-part versions look like addresses.
+_VERSION_CONTEXT = re.compile(r"(?i)(?:\b(?:version|release|build|ver)\b|\bv)\s?[:=]?\s?$")
+_VERSION_KEY = re.compile(r"(?i)version|release|build")
+
+
+def _ip_addresses(text: str, key: str) -> Iterator[Span]:
+    if _VERSION_KEY.search(key):
+        return
+    for regex in (_IPV4, _IPV6):
+        for match in regex.finditer(text):
+            try:
+                address = ipaddress.ip_address(match.group())
+            except ValueError:
+                continue
+            if address.is_loopback or address.is_unspecified:
+                continue  # `127.0.0.1:50052`, `0.0.0.0`: nobody's address
+            if address.version == 6 and not _IPV6_SHAPE.match(match.group()):
+                continue
+            if _VERSION_CONTEXT.search(text[max(0, match.start() - 16) : match.start()]):
+                continue
+            yield match.span()
+
+
+_CARD_CANDIDATE = re.compile(
+    r"(?<![\w.+-])(?:(?P<run>\d{13,19})|\d{4}([ -])\d{3,6}(?:\2\d{3,6}){1,3})"
+)
+# Issuer prefixes and lengths: Visa, Mastercard, Amex, Discover, Diners,
+# JCB, UnionPay, Maestro. Long digit runs without one (epoch millis, ids)
+# are not cards even when Luhn happens to hold, as it does for one in ten.
+_CARD_NUMBER = re.compile(
+    r"4\d{15}(?:\d{3})?"
+    r"|(?:5[1-5]\d\d|222[1-9]|22[3-9]\d|2[3-6]\d\d|27[01]\d|2720)\d{12}"
+    r"|3[47]\d{13}"
+    r"|(?:6011|65\d\d|64[4-9]\d)\d{12,15}"
+    r"|3(?:0[0-5]|[689]\d)\d{11,16}"
+    r"|35(?:2[89]|[3-8]\d)\d{12,15}"
+    r"|62\d{14,17}"
+    r"|(?:5018|5020|5038|5893|6304|6759|676[1-3])\d{9,15}"
+)
+# An ungrouped run of digits is as likely an id: a card only when the text
+# says so. Grouped as cards are printed (4111 1111 ...), it needs no cue.
+_CARD_CUE = _cue("card|credit|debit|visa|mastercard|amex|discover|cc|pan|payment|paid|pay")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _credit_cards(text: str, _key: str) -> Iterator[Span]:
+    for match in _CARD_CANDIDATE.finditer(text):
+        digits = re.sub(r"[ -]", "", match.group())
+        if not (_CARD_NUMBER.fullmatch(digits) and _luhn(digits)):
+            continue
+        if not _stands_alone(text, *match.span()):
+            continue
+        if match.group("run") and not _cued(_CARD_CUE, text, match.start()):
+            continue
+        yield match.span()
+
+
+_SSN = re.compile(r"(?<![\w.-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}")
+
+
+def _ssns(text: str, _key: str) -> Iterator[Span]:
+    for match in _SSN.finditer(text):
+        if _stands_alone(text, *match.span()):
+            yield match.span()
+
+
+# A bare run of digits is a phone number only when the text says so.
+_PHONE_CUE = _cue("phone|tel|telephone|mobile|cell|fax|call|text|sms|whatsapp|contact")
+
+
+# Written as a phone number: `+1 ...`, `(650) ...`, digits in groups.
+_PHONE_FORMATTED = re.compile(r"^\+|\(\d+\)|\d[\s.-]+\d")
+
+
+def _phones(text: str, _key: str) -> Iterator[Span]:
+    matcher = phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID)
+    for match in matcher:
+        if not _stands_alone(text, match.start, match.end):
+            continue
+        if _PHONE_FORMATTED.search(match.raw_string) or _cued(_PHONE_CUE, text, match.start):
+            yield match.start, match.end
+
+
+_SUFFIXES = (
+    "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way"
+    "|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq"
+)
+_STREET = re.compile(
+    r"(?<![\w.,$/#-])\d{1,6}[A-Za-z]?\s+"  # 1600, 221B
+    r"(?:(?:[A-Z][A-Za-z0-9'.-]*|\d+(?:st|nd|rd|th))\s+){1,3}"  # Baker, 5th, O'Farrell
+    f"(?:{_SUFFIXES}|{_SUFFIXES.upper()})\\b"
+)
+# Title-case prose that ends in a suffix word without being an address.
+_NOT_STREET = re.compile(r"(?:Google|Hard|Flash|USB|Network|Shared|Team|Thumb|One)\s+Drive\b")
+
+
+def _street_addresses(text: str, _key: str) -> Iterator[Span]:
+    for match in _STREET.finditer(text):
+        if not _NOT_STREET.search(match.group()):
+            yield match.span()
+
+
+_SCRUBBERS: tuple[tuple[str, str, Finder], ...] = (
+    ("email", "[EMAIL]", _emails),
+    ("ip_address", "[IP_ADDRESS]", _ip_addresses),
+    ("credit_card", "[CREDIT_CARD]", _credit_cards),
+    ("ssn", "[SSN]", _ssns),
+    ("phone", "[PHONE]", _phones),
+    ("street_address", "[STREET_ADDRESS]", _street_addresses),
+)
+
+
+def scrub_text(text: str, key: str = "") -> tuple[str, Counter[str]]:
+    """The text with personal data replaced, and how many of each kind.
+
+    `key` is the form or metadata key the text is stored under, a hint: a
+    value under a `version` key is never taken for an IP address.
+    """
+    counts: Counter[str] = Counter()
+    for kind, token, finder in _SCRUBBERS:
+        spans: list[Span] = []
+        for span in sorted(finder(text, key)):
+            if not spans or span[0] >= spans[-1][1]:  # IPv4 and IPv6 may overlap
+                spans.append(span)
+        for start, end in reversed(spans):
+            text = text[:start] + token + text[end:]
+        if spans:
+            counts[kind] += len(spans)
+    return text, counts
+
+
+def _scrub_struct(struct: struct_pb2.Struct, counts: Counter[str]) -> None:
+    for key, value in struct.fields.items():
+        _scrub_value(value, key, counts)
+
+
+def _scrub_value(value: struct_pb2.Value, key: str, counts: Counter[str]) -> None:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        value.string_value, found = _replace(value.string_value, key)
+        counts.update(found)
+    elif kind == "struct_value":
+        _scrub_struct(value.struct_value, counts)
+    elif kind == "list_value":
+        for item in value.list_value.values:
+            _scrub_value(item, key, counts)
+
+
+def _replace(text: str, key: str) -> tuple[str, Counter[str]]:
+    return scrub_text(text, key) if text else (text, Counter())
+
+
+def scrub_pattern(pattern: memory_pb2.Pattern) -> tuple[memory_pb2.Pattern, dict[str, int]]:
+    """A scrubbed copy of the pattern, and the count of replacements by kind.
+
+    The input is left as it is. Kinds with no replacement are left out of
+    the counts, so an empty dict means the copy equals the input.
+    """
+    scrubbed = memory_pb2.Pattern()
+    scrubbed.CopyFrom(pattern)
+    counts: Counter[str] = Counter()
+    scrubbed.content, found = _replace(scrubbed.content, "")
+    counts.update(found)
+    for key, answer in scrubbed.form_responses.items():
+        if answer.WhichOneof("kind") == "string_value":
+            answer.string_value, found = _replace(answer.string_value, key)
+            counts.update(found)
+    if scrubbed.HasField("metadata"):
+        _scrub_struct(scrubbed.metadata, counts)
+    return scrubbed, dict(counts)
