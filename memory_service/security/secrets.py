@@ -290,7 +290,9 @@ _DETECTORS: tuple[_Detector, ...] = (
     _Detector(
         "connection_string_password",
         re.compile(
-            r"(?i)(?<![\w.])(?:[a-z0-9]+[_-])*(?:password|passwd|pwd)\s*=\s*['\"]?"
+            # `Password=`, `--password=`, `POSTGRES_PASSWORD=`; the prefix bounded
+            # so that long dashed runs cost linear time.
+            r"(?i)(?<![\w.])(?:[a-z0-9]{1,32}[_-]){0,4}(?:password|passwd|pwd)\s*=\s*['\"]?"
             r"(?P<v>[^\s;&,'\"()\[\]{}<>=][^\s;&,'\"()\[\]{}<>]*)"
         ),
         _real_password,
