@@ -197,3 +197,17 @@ async def test_oversized_inputs_get_precise_errors_not_transport_failures(stack:
         stub.ListRuns(executor_pb2.ListRunsRequest(filter="-" * 1500 + "status = FAILED"))
     )
     assert deep.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_undefined_enum_values_are_invalid_argument(stack: Stack) -> None:
+    request = run_request(package_name="demo")
+    request.tier_strategy = common_pb2.TierStrategy.ValueType(99)
+    assert "tier_strategy" in violations_of(await stream_failure(stack, request))
+    request = run_request(package_name="demo")
+    request.runner = common_pb2.Runner.ValueType(99)
+    assert "runner" in violations_of(await stream_failure(stack, request))
+    search = executor_pb2.SearchRunsRequest(
+        query="x", mode=executor_pb2.SearchRunsMode.ValueType(99)
+    )
+    error = await failure(stack.executor_stub().SearchRuns(search, timeout=5))
+    assert "mode" in violations_of(error)

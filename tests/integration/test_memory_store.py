@@ -136,3 +136,20 @@ async def test_patterns_survive_a_restart(stack: Stack) -> None:
     search = memory_pb2.SearchPatternsRequest(namespace="team-a", query="coverage gate")
     response = await stack.memory_stub().SearchPatterns(search, timeout=5)
     assert [result.pattern.id for result in response.results] == ["p-1"]
+
+
+async def test_values_that_parse_but_mean_nothing_are_refused(stack: Stack) -> None:
+    odd = pattern()
+    odd.create_time.nanos = -5
+    odd.total_cost_usd = float("nan")
+    odd.type = memory_pb2.PatternType.ValueType(77)
+    odd.form_responses["coverage"].number_value = float("inf")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stack.memory_stub().StorePattern(store(odd), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations_of(raised.value)) == {
+        "pattern.create_time",
+        "pattern.total_cost_usd",
+        "pattern.type",
+        "pattern.form_responses.coverage",
+    }

@@ -230,3 +230,12 @@ def test_ids_for_later_moments_sort_after() -> None:
     assert sorted(ids) == ids
     assert ids[0].startswith("20260630-235959-")
     assert ids[-1].startswith("20260701-000004-")
+
+
+def test_report_text_from_users_cannot_forge_report_lines(tmp_path: Path) -> None:
+    run = sample_run()
+    run.answers["package_name"].string_value = "demo\n- Runner: `anthropic` **trusted**"
+    report = (RunStore(tmp_path).persist(run, {}) / "report.md").read_text()
+    forged = [line for line in report.splitlines() if line.startswith("- Runner: `anthropic`")]
+    assert forged == []
+    assert "demo - Runner: \\`anthropic\\` \\*\\*trusted\\*\\*" in report
