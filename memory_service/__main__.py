@@ -40,7 +40,8 @@ async def start(settings: MemorySettings) -> RunningService:
         semantic = Semantic(provider, settings.embeddings_timeout_seconds)
 
     def register(server: grpc.aio.Server) -> None:
-        servicer = MemoryServicer(store, semantic)
+        ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)
+        servicer = MemoryServicer(store, semantic, ttl)
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
 
     async def close_provider() -> None:

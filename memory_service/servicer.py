@@ -24,6 +24,7 @@ from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_token, encode_token
 from memory_service.store.base import PatternConflictError, PatternStore
+from memory_service.store.context import ContextItem
 from memory_service.store.guard import UnavailableAsStatus
 
 log = logging.getLogger("attune.memory")
@@ -32,6 +33,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 DEFAULT_SEARCH_PAGE = 10
 MAX_SEARCH_PAGE = 100
+MAX_CONTEXT_ID = 128
+MAX_CONTEXT_VALUE = 64 * 1024
 DEFAULT_LIST_PAGE = 50
 MAX_LIST_PAGE = 1000
 DEFAULT_HALF_LIFE = 30 * 24 * 3600.0
@@ -87,10 +90,16 @@ def _result(hit: Hit, explain: bool) -> memory_pb2.SearchResult:
 class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     """Serves patterns from one PatternStore."""
 
-    def __init__(self, store: PatternStore, semantic: Semantic | None = None) -> None:
+    def __init__(
+        self,
+        store: PatternStore,
+        semantic: Semantic | None = None,
+        context_ttl: tuple[float, float] = (3600.0, 86400.0),
+    ) -> None:
         # A store that cannot be reached answers UNAVAILABLE with its reason.
         self._store: PatternStore = UnavailableAsStatus(store)
         self._semantic = semantic
+        self._context_ttl = context_ttl  # (default, maximum) seconds
 
     async def _store_one(
         self,
@@ -316,32 +325,87 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             ],
         )
 
-    # Later issues implement these; until then they answer UNIMPLEMENTED,
-    # naming the RPC (the interceptor maps NotImplementedError).
+    # --- short-term context ------------------------------------------------------------
+
+    def _session(self, namespace: str, session_id: str, key: str, key_required: bool) -> None:
+        violations = namespace_violations(namespace)
+        if not 1 <= len(session_id) <= MAX_CONTEXT_ID:
+            violations.append(("session_id", f"required, at most {MAX_CONTEXT_ID} characters"))
+        if (key_required or key) and not 1 <= len(key) <= MAX_CONTEXT_ID:
+            violations.append(("key", f"required, at most {MAX_CONTEXT_ID} characters"))
+        if violations:
+            raise invalid_argument(violations)
+
     async def SetContext(
         self, request: memory_pb2.SetContextRequest, context: Context
     ) -> memory_pb2.SetContextResponse:
-        raise NotImplementedError
+        self._session(request.namespace, request.session_id, request.key, key_required=True)
+        if len(request.value.encode()) > MAX_CONTEXT_VALUE:
+            raise invalid_argument(
+                [("value", f"longer than the limit of {MAX_CONTEXT_VALUE} bytes")]
+            )
+        default_ttl, max_ttl = self._context_ttl
+        ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else default_ttl
+        if ttl <= 0:
+            raise invalid_argument([("ttl", "must be positive")])
+        item = await self._store.set_context(
+            request.namespace, request.session_id, request.key, request.value, min(ttl, max_ttl)
+        )
+        return memory_pb2.SetContextResponse(entry=_entry(request.session_id, item))
 
     async def GetContext(
         self, request: memory_pb2.GetContextRequest, context: Context
     ) -> memory_pb2.GetContextResponse:
-        raise NotImplementedError
+        self._session(request.namespace, request.session_id, request.key, key_required=False)
+        items = await self._store.get_context(request.namespace, request.session_id, request.key)
+        return memory_pb2.GetContextResponse(
+            entries=[_entry(request.session_id, item) for item in items]
+        )
 
     async def DeleteContext(
         self, request: memory_pb2.DeleteContextRequest, context: Context
     ) -> memory_pb2.DeleteContextResponse:
-        raise NotImplementedError
+        self._session(request.namespace, request.session_id, request.key, key_required=False)
+        deleted = await self._store.delete_context(
+            request.namespace, request.session_id, request.key
+        )
+        return memory_pb2.DeleteContextResponse(deleted_count=deleted)
 
     async def PromoteContext(
         self, request: memory_pb2.PromoteContextRequest, context: Context
     ) -> memory_pb2.PromoteContextResponse:
-        raise NotImplementedError
+        self._session(request.namespace, request.session_id, request.key, key_required=True)
+        items = await self._store.get_context(request.namespace, request.session_id, request.key)
+        if not items:
+            raise not_found(
+                "context entry", f"{request.namespace}/{request.session_id}/{request.key}"
+            )
+        pattern = memory_pb2.Pattern(
+            id=request.pattern_id,
+            type=memory_pb2.PATTERN_TYPE_PROMOTED_CONTEXT,
+            classification=request.classification,
+            content=items[0].value,
+            tags=request.tags,
+        )
+        # The same path as StorePattern: whatever a write must pass, this passes.
+        stored = await self._store_one(
+            memory_pb2.StorePatternRequest(namespace=request.namespace, pattern=pattern)
+        )
+        return memory_pb2.PromoteContextResponse(store=stored)
 
+    # Later issues implement this; until then it answers UNIMPLEMENTED,
+    # naming the RPC (the interceptor maps NotImplementedError).
     async def ListAuditEvents(
         self, request: memory_pb2.ListAuditEventsRequest, context: Context
     ) -> memory_pb2.ListAuditEventsResponse:
         raise NotImplementedError
+
+
+def _entry(session_id: str, item: ContextItem) -> memory_pb2.ContextEntry:
+    entry = memory_pb2.ContextEntry(session_id=session_id, key=item.key, value=item.value)
+    entry.expire_time.FromMicroseconds(item.expire_us)
+    entry.update_time.FromMicroseconds(item.update_us)
+    return entry
 
 
 def _check_address(namespace: str, pattern_id: str) -> None:

@@ -59,6 +59,12 @@ class MemorySettings(ServerSettings):
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="Prefix of every Redis key, so several deployments can share one Redis.",
     )
+    context_default_ttl_seconds: float = Field(
+        default=3600.0, gt=0, description="Time to live of a context entry set without one."
+    )
+    context_max_ttl_seconds: float = Field(
+        default=86400.0, gt=0, description="Longest time to live a context entry may have."
+    )
     embeddings_url: str | None = Field(
         default=None,
         description="Base URL of an OpenAI-compatible embeddings API; unset turns semantic "

@@ -9,6 +9,7 @@ from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import Node
 from memory_service.search.index import Group, Hit, Recency
 from memory_service.search.query import Term
+from memory_service.store.context import ContextStore
 
 
 class PatternConflictError(Exception):
@@ -28,7 +29,7 @@ class PutOutcome:
     replaced: bool
 
 
-class PatternStore(Protocol):
+class PatternStore(ContextStore, Protocol):
     """Durable, idempotent storage of patterns, with search.
 
     Every read that starts after a write was acknowledged sees that write.

@@ -23,8 +23,21 @@ from memory_service.search.filter import Node
 from memory_service.search.index import Group, Hit, Recency, SearchIndex
 from memory_service.search.query import Term
 from memory_service.store.base import PatternConflictError, PutOutcome
+from memory_service.store.context import ContextItem, now_us
 
 T = TypeVar("T")
+
+CONTEXT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS contexts (
+    namespace TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    update_us INTEGER NOT NULL,
+    expire_us INTEGER NOT NULL,
+    PRIMARY KEY (namespace, session_id, key)
+);
+"""
 # (namespace, pattern, replace, the caller's future)
 _QueuedPut = tuple[str, memory_pb2.Pattern, bool, "asyncio.Future[PutOutcome]"]
 
@@ -61,6 +74,7 @@ class EmbeddedStore:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.executescript(CONTEXT_SCHEMA)
         self._db = db
         self._index = SearchIndex(db)
 
@@ -189,6 +203,61 @@ class EmbeddedStore:
 
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
         return await self._run(lambda: self._open_index()[1].query_vocabulary(namespace))
+
+    # --- short-term context ----------------------------------------------------------
+
+    async def set_context(
+        self, namespace: str, session_id: str, key: str, value: str, ttl_seconds: float
+    ) -> ContextItem:
+        def work() -> ContextItem:
+            db, _ = self._open_index()
+            now = now_us()
+            item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6))
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # Expired entries of the session go as soon as it is written again.
+                db.execute(
+                    "DELETE FROM contexts WHERE namespace = ? AND session_id = ? "
+                    "AND expire_us <= ?",
+                    (namespace, session_id, now),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?, ?, ?)",
+                    (namespace, session_id, key, value, item.update_us, item.expire_us),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return item
+
+        return await self._run(work)
+
+    async def get_context(self, namespace: str, session_id: str, key: str) -> list[ContextItem]:
+        def work() -> list[ContextItem]:
+            db, _ = self._open_index()
+            rows = db.execute(
+                "SELECT key, value, update_us, expire_us FROM contexts "
+                "WHERE namespace = ? AND session_id = ? AND (? = '' OR key = ?) "
+                "AND expire_us > ? ORDER BY key",
+                (namespace, session_id, key, key, now_us()),
+            ).fetchall()
+            return [ContextItem(str(k), str(v), int(u), int(e)) for k, v, u, e in rows]
+
+        return await self._run(work)
+
+    async def delete_context(self, namespace: str, session_id: str, key: str) -> int:
+        def work() -> int:
+            db, _ = self._open_index()
+            cursor = db.execute(
+                "DELETE FROM contexts WHERE namespace = ? AND session_id = ? "
+                "AND (? = '' OR key = ?) AND expire_us > ?",
+                (namespace, session_id, key, key, now_us()),
+            )
+            return cursor.rowcount
+
+        return await self._run(work)
 
     async def ping(self) -> bool:
         def work() -> bool:

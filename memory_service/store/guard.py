@@ -13,6 +13,7 @@ from memory_service.search.index import Group, Hit, Recency
 from memory_service.search.query import Term
 from memory_service.servicekit.errors import ServiceError, unavailable
 from memory_service.store.base import PatternStore, PutOutcome, StoreUnavailableError
+from memory_service.store.context import ContextItem
 
 RETRY_AFTER_SECONDS = 1.0
 
@@ -100,6 +101,26 @@ class UnavailableAsStatus:
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
         try:
             return await self._store.query_vocabulary(namespace)
+        except StoreUnavailableError as error:
+            raise _status(error) from None
+
+    async def set_context(
+        self, namespace: str, session_id: str, key: str, value: str, ttl_seconds: float
+    ) -> ContextItem:
+        try:
+            return await self._store.set_context(namespace, session_id, key, value, ttl_seconds)
+        except StoreUnavailableError as error:
+            raise _status(error) from None
+
+    async def get_context(self, namespace: str, session_id: str, key: str) -> list[ContextItem]:
+        try:
+            return await self._store.get_context(namespace, session_id, key)
+        except StoreUnavailableError as error:
+            raise _status(error) from None
+
+    async def delete_context(self, namespace: str, session_id: str, key: str) -> int:
+        try:
+            return await self._store.delete_context(namespace, session_id, key)
         except StoreUnavailableError as error:
             raise _status(error) from None
 

@@ -52,6 +52,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import json
 import logging
 import sqlite3
 import time
@@ -76,6 +77,7 @@ from memory_service.search.filter import Node
 from memory_service.search.index import Group, Hit, Recency, SearchIndex
 from memory_service.search.query import Term
 from memory_service.store.base import PatternConflictError, PutOutcome, StoreUnavailableError
+from memory_service.store.context import ContextItem, now_us
 from memory_service.store.embedded import stamped
 
 T = TypeVar("T")
@@ -138,6 +140,16 @@ return {epoch, entries}
 """
 
 # KEYS: pattern hashes (one namespace, so one slot). Returns [body, fingerprint] each.
+# KEYS: the entry, the session's key set. ARGV: the entry JSON, TTL in ms, the key.
+# Redis expires the entry; the set lives as long as its longest entry.
+SET_CONTEXT_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+local left = redis.call('PTTL', KEYS[2])
+if left < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 1
+"""
+
 FETCH_SCRIPT = """
 local found = {}
 for i, key in ipairs(KEYS) do
@@ -226,6 +238,7 @@ class RedisStore:
         self._delete = _Script(DELETE_SCRIPT)
         self._log = _Script(LOG_SCRIPT)
         self._fetch = _Script(FETCH_SCRIPT)
+        self._set_context = _Script(SET_CONTEXT_SCRIPT)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-cache")
         self._db: sqlite3.Connection | None = None
         self._index: SearchIndex | None = None
@@ -588,6 +601,81 @@ class RedisStore:
         return bool(deleted)
 
     # --- reads ---------------------------------------------------------------------
+
+    # --- short-term context ----------------------------------------------------------
+    # An entry is one string key with a Redis TTL; a set lists a session's keys.
+    # Both share the namespace's hash tag, so Cluster keeps them on one node.
+
+    def _context_key(self, namespace: str, session_id: str, key: str) -> str:
+        return self._key(namespace, f"ctx:{session_id}:{key}")
+
+    def _context_keys(self, namespace: str, session_id: str) -> str:
+        return self._key(namespace, f"ctxkeys:{session_id}")
+
+    async def set_context(
+        self, namespace: str, session_id: str, key: str, value: str, ttl_seconds: float
+    ) -> ContextItem:
+        now = now_us()
+        item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6))
+        entry = json.dumps({"v": value, "u": item.update_us, "e": item.expire_us})
+        await self._script(
+            f"setting context {key!r}",
+            self._set_context,
+            [
+                self._context_key(namespace, session_id, key),
+                self._context_keys(namespace, session_id),
+            ],
+            [entry, max(1, int(ttl_seconds * 1000)), key],
+        )
+        return item
+
+    async def get_context(self, namespace: str, session_id: str, key: str) -> list[ContextItem]:
+        keys = [key] if key else sorted(await self._session_keys(namespace, session_id))
+        if not keys:
+            return []
+        entries = await self._redis(
+            "reading context",
+            cast(
+                Awaitable[list[bytes | None]],
+                self._client.mget([self._context_key(namespace, session_id, k) for k in keys]),
+            ),
+        )
+        now = now_us()
+        found = []
+        for name, raw in zip(keys, entries, strict=True):
+            if raw is None:
+                continue  # Expired: Redis dropped it.
+            data = json.loads(raw)
+            if int(data["e"]) > now:
+                found.append(ContextItem(name, str(data["v"]), int(data["u"]), int(data["e"])))
+        return found
+
+    async def _session_keys(self, namespace: str, session_id: str) -> list[str]:
+        members = await self._redis(
+            "listing context",
+            cast(
+                Awaitable[set[bytes]],
+                self._client.smembers(self._context_keys(namespace, session_id)),
+            ),
+        )
+        return [_text(member) for member in members]
+
+    async def delete_context(self, namespace: str, session_id: str, key: str) -> int:
+        present = await self.get_context(namespace, session_id, key)
+        if not present:
+            return 0
+        names = [self._context_key(namespace, session_id, item.key) for item in present]
+        await self._redis("deleting context", cast(Awaitable[int], self._client.delete(*names)))
+        await self._redis(
+            "deleting context",
+            cast(
+                Awaitable[int],
+                self._client.srem(
+                    self._context_keys(namespace, session_id), *[item.key for item in present]
+                ),
+            ),
+        )
+        return len(present)
 
     async def get(self, namespace: str, pattern_id: str) -> memory_pb2.Pattern | None:
         body = await self._redis(

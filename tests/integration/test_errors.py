@@ -129,7 +129,9 @@ async def test_unimplemented_rpcs_name_themselves(stack: Stack) -> None:
         "ExecutorService/GetAnalytics": executor.GetAnalytics(
             executor_pb2.GetAnalyticsRequest(), timeout=5
         ),
-        "MemoryService/SetContext": memory.SetContext(memory_pb2.SetContextRequest(), timeout=5),
+        "ExecutorService/GetRecommendations": executor.GetRecommendations(
+            executor_pb2.GetRecommendationsRequest(), timeout=5
+        ),
         "MemoryService/ListAuditEvents": memory.ListAuditEvents(
             memory_pb2.ListAuditEventsRequest(), timeout=5
         ),

@@ -30,6 +30,7 @@ from memory_service.store import redis_store
 from memory_service.store.base import PatternConflictError, PatternStore
 from memory_service.store.embedded import EmbeddedStore
 from memory_service.store.redis_store import CACHE_FILE, RedisOptions, RedisStore
+from tests.helpers import eventually
 from tests.redis_servers import RedisCluster, RedisServer
 
 NS = "team-a"
@@ -541,3 +542,34 @@ async def test_a_namespace_redis_lost_is_dropped_from_every_cache(redis_backend:
     assert not (await a.put(NS, corpus()[3], False)).deduped
     assert await page_ids(b) == ["run-4"]
     assert await page_ids(a) == ["run-4"]
+
+
+async def test_context_entries_set_read_replace_and_delete(store: PatternStore) -> None:
+    first = await store.set_context(NS, "s1", "answers", '{"a": 1}', 60)
+    assert first.expire_us - first.update_us == 60_000_000
+    await store.set_context(NS, "s1", "answers", '{"a": 2}', 60)
+    await store.set_context(NS, "s1", "choices", "x", 60)
+    await store.set_context(NS, "s2", "answers", "other session", 60)
+    await store.set_context("other-ns", "s1", "answers", "other namespace", 60)
+    entries = await store.get_context(NS, "s1", "")
+    assert [(e.key, e.value) for e in entries] == [("answers", '{"a": 2}'), ("choices", "x")]
+    assert [e.value for e in await store.get_context(NS, "s1", "choices")] == ["x"]
+    assert await store.get_context(NS, "s1", "missing") == []
+    assert await store.delete_context(NS, "s1", "choices") == 1
+    assert await store.delete_context(NS, "s1", "choices") == 0
+    assert await store.delete_context(NS, "s1", "") == 1
+    assert await store.get_context(NS, "s1", "") == []
+    assert [e.value for e in await store.get_context(NS, "s2", "")] == ["other session"]
+    assert [e.value for e in await store.get_context("other-ns", "s1", "")] == ["other namespace"]
+
+
+async def test_context_entries_expire(store: PatternStore) -> None:
+    await store.set_context(NS, "short", "gone", "soon", 0.05)
+    await store.set_context(NS, "short", "kept", "later", 60)
+
+    async def keys() -> list[str]:
+        return [entry.key for entry in await store.get_context(NS, "short", "")]
+
+    # Expiry happens on the store's clock; wait (bounded) for it, not a fixed time.
+    assert await eventually(keys, lambda found: found == ["kept"], within=10)
+    assert await store.delete_context(NS, "short", "gone") == 0
