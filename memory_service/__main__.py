@@ -9,6 +9,7 @@ import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
+from memory_service.security.audit import FileAuditLog
 from memory_service.semantic import Semantic
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
@@ -39,9 +40,18 @@ async def start(settings: MemorySettings) -> RunningService:
         )
         semantic = Semantic(provider, settings.embeddings_timeout_seconds)
 
+    audit_log = FileAuditLog(
+        settings.audit_log or settings.data_dir / "audit.log",
+        settings.audit_max_bytes,
+        settings.audit_backups,
+    )
+
+    async def close_audit() -> None:
+        audit_log.close()
+
     def register(server: grpc.aio.Server) -> None:
         ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)
-        servicer = MemoryServicer(store, semantic, ttl)
+        servicer = MemoryServicer(store, semantic, ttl, audit_log)
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
 
     async def close_provider() -> None:
@@ -50,7 +60,7 @@ async def start(settings: MemorySettings) -> RunningService:
 
     managed = ManagedServer(settings, SERVICE_NAME, register, store.ping)
     await managed.start()
-    return RunningService(managed, store.close, close_provider)
+    return RunningService(managed, store.close, close_provider, close_audit)
 
 
 async def serve(settings: MemorySettings) -> None:

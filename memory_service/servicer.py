@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from memory_service.audited import audited
 from memory_service.patterns import (
     MAX_BATCH,
     namespace_violations,
@@ -20,6 +21,7 @@ from memory_service.search.filter import FilterError, compile_filter
 from memory_service.search.index import Hit, Recency
 from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
+from memory_service.security.audit import AuditAction, AuditLog
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_token, encode_token
@@ -95,11 +97,13 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         store: PatternStore,
         semantic: Semantic | None = None,
         context_ttl: tuple[float, float] = (3600.0, 86400.0),
+        audit_log: AuditLog | None = None,
     ) -> None:
         # A store that cannot be reached answers UNAVAILABLE with its reason.
         self._store: PatternStore = UnavailableAsStatus(store)
         self._semantic = semantic
         self._context_ttl = context_ttl  # (default, maximum) seconds
+        self.audit_log = audit_log  # Every RPC writes one record here (see audited).
 
     async def _store_one(
         self,
@@ -138,11 +142,13 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             pattern=stored, deduped=outcome.deduped, replaced=outcome.replaced
         )
 
+    @audited(AuditAction.STORE, lambda q, r: ([q.pattern.id], 0))
     async def StorePattern(
         self, request: memory_pb2.StorePatternRequest, context: Context
     ) -> memory_pb2.StorePatternResponse:
         return await self._store_one(request)
 
+    @audited(AuditAction.STORE, lambda q, r: ([i.pattern.id for i in q.requests], len(r.results)))
     async def BatchStorePatterns(
         self, request: memory_pb2.BatchStorePatternsRequest, context: Context
     ) -> memory_pb2.BatchStorePatternsResponse:
@@ -175,6 +181,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
         return memory_pb2.BatchStorePatternsResponse(results=results)
 
+    @audited(AuditAction.GET, lambda q, r: ([q.pattern_id], 1))
     async def GetPattern(
         self, request: memory_pb2.GetPatternRequest, context: Context
     ) -> memory_pb2.GetPatternResponse:
@@ -184,6 +191,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             raise not_found("pattern", f"{request.namespace}/{request.pattern_id}")
         return memory_pb2.GetPatternResponse(pattern=pattern)
 
+    @audited(AuditAction.DELETE, lambda q, r: ([q.pattern_id], int(r.deleted)))
     async def DeletePattern(
         self, request: memory_pb2.DeletePatternRequest, context: Context
     ) -> memory_pb2.DeletePatternResponse:
@@ -193,6 +201,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             raise not_found("pattern", f"{request.namespace}/{request.pattern_id}")
         return memory_pb2.DeletePatternResponse(deleted=deleted)
 
+    @audited(
+        AuditAction.SEARCH,
+        lambda q, r: ([x.pattern.id for x in r.results], len(r.results)),
+    )
     async def SearchPatterns(
         self, request: memory_pb2.SearchPatternsRequest, context: Context
     ) -> memory_pb2.SearchPatternsResponse:
@@ -264,6 +276,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             response.mode_fallback_reason = fallback
         return response
 
+    @audited(AuditAction.LIST, lambda q, r: ([p.id for p in r.patterns], len(r.patterns)))
     async def ListPatterns(
         self, request: memory_pb2.ListPatternsRequest, context: Context
     ) -> memory_pb2.ListPatternsResponse:
@@ -294,6 +307,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             next_page_token=encode_token(offset + size, scope) if more else "",
         )
 
+    @audited(AuditAction.COUNT, lambda q, r: ((), r.total_count))
     async def CountPatterns(
         self, request: memory_pb2.CountPatternsRequest, context: Context
     ) -> memory_pb2.CountPatternsResponse:
@@ -336,6 +350,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if violations:
             raise invalid_argument(violations)
 
+    @audited(AuditAction.CONTEXT, lambda q, r: ((), 1))
     async def SetContext(
         self, request: memory_pb2.SetContextRequest, context: Context
     ) -> memory_pb2.SetContextResponse:
@@ -353,6 +368,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         return memory_pb2.SetContextResponse(entry=_entry(request.session_id, item))
 
+    @audited(AuditAction.CONTEXT, lambda q, r: ((), len(r.entries)))
     async def GetContext(
         self, request: memory_pb2.GetContextRequest, context: Context
     ) -> memory_pb2.GetContextResponse:
@@ -362,6 +378,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             entries=[_entry(request.session_id, item) for item in items]
         )
 
+    @audited(AuditAction.CONTEXT, lambda q, r: ((), r.deleted_count))
     async def DeleteContext(
         self, request: memory_pb2.DeleteContextRequest, context: Context
     ) -> memory_pb2.DeleteContextResponse:
@@ -371,6 +388,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         return memory_pb2.DeleteContextResponse(deleted_count=deleted)
 
+    @audited(AuditAction.PROMOTE, lambda q, r: ([q.pattern_id], 0))
     async def PromoteContext(
         self, request: memory_pb2.PromoteContextRequest, context: Context
     ) -> memory_pb2.PromoteContextResponse:
@@ -393,12 +411,24 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         return memory_pb2.PromoteContextResponse(store=stored)
 
-    # Later issues implement this; until then it answers UNIMPLEMENTED,
-    # naming the RPC (the interceptor maps NotImplementedError).
+    @audited(AuditAction.AUDIT, lambda q, r: ((), len(r.events)))
     async def ListAuditEvents(
         self, request: memory_pb2.ListAuditEventsRequest, context: Context
     ) -> memory_pb2.ListAuditEventsResponse:
-        raise NotImplementedError
+        if request.namespace and (violations := namespace_violations(request.namespace)):
+            raise invalid_argument(violations)
+        if self.audit_log is None:
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION, "this memory service keeps no audit log"
+            )
+        # An empty namespace reads every namespace: admins only, once
+        # authentication is applied (until then every caller is trusted).
+        records, token = await self.audit_log.read(
+            request.namespace or None, request.filter, request.page_size, request.page_token
+        )
+        return memory_pb2.ListAuditEventsResponse(
+            events=[record.to_proto() for record in records], next_page_token=token
+        )
 
 
 def _entry(session_id: str, item: ContextItem) -> memory_pb2.ContextEntry:

@@ -65,6 +65,17 @@ class MemorySettings(ServerSettings):
     context_max_ttl_seconds: float = Field(
         default=86400.0, gt=0, description="Longest time to live a context entry may have."
     )
+    audit_log: Path | None = Field(
+        default=None,
+        description="The audit log file (JSON lines, rotated); unset: audit.log in the data "
+        "directory. Each replica keeps its own.",
+    )
+    audit_max_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="Size at which the audit log rotates."
+    )
+    audit_backups: int = Field(
+        default=5, ge=1, description="How many rotated audit log files are kept."
+    )
     embeddings_url: str | None = Field(
         default=None,
         description="Base URL of an OpenAI-compatible embeddings API; unset turns semantic "

@@ -124,16 +124,12 @@ async def test_unknown_run_is_not_found(stack: Stack) -> None:
 
 async def test_unimplemented_rpcs_name_themselves(stack: Stack) -> None:
     executor = stack.executor_stub()
-    memory = stack.memory_stub()
     calls: dict[str, Awaitable[Any]] = {
         "ExecutorService/GetAnalytics": executor.GetAnalytics(
             executor_pb2.GetAnalyticsRequest(), timeout=5
         ),
         "ExecutorService/GetRecommendations": executor.GetRecommendations(
             executor_pb2.GetRecommendationsRequest(), timeout=5
-        ),
-        "MemoryService/ListAuditEvents": memory.ListAuditEvents(
-            memory_pb2.ListAuditEventsRequest(), timeout=5
         ),
     }
     for name, call in calls.items():
