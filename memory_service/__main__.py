@@ -8,6 +8,7 @@ import logging
 import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from memory_service.audit_buffer import BufferedAudit
 from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
 from memory_service.security.audit import FileAuditLog
 from memory_service.semantic import Semantic
@@ -40,14 +41,13 @@ async def start(settings: MemorySettings) -> RunningService:
         )
         semantic = Semantic(provider, settings.embeddings_timeout_seconds)
 
-    audit_log = FileAuditLog(
-        settings.audit_log or settings.data_dir / "audit.log",
-        settings.audit_max_bytes,
-        settings.audit_backups,
+    audit_log = BufferedAudit(
+        FileAuditLog(
+            settings.audit_log or settings.data_dir / "audit.log",
+            settings.audit_max_bytes,
+            settings.audit_backups,
+        )
     )
-
-    async def close_audit() -> None:
-        audit_log.close()
 
     def register(server: grpc.aio.Server) -> None:
         ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)
@@ -60,7 +60,7 @@ async def start(settings: MemorySettings) -> RunningService:
 
     managed = ManagedServer(settings, SERVICE_NAME, register, store.ping)
     await managed.start()
-    return RunningService(managed, store.close, close_provider, close_audit)
+    return RunningService(managed, store.close, close_provider, audit_log.close)
 
 
 async def serve(settings: MemorySettings) -> None:

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from memory_service.security.audit import AuditLog, AuditRecord
+from memory_service.audit_buffer import BufferedAudit
+from memory_service.security.audit import AuditRecord
 from memory_service.servicekit.errors import ServiceError
 
 log = logging.getLogger("attune.memory.audit")
@@ -53,21 +54,18 @@ def audited(
                 raise
             finally:
                 ids, count = summary(request, response) if response is not None else ((), 0)
-                audit_log: AuditLog | None = getattr(self, "audit_log", None)
+                audit_log: BufferedAudit | None = getattr(self, "audit_log", None)
                 if audit_log is not None:
-                    record = AuditRecord(
-                        principal="anonymous",
-                        namespace=str(getattr(request, "namespace", "")),
-                        action=action,
-                        outcome=outcome,
-                        pattern_ids=tuple(ids),
-                        result_count=count,
+                    audit_log.submit(
+                        AuditRecord(
+                            principal="anonymous",
+                            namespace=str(getattr(request, "namespace", "")),
+                            action=action,
+                            outcome=outcome,
+                            pattern_ids=tuple(ids),
+                            result_count=count,
+                        )
                     )
-                    try:
-                        await audit_log.write(record)
-                    except OSError:
-                        # The call already happened; a lost audit line is logged loudly.
-                        log.exception("audit record not written", extra={"action": action})
 
         return handler
 

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from memory_service.audit_buffer import BufferedAudit
 from memory_service.audited import audited
 from memory_service.patterns import (
     MAX_BATCH,
@@ -21,7 +22,7 @@ from memory_service.search.filter import FilterError, compile_filter
 from memory_service.search.index import Hit, Recency
 from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
-from memory_service.security.audit import AuditAction, AuditLog
+from memory_service.security.audit import AuditAction
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_token, encode_token
@@ -97,7 +98,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         store: PatternStore,
         semantic: Semantic | None = None,
         context_ttl: tuple[float, float] = (3600.0, 86400.0),
-        audit_log: AuditLog | None = None,
+        audit_log: BufferedAudit | None = None,
     ) -> None:
         # A store that cannot be reached answers UNAVAILABLE with its reason.
         self._store: PatternStore = UnavailableAsStatus(store)
