@@ -28,7 +28,7 @@ from memory_service.servicekit.errors import ServiceError, invalid_argument, not
 from memory_service.servicekit.paging import decode_token, encode_token
 from memory_service.store.base import PatternConflictError, PatternStore
 from memory_service.store.context import ContextItem
-from memory_service.store.guard import UnavailableAsStatus
+from memory_service.store.guard import unavailable_as_status
 
 log = logging.getLogger("attune.memory")
 
@@ -101,7 +101,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         audit_log: BufferedAudit | None = None,
     ) -> None:
         # A store that cannot be reached answers UNAVAILABLE with its reason.
-        self._store: PatternStore = UnavailableAsStatus(store)
+        self._store: PatternStore = unavailable_as_status(store)
         self._semantic = semantic
         self._context_ttl = context_ttl  # (default, maximum) seconds
         self.audit_log = audit_log  # Every RPC writes one record here (see audited).
