@@ -11,7 +11,8 @@ import asyncio
 import json
 import logging
 import secrets
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -20,6 +21,8 @@ from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.servicekit.logging import request_id_var, trace_id_var
 
 log = logging.getLogger("attune.executor.memory")
+
+Response = TypeVar("Response")
 
 _IDEMPOTENT = ("StorePattern", "GetPattern", "SearchPatterns", "ListPatterns", "CountPatterns")
 
@@ -98,23 +101,24 @@ class MemoryClient:
     ) -> memory_pb2.StorePatternResponse:
         """Stores a pattern in the executor's namespace."""
         request = memory_pb2.StorePatternRequest(namespace=self.namespace, pattern=pattern)
-        try:
-            response = await self._stub.StorePattern(
-                request, timeout=self.deadline(remaining), metadata=self.metadata()
-            )
-        except grpc.aio.AioRpcError as error:
-            self._record(error)
-            raise
-        self._record(None)
-        return response
+        return await self._call(self._stub.StorePattern, request, remaining)
 
     async def search(
         self, request: memory_pb2.SearchPatternsRequest, remaining: float | None = None
     ) -> memory_pb2.SearchPatternsResponse:
         """Searches the executor's namespace."""
         request.namespace = self.namespace
+        return await self._call(self._stub.SearchPatterns, request, remaining)
+
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[Response]],
+        request: Any,
+        remaining: float | None,
+    ) -> Response:
+        """One call with its deadline and the caller's ids; records the outcome."""
         try:
-            response = await self._stub.SearchPatterns(
+            response = await method(
                 request, timeout=self.deadline(remaining), metadata=self.metadata()
             )
         except grpc.aio.AioRpcError as error:

@@ -75,6 +75,20 @@ def register_functions(connection: sqlite3.Connection) -> None:
     )
 
 
+def _is_enum(spec: FieldSpec | None) -> bool:
+    return spec is not None and spec.type is FieldType.ENUM
+
+
+def _typed_literal(literal: object, spec: FieldSpec | None) -> tuple[str, object]:
+    """(kind, bound value) of a literal: booleans as 0/1, enum names upper-case."""
+    if isinstance(literal, bool):
+        return "bool", int(literal)
+    if isinstance(literal, float):
+        return "number", literal
+    assert isinstance(literal, str)
+    return "text", literal.upper() if _is_enum(spec) else literal
+
+
 Fact = tuple[str, str, object]  # (path, type, value)
 
 
@@ -231,19 +245,11 @@ class FilterCompiler:
     def _fact_compare(
         op: str, literal: object, spec: FieldSpec | None, params: list[object]
     ) -> str:
-        if isinstance(literal, bool):
-            params.append(int(literal))
-            return f"t = 'bool' AND v {op} ?"
-        if isinstance(literal, float):
-            params.append(literal)
-            return f"t = 'number' AND v {op} ?"
-        assert isinstance(literal, str)
-        if spec is not None and spec.type is FieldType.ENUM:
-            # Records hold enum names upper-case already, so the index applies.
-            params.append(literal.upper())
-            return f"t = 'text' AND v {op} ?"
-        params.append(literal)
-        return f"t = 'text' AND v {op} ?"
+        kind, value = _typed_literal(literal, spec)
+        params.append(value)
+        # Records hold enum names upper-case already, so the plain column (and
+        # its index) compares as filter._compare does.
+        return f"t = '{kind}' AND v {op} ?"
 
     def _scalar(self, column: str, node: Restriction, spec: FieldSpec, params: list[object]) -> str:
         literal = node.value
@@ -283,18 +289,11 @@ class FilterCompiler:
         params: list[object],
     ) -> str:
         """A condition on one JSON value (alias.type, alias.value), as filter._compare."""
-        if isinstance(literal, bool):
-            params.append(1 if literal else 0)
-            return f"({value}.type IN {_BOOL_TYPES} AND {value}.value {op} ?)"
-        if isinstance(literal, float):
-            params.append(literal)
-            return f"({value}.type IN {_NUMBER_TYPES} AND {value}.value {op} ?)"
-        assert isinstance(literal, str)
-        if spec is not None and spec.type is FieldType.ENUM:
-            params.append(literal.upper())
-            return f"({value}.type = 'text' AND py_upper({value}.value) {op} ?)"
-        params.append(literal)
-        return f"({value}.type = 'text' AND {value}.value {op} ?)"
+        kind, typed = _typed_literal(literal, spec)
+        params.append(typed)
+        json_types = {"bool": _BOOL_TYPES, "number": _NUMBER_TYPES, "text": "('text')"}[kind]
+        column = f"py_upper({value}.value)" if _is_enum(spec) else f"{value}.value"
+        return f"({value}.type IN {json_types} AND {column} {op} ?)"
 
     def _has(self, node: Restriction, spec: FieldSpec | None, params: list[object]) -> str:
         """`path:value`, as filter._has: in each container holding the last label,
