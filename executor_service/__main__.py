@@ -35,9 +35,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
         log.warning("template not served", extra={"problem": str(problem)})
     catalog = loaded.catalog
     runs = RunStore(settings.data_dir / "runs")
-    client = MemoryClient(
-        settings.memory_address, settings.memory_namespace, settings.memory_timeout_seconds
-    )
+    client = MemoryClient.from_settings(settings)
     deliverer = PatternDeliverer(Outbox(runs.root), client)
     local_index = LocalIndex(settings.memory_namespace)
     await asyncio.to_thread(local_index.rebuild, runs, catalog)

@@ -36,7 +36,12 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 MAX_TEMPLATE_PAGES = 100  # A guard against a server that never stops paging.
 
 app = typer.Typer(
-    help="Plan, run and inspect Attune workflows on an executor.",
+    help=(
+        "Plan, run and inspect Attune workflows on an executor.\n\n"
+        "With --token (or the ATTUNE_TOKEN variable), every call carries "
+        "'authorization: Bearer <token>'; the executor passes it on to the memory service "
+        "when it searches, so your namespaces and visibility apply."
+    ),
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
@@ -67,6 +72,19 @@ class RunnerChoice(StrEnum):
 Address = Annotated[
     str,
     typer.Option("--address", envvar="ATTUNE_EXECUTOR_ADDRESS", help="The executor's host:port."),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="ATTUNE_TOKEN",
+        show_default=False,
+        help=(
+            "Your bearer token, sent as 'authorization: Bearer <token>' and passed on to the "
+            "memory service for searches. Prefer ATTUNE_TOKEN: an option shows in shell "
+            "history and ps."
+        ),
+    ),
 ]
 Timeout = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Deadline of each call, in seconds.")
@@ -122,30 +140,35 @@ def _answers(
 
 
 @templates_app.command("list")
-def templates_list(address: Address = DEFAULT_ADDRESS, timeout: Timeout = 10.0) -> None:
+def templates_list(
+    address: Address = DEFAULT_ADDRESS, token: Token = None, timeout: Timeout = 10.0
+) -> None:
     """List the template catalog."""
     out, err = make_console(), make_console(stderr=True)
     templates: list[executor_pb2.Template] = []
-    with reported_failures(address, err), connect(address) as stub:
-        token = ""
+    with reported_failures(address, err), connect(address, token) as stub:
+        page_token = ""
         for _ in range(MAX_TEMPLATE_PAGES):
             page = stub.ListTemplates(
-                executor_pb2.ListTemplatesRequest(page_token=token), timeout=timeout
+                executor_pb2.ListTemplatesRequest(page_token=page_token), timeout=timeout
             )
             templates += page.templates
-            token = page.next_page_token
-            if not token:
+            page_token = page.next_page_token
+            if not page_token:
                 break
     out.print(templates_table(templates))
 
 
 @templates_app.command("show")
 def templates_show(
-    template_id: TemplateId, address: Address = DEFAULT_ADDRESS, timeout: Timeout = 10.0
+    template_id: TemplateId,
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    timeout: Timeout = 10.0,
 ) -> None:
     """Show a template: its questions and its agent rules."""
     out, err = make_console(), make_console(stderr=True)
-    with reported_failures(address, err), connect(address) as stub:
+    with reported_failures(address, err), connect(address, token) as stub:
         request = executor_pb2.GetTemplateRequest(template_id=template_id)
         template = stub.GetTemplate(request, timeout=timeout).template
     print_template(out, template)
@@ -159,11 +182,12 @@ def plan(
     interactive: Interactive = False,
     strategy: StrategyOption = None,
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
     timeout: Timeout = 10.0,
 ) -> None:
     """Plan a workflow: resolved answers, the team in order and the cost estimate."""
     out, err = make_console(), make_console(stderr=True)
-    with reported_failures(address, err, "question"), connect(address) as stub:
+    with reported_failures(address, err, "question"), connect(address, token) as stub:
         given = _answers(stub, template_id, answer, answers_file, interactive, timeout, out)
         request = executor_pb2.PlanWorkflowRequest(
             template_id=template_id, answers=given, tier_strategy=_strategy(strategy)
@@ -190,6 +214,7 @@ def run(
         bool, typer.Option("--json", help="Print only the finished run as JSON.")
     ] = False,
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
     timeout: Timeout = 10.0,
     run_timeout: Annotated[
         float, typer.Option(min=1.0, help="Deadline of the whole run, in seconds.")
@@ -201,7 +226,7 @@ def run(
     prompts = err if json_output else out
     # Leaving `connect` closes the channel, which cancels the stream and so the run.
     interrupted = "interrupted: the run is cancelled, and recorded as cancelled"
-    with reported_failures(address, err, "question", interrupted), connect(address) as stub:
+    with reported_failures(address, err, "question", interrupted), connect(address, token) as stub:
         given = _answers(stub, template_id, answer, answers_file, interactive, timeout, prompts)
         request = executor_pb2.RunWorkflowRequest(
             template_id=template_id,
@@ -237,11 +262,12 @@ def runs_list(
     page_size: Annotated[int, typer.Option(min=1, help="Runs per page.")] = 20,
     page_token: Annotated[str, typer.Option(help="The token a previous page printed.")] = "",
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
     timeout: Timeout = 10.0,
 ) -> None:
     """List runs, newest first."""
     out, err = make_console(), make_console(stderr=True)
-    with reported_failures(address, err), connect(address) as stub:
+    with reported_failures(address, err), connect(address, token) as stub:
         request = executor_pb2.ListRunsRequest(
             filter=filter_, page_size=page_size, page_token=page_token
         )
@@ -258,11 +284,12 @@ def runs_list(
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="The run id.")],
     address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
     timeout: Timeout = 10.0,
 ) -> None:
     """Show a run's report: answers, team, attempts and cost by tier."""
     out, err = make_console(), make_console(stderr=True)
-    with reported_failures(address, err), connect(address) as stub:
+    with reported_failures(address, err), connect(address, token) as stub:
         found = stub.GetRun(executor_pb2.GetRunRequest(run_id=run_id), timeout=timeout).run
     out.print(Markdown(render_report(found)))
 

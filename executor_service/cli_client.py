@@ -2,12 +2,18 @@
 
 Exit codes: 0 done, 1 the executor failed or is unreachable, 2 invalid
 input (local or INVALID_ARGUMENT), 130 interrupted.
+
+With a token (--token or ATTUNE_TOKEN), every call carries
+`authorization: Bearer <token>`; the executor passes it on to the memory
+service for searches. The token is never printed, not even when malformed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import typer
@@ -18,18 +24,94 @@ from attune.executor.v1 import executor_pb2_grpc
 from executor_service.cli_answers import AnswerError
 from executor_service.cli_live import StreamEndedError
 from executor_service.cli_render import violations_table
-from memory_service.servicekit.errors import field_violations
+from memory_service.security.identity import bearer_token
+from memory_service.servicekit.errors import ServiceError, field_violations
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
 
 
+class TokenError(ValueError):
+    """A --token (or ATTUNE_TOKEN) no server could accept; the message omits it."""
+
+
+@dataclass(frozen=True)
+class _CallDetails(grpc.ClientCallDetails):
+    # A concrete ClientCallDetails: gRPC's is abstract, and interceptors
+    # hand on a changed copy rather than mutate the one they were given.
+    method: str
+    timeout: float | None
+    metadata: tuple[tuple[str, str | bytes], ...] | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call on the channel.
+
+    An interceptor rather than a metadata argument at each call site, so no
+    command (present or future) can forget it. Call credentials would need
+    TLS, which the executor's port does not speak.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> _CallDetails:
+        return _CallDetails(
+            method=details.method,
+            timeout=details.timeout,
+            metadata=(*(details.metadata or ()), self._header),
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+            compression=details.compression,
+        )
+
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+
+def checked_token(token: str) -> str:
+    """The token without surrounding whitespace; TokenError if it cannot be sent.
+
+    Checked with the memory service's own header parser, before anything is
+    sent: a malformed token would otherwise fail inside gRPC or come back as
+    an UNAUTHENTICATED that hides the real mistake.
+    """
+    token = token.strip()
+    if not token:
+        raise TokenError("the token is empty")
+    try:
+        bearer_token((("authorization", f"Bearer {token}"),))
+    except ServiceError as error:
+        raise TokenError(error.message) from None
+    return token
+
+
 @contextmanager
-def connect(address: str) -> Iterator[executor_pb2_grpc.ExecutorServiceStub]:
-    """A stub on a channel that is closed afterwards."""
+def connect(
+    address: str, token: str | None = None
+) -> Iterator[executor_pb2_grpc.ExecutorServiceStub]:
+    """A stub on a channel that is closed afterwards; every call carries the token, if any."""
+    header = checked_token(token) if token is not None else None
     with grpc.insecure_channel(address) as channel:
-        yield executor_pb2_grpc.ExecutorServiceStub(channel)
+        calls = grpc.intercept_channel(channel, _BearerToken(header)) if header else channel
+        yield executor_pb2_grpc.ExecutorServiceStub(calls)
 
 
 def _report_rpc_error(
@@ -46,6 +128,10 @@ def _report_rpc_error(
         else:
             console.print(details)
         return EXIT_INVALID
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        console.print(Text(f"{code.name}: {details}", style="red"), soft_wrap=True)
+        console.print("pass a valid token with --token or in the ATTUNE_TOKEN variable")
+        return EXIT_FAILED
     if code == grpc.StatusCode.UNAVAILABLE:
         console.print(
             Text(f"the executor is unreachable at {address}: {details}", style="red"),
@@ -72,6 +158,10 @@ def reported_failures(
     except AnswerError as error:
         console.print(Text("invalid answers (nothing was sent)", style="red"))
         console.print(violations_table(error.violations, "question"))
+        raise typer.Exit(EXIT_INVALID) from None
+    except TokenError as error:
+        message = f"invalid --token / ATTUNE_TOKEN (nothing was sent): {error}"
+        console.print(Text(message, style="red"))
         raise typer.Exit(EXIT_INVALID) from None
     except grpc.RpcError as error:
         raise typer.Exit(_report_rpc_error(error, address, field_label, console)) from None

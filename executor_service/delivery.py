@@ -9,12 +9,15 @@ from dataclasses import dataclass
 import grpc
 
 from attune.memory.v1 import memory_pb2
-from executor_service.memory_client import MemoryClient
+from executor_service.memory_client import CREDENTIAL_CODES, EXECUTOR_CREDENTIALS_HINT, MemoryClient
 from executor_service.outbox import Outbox
 
 log = logging.getLogger("attune.executor.delivery")
 
-# Answers about the pattern itself: final. Every other failure is transient.
+# Answers about the pattern itself: final. Every other failure is transient,
+# UNAUTHENTICATED and PERMISSION_DENIED included: they are about the
+# executor's token, not the pattern, and the pattern must reach the memory
+# service once the token is fixed (invariant 2), so it stays queued.
 FINAL_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS})
 
 
@@ -35,6 +38,10 @@ class PatternDeliverer:
         self.outbox = outbox
         self.client = client
         self._lock = asyncio.Lock()
+        # The code of the credentials refusal being reported, "" when none.
+        # The replay meets the same refusal every interval: one error line per
+        # episode says it; GetStatus and each queued run keep saying it.
+        self._refused = ""
 
     async def deliver(self, pattern: memory_pb2.Pattern, remaining: float | None) -> Delivery:
         """Tries once to store a pattern already queued with its run."""
@@ -52,11 +59,28 @@ class PatternDeliverer:
                 log.error("pattern rejected", extra={"pattern_id": pattern.id, "reason": reason})
                 await asyncio.to_thread(self.outbox.set_aside, pattern.id)
                 return Delivery(stored=False, reason=reason, rejected=True)
+            if error.code() in CREDENTIAL_CODES:
+                reason = f"{reason} ({EXECUTOR_CREDENTIALS_HINT})"
+                self._report_refusal(error.code(), pattern.id, reason)
             return Delivery(stored=False, reason=reason)
         except grpc.aio.UsageError as error:  # The channel closed under us (shutdown).
             return Delivery(stored=False, reason=f"memory channel closed: {error}")
+        if self._refused:
+            log.info("the memory service accepts the executor's token again")
+            self._refused = ""
         await asyncio.to_thread(self.outbox.remove, pattern.id)
         return Delivery(stored=True, deduped=response.deduped)
+
+    def _report_refusal(self, code: grpc.StatusCode, pattern_id: str, reason: str) -> None:
+        """Logs a configuration problem: loudly once, then quietly while it lasts."""
+        level = logging.DEBUG if self._refused == code.name else logging.ERROR
+        self._refused = code.name
+        log.log(
+            level,
+            "configuration problem: the memory service refused the executor's token "
+            "(EXECUTOR_MEMORY_TOKEN); patterns stay queued until it is fixed",
+            extra={"pattern_id": pattern_id, "reason": reason},
+        )
 
     async def replay(self) -> int:
         """Offers every queued pattern in order; stops at the first failure."""

@@ -18,7 +18,7 @@ import grpc
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from executor_service.cli_live import RunProgress
-from executor_service.devstack import ServiceProcess, executor_process, memory_process
+from executor_service.devstack import ServiceProcess, auth_note, executor_process, memory_process
 
 DEMO_DIR = Path(".attune-data/demo")
 QUERY = "python package publish"
@@ -94,7 +94,10 @@ def main() -> int:
         executor: ServiceProcess | None = None
         try:
             memory.start()
-            say(f"  memory service serving on {memory.address} (embedded SQLite store)")
+            say(
+                f"  memory service serving on {memory.address} "
+                f"(embedded SQLite store; {auth_note(memory)})"
+            )
             executor = executor_process(data_dir, memory.address, log=executor_log)
             executor.start()
             say(f"  executor serving on {executor.address}")

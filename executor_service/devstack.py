@@ -3,6 +3,12 @@
 `python -m executor_service.devstack` serves the memory service and the
 executor on the embedded store in the foreground until Ctrl-C or SIGTERM,
 then stops both gracefully.
+
+The memory service refuses to start unless authentication is configured or
+explicitly turned off. These are development stacks, so they turn it off
+(MEMORY_AUTH_DISABLED=true) unless the caller configures it: MEMORY_TOKENS_FILE
+or MEMORY_AUTH_DISABLED in the environment or the settings given. With a
+tokens file, the executor needs EXECUTOR_MEMORY_TOKEN (or _FILE) as well.
 """
 
 from __future__ import annotations
@@ -39,11 +45,16 @@ class ServiceProcess:
         self.module = module
         self.service_name = service_name
         self.port_file = state_dir / f"{module}.port"
+        self._prefix = prefix
         self._env = {**os.environ, **{prefix + key: value for key, value in settings.items()}}
         self._env[prefix + "PORT_FILE"] = str(self.port_file)
         self._log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
+
+    def setting(self, key: str) -> str | None:
+        """The value the process gets for a setting (without its prefix), if any."""
+        return self._env.get(self._prefix + key)
 
     @property
     def address(self) -> str:
@@ -110,17 +121,23 @@ class ServiceProcess:
             self.process.wait()
 
 
+_AUTH_SETTINGS = ("TOKENS_FILE", "AUTH_DISABLED")
+
+
 def memory_process(
     data_dir: Path,
     *,
     port: int = 0,
     log: IO[str] | None = None,
     settings: Mapping[str, str] | None = None,
+    auth_disabled: bool = True,
     **extra: str,
 ) -> ServiceProcess:
     """A memory service under data_dir (embedded store unless settings say otherwise).
 
     `settings` and keyword arguments are MEMORY_* variables without the prefix.
+    `auth_disabled` turns authentication off unless the settings or the
+    environment already say how to authenticate; False leaves that to them.
     """
     settings = {
         "PORT": str(port),
@@ -128,7 +145,17 @@ def memory_process(
         **(settings or {}),
         **extra,
     }
+    configured = any(key in settings or f"MEMORY_{key}" in os.environ for key in _AUTH_SETTINGS)
+    if auth_disabled and not configured:
+        settings["AUTH_DISABLED"] = "true"
     return ServiceProcess("memory_service", MEMORY_SERVICE, "MEMORY_", settings, data_dir, log)
+
+
+def auth_note(memory: ServiceProcess) -> str:
+    """How the memory service authenticates, for a development stack's banner."""
+    if (memory.setting("AUTH_DISABLED") or "").lower() in {"1", "true", "yes", "on"}:
+        return "memory authentication off, for local development"
+    return "memory authentication on, by MEMORY_TOKENS_FILE"
 
 
 def executor_process(
@@ -172,7 +199,7 @@ def main() -> int:
         executor.start()
         print(
             f"serving: executor {executor.address}, memory {memory.address} "
-            f"(data in {data_dir}); Ctrl-C to stop",
+            f"(data in {data_dir}; {auth_note(memory)}); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
         )

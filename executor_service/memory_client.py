@@ -3,6 +3,13 @@
 Every call has a deadline: the configured one, capped by what remains of the
 caller's own. Idempotent RPCs retry on UNAVAILABLE through the gRPC service
 config, never in hand-written loops.
+
+Every call carries credentials, `authorization: Bearer <token>`: the
+executor's own token (EXECUTOR_MEMORY_TOKEN), except for a search made on
+behalf of a caller who sent credentials of their own, which carries the
+caller's header instead so that the caller's namespaces and visibility apply.
+Writes and probes always carry the executor's token. Neither a token nor the
+header is ever logged.
 """
 
 from __future__ import annotations
@@ -11,13 +18,15 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import SecretStr
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from executor_service.settings import ExecutorSettings
 from memory_service.servicekit.logging import request_id_var, trace_id_var
 
 log = logging.getLogger("attune.executor.memory")
@@ -47,14 +56,47 @@ SERVICE_CONFIG = {
 # answered no": only these send a search to the local fallback.
 UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
+# Codes meaning "it answered, but not to these credentials".
+CREDENTIAL_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+
+# What an operator should check when the executor's own token is refused.
+EXECUTOR_CREDENTIALS_HINT = (
+    "the memory service refused the executor's own token: check EXECUTOR_MEMORY_TOKEN "
+    "(or EXECUTOR_MEMORY_TOKEN_FILE) against the memory service's tokens file "
+    "(a writer role on the executor's namespace)"
+)
+
+AUTHORIZATION = "authorization"
+
+
+def caller_authorization(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[str, ...]:
+    """The `authorization` values a caller sent, to pass through as they are.
+
+    Every value is kept, malformed or repeated: judging credentials is the
+    memory service's job, and it answers UNAUTHENTICATED precisely.
+    """
+    return tuple(
+        value
+        for key, value in metadata or ()
+        if key.lower() == AUTHORIZATION and isinstance(value, str)
+    )
+
 
 class MemoryClient:
     """One channel to the memory service, and the last outcome seen on it."""
 
-    def __init__(self, address: str, namespace: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        address: str,
+        namespace: str,
+        timeout_seconds: float,
+        token: SecretStr | None = None,
+    ) -> None:
         self.address = address
         self.namespace = namespace
         self.timeout_seconds = timeout_seconds
+        # Kept as a SecretStr, so no repr or log of the client can show it.
+        self._token = token
         self._channel = grpc.aio.insecure_channel(
             address,
             options=[
@@ -71,14 +113,41 @@ class MemoryClient:
         self.reachable: bool | None = None
         self.last_error = ""
 
-    @staticmethod
-    def metadata() -> tuple[tuple[str, str], ...]:
-        """The caller's request and trace ids, so both services' logs correlate."""
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> MemoryClient:
+        """The client the settings describe, with the executor's own token."""
+        token = settings.memory_bearer_token
+        if token is None:
+            log.info(
+                "calls to the memory service carry no token (EXECUTOR_MEMORY_TOKEN unset): "
+                "fine only while its authentication is off"
+            )
+        else:
+            source = "EXECUTOR_MEMORY_TOKEN" + ("_FILE" if settings.memory_token_file else "")
+            log.info(
+                "calls to the memory service carry the executor's token",
+                extra={"token_source": source},
+            )
+        return cls(
+            settings.memory_address,
+            settings.memory_namespace,
+            settings.memory_timeout_seconds,
+            token,
+        )
+
+    def metadata(self, authorization: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+        """The call's metadata: the caller's request and trace ids, so both
+        services' logs correlate, and credentials: `authorization` (a caller's
+        header, passed through) if given, else the executor's own token."""
         pairs = []
         if request_id := request_id_var.get():
             pairs.append(("x-request-id", request_id))
         if len(trace_id := trace_id_var.get()) == 32:
             pairs.append(("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"))
+        if authorization:
+            pairs += [(AUTHORIZATION, value) for value in authorization]
+        elif self._token is not None:
+            pairs.append((AUTHORIZATION, f"Bearer {self._token.get_secret_value()}"))
         return tuple(pairs)
 
     def deadline(self, remaining: float | None) -> float:
@@ -87,14 +156,23 @@ class MemoryClient:
             return self.timeout_seconds
         return max(0.0, min(self.timeout_seconds, remaining - 0.05))
 
-    def _record(self, error: grpc.aio.AioRpcError | None) -> None:
+    def _record(self, error: grpc.aio.AioRpcError | None, passed_through: bool = False) -> None:
         if error is None:
             self.reachable = True
             self.last_error = ""
             return
-        if error.code() in UNREACHABLE_CODES:
+        code = error.code()
+        if code in UNREACHABLE_CODES:
             self.reachable = False
-        self.last_error = f"{error.code().name}: {error.details()}"
+        if code in CREDENTIAL_CODES:
+            if passed_through:
+                # A caller's refused credentials say nothing about the
+                # executor's own link, and the message names that caller's
+                # user id, which GetStatus must not show to anyone else.
+                return
+            self.last_error = f"{code.name}: {error.details()} ({EXECUTOR_CREDENTIALS_HINT})"
+            return
+        self.last_error = f"{code.name}: {error.details()}"
 
     async def store(
         self, pattern: memory_pb2.Pattern, remaining: float | None = None
@@ -104,25 +182,31 @@ class MemoryClient:
         return await self._call(self._stub.StorePattern, request, remaining)
 
     async def search(
-        self, request: memory_pb2.SearchPatternsRequest, remaining: float | None = None
+        self,
+        request: memory_pb2.SearchPatternsRequest,
+        remaining: float | None = None,
+        *,
+        authorization: Sequence[str] = (),
     ) -> memory_pb2.SearchPatternsResponse:
-        """Searches the executor's namespace."""
+        """Searches the executor's namespace, as the caller whose `authorization`
+        header values are given, else as the executor."""
         request.namespace = self.namespace
-        return await self._call(self._stub.SearchPatterns, request, remaining)
+        return await self._call(self._stub.SearchPatterns, request, remaining, authorization)
 
     async def _call(
         self,
         method: Callable[..., Awaitable[Response]],
         request: Any,
         remaining: float | None,
+        authorization: Sequence[str] = (),
     ) -> Response:
-        """One call with its deadline and the caller's ids; records the outcome."""
+        """One call with its deadline, the caller's ids and credentials; records the outcome."""
         try:
             response = await method(
-                request, timeout=self.deadline(remaining), metadata=self.metadata()
+                request, timeout=self.deadline(remaining), metadata=self.metadata(authorization)
             )
         except grpc.aio.AioRpcError as error:
-            self._record(error)
+            self._record(error, passed_through=bool(authorization))
             raise
         self._record(None)
         return response
@@ -132,10 +216,14 @@ class MemoryClient:
         stub: Any = health_pb2_grpc.HealthStub(self._channel)  # Its type stubs list no methods.
         request = health_pb2.HealthCheckRequest(service="attune.memory.v1.MemoryService")
         try:
-            response = await stub.Check(request, timeout=self.timeout_seconds)
+            response = await stub.Check(
+                request, timeout=self.timeout_seconds, metadata=self.metadata()
+            )
         except grpc.aio.AioRpcError as error:
             self.reachable = False
             self.last_error = f"{error.code().name}: {error.details()}"
+            if error.code() in CREDENTIAL_CODES:
+                self.last_error += f" ({EXECUTOR_CREDENTIALS_HINT})"
             return False
         ready = bool(response.status == health_pb2.HealthCheckResponse.SERVING)
         self.reachable = ready

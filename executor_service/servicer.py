@@ -29,7 +29,11 @@ from executor_service.delivery import PatternDeliverer
 from executor_service.estimate import estimate_cost
 from executor_service.forms import resolve_answers, to_form_value
 from executor_service.local_index import LocalIndex
-from executor_service.memory_client import UNREACHABLE_CODES
+from executor_service.memory_client import (
+    CREDENTIAL_CODES,
+    UNREACHABLE_CODES,
+    caller_authorization,
+)
 from executor_service.patterns import run_to_pattern
 from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError, RunStore, new_run_id
@@ -307,6 +311,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         mode = request.mode or executor_pb2.SEARCH_RUNS_MODE_AUTO
         if mode == executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES:
             return self._local_answer(plan, limit, degraded_reason="")
+        # A caller who sent credentials searches memory as themselves, so their
+        # namespaces and visibility apply. The header is passed explicitly,
+        # not through a context variable like the request id: credentials
+        # must never reach a call made for anyone else, such as a store.
+        authorization = caller_authorization(context.invocation_metadata())
         try:
             response = await self._memory.search(
                 memory_pb2.SearchPatternsRequest(
@@ -317,8 +326,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     disable_query_understanding=request.disable_query_understanding,
                 ),
                 context.time_remaining(),
+                authorization=authorization,
             )
         except grpc.aio.AioRpcError as error:
+            if error.code() in CREDENTIAL_CODES:
+                # Surfaced, in every mode, never degraded to the local files:
+                # a refusal is an answer, not an outage, and an answer from
+                # files would bypass the memory service's access control.
+                raise _refused(error, passed_through=bool(authorization)) from None
             if error.code() not in UNREACHABLE_CODES:
                 raise ServiceError(error.code(), f"memory service: {error.details()}") from None
             if mode == executor_pb2.SEARCH_RUNS_MODE_MEMORY:
@@ -437,6 +452,18 @@ def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str
             for agent in team
         ],
     }
+
+
+def _refused(error: grpc.aio.AioRpcError, passed_through: bool) -> ServiceError:
+    """The memory service's credentials refusal, as the caller's status, saying whose."""
+    if passed_through:
+        whose = "your credentials"
+    else:
+        whose = (
+            "the executor's own token (EXECUTOR_MEMORY_TOKEN); send your own as "
+            "'authorization: Bearer <token>' (attune --token)"
+        )
+    return ServiceError(error.code(), f"memory service refused {whose}: {error.details()}")
 
 
 def _planned_to_proto(agent: PlannedAgent) -> executor_pb2.PlannedAgent:

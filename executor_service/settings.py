@@ -5,17 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from memory_service.patterns import NAMESPACE_PATTERN
+from memory_service.security.identity import bearer_token
+from memory_service.servicekit.errors import ServiceError
 from memory_service.servicekit.settings import ServerSettings
 
 
 class ExecutorSettings(ServerSettings):
     """Everything the executor reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="EXECUTOR_", extra="ignore")
+    # Some settings are secrets (API keys, the memory token): a configuration
+    # error must name the setting and the problem, never echo the value.
+    model_config = SettingsConfigDict(
+        env_prefix="EXECUTOR_", extra="ignore", hide_input_in_errors=True
+    )
 
     port: int = Field(default=50051, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     data_dir: Path = Field(
@@ -28,6 +34,22 @@ class ExecutorSettings(ServerSettings):
     )
     memory_namespace: str = Field(
         default="default", description="The memory namespace the executor's patterns live in."
+    )
+    memory_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The executor's own bearer token for the memory service, sent as "
+            "`authorization: Bearer` on stores, outbox replays, probes and searches whose caller "
+            "sent no token of its own. Unset sends none (fine only while the memory service's "
+            "authentication is off). Never logged."
+        ),
+    )
+    memory_token_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding the memory token (e.g. a mounted secret), read at start with "
+            "surrounding whitespace stripped. Set this or `EXECUTOR_MEMORY_TOKEN`, not both."
+        ),
     )
     memory_timeout_seconds: float = Field(
         default=2.0,
@@ -111,6 +133,14 @@ class ExecutorSettings(ServerSettings):
         default=3, ge=0, description="Retries of a model API call on 429 and 5xx answers."
     )
 
+    # The token in effect, from the variable or the file; see memory_bearer_token.
+    _memory_bearer: SecretStr | None = PrivateAttr(default=None)
+
+    @property
+    def memory_bearer_token(self) -> SecretStr | None:
+        """The executor's token for the memory service, wherever it was configured."""
+        return self._memory_bearer
+
     @field_validator("memory_namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
@@ -118,6 +148,27 @@ class ExecutorSettings(ServerSettings):
         if not NAMESPACE_PATTERN.fullmatch(value):
             raise ValueError("must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")
         return value
+
+    @field_validator("memory_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        return SecretStr(_checked_token(value.get_secret_value(), "EXECUTOR_MEMORY_TOKEN"))
+
+    @model_validator(mode="after")
+    def _resolve_memory_token(self) -> ExecutorSettings:
+        # Read here, at start, so a missing or unreadable secret stops the
+        # executor at once instead of surfacing later as queued patterns.
+        if self.memory_token is not None and self.memory_token_file is not None:
+            raise ValueError(
+                "set EXECUTOR_MEMORY_TOKEN or EXECUTOR_MEMORY_TOKEN_FILE, not both: "
+                "it would be ambiguous which token the executor uses"
+            )
+        self._memory_bearer = self.memory_token
+        if self.memory_token_file is not None:
+            self._memory_bearer = SecretStr(_read_token_file(self.memory_token_file))
+        return self
 
     @field_validator("simulated_success", "anthropic_models", "openai_models")
     @classmethod
@@ -140,3 +191,31 @@ class ExecutorSettings(ServerSettings):
         if not 0 <= value[0] <= value[1]:
             raise ValueError("needs [low, high] with 0 <= low <= high")
         return value
+
+
+def _checked_token(token: str, source: str) -> str:
+    """The token without surrounding whitespace, if the memory service could accept it.
+
+    The check is the memory service's own parser of the header, so a token
+    that passes here is never refused for its form, only for its identity.
+    Messages describe the problem only: they never contain the token.
+    """
+    token = token.strip()
+    if not token:
+        raise ValueError(f"{source} is empty")
+    try:
+        bearer_token((("authorization", f"Bearer {token}"),))
+    except ServiceError as error:
+        raise ValueError(f"{source} is not a usable bearer token: {error.message}") from None
+    return token
+
+
+def _read_token_file(path: Path) -> str:
+    source = f"EXECUTOR_MEMORY_TOKEN_FILE ({path})"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{source} is not UTF-8 text") from None
+    except OSError as error:
+        raise ValueError(f"{source} cannot be read: {error.strerror or error}") from None
+    return _checked_token(text, source)
