@@ -56,6 +56,9 @@ a deliberate statement. A sensitive term always beats a public mark.
 Form answer keys (question ids) and metadata are not scanned: a key such as
 ``contains_pii`` says nothing until its answer does, and a boolean ``false``
 answer would otherwise make the pattern SENSITIVE.
+
+Cost: a pattern whose texts hold none of the terms' words (see "prefilter"
+below) is never searched with the regexes, which changes no result.
 """
 
 from __future__ import annotations
@@ -129,15 +132,91 @@ def _texts(pattern: memory_pb2.Pattern) -> Iterator[tuple[str, str]]:
                 yield f"form_responses.{key}", item
 
 
-def sensitive_terms(pattern: memory_pb2.Pattern) -> list[tuple[str, str]]:
-    """Return (term, where it first appears) for each sensitive term found."""
-    texts = list(_texts(pattern))
+# --- prefilter ----------------------------------------------------------------
+#
+# Searching every term's regex in every text was what classifying cost, and
+# most patterns mention none. Each term's regex matches (ignoring case) a
+# word that holds one of these, so texts whose case-folded join holds none
+# of them mention no term and skip the regexes; likewise the public marker
+# needs `[`, "classification" or "visibility". The prefilter never decides
+# that a term is there: `_classify_reference` classifies without it.
+# One word per row of SENSITIVE_TERMS (tests/unit/test_scanner_equivalence.py
+# checks that each regex's matches hold it).
+_TERM_WORDS: Final = {
+    "confidential": "confidential",
+    "secret": "secret",
+    "password": "password",
+    "credential": "credential",
+    "private key": "private",
+    "personal data": "personal",
+    "pii": "pii",
+    "customer data": "customer",
+    "medical": "medical",
+    "salary": "salar",  # salary, salaries
+    "ssn": "ssn",
+    "gdpr": "gdpr",
+}
+# The public marker: `[public]` or `classification: public`.
+_MARKER_WORDS: Final = ("[", "classification", "visibility")
+# Ignoring case, `re` also matches these to ASCII letters; str.lower() does not.
+_FOLDS_TO_ASCII: Final = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def _fold(text: str) -> str:
+    """Lower case, with `_FOLDS_TO_ASCII` replaced: an ASCII word that a regex
+    ignoring case matches in the text is in this, as is."""
+    return (text if text.isascii() else text.translate(_FOLDS_TO_ASCII)).lower()
+
+
+def _terms(texts: list[tuple[str, str]], prefilter: bool) -> list[tuple[str, str]]:
+    """(term, where) as `sensitive_terms` answers them."""
+    folded = _fold("\n".join(text for _, text in texts)) if prefilter else ""
     found: list[tuple[str, str]] = []
     for term, regex in SENSITIVE_TERMS:
-        where = next((at for at, text in texts if regex.search(text)), None)
+        word = _TERM_WORDS[term]
+        if prefilter and word not in folded:
+            continue  # in no text
+        where = next(
+            (
+                at
+                for at, text in texts
+                if (not prefilter or word in _fold(text)) and regex.search(text)
+            ),
+            None,
+        )
         if where is not None:
             found.append((term, where))
     return found
+
+
+def sensitive_terms(pattern: memory_pb2.Pattern) -> list[tuple[str, str]]:
+    """Return (term, where it first appears) for each sensitive term found."""
+    return _terms(list(_texts(pattern)), prefilter=True)
+
+
+def _classify(pattern: memory_pb2.Pattern, prefilter: bool) -> tuple[ClassificationValue, str]:
+    explicit = pattern.classification
+    if explicit != UNSPECIFIED:
+        if explicit not in common_pb2.Classification.values():
+            # Validation should have refused it; never guess a lower level.
+            raise ValueError(f"unknown classification value {int(explicit)}")
+        return explicit, f"explicit: {common_pb2.Classification.Name(explicit)}"
+
+    found = _terms(list(_texts(pattern)), prefilter)
+    if found:
+        terms = ", ".join(f'"{term}" in {where}' for term, where in found)
+        return SENSITIVE, f"automatic: mentions {terms}"
+
+    tag = next((t for t in pattern.tags if t.strip().lower() in PUBLIC_TAGS), None)
+    if tag is not None:
+        return PUBLIC, f'automatic: tagged "{tag.strip().lower()}"'
+    content = pattern.content
+    folded = _fold(content) if prefilter else ""
+    may_mark = not prefilter or any(word in folded for word in _MARKER_WORDS)
+    if may_mark and PUBLIC_MARKER.search(content):
+        return PUBLIC, "automatic: content carries a public marker"
+
+    return INTERNAL, "automatic: no sensitive term or public mark (default INTERNAL)"
 
 
 def classify(pattern: memory_pb2.Pattern) -> tuple[ClassificationValue, str]:
@@ -146,22 +225,9 @@ def classify(pattern: memory_pb2.Pattern) -> tuple[ClassificationValue, str]:
     The reason names rules and field paths, never the matched text, so it is
     safe to log and to put in the audit log.
     """
-    explicit = pattern.classification
-    if explicit != UNSPECIFIED:
-        if explicit not in common_pb2.Classification.values():
-            # Validation should have refused it; never guess a lower level.
-            raise ValueError(f"unknown classification value {int(explicit)}")
-        return explicit, f"explicit: {common_pb2.Classification.Name(explicit)}"
+    return _classify(pattern, prefilter=True)
 
-    found = sensitive_terms(pattern)
-    if found:
-        terms = ", ".join(f'"{term}" in {where}' for term, where in found)
-        return SENSITIVE, f"automatic: mentions {terms}"
 
-    tag = next((t for t in pattern.tags if t.strip().lower() in PUBLIC_TAGS), None)
-    if tag is not None:
-        return PUBLIC, f'automatic: tagged "{tag.strip().lower()}"'
-    if PUBLIC_MARKER.search(pattern.content):
-        return PUBLIC, "automatic: content carries a public marker"
-
-    return INTERNAL, "automatic: no sensitive term or public mark (default INTERNAL)"
+def _classify_reference(pattern: memory_pb2.Pattern) -> tuple[ClassificationValue, str]:
+    """`classify` without the prefilter: every regex on every text."""
+    return _classify(pattern, prefilter=False)

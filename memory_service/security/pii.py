@@ -32,12 +32,17 @@ Every match must stand alone: a match glued to letters, digits or joiners
 such as `-`, `_`, `.`, `/` is part of an identifier (a run id, a timestamp,
 a version, a digest) and stays as it is. Tokens hold no digits, so a
 scrubbed text scrubs to itself.
+
+Each finder runs only on texts that pass its gate, a cheap test of
+something all its matches hold (see "prefilter" below); the gates never
+change what is found.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -178,7 +183,8 @@ def _ssns(text: str, _key: str) -> Iterator[Span]:
 _PHONE_CUE = _cue("phone|tel|telephone|mobile|cell|fax|call|text|sms|whatsapp|contact")
 
 
-# Written as a phone number: `+1 ...`, `(650) ...`, digits in groups.
+# Written as a phone number: `+1 ...`, `(650) ...`, digits in groups; read
+# after NFKC, so that full-width forms such as `\uff08650\uff09` count too.
 _PHONE_FORMATTED = re.compile(r"^\+|\(\d+\)|\d[\s.-]+\d")
 
 
@@ -187,7 +193,8 @@ def _phones(text: str, _key: str) -> Iterator[Span]:
     for match in matcher:
         if not _stands_alone(text, match.start, match.end):
             continue
-        if _PHONE_FORMATTED.search(match.raw_string) or _cued(_PHONE_CUE, text, match.start):
+        written = unicodedata.normalize("NFKC", match.raw_string)
+        if _PHONE_FORMATTED.search(written) or _cued(_PHONE_CUE, text, match.start):
             yield match.start, match.end
 
 
@@ -210,24 +217,94 @@ def _street_addresses(text: str, _key: str) -> Iterator[Span]:
             yield match.span()
 
 
-_SCRUBBERS: tuple[tuple[str, str, Finder], ...] = (
-    ("email", "[EMAIL]", _emails),
-    ("ip_address", "[IP_ADDRESS]", _ip_addresses),
-    ("credit_card", "[CREDIT_CARD]", _credit_cards),
-    ("ssn", "[SSN]", _ssns),
-    ("phone", "[PHONE]", _phones),
-    ("street_address", "[STREET_ADDRESS]", _street_addresses),
+# --- prefilter ----------------------------------------------------------------
+#
+# Running every finder over every text was what scrubbing cost, and most
+# texts hold none of it. Each finder has a gate: a cheap test of something
+# every match it yields contains, so a text that fails the gate would have
+# yielded nothing and skips the finder. A gate never decides that something
+# is personal data; `_scrub_text_reference` scrubs without them, for tests to
+# compare with. Gates read the text, or its `_shape`: the same text with
+# every digit (of any script, as `\d` matches them) written `0`, where
+# digit patterns become literal searches.
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT = re.compile(r"\d")
+# `a.b.c.d`: its middle octets.
+_IPV4_GATE = re.compile(r"\.0{1,3}\.")
+# The two groups `_IPV6` starts with.
+_IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:")
+# 13 digits, or four, a space or dash, and three.
+_CARD_GATE = re.compile(r"0000[ -]?000")
+# A valid number, given with its country code or as a US one, has 6 digits
+# or more (two for the code and four for the shortest national numbers, as
+# Austria's; a transform rule that adds digits when parsing still leaves 7),
+# and phonenumbers' matcher only joins digit blocks apart by at most four
+# punctuation characters (its `_PUNCTUATION_LIMIT`).
+# tests/unit/test_scanner_equivalence.py checks both against the installed
+# phonenumbers.
+_PHONE_MIN_DIGITS = 6
+_PHONE_MAX_GAP = 4
+_PHONE_GATE = re.compile(rf"0(?:[^0]{{0,{_PHONE_MAX_GAP}}}0){{{_PHONE_MIN_DIGITS - 1}}}")
+# A number, maybe a letter, space, then a capital or a number: `221B Baker`.
+_STREET_GATE = re.compile(r"0[A-Za-z]?\s+[A-Z0]")
+
+Gate = Callable[[str, str], bool]  # (text, its shape) -> may the finder find anything?
+
+
+def _shape(text: str) -> str:
+    """The text with every digit written `0`; same length and positions."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ZERO_DIGITS).decode("ascii")
+    return _DIGIT.sub("0", text)
+
+
+def _may_hold_email(text: str, _shape: str) -> bool:
+    return "@" in text
+
+
+def _may_hold_ip(text: str, shape: str) -> bool:
+    return _IPV4_GATE.search(shape) is not None or (
+        ":" in text and _IPV6_GATE.search(text) is not None
+    )
+
+
+def _may_hold_card(_text: str, shape: str) -> bool:
+    return _CARD_GATE.search(shape) is not None
+
+
+def _may_hold_ssn(_text: str, shape: str) -> bool:
+    return "000-00-0000" in shape
+
+
+def _may_hold_phone(_text: str, shape: str) -> bool:
+    return _PHONE_GATE.search(shape) is not None
+
+
+def _may_hold_street(_text: str, shape: str) -> bool:
+    return _STREET_GATE.search(shape) is not None
+
+
+_SCRUBBERS: tuple[tuple[str, str, Finder, Gate], ...] = (
+    ("email", "[EMAIL]", _emails, _may_hold_email),
+    ("ip_address", "[IP_ADDRESS]", _ip_addresses, _may_hold_ip),
+    ("credit_card", "[CREDIT_CARD]", _credit_cards, _may_hold_card),
+    ("ssn", "[SSN]", _ssns, _may_hold_ssn),
+    ("phone", "[PHONE]", _phones, _may_hold_phone),
+    ("street_address", "[STREET_ADDRESS]", _street_addresses, _may_hold_street),
 )
 
 
-def scrub_text(text: str, key: str = "") -> tuple[str, Counter[str]]:
-    """The text with personal data replaced, and how many of each kind.
-
-    `key` is the form or metadata key the text is stored under, a hint: a
-    value under a `version` key is never taken for an IP address.
-    """
+def _scrub(text: str, key: str, prefilter: bool) -> tuple[str, Counter[str]]:
     counts: Counter[str] = Counter()
-    for kind, token, finder in _SCRUBBERS:
+    shape = ""  # computed when first needed, again after each replacement
+    for kind, token, finder, gate in _SCRUBBERS:
+        if prefilter:
+            if not shape:
+                shape = _shape(text)
+                if "0" not in shape and "@" not in text and ":" not in text:
+                    break  # only email and IPv6 do without digits
+            if not gate(text, shape):
+                continue
         spans: list[Span] = []
         for span in sorted(finder(text, key)):
             if not spans or span[0] >= spans[-1][1]:  # IPv4 and IPv6 may overlap
@@ -236,28 +313,75 @@ def scrub_text(text: str, key: str = "") -> tuple[str, Counter[str]]:
             text = text[:start] + token + text[end:]
         if spans:
             counts[kind] += len(spans)
+            shape = ""
     return text, counts
 
 
-def _scrub_struct(struct: struct_pb2.Struct, counts: Counter[str]) -> None:
-    for key, value in struct.fields.items():
-        _scrub_value(value, key, counts)
+def scrub_text(text: str, key: str = "") -> tuple[str, Counter[str]]:
+    """The text with personal data replaced, and how many of each kind.
+
+    `key` is the form or metadata key the text is stored under, a hint: a
+    value under a `version` key is never taken for an IP address.
+    """
+    return _scrub(text, key, prefilter=True)
 
 
-def _scrub_value(value: struct_pb2.Value, key: str, counts: Counter[str]) -> None:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        value.string_value, found = _replace(value.string_value, key)
-        counts.update(found)
-    elif kind == "struct_value":
-        _scrub_struct(value.struct_value, counts)
-    elif kind == "list_value":
-        for item in value.list_value.values:
-            _scrub_value(item, key, counts)
+def _scrub_text_reference(text: str, key: str = "") -> tuple[str, Counter[str]]:
+    """`scrub_text` without the prefilter: every finder on every text."""
+    return _scrub(text, key, prefilter=False)
 
 
-def _replace(text: str, key: str) -> tuple[str, Counter[str]]:
-    return scrub_text(text, key) if text else (text, Counter())
+class _Scrubber:
+    """Scrubs the free text of one pattern in place, counting by kind."""
+
+    def __init__(self, prefilter: bool) -> None:
+        self.prefilter = prefilter
+        self.counts: Counter[str] = Counter()
+
+    def text(self, text: str, key: str) -> str | None:
+        """The scrubbed text, or None if it stays as it is."""
+        if not text:
+            return None
+        scrubbed, found = _scrub(text, key, self.prefilter)
+        if not found:
+            return None
+        self.counts.update(found)
+        return scrubbed
+
+    def struct(self, struct: struct_pb2.Struct) -> None:
+        for key, value in struct.fields.items():
+            self.value(value, key)
+
+    def value(self, value: struct_pb2.Value, key: str) -> None:
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            scrubbed = self.text(value.string_value, key)
+            if scrubbed is not None:
+                value.string_value = scrubbed
+        elif kind == "struct_value":
+            self.struct(value.struct_value)
+        elif kind == "list_value":
+            for item in value.list_value.values:
+                self.value(item, key)
+
+
+def _scrub_pattern(
+    pattern: memory_pb2.Pattern, prefilter: bool
+) -> tuple[memory_pb2.Pattern, dict[str, int]]:
+    scrubbed = memory_pb2.Pattern()
+    scrubbed.CopyFrom(pattern)  # the caller's pattern stays as it is
+    scrubber = _Scrubber(prefilter)
+    content = scrubber.text(scrubbed.content, "")
+    if content is not None:
+        scrubbed.content = content
+    for key, answer in scrubbed.form_responses.items():
+        if answer.WhichOneof("kind") == "string_value":
+            text = scrubber.text(answer.string_value, key)
+            if text is not None:
+                answer.string_value = text
+    if scrubbed.HasField("metadata"):
+        scrubber.struct(scrubbed.metadata)
+    return scrubbed, dict(scrubber.counts)
 
 
 def scrub_pattern(pattern: memory_pb2.Pattern) -> tuple[memory_pb2.Pattern, dict[str, int]]:
@@ -266,15 +390,11 @@ def scrub_pattern(pattern: memory_pb2.Pattern) -> tuple[memory_pb2.Pattern, dict
     The input is left as it is. Kinds with no replacement are left out of
     the counts, so an empty dict means the copy equals the input.
     """
-    scrubbed = memory_pb2.Pattern()
-    scrubbed.CopyFrom(pattern)
-    counts: Counter[str] = Counter()
-    scrubbed.content, found = _replace(scrubbed.content, "")
-    counts.update(found)
-    for key, answer in scrubbed.form_responses.items():
-        if answer.WhichOneof("kind") == "string_value":
-            answer.string_value, found = _replace(answer.string_value, key)
-            counts.update(found)
-    if scrubbed.HasField("metadata"):
-        _scrub_struct(scrubbed.metadata, counts)
-    return scrubbed, dict(counts)
+    return _scrub_pattern(pattern, prefilter=True)
+
+
+def _scrub_pattern_reference(
+    pattern: memory_pb2.Pattern,
+) -> tuple[memory_pb2.Pattern, dict[str, int]]:
+    """`scrub_pattern` without the prefilter."""
+    return _scrub_pattern(pattern, prefilter=False)

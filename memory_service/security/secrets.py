@@ -39,6 +39,10 @@ and can verify a candidate by sending it to the vendor's API.
 Patterns hold many random-looking identifiers (run ids, ULIDs, UUIDs,
 digests), so every detector is bounded by token edges and checks that the
 value looks random; see `_looks_random` for the generic rule.
+
+Cost: each detector declares what all its matches hold (`needs`, `folded`,
+`run`), and runs only on texts that hold it, after one cheap screen of the
+whole serialized pattern; see "prefilter" below. This changes no result.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import bisect
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from detect_secrets.filters.heuristic import is_sequential_string
@@ -98,6 +102,22 @@ _ENTROPY = Base64HighEntropyString()
 _L = r"(?<![A-Za-z0-9_-])"
 _R = r"(?![A-Za-z0-9_-])"
 
+# "One of these byte strings", for the prefilter (see `_screen`): regexes
+# that each search for the literals sharing a first byte, since `re` finds a
+# literal prefix (factored out of an alternation) faster than `in` does.
+_Need = tuple[re.Pattern[bytes], ...]
+
+
+def _any_of(*literals: bytes) -> _Need:
+    by_first: dict[int, list[bytes]] = {}
+    for literal in literals:
+        by_first.setdefault(literal[0], []).append(re.escape(literal))
+    return tuple(re.compile(b"|".join(group)) for group in by_first.values())
+
+
+_SK = _any_of(b"sk-")
+_URL_MARK = _any_of(b"://")
+
 # (match, dotted map keys above the string) -> is it really a secret?
 _Check = Callable[[re.Match[str], str], bool]
 
@@ -108,6 +128,13 @@ class _Detector:
     regex: re.Pattern[str]
     check: _Check | None = None
     group: int = 0  # the group that is the secret, for claiming its span
+    # The prefilter (see `_screen`): what every match of `regex` holds, so
+    # that a text without it skips the regex. Each of `needs` must be found
+    # in the UTF-8 text as it is; `folded` in the ASCII-lowercased text or
+    # key; and `run` is the least length of a run of `_TOKEN` characters.
+    needs: tuple[_Need, ...] = ()
+    folded: _Need = ()
+    run: int = 0
 
 
 def _entropy(text: str) -> float:
@@ -243,49 +270,80 @@ _DETECTORS: tuple[_Detector, ...] = (
             r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[\sA-Za-z0-9+/=]{0,16384})"
             r"|PuTTY-User-Key-File-\d+:"
         ),
+        needs=(_any_of(b"-----BEGIN", b"PuTTY-User-Key-File-"),),
     ),
     _Detector(
         "jwt",
         re.compile(f"{_L}eyJ[A-Za-z0-9_-]{{4,}}\\.[A-Za-z0-9_-]{{2,}}\\.[A-Za-z0-9_-]*{_R}"),
         _jwt,
+        needs=(_any_of(b"eyJ"),),
     ),
     _Detector(
         "anthropic_api_key",
         re.compile(f"{_L}sk-ant-[A-Za-z0-9_-]{{20,}}"),
         _body_after(r"sk-ant-(?:[a-z]+\d*-)?"),
+        needs=(_SK, _any_of(b"sk-ant-")),
     ),
-    _Detector("openai_api_key", _bounded(OpenAIDetector.denylist[0])),
+    _Detector(
+        "openai_api_key", _bounded(OpenAIDetector.denylist[0]), needs=(_SK, _any_of(b"T3BlbkFJ"))
+    ),
     _Detector(
         "openai_api_key",
         re.compile(f"{_L}sk-(?!ant-)(?:(?:proj|svcacct|admin|None)-)?[A-Za-z0-9_-]{{20,}}"),
         _body_after(r"sk-(?:(?:proj|svcacct|admin|None)-)?"),
+        needs=(_SK,),
     ),
-    _Detector("github_token", _bounded(GitHubTokenDetector.denylist[0]), _body_after(r"gh._")),
+    _Detector(
+        "github_token",
+        _bounded(GitHubTokenDetector.denylist[0]),
+        _body_after(r"gh._"),
+        needs=(_any_of(b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"),),
+    ),
     _Detector(
         "github_token",
         re.compile(f"{_L}github_pat_[A-Za-z0-9]{{20,30}}_[A-Za-z0-9]{{50,70}}{_R}"),
         _body_after("github_pat_"),
+        needs=(_any_of(b"github_pat_"),),
     ),
-    _Detector("slack_webhook", SlackDetector.denylist[1]),
-    _Detector("slack_token", _bounded(SlackDetector.denylist[0])),
-    _Detector("stripe_key", _bounded(StripeDetector.denylist[0]), _body_after(r"[rs]k_live_")),
+    # Both Slack regexes ignore case.
+    _Detector(
+        "slack_webhook",
+        SlackDetector.denylist[1],
+        needs=(_URL_MARK,),
+        folded=_any_of(b"hooks.slack.com"),
+    ),
+    _Detector("slack_token", _bounded(SlackDetector.denylist[0]), folded=_any_of(b"xox")),
+    _Detector(
+        "stripe_key",
+        _bounded(StripeDetector.denylist[0]),
+        _body_after(r"[rs]k_live_"),
+        needs=(_any_of(b"k_live_"),),
+    ),
     _Detector(
         "stripe_key",
         re.compile(f"{_L}[rs]k_test_[0-9a-zA-Z]{{24,}}{_R}"),
         _body_after(r"[rs]k_test_"),
+        needs=(_any_of(b"k_test_"),),
     ),
-    _Detector("aws_access_key", _bounded(AWSKeyDetector.denylist[0])),
+    _Detector(
+        "aws_access_key",
+        _bounded(AWSKeyDetector.denylist[0]),
+        needs=(_any_of(b"A3T", b"ABIA", b"ACCA", b"AKIA", b"ASIA"),),
+    ),
     _Detector(
         "aws_secret_key",
         re.compile(r"(?<![A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"),
         _aws_secret,
         group=1,
+        folded=_any_of(b"aws", b"amazon"),  # `_aws_secret` wants one of them near or in the key
+        run=40,
     ),
     _Detector(
         "password_in_url",
         re.compile(f"://[^{_URL_RESERVED}\\s]*:(?P<v>[^{_URL_RESERVED}\\s]+)@"),
         _real_password,
         group=1,
+        needs=(_URL_MARK, _any_of(b"@")),
     ),
     _Detector(
         "connection_string_password",
@@ -297,12 +355,15 @@ _DETECTORS: tuple[_Detector, ...] = (
         ),
         _real_password,
         group=1,
+        needs=(_any_of(b"="),),
+        folded=_any_of(b"passw", b"pwd"),
     ),
     _Detector(
         "bearer_token",
         re.compile(r"(?i)(?<![\w-])bearer\s+([A-Za-z0-9._~+/-]+=*)"),
         _bearer,
         group=1,
+        folded=_any_of(b"bearer"),
     ),
 )
 
@@ -326,7 +387,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
 class _Claims:
     """Disjoint spans already accounted for, sorted, for quick overlap tests."""
 
-    def __init__(self, spans: Iterator[tuple[int, int]]) -> None:
+    def __init__(self, spans: Iterable[tuple[int, int]] = ()) -> None:
         self._starts: list[int] = []
         self._ends: list[int] = []
         for span in spans:
@@ -357,6 +418,133 @@ def _entropy_spans(text: str, claimed: _Claims) -> Iterator[tuple[int, int]]:
             yield span
 
 
+# --- prefilter ----------------------------------------------------------------
+#
+# Most strings hold no secret, and running every regex over each of them was
+# what a scan cost. `_screen` looks at a text's UTF-8 bytes with substring
+# tests only and answers which detectors can match at all: a detector whose
+# `needs`, `folded` or `run` fails cannot, since every match of its regex
+# holds them. It never decides that something is a secret: a text that
+# passes gets the full scan (with the detectors that can match; the others
+# would have matched nothing, so claims and order are unchanged), and a text
+# that fails would have had no finding. `_scan_text_reference` scans without
+# it, so tests can compare the two on any input.
+#
+# Bytes, not str: in UTF-8 an ASCII byte only ever stands for that ASCII
+# character, so an ASCII literal is in the bytes exactly when it is in the
+# text. A serialized pattern holds each of its strings (map keys included)
+# verbatim, so one screen of `SerializeToString()` clears a clean pattern
+# without walking it; anything it lets through is walked and screened string
+# by string.
+#
+# Case: regexes that ignore case also match four non-ASCII characters to
+# ASCII letters (U+0130 and U+0131 to i, U+017F to s, U+212A to k), which
+# bytes.lower() does not fold: `_fold` replaces them first.
+_TOKEN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-"
+# `_TOKEN` characters to `a`, every other byte (non-ASCII ones too) to a space.
+_RUN_SHAPE = bytes(0x61 if byte in _TOKEN_BYTES else 0x20 for byte in range(256))
+_RUN_MIN = b"a" * 24  # `_TOKEN`'s minimum
+_DIGIT_BYTES = b"0123456789"
+_BENIGN_NEEDS = (b"-----BEGIN ", b" AAAA", b"sha", b"data:")
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _three_classes(run: bytes) -> bool:
+    """Upper case, lower case and digits: what `_looks_random` demands first."""
+    return (
+        run.lower() != run
+        and run.upper() != run
+        and len(run.translate(None, _DIGIT_BYTES)) < len(run)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Screen:
+    """What a text may hold: everything else it certainly does not."""
+
+    detectors: tuple[_Detector, ...]  # in `_DETECTORS` order
+    entropy: bool  # the high-entropy rule may fire
+    benign: bool  # `_BENIGN` may match
+
+
+_EVERYTHING = _Screen(_DETECTORS, entropy=True, benign=True)
+
+
+def _fold(data: bytes) -> bytes:
+    """ASCII-lowercased, after replacing those four characters by their letters."""
+    if b"\xc4" in data:  # a lead byte first: memchr is nearly free
+        data = data.replace(b"\xc4\xb0", b"i").replace(b"\xc4\xb1", b"i")
+    if b"\xc5" in data:
+        data = data.replace(b"\xc5\xbf", b"s")
+    if b"\xe2" in data:
+        data = data.replace(b"\xe2\x84\xaa", b"k")
+    return data.lower()
+
+
+def _screen(data: bytes, key: bytes = b"", within: _Screen = _EVERYTHING) -> _Screen | None:
+    """What UTF-8 `data`, a text or a whole serialized pattern, may hold.
+
+    None if no secret at all. `key` is the text's map key chain (context
+    for `folded`); `within` an earlier screen of what holds the text.
+    """
+    runs: list[bytes] = []  # `_TOKEN` runs of 24 or more
+    shape = data.translate(_RUN_SHAPE)
+    start = shape.find(_RUN_MIN)
+    while start >= 0:
+        end = shape.find(b" ", start)
+        end = len(shape) if end < 0 else end
+        runs.append(data[start:end])
+        start = shape.find(_RUN_MIN, end)
+    longest = max(map(len, runs), default=0)
+    found: dict[re.Pattern[bytes], bool] = {}  # `sk-` serves three detectors
+    folded = b""
+    detectors: list[_Detector] = []
+    for detector in within.detectors:
+        if detector.run > longest:
+            continue
+        for need in detector.needs:
+            for regex in need:
+                hit = found.get(regex)
+                if hit is None:
+                    hit = found[regex] = regex.search(data) is not None
+                if hit:
+                    break
+            else:
+                break  # nothing of this need: the detector cannot match
+        else:
+            if detector.folded:
+                folded = folded or _fold(data) + b"\n" + _fold(key)
+                if not any(regex.search(folded) for regex in detector.folded):
+                    continue
+            detectors.append(detector)
+    entropy = within.entropy and (
+        _URL_MARK[0].search(data) is not None or any(_three_classes(run) for run in runs)
+    )
+    if not detectors and not entropy:
+        return None
+    benign = any(part in data for part in _BENIGN_NEEDS)
+    return _Screen(tuple(detectors), entropy, benign)
+
+
+def _scan(text: str, key: str, entropy: bool, screen: _Screen) -> list[str]:
+    claimed = _Claims(m.span() for m in _BENIGN.finditer(text)) if screen.benign else _Claims()
+    kinds: list[str] = []
+    for detector in screen.detectors:
+        for match in detector.regex.finditer(text):
+            span = match.span(detector.group)
+            if claimed.overlaps(span) or (detector.check and not detector.check(match, key)):
+                continue
+            claimed.add(span)
+            if detector.kind not in kinds:
+                kinds.append(detector.kind)
+    if entropy and screen.entropy and any(True for _ in _entropy_spans(text, claimed)):
+        kinds.append("high_entropy_string")
+    return kinds
+
+
 def scan_text(text: str, key: str = "", *, entropy: bool = True) -> list[str]:
     """The kinds of secret in one string, once each, in detection order.
 
@@ -365,30 +553,28 @@ def scan_text(text: str, key: str = "", *, entropy: bool = True) -> list[str]:
     key under `aws.secret_access_key`.
     `entropy=False` skips the generic high-entropy rule, for identifiers.
     """
-    claimed = _Claims(m.span() for m in _BENIGN.finditer(text))
-    kinds: list[str] = []
-    for detector in _DETECTORS:
-        for match in detector.regex.finditer(text):
-            span = match.span(detector.group)
-            if claimed.overlaps(span) or (detector.check and not detector.check(match, key)):
-                continue
-            claimed.add(span)
-            if detector.kind not in kinds:
-                kinds.append(detector.kind)
-    if entropy and any(True for _ in _entropy_spans(text, claimed)):
-        kinds.append("high_entropy_string")
-    return kinds
+    screen = _screen(_utf8(text), _utf8(key))
+    return [] if screen is None else _scan(text, key, entropy, screen)
 
 
-def _render_key(key: object) -> str:
+def _scan_text_reference(text: str, key: str = "", *, entropy: bool = True) -> list[str]:
+    """`scan_text` without the prefilter: every regex on every text."""
+    return _scan(text, key, entropy, _EVERYTHING)
+
+
+# (text, keys above it, entropy rule on?) -> kinds
+_Scanner = Callable[[str, str, bool], list[str]]
+
+
+def _render_key(key: object, scan: _Scanner) -> str:
     """A map key as a path segment: shown only if plain and harmless."""
     text = str(key)
-    if _PLAIN_KEY.fullmatch(text) and not scan_text(text):
+    if _PLAIN_KEY.fullmatch(text) and not scan(text, "", True):
         return text
     return _HIDDEN_KEY
 
 
-def _strings(value: object, path: str, key: str) -> Iterator[tuple[str, str, str]]:
+def _strings(value: object, path: str, key: str, scan: _Scanner) -> Iterator[tuple[str, str, str]]:
     """Every (path, string, keys) under a value; map keys are strings too.
 
     `keys` are the raw map keys above the string, joined by dots: context
@@ -397,10 +583,12 @@ def _strings(value: object, path: str, key: str) -> Iterator[tuple[str, str, str
     if isinstance(value, str):
         yield path, value, key
     elif isinstance(value, Message):
-        yield from _message_strings(value, path, key)
+        yield from _message_strings(value, path, key, scan)
 
 
-def _message_strings(message: Message, path: str, key: str) -> Iterator[tuple[str, str, str]]:
+def _message_strings(
+    message: Message, path: str, key: str, scan: _Scanner
+) -> Iterator[tuple[str, str, str]]:
     transparent = message.DESCRIPTOR.full_name in _TRANSPARENT
     key = key if transparent else ""  # a Value or FormValue keeps its map keys
     for field, value in message.ListFields():
@@ -410,12 +598,23 @@ def _message_strings(message: Message, path: str, key: str) -> Iterator[tuple[st
                 if isinstance(item_key, str):
                     yield f"{child}.{_KEY_ITSELF}", item_key, ""
                 chain = f"{key}.{item_key}" if key else str(item_key)  # `aws.secret_key`
-                yield from _strings(item, f"{child}.{_render_key(item_key)}", chain)
+                yield from _strings(item, f"{child}.{_render_key(item_key, scan)}", chain, scan)
         elif field.is_repeated:
             for index, item in enumerate(value):
-                yield from _strings(item, f"{child}[{index}]", key)
+                yield from _strings(item, f"{child}[{index}]", key, scan)
         else:
-            yield from _strings(value, child, key)
+            yield from _strings(value, child, key, scan)
+
+
+def _findings(pattern: memory_pb2.Pattern, scan: _Scanner) -> list[SecretFinding]:
+    findings: list[SecretFinding] = []
+    for path, text, key in _strings(pattern, "", "", scan):
+        entropy = path not in _IDENTIFIER_FIELDS and not _ROLE_PATH.fullmatch(path)
+        for kind in scan(text, key, entropy):
+            finding = SecretFinding(kind, path)
+            if finding not in findings:
+                findings.append(finding)
+    return findings
 
 
 def find_secrets(pattern: memory_pb2.Pattern) -> list[SecretFinding]:
@@ -425,11 +624,25 @@ def find_secrets(pattern: memory_pb2.Pattern) -> list[SecretFinding]:
     reported as `<parent>.<key>`; a key that is not a plain identifier, or
     holds a secret, shows as `*` in the paths below it.
     """
-    findings: list[SecretFinding] = []
-    for path, text, key in _strings(pattern, "", ""):
-        entropy = path not in _IDENTIFIER_FIELDS and not _ROLE_PATH.fullmatch(path)
-        for kind in scan_text(text, key, entropy=entropy):
-            finding = SecretFinding(kind, path)
-            if finding not in findings:
-                findings.append(finding)
-    return findings
+    within = _screen(pattern.SerializeToString())
+    if within is None:
+        return []  # no string of the pattern can hold a secret
+    seen: dict[tuple[str, str, bool], list[str]] = {}
+
+    def scan(text: str, key: str, entropy: bool) -> list[str]:
+        # Map keys are scanned twice, and strings repeat: once per call.
+        kinds = seen.get((text, key, entropy))
+        if kinds is None:
+            screen = _screen(_utf8(text), _utf8(key), within)
+            kinds = [] if screen is None else _scan(text, key, entropy, screen)
+            seen[text, key, entropy] = kinds
+        return kinds
+
+    return _findings(pattern, scan)
+
+
+def _find_secrets_reference(pattern: memory_pb2.Pattern) -> list[SecretFinding]:
+    """`find_secrets` without the prefilter nor the cache."""
+    return _findings(
+        pattern, lambda text, key, entropy: _scan_text_reference(text, key, entropy=entropy)
+    )

@@ -86,6 +86,19 @@ def test_regression_identifiers_in_content_come_out_byte_identical() -> None:
     assert counts == {}
 
 
+def test_regression_a_phone_number_written_full_width_is_scrubbed() -> None:
+    # Full-width parentheses and dash, as Japanese and Chinese text write them:
+    # phonenumbers found the number, but the "written as a phone number" rule
+    # only knew the ASCII forms, so it stayed.
+    number = "\uff08\uff16\uff15\uff10\uff09\uff12\uff15\uff13\uff0d\uff10\uff10\uff10\uff10"
+    assert scrub_text(f"\u96fb\u8a71 {number}\u3002") == (
+        "\u96fb\u8a71 [PHONE]\u3002",
+        {"phone": 1},
+    )
+    grouped = "\uff16\uff15\uff10\uff0d\uff12\uff15\uff13\uff0d\uff10\uff10\uff10\uff10"
+    assert scrub_text(f"see {grouped}") == ("see [PHONE]", {"phone": 1})
+
+
 KEPT = [
     "python_package_publish-20260117-052959",
     "20260117-052959-01kf2c3r8t4x5y6z7a8b9c0d1e",
