@@ -10,6 +10,11 @@ fingerprint, its typed record as JSON (for filters) and its creation time.
 Two FTS5 tables share the docs rowid: `pattern_text` is stemmed ("packages"
 finds "package"); `pattern_words` keeps words as written, for prefix terms
 and for the fuzzy vocabulary.
+
+Retention: `docs.expire_us` is when a pattern expires (0: never). Every read
+leaves out expired documents until `purge` deletes them. So that reads pay
+nothing while nothing has expired, the index keeps, per namespace, a lower
+bound of the earliest expiry and adds the clause only once it has passed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rapidfuzz import process
@@ -51,9 +57,11 @@ CREATE TABLE IF NOT EXISTS docs (
     runner TEXT NOT NULL,
     run_id TEXT NOT NULL,
     pinned INTEGER NOT NULL,
+    expire_us INTEGER NOT NULL DEFAULT 0,
     UNIQUE (namespace, doc_id)
 );
 CREATE INDEX IF NOT EXISTS docs_by_time ON docs (namespace, create_time_us DESC, doc_id);
+CREATE INDEX IF NOT EXISTS docs_by_expiry ON docs (namespace, expire_us) WHERE expire_us > 0;
 CREATE TABLE IF NOT EXISTS doc_facts (
     rowid INTEGER NOT NULL,
     path TEXT NOT NULL,
@@ -97,9 +105,36 @@ def namespace_token(namespace: str) -> str:
     return "n" + namespace.encode().hex()
 
 
+_LN2 = 0.6931471805599453
+# The ranking of a keyword hit: log(bm25 * 0.5^h), which never underflows, so
+# very old patterns still rank by age instead of all tying at zero.
+RANK_SQL = f"ln(max(k, 1e-12)) - h * {_LN2}"
 # Words worth correcting: letters only, long enough that an edit is a typo.
 _FUZZY_WORD = re.compile(r"[^\W\d_]{4,}")
 _ORDERABLE = {"create_time": "d.create_time_us", "id": "d.doc_id"}
+# Rows a read leaves out once something in the namespace has expired.
+_LIVE = " AND (d.expire_us = 0 OR d.expire_us > ?)"
+
+
+def wall_clock_us() -> int:
+    """Now, in microseconds since the epoch: the default clock of expiry."""
+    return time.time_ns() // 1000
+
+
+def expire_us(pattern: memory_pb2.Pattern) -> int:
+    """When the pattern expires, in microseconds; 0 when it never does.
+
+    An expiry at or before the epoch still expires (1), rather than
+    reading as "never".
+    """
+    if not pattern.HasField("expire_time"):
+        return 0
+    return max(1, pattern.expire_time.ToMicroseconds())
+
+
+def is_expired(expire: int, now_us: int) -> bool:
+    """Whether a document with this expire_us has expired at now_us."""
+    return 0 < expire <= now_us
 
 
 @dataclass(frozen=True)
@@ -141,14 +176,25 @@ class StoredDoc:
 
 
 class SearchIndex:
-    """Index operations on a connection the caller owns and serialises."""
+    """Index operations on a connection the caller owns and serialises.
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    `clock` tells expiry the time (microseconds since the epoch).
+    """
+
+    def __init__(
+        self, connection: sqlite3.Connection, clock: Callable[[], int] = wall_clock_us
+    ) -> None:
         self._db = connection
+        self._clock = clock
         register_functions(connection)
+        _add_expiry_column(connection)
         connection.executescript(SCHEMA)
         self._vocabulary: dict[str, Counter[str]] = {}
         self._query_words: dict[str, tuple[set[str], set[str]]] = {}
+        # Per namespace, at most the earliest expire_us of its documents (None:
+        # none expires). Writes only lower it; it is recomputed outside
+        # transactions, so a rollback never leaves it too high.
+        self._earliest: dict[str, int | None] = {}
 
     # --- writes ------------------------------------------------------------------
 
@@ -161,9 +207,10 @@ class SearchIndex:
             int(record[name]) if isinstance(record[name], bool) else record[name]
             for name in _SCALARS
         ]
+        expires = expire_us(pattern)
         cursor = self._db.execute(
             "INSERT INTO docs (namespace, doc_id, fingerprint, body, record, create_time_us, "
-            f"{', '.join(_SCALARS)}) VALUES ({', '.join('?' * (6 + len(_SCALARS)))})",
+            f"expire_us, {', '.join(_SCALARS)}) VALUES ({', '.join('?' * (7 + len(_SCALARS)))})",
             (
                 namespace,
                 pattern.id,
@@ -171,9 +218,13 @@ class SearchIndex:
                 pattern.SerializeToString(),
                 record_json(record),
                 pattern.create_time.ToMicroseconds(),
+                expires,
                 *scalars,
             ),
         )
+        if expires and namespace in self._earliest:
+            known = self._earliest[namespace]
+            self._earliest[namespace] = expires if known is None else min(known, expires)
         self._db.executemany(
             "INSERT INTO doc_facts (rowid, path, t, v) VALUES (?, ?, ?, ?)",
             [(cursor.lastrowid, *fact) for fact in record_facts(record)],
@@ -201,51 +252,160 @@ class SearchIndex:
             )
 
     def delete(self, namespace: str, pattern_id: str) -> bool:
-        """Removes a pattern and its text; False if it was not there."""
-        row = self._db.execute(
-            "SELECT rowid FROM docs WHERE namespace = ? AND doc_id = ?", (namespace, pattern_id)
-        ).fetchone()
-        if row is None:
-            return False
-        for table in ("docs", "pattern_text", "pattern_words", "doc_facts"):
-            self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", row)
-        return True
+        """Removes a pattern and its text; False if it was not there.
 
-    # --- reads -------------------------------------------------------------------
-
-    def get(self, namespace: str, pattern_id: str) -> StoredDoc | None:
-        """The stored pattern with its fingerprint, or None."""
+        An expired pattern is still there until deleted or purged. Its words
+        leave the fuzzy vocabulary too, so a correction never suggests a
+        word only a deleted (or reclassified) pattern had.
+        """
         row = self._db.execute(
-            "SELECT body, fingerprint FROM docs WHERE namespace = ? AND doc_id = ?",
+            "SELECT rowid, body FROM docs WHERE namespace = ? AND doc_id = ?",
             (namespace, pattern_id),
         ).fetchone()
         if row is None:
+            return False
+        rowid, body = row
+        for table in ("docs", "pattern_text", "pattern_words", "doc_facts"):
+            self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
+        vocabulary = self._vocabulary.get(namespace)
+        if vocabulary is not None:
+            text = searchable_text(memory_pb2.Pattern.FromString(body))
+            gone = Counter(word.lower() for word in _FUZZY_WORD.findall(text))
+            vocabulary.subtract(gone)
+            for word in gone:
+                if vocabulary[word] <= 0:
+                    del vocabulary[word]
+        return True
+
+    def expired(self, now_us: int) -> list[tuple[str, str]]:
+        """(namespace, id) of every document expired at now_us, not yet purged."""
+        return [
+            (str(namespace), str(doc_id))
+            for namespace, doc_id in self._db.execute(
+                "SELECT namespace, doc_id FROM docs WHERE expire_us > 0 AND expire_us <= ? "
+                "ORDER BY namespace, doc_id",
+                (now_us,),
+            )
+        ]
+
+    def purge(self, now_us: int) -> int:
+        """Deletes every document expired at now_us, with its text and facts."""
+        gone = self.expired(now_us)
+        for namespace, doc_id in gone:
+            self.delete(namespace, doc_id)
+        for namespace in {namespace for namespace, _ in gone}:
+            # Query words are rebuilt without the purged documents when next asked.
+            self._earliest.pop(namespace, None)
+            self._query_words.pop(namespace, None)
+        return len(gone)
+
+    def drop_namespace(self, namespace: str) -> int:
+        """Deletes every document of a namespace; how many there were."""
+        ids = [
+            str(doc_id)
+            for (doc_id,) in self._db.execute(
+                "SELECT doc_id FROM docs WHERE namespace = ?", (namespace,)
+            )
+        ]
+        for doc_id in ids:
+            self.delete(namespace, doc_id)
+        self.forget(namespace)
+        return len(ids)
+
+    def forget(self, namespace: str) -> None:
+        """Drops what is cached in memory of a namespace (vocabularies, expiry
+        bound); it is read again from the tables when next needed."""
+        self._vocabulary.pop(namespace, None)
+        self._query_words.pop(namespace, None)
+        self._earliest.pop(namespace, None)
+
+    def stored_body(self, namespace: str, pattern_id: str) -> bytes | None:
+        """The stored bytes of a document, expired or not: for a caller that
+        mirrors another store and skips what has not changed."""
+        row = self._db.execute(
+            "SELECT body FROM docs WHERE namespace = ? AND doc_id = ?", (namespace, pattern_id)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def optimize_text(self) -> None:
+        """Merges each full-text table into one segment.
+
+        FTS5 deletes by writing tombstones: a deleted document's terms stay
+        in older segments until those merge. Merging everything rewrites the
+        index without them (the freed pages are then zeroed under PRAGMA
+        secure_delete). Costs time in proportion to the whole index.
+        """
+        for table in ("pattern_text", "pattern_words"):
+            self._db.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
+
+    # --- reads -------------------------------------------------------------------
+
+    def _live(self, namespace: str) -> tuple[str, list[object]]:
+        """The clause (and its parameter) that leaves out expired documents;
+        ("", []) while nothing in the namespace has expired."""
+        now = self._clock()
+        earliest = self._earliest_expiry(namespace)
+        if earliest is not None and earliest <= now and not self._db.in_transaction:
+            # The bound has passed: see whether something expired is still there.
+            self._earliest.pop(namespace, None)
+            earliest = self._earliest_expiry(namespace)
+        if earliest is None or earliest > now:
+            return "", []
+        return _LIVE, [now]
+
+    def _earliest_expiry(self, namespace: str) -> int | None:
+        if namespace in self._earliest:
+            return self._earliest[namespace]
+        row = self._db.execute(
+            "SELECT min(expire_us) FROM docs WHERE namespace = ? AND expire_us > 0", (namespace,)
+        ).fetchone()
+        earliest = None if row[0] is None else int(row[0])
+        if not self._db.in_transaction:  # A rollback could bring back an earlier one.
+            self._earliest[namespace] = earliest
+        return earliest
+
+    def _filter(self, namespace: str, condition: Node | None) -> tuple[str, list[object]]:
+        """The compiled filter, and the expiry clause when one is needed."""
+        where = COMPILER.compile(condition)
+        live, now = self._live(namespace)
+        return where.sql + live, [*where.params, *now]
+
+    def get(self, namespace: str, pattern_id: str) -> StoredDoc | None:
+        """The stored pattern with its fingerprint, or None (also when expired)."""
+        row = self._db.execute(
+            "SELECT body, fingerprint, expire_us FROM docs WHERE namespace = ? AND doc_id = ?",
+            (namespace, pattern_id),
+        ).fetchone()
+        if row is None or is_expired(int(row[2]), self._clock()):
             return None
         return StoredDoc(memory_pb2.Pattern.FromString(row[0]), row[1])
 
     def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
         """(id, vector) of every pattern with an embedding that passes the filter."""
-        where = COMPILER.compile(condition)
+        sql, params = self._filter(namespace, condition)
         return [
             (str(doc_id), bytes(vector))
             for doc_id, vector in self._db.execute(
                 f"SELECT d.doc_id, d.vector FROM docs d WHERE d.namespace = ? "
-                f"AND d.vector IS NOT NULL AND {where.sql}",
-                [namespace, *where.params],
+                f"AND d.vector IS NOT NULL AND {sql}",
+                [namespace, *params],
             )
         ]
 
     def get_many(self, namespace: str, pattern_ids: list[str]) -> dict[str, memory_pb2.Pattern]:
-        """Patterns by id; missing ids are left out."""
+        """Patterns by id; missing (and expired) ids are left out."""
         found: dict[str, memory_pb2.Pattern] = {}
+        now = self._clock()
         for start in range(0, len(pattern_ids), 500):
             chunk = pattern_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for doc_id, body in self._db.execute(
-                f"SELECT doc_id, body FROM docs WHERE namespace = ? AND doc_id IN ({marks})",
+            for doc_id, body, expires in self._db.execute(
+                f"SELECT doc_id, body, expire_us FROM docs "
+                f"WHERE namespace = ? AND doc_id IN ({marks})",
                 [namespace, *chunk],
             ):
-                found[str(doc_id)] = memory_pb2.Pattern.FromString(body)
+                if not is_expired(int(expires), now):
+                    found[str(doc_id)] = memory_pb2.Pattern.FromString(body)
         return found
 
     def page(
@@ -257,16 +417,16 @@ class SearchIndex:
         offset: int,
     ) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of patterns passing the filter, in the given order, and the total."""
-        where = COMPILER.compile(condition)
+        sql, params = self._filter(namespace, condition)
         keys = [f"{_ORDERABLE[name]} {'DESC' if desc else 'ASC'}" for name, desc in order_by]
         if not any(key.startswith("d.doc_id") for key in keys):
             keys.append("d.doc_id ASC")  # A total order, so pages never overlap.
         rows = self._db.execute(
-            f"SELECT d.body FROM docs d WHERE d.namespace = ? AND {where.sql} "
+            f"SELECT d.body FROM docs d WHERE d.namespace = ? AND {sql} "
             f"ORDER BY {', '.join(keys)} LIMIT ? OFFSET ?",
-            [namespace, *where.params, limit, offset],
+            [namespace, *params, limit, offset],
         ).fetchall()
-        total = self._count(namespace, where.sql, where.params)
+        total = self._count(namespace, sql, params)
         return [memory_pb2.Pattern.FromString(body) for (body,) in rows], total
 
     def _count(self, namespace: str, sql: str, params: list[object]) -> int:
@@ -283,15 +443,15 @@ class SearchIndex:
 
         A list field (agents.tier) groups a pattern under each of its values.
         """
-        where = COMPILER.compile(condition)
-        total = self._count(namespace, where.sql, where.params)
+        sql, params = self._filter(namespace, condition)
+        total = self._count(namespace, sql, params)
         success = "json_extract(d.record, '$.success')"
         cost = "json_extract(d.record, '$.total_cost_usd')"
         if not group_by:
             row = self._db.execute(
                 f"SELECT count(*), coalesce(sum({success}), 0), coalesce(sum({cost}), 0) "
-                f"FROM docs d WHERE d.namespace = ? AND {where.sql}",
-                [namespace, *where.params],
+                f"FROM docs d WHERE d.namespace = ? AND {sql}",
+                [namespace, *params],
             ).fetchone()
             return total, [Group("", int(row[0]), int(row[1]), float(row[2]))] if row[0] else []
         source, key = _group_source(group_by)
@@ -300,9 +460,9 @@ class SearchIndex:
         rows = self._db.execute(
             "SELECT k, count(*) AS n, coalesce(sum(s), 0), coalesce(sum(c), 0) FROM ("
             f"SELECT DISTINCT {key} AS k, d.rowid, {success} AS s, {cost} AS c "
-            f"FROM docs d {source} WHERE d.namespace = ? AND {where.sql}"
+            f"FROM docs d {source} WHERE d.namespace = ? AND {sql}"
             ") GROUP BY k ORDER BY n DESC, k",
-            [namespace, *where.params],
+            [namespace, *params],
         ).fetchall()
         return total, [Group(_group_key(k), int(n), int(s), float(c)) for k, n, s, c in rows]
 
@@ -385,10 +545,13 @@ class SearchIndex:
         """Ranked patterns matching every term and the filter, and their total.
 
         Whole-word terms rank by BM25 in the stemmed table; prefix terms
-        filter through the unstemmed one (ranking there when alone). Without
-        terms, the filter alone selects, newest first.
+        filter through the unstemmed one (ranking there when alone); equal
+        ranks go newest first, then by id. Without terms, the filter alone
+        selects, newest first.
         """
         where = COMPILER.compile(condition)
+        live, live_params = self._live(namespace)
+        filter_sql, filter_params = where.sql + live, [*where.params, *live_params]
         # h: the age in half-lives; the recency factor is 0.5^h. Ranking uses
         # log(score) - h*ln2, the log of score*0.5^h, which never underflows:
         # very old patterns still rank by age instead of all tying at zero.
@@ -404,11 +567,11 @@ class SearchIndex:
         if not terms:
             sql = (
                 f"SELECT d.body, 0.0, {decay}, d.rowid FROM docs d "
-                f"WHERE d.namespace = ? AND {where.sql} "
+                f"WHERE d.namespace = ? AND {filter_sql} "
                 "ORDER BY h, d.create_time_us DESC, d.doc_id LIMIT ? OFFSET ?"
             )
-            params: list[object] = [*decay_params, namespace, *where.params, limit, offset]
-            count_sql, count_params = where.sql, where.params
+            params: list[object] = [*decay_params, namespace, *filter_params, limit, offset]
+            count_sql, count_params = filter_sql, filter_params
         else:
             expanded, notes = self.expand(namespace, terms)
             words = [group for group in expanded if not group[0].prefix]
@@ -427,23 +590,26 @@ class SearchIndex:
             sql = (
                 f"SELECT d.body, -bm25({ranked}, 0.0, 1.0) AS k, {decay}, d.rowid "
                 f"FROM {ranked} JOIN docs d ON d.rowid = {ranked}.rowid "
-                f"WHERE {ranked} MATCH ? AND {where.sql} {prefix_sql}"
-                "ORDER BY ln(max(k, 1e-12)) - h * 0.6931471805599453 DESC, d.doc_id "
+                f"WHERE {ranked} MATCH ? AND {filter_sql} {prefix_sql}"
+                f"ORDER BY {RANK_SQL} DESC, d.create_time_us DESC, d.doc_id "
                 "LIMIT ? OFFSET ?"
             )
-            params = [*decay_params, match, *where.params, *prefix_params, limit, offset]
+            params = [*decay_params, match, *filter_params, *prefix_params, limit, offset]
             if where.sql == "1" and not prefix_sql:
-                # No filter: the full-text index counts on its own, without a join.
+                # No filter: the full-text index counts on its own, without a
+                # join, less the expired documents it matches.
                 total = int(
                     self._db.execute(
                         f"SELECT count(*) FROM {ranked} WHERE {ranked} MATCH ?", (match,)
                     ).fetchone()[0]
                 )
+                if live:
+                    total -= self._expired_matches(namespace, ranked, match, live_params)
             count_sql = (
                 f"d.rowid IN (SELECT rowid FROM {ranked} WHERE {ranked} MATCH ?) "
-                f"AND {where.sql} {prefix_sql}"
+                f"AND {filter_sql} {prefix_sql}"
             )
-            count_params = [match, *where.params, *prefix_params]
+            count_params = [match, *filter_params, *prefix_params]
         rows = self._db.execute(sql, params).fetchall()
         if total is None:
             total = self._count(namespace, count_sql, count_params)
@@ -462,6 +628,27 @@ class SearchIndex:
             )
         return hits, total
 
+    def _expired_matches(self, namespace: str, table: str, match: str, now: list[object]) -> int:
+        """How many expired, unpurged documents of the namespace the match finds.
+
+        Few between purges, and the oldest, so mostly a narrow rowid range:
+        the full-text index reads only the matches in that range.
+        """
+        expired = {
+            int(rowid)
+            for (rowid,) in self._db.execute(
+                "SELECT rowid FROM docs WHERE namespace = ? AND expire_us > 0 AND expire_us <= ?",
+                [namespace, *now],
+            )
+        }
+        if not expired:
+            return 0
+        found = self._db.execute(
+            f"SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid BETWEEN ? AND ?",
+            (match, min(expired), max(expired)),
+        )
+        return sum(1 for (rowid,) in found if int(rowid) in expired)
+
     def _matched(self, rowid: int, terms: list[Term], notes: list[str]) -> tuple[str, ...]:
         """Which terms (or their corrections) this document contains."""
         candidates = [" ".join(term.words) + ("*" if term.prefix else "") for term in terms]
@@ -477,6 +664,26 @@ class SearchIndex:
             if hit:
                 found.append(candidate)
         return tuple(found)
+
+
+def rank_key(hit: Hit, recency: Recency | None, has_terms: bool) -> tuple[float, int]:
+    """What search orders by, computed from a hit, for merging result lists:
+    (a value that is larger for a better hit, create time). Mirrors RANK_SQL
+    and the no-terms order (fewer half-lives first)."""
+    created = hit.pattern.create_time.ToMicroseconds()
+    halves = 0.0
+    if recency is not None:
+        halves = max(0, recency.now_us - created) / (recency.half_life_seconds * 1e6)
+    if not has_terms:
+        return -halves, created
+    return math.log(max(hit.keyword_score, 1e-12)) - halves * _LN2, created
+
+
+def _add_expiry_column(connection: sqlite3.Connection) -> None:
+    """Adds docs.expire_us to a file written before retention existed."""
+    columns = {str(row[1]) for row in connection.execute("PRAGMA table_info(docs)")}
+    if columns and "expire_us" not in columns:
+        connection.execute("ALTER TABLE docs ADD COLUMN expire_us INTEGER NOT NULL DEFAULT 0")
 
 
 def _expression(groups: list[list[Term]]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -13,7 +14,8 @@ from memory_service.store.context import ContextStore
 
 
 class PatternConflictError(Exception):
-    """A different pattern is already stored under the id."""
+    """A different pattern is already stored under the id (or another user's
+    SENSITIVE pattern, whatever its body)."""
 
 
 class StoreUnavailableError(Exception):
@@ -33,22 +35,43 @@ class PatternStore(ContextStore, Protocol):
     """Durable, idempotent storage of patterns, with search.
 
     Every read that starts after a write was acknowledged sees that write.
+
+    Visibility: every read takes the viewer, the caller's user id. A
+    SENSITIVE pattern is visible only to its owner (`pattern.owner ==
+    viewer`); to anyone else it is absent, in every read. An expired
+    pattern (`0 < expire_time <= now`) is absent to everyone until
+    `purge_expired` deletes it.
+
+    At rest a SENSITIVE pattern exists only sealed with the keyring the
+    store was opened with: opening a store that holds sealed patterns
+    without a key raises MissingKeyError, and with a key missing from the
+    keyring DecryptionError (naming the key id).
     """
 
     async def put(self, namespace: str, pattern: memory_pb2.Pattern, replace: bool) -> PutOutcome:
         """Stores a pattern; the same pattern again is a no-op (deduped).
 
-        Raises PatternConflictError for a different pattern under an existing
-        id unless replace is set. Returns only once the write is durable.
+        `pattern.owner`, `classification` and `expire_time` are as the
+        caller decided them. Raises PatternConflictError for a different
+        pattern under an existing id unless replace is set, and always when
+        the pattern under the id is SENSITIVE and owned by someone other
+        than `pattern.owner` (even if it is the same pattern: another user's
+        SENSITIVE pattern is never returned as deduped); that check is
+        atomic with the write. An expired pattern under the id counts as
+        absent. Raises MissingKeyError for a SENSITIVE pattern when no key
+        is configured. Returns only once the write is durable.
         """
         ...
 
-    async def get(self, namespace: str, pattern_id: str) -> memory_pb2.Pattern | None:
-        """The pattern, or None."""
+    async def get(
+        self, namespace: str, pattern_id: str, *, viewer: str
+    ) -> memory_pb2.Pattern | None:
+        """The pattern, or None (absent, expired, or not the viewer's to see)."""
         ...
 
-    async def delete(self, namespace: str, pattern_id: str) -> bool:
-        """Deletes the pattern, its index entries and vector; False if absent."""
+    async def delete(self, namespace: str, pattern_id: str, *, viewer: str) -> bool:
+        """Deletes the pattern, its index entries and vector; False if absent,
+        expired, or another owner's SENSITIVE pattern."""
         ...
 
     async def search(
@@ -60,8 +83,11 @@ class PatternStore(ContextStore, Protocol):
         offset: int,
         recency: Recency | None,
         explain: bool,
+        *,
+        viewer: str,
     ) -> tuple[list[Hit], int]:
-        """Ranked patterns matching every term and the filter, and the total."""
+        """Ranked patterns the viewer may see matching every term and the filter,
+        and the total."""
         ...
 
     async def page(
@@ -71,28 +97,52 @@ class PatternStore(ContextStore, Protocol):
         order_by: list[tuple[str, bool]],
         limit: int,
         offset: int,
+        *,
+        viewer: str,
     ) -> tuple[list[memory_pb2.Pattern], int]:
-        """A page of patterns passing the filter, in order, and the total."""
+        """A page of the patterns the viewer may see passing the filter, in
+        order, and the total."""
         ...
 
     async def count(
-        self, namespace: str, condition: Node | None, group_by: str
+        self, namespace: str, condition: Node | None, group_by: str, *, viewer: str
     ) -> tuple[int, list[Group]]:
-        """How many patterns pass the filter, grouped by a field."""
+        """How many patterns the viewer may see pass the filter, grouped by a field."""
         ...
 
-    async def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
-        """(id, embedding) of the patterns passing the filter that have one."""
+    async def vectors(
+        self, namespace: str, condition: Node | None, *, viewer: str
+    ) -> list[tuple[str, bytes]]:
+        """(id, embedding) of the patterns the viewer may see passing the filter
+        that have one."""
         ...
 
     async def get_many(
-        self, namespace: str, pattern_ids: list[str]
+        self, namespace: str, pattern_ids: list[str], *, viewer: str
     ) -> dict[str, memory_pb2.Pattern]:
-        """Patterns by id; absent ids are left out."""
+        """Patterns the viewer may see, by id; other ids are left out."""
         ...
 
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        """(template ids, numeric form question ids) of a namespace, for query understanding."""
+        """(template ids, numeric form question ids) of a namespace's
+        non-SENSITIVE patterns, for query understanding."""
+        ...
+
+    async def purge_expired(self) -> int:
+        """Deletes every pattern expired by now, for good; how many went.
+
+        Safe to run on several replicas at once: each pattern is deleted once.
+        """
+        ...
+
+    async def reencrypt(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[int, int]:
+        """Re-seals every SENSITIVE pattern not sealed under the active key.
+
+        Returns (re-sealed, sealed in total). `progress(done, total)` is
+        called as it goes. Needs every key still in use configured.
+        """
         ...
 
     async def ping(self) -> bool:

@@ -4,6 +4,9 @@ Every operation runs on one dedicated thread, so the connection is never
 shared across threads and writes are serialised without extra locking. A
 write commits with synchronous=FULL before it is acknowledged, so a search
 that starts afterwards sees it.
+
+SENSITIVE patterns are in the file only as envelopes sealed with the
+keyring, and readable only by their owner (see SecureIndex).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from typing import TypeVar
 from attune.memory.v1 import memory_pb2
 from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
-from memory_service.search.index import Group, Hit, Recency, SearchIndex
+from memory_service.search.index import Group, Hit, Recency
 from memory_service.search.query import Term
+from memory_service.security.crypto import Keyring, MissingKeyError
 from memory_service.store.base import PatternConflictError, PutOutcome
 from memory_service.store.context import ContextItem, now_us
+from memory_service.store.secure_index import SecureIndex, is_sensitive
 
 T = TypeVar("T")
 
@@ -54,34 +59,52 @@ def stamped(namespace: str, pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
     return stored
 
 
+def conflicts(existing: memory_pb2.Pattern, owner: str) -> bool:
+    """Whether a write by `owner` must not touch the pattern stored under its id:
+    another user's SENSITIVE pattern is neither replaced nor returned as deduped."""
+    return is_sensitive(existing) and existing.owner != owner
+
+
 class EmbeddedStore:
     """PatternStore on a SQLite file under the data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, keyring: Keyring, *, clock: Callable[[], int] = now_us
+    ) -> None:
         self.path = data_dir / "patterns.sqlite3"
+        self._keyring = keyring
+        self._clock = clock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._db: sqlite3.Connection | None = None
-        self._index: SearchIndex | None = None
+        self._index: SecureIndex | None = None
         self._queued: list[_QueuedPut] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        """Creates the file and schema if missing."""
+        """Creates the file and schema if missing, and decrypts the sealed patterns.
+
+        Raises MissingKeyError if sealed patterns exist but no key is
+        configured, DecryptionError if one is sealed under a key that is not.
+        """
         await self._run(self._open)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(CONTEXT_SCHEMA)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(CONTEXT_SCHEMA)
+            self._index = SecureIndex(db, self._keyring, self._clock)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
-        self._index = SearchIndex(db)
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
 
-    def _open_index(self) -> tuple[sqlite3.Connection, SearchIndex]:
+    def _open_index(self) -> tuple[sqlite3.Connection, SecureIndex]:
         if self._db is None or self._index is None:
             raise RuntimeError("store is not open")
         return self._db, self._index
@@ -116,47 +139,65 @@ class EmbeddedStore:
                     done.set_result(outcome)
 
     def _write_batch(self, batch: list[_QueuedPut]) -> list[PutOutcome | Exception]:
-        """Applies the puts in order in one transaction; per-put conflicts stay per put."""
-        db, index = self._open_index()
+        """Applies the puts in order in one transaction; per-put conflicts stay per put.
+
+        The owner check runs inside the transaction, so no write can slip
+        between it and the put.
+        """
+        _, index = self._open_index()
         outcomes: list[PutOutcome | Exception] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with index.transaction():
             for namespace, pattern, replace, _ in batch:
                 digest = fingerprint(pattern)
-                existing = index.get(namespace, pattern.id)
-                if existing is not None and existing.fingerprint == digest:
+                existing = index.stored(namespace, pattern.id)
+                if existing is not None and conflicts(existing.pattern, pattern.owner):
+                    outcomes.append(PatternConflictError(pattern.id))
+                elif existing is not None and existing.fingerprint == digest:
                     outcomes.append(PutOutcome(existing.pattern, True, False))
                 elif existing is not None and not replace:
                     outcomes.append(PatternConflictError(pattern.id))
                 else:
                     stored = stamped(namespace, pattern)
-                    index.put(namespace, stored, digest)
+                    try:
+                        index.put(namespace, stored, digest)  # Changes nothing if it raises.
+                    except MissingKeyError as error:
+                        outcomes.append(error)
+                        continue
                     outcomes.append(PutOutcome(stored, False, existing is not None))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return outcomes
 
-    async def get(self, namespace: str, pattern_id: str) -> memory_pb2.Pattern | None:
+    async def get(
+        self, namespace: str, pattern_id: str, *, viewer: str
+    ) -> memory_pb2.Pattern | None:
         def work() -> memory_pb2.Pattern | None:
-            stored = self._open_index()[1].get(namespace, pattern_id)
+            stored = self._open_index()[1].get(namespace, pattern_id, viewer=viewer)
             return None if stored is None else stored.pattern
 
         return await self._run(work)
 
-    async def delete(self, namespace: str, pattern_id: str) -> bool:
+    async def delete(self, namespace: str, pattern_id: str, *, viewer: str) -> bool:
         def work() -> bool:
-            db, index = self._open_index()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = index.delete(namespace, pattern_id)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return deleted
+            _, index = self._open_index()
+            with index.transaction():
+                return index.delete(namespace, pattern_id, viewer=viewer)
+
+        return await self._run(work)
+
+    async def purge_expired(self) -> int:
+        def work() -> int:
+            _, index = self._open_index()
+            with index.transaction():
+                return index.purge(self._clock())
+
+        return await self._run(work)
+
+    async def reencrypt(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[int, int]:
+        def work() -> tuple[int, int]:
+            _, index = self._open_index()
+            with index.transaction():
+                return index.reencrypt(progress)
 
         return await self._run(work)
 
@@ -169,10 +210,12 @@ class EmbeddedStore:
         offset: int,
         recency: Recency | None,
         explain: bool,
+        *,
+        viewer: str,
     ) -> tuple[list[Hit], int]:
         return await self._run(
             lambda: self._open_index()[1].search(
-                namespace, terms, condition, limit, offset, recency, explain
+                namespace, terms, condition, limit, offset, recency, explain, viewer=viewer
             )
         )
 
@@ -183,23 +226,35 @@ class EmbeddedStore:
         order_by: list[tuple[str, bool]],
         limit: int,
         offset: int,
+        *,
+        viewer: str,
     ) -> tuple[list[memory_pb2.Pattern], int]:
         return await self._run(
-            lambda: self._open_index()[1].page(namespace, condition, order_by, limit, offset)
+            lambda: self._open_index()[1].page(
+                namespace, condition, order_by, limit, offset, viewer=viewer
+            )
         )
 
     async def count(
-        self, namespace: str, condition: Node | None, group_by: str
+        self, namespace: str, condition: Node | None, group_by: str, *, viewer: str
     ) -> tuple[int, list[Group]]:
-        return await self._run(lambda: self._open_index()[1].count(namespace, condition, group_by))
+        return await self._run(
+            lambda: self._open_index()[1].count(namespace, condition, group_by, viewer=viewer)
+        )
 
-    async def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
-        return await self._run(lambda: self._open_index()[1].vectors(namespace, condition))
+    async def vectors(
+        self, namespace: str, condition: Node | None, *, viewer: str
+    ) -> list[tuple[str, bytes]]:
+        return await self._run(
+            lambda: self._open_index()[1].vectors(namespace, condition, viewer=viewer)
+        )
 
     async def get_many(
-        self, namespace: str, pattern_ids: list[str]
+        self, namespace: str, pattern_ids: list[str], *, viewer: str
     ) -> dict[str, memory_pb2.Pattern]:
-        return await self._run(lambda: self._open_index()[1].get_many(namespace, pattern_ids))
+        return await self._run(
+            lambda: self._open_index()[1].get_many(namespace, pattern_ids, viewer=viewer)
+        )
 
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
         return await self._run(lambda: self._open_index()[1].query_vocabulary(namespace))
@@ -277,6 +332,9 @@ class EmbeddedStore:
             await self._flusher  # Acknowledge or fail every queued write first.
 
         def work() -> None:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
             if self._db is not None:
                 self._db.close()
                 self._db = None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from memory_service.security.crypto import Keyring
 from memory_service.settings import MemorySettings
 from memory_service.store.base import PatternStore
 from memory_service.store.embedded import EmbeddedStore
 from memory_service.store.redis_store import RedisOptions, RedisStore
 
 
-async def open_store(settings: MemorySettings) -> tuple[PatternStore, str]:
-    """The opened store, and where it keeps its data (for the log)."""
+async def open_store(settings: MemorySettings, keyring: Keyring) -> tuple[PatternStore, str]:
+    """The opened store, and where it keeps its data (for the log).
+
+    The keyring seals SENSITIVE patterns. Raises MissingKeyError if the
+    store holds sealed patterns and the keyring has no key, DecryptionError
+    if one is sealed under a key the keyring lacks.
+    """
     if settings.store == "redis":
         options = RedisOptions(
             url=settings.redis_url,
@@ -21,9 +27,9 @@ async def open_store(settings: MemorySettings) -> tuple[PatternStore, str]:
             retries=settings.redis_retries,
             key_prefix=settings.redis_key_prefix,
         )
-        redis_store = RedisStore(settings.data_dir, options)
+        redis_store = RedisStore(settings.data_dir, options, keyring)
         await redis_store.open()
         return redis_store, f"{redis_store.where} (search cache {redis_store.path})"
-    embedded = EmbeddedStore(settings.data_dir)
+    embedded = EmbeddedStore(settings.data_dir, keyring)
     await embedded.open()
     return embedded, str(embedded.path)

@@ -1,8 +1,10 @@
-"""A PatternStore whose unavailability reaches clients as UNAVAILABLE.
+"""A PatternStore whose failures reach clients as precise statuses.
 
-The servicer wraps its store with `unavailable_as_status`, so every RPC that
+The servicer wraps its store with `store_errors_as_status`, so every RPC that
 touches a backend that cannot be reached answers UNAVAILABLE (with a retry
-hint) and the backend's message, instead of INTERNAL.
+hint) and the backend's message, and a replica that lacks an encryption key
+a record needs answers FAILED_PRECONDITION naming the key id, instead of
+INTERNAL.
 """
 
 from __future__ import annotations
@@ -11,18 +13,24 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+import grpc
+
+from memory_service.security.crypto import DecryptionError, MissingKeyError
 from memory_service.servicekit.errors import ServiceError, unavailable
 from memory_service.store.base import PatternStore, StoreUnavailableError
 
 RETRY_AFTER_SECONDS = 1.0
 
 
-def _status(error: StoreUnavailableError) -> ServiceError:
-    return unavailable(f"{error}; retry later", RETRY_AFTER_SECONDS)
+def _status(error: Exception) -> ServiceError:
+    if isinstance(error, StoreUnavailableError):
+        return unavailable(f"{error}; retry later", RETRY_AFTER_SECONDS)
+    # Messages of the keyring name key ids and settings, never keys.
+    return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(error))
 
 
-class _UnavailableAsStatus:
-    """Delegates every coroutine method of a store, mapping its unavailability."""
+class _ErrorsAsStatus:
+    """Delegates every coroutine method of a store, mapping its failures."""
 
     def __init__(self, store: PatternStore) -> None:
         self._store = store
@@ -36,12 +44,12 @@ class _UnavailableAsStatus:
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await cast(Callable[..., Awaitable[Any]], method)(*args, **kwargs)
-            except StoreUnavailableError as error:
+            except (StoreUnavailableError, DecryptionError, MissingKeyError) as error:
                 raise _status(error) from None
 
         return guarded
 
 
-def unavailable_as_status(store: PatternStore) -> PatternStore:
-    """The store, with StoreUnavailableError raised as UNAVAILABLE for clients."""
-    return cast(PatternStore, _UnavailableAsStatus(store))
+def store_errors_as_status(store: PatternStore) -> PatternStore:
+    """The store, with unavailability and missing keys raised as statuses for clients."""
+    return cast(PatternStore, _ErrorsAsStatus(store))

@@ -3,8 +3,12 @@
 Redis is the source of truth. Per namespace every key carries the same hash
 tag, so one Lua script per write runs atomically also on Redis Cluster:
 
-- `<prefix>:{<ns>}:pattern:<id>`: a hash, `body` (the stored Pattern) and
-  `fingerprint` (the digest that makes writes idempotent);
+- `<prefix>:{<ns>}:pattern:<id>`: a hash, `body` (the stored Pattern, or for
+  a SENSITIVE pattern its AES-256-GCM envelope: no plaintext in Redis),
+  `sealed` ("1" for an envelope), `fingerprint` (the digest that makes writes
+  idempotent), `owner_guard` (the owner of a SENSITIVE pattern, "" for
+  others: the put script refuses anyone else's write under the id) and
+  `expire_us` (retention; 0: never);
 - `<prefix>:{<ns>}:log`: a stream with one entry per put or delete (`op`,
   `id`, `fingerprint`): the order in which the namespace changed;
 - `<prefix>:{<ns>}:epoch`: a random token the namespace's first write sets.
@@ -15,8 +19,9 @@ tag, so one Lua script per write runs atomically also on Redis Cluster:
 `<prefix>:namespaces` is a set of every namespace written, so a starting
 replica knows what to load before it reports ready.
 
-Searching runs on a `SearchIndex` in a local SQLite file,
-`<data_dir>/redis-index.sqlite3`: a cache, so `synchronous=OFF`. The cache
+Searching runs on a `SecureIndex` in a local SQLite file,
+`<data_dir>/redis-index.sqlite3`: a cache, so `synchronous=OFF`. It keeps
+SENSITIVE patterns as their envelopes on disk and plaintext in memory only. The cache
 records, per namespace, the epoch it describes and the id of the last log
 entry it applied. Before every read (search, page, count, query vocabulary)
 the replica catches the namespace up: one read-only script returns the
@@ -39,6 +44,12 @@ its recorded ids, and a missing, corrupt or outdated cache file is rebuilt
 from the logs. After restoring Redis from an older backup (the epochs come
 back unchanged), delete the `<prefix>:{<ns>}:epoch` keys or the replicas'
 cache files so every replica rebuilds.
+
+Expired patterns stay in Redis, invisible, until `purge_expired` deletes
+them with the delete script (only if still expired, so replicas purging at
+once delete each pattern once). `reencrypt` re-seals envelopes under the
+active key with a compare-and-set script that logs a `put`, so every
+replica's cache picks the new envelope up.
 
 While Redis cannot be reached every operation raises `StoreUnavailableError`
 (after redis-py's own retries with backoff), `ping()` answers False, and
@@ -74,11 +85,19 @@ from attune.memory.v1 import memory_pb2
 from memory_service.patterns import fingerprint
 from memory_service.search import index as search_index
 from memory_service.search.filter import Node
-from memory_service.search.index import Group, Hit, Recency, SearchIndex
+from memory_service.search.index import Group, Hit, Recency, expire_us, is_expired
 from memory_service.search.query import Term
+from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
+from memory_service.store import secure_index
 from memory_service.store.base import PatternConflictError, PutOutcome, StoreUnavailableError
 from memory_service.store.context import ContextItem, now_us
-from memory_service.store.embedded import stamped
+from memory_service.store.embedded import conflicts, stamped
+from memory_service.store.secure_index import (
+    Current,
+    SecureIndex,
+    associated_data,
+    is_sensitive,
+)
 
 T = TypeVar("T")
 
@@ -88,7 +107,7 @@ log = logging.getLogger("attune.memory.redis")
 LOG_BATCH = 1000
 FETCH_BATCH = 200
 # Bumped when what the cache stores changes; the index schema is hashed in too.
-CACHE_FORMAT = "2"
+CACHE_FORMAT = "3"
 CACHE_FILE = "redis-index.sqlite3"
 
 # Errors meaning "Redis cannot serve right now", as opposed to a bug.
@@ -104,17 +123,30 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 # KEYS: pattern hash, log stream, namespace epoch.
-# ARGV: id, body, fingerprint, replace (0/1), a new epoch in case the namespace has none.
+# ARGV: id, body, fingerprint, replace (0/1), a new epoch in case the namespace has none,
+# sealed (0/1), owner guard, expire_us, the writer, now (microseconds).
+# An expired pattern counts as absent; another owner's SENSITIVE pattern
+# (a non-empty guard) is a conflict even when the bodies match.
 PUT_SCRIPT = """
-local existing = redis.call('HGET', KEYS[1], 'fingerprint')
+local found = redis.call('HMGET', KEYS[1], 'fingerprint', 'owner_guard', 'expire_us', 'body',
+  'sealed')
+local existing = found[1]
+local expire = tonumber(found[3] or '0')
+if existing and expire > 0 and expire <= tonumber(ARGV[10]) then
+  existing = false
+end
+if existing and found[2] and found[2] ~= '' and found[2] ~= ARGV[9] then
+  return {'conflict'}
+end
 if existing == ARGV[3] then
-  return {'deduped', redis.call('HGET', KEYS[1], 'body')}
+  return {'deduped', found[4], found[5] or '0'}
 end
 if existing and ARGV[4] ~= '1' then
   return {'conflict'}
 end
 local created = redis.call('SET', KEYS[3], ARGV[5], 'NX') and 1 or 0
-redis.call('HSET', KEYS[1], 'body', ARGV[2], 'fingerprint', ARGV[3])
+redis.call('HSET', KEYS[1], 'body', ARGV[2], 'fingerprint', ARGV[3], 'sealed', ARGV[6],
+  'owner_guard', ARGV[7], 'expire_us', ARGV[8])
 redis.call('XADD', KEYS[2], '*', 'op', 'put', 'id', ARGV[1], 'fingerprint', ARGV[3])
 if existing then
   return {'replaced', created}
@@ -122,13 +154,41 @@ end
 return {'stored', created}
 """
 
-# KEYS: pattern hash, log stream. ARGV: id.
+# KEYS: pattern hash, log stream. ARGV: id, viewer, now (microseconds), mode.
+# Mode "delete": only a live pattern the viewer may see. Mode "purge": only an
+# expired one, so replicas purging at once delete it once, and never a
+# pattern written again since.
 DELETE_SCRIPT = """
-if redis.call('DEL', KEYS[1]) == 1 then
-  redis.call('XADD', KEYS[2], '*', 'op', 'delete', 'id', ARGV[1])
-  return 1
+local found = redis.call('HMGET', KEYS[1], 'body', 'owner_guard', 'expire_us')
+if not found[1] then
+  return 0
 end
-return 0
+local expire = tonumber(found[3] or '0')
+local expired = expire > 0 and expire <= tonumber(ARGV[3])
+if ARGV[4] == 'purge' then
+  if not expired then
+    return 0
+  end
+elseif expired or (found[2] and found[2] ~= '' and found[2] ~= ARGV[2]) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('XADD', KEYS[2], '*', 'op', 'delete', 'id', ARGV[1])
+return 1
+"""
+
+# KEYS: pattern hash, log stream. ARGV: id, the body as read, the new envelope,
+# owner guard, expire_us. Compare-and-set: a write since the read wins. The
+# logged put makes every replica's cache take the new envelope.
+RESEAL_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'body') ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'body', ARGV[3], 'sealed', '1', 'owner_guard', ARGV[4],
+  'expire_us', ARGV[5])
+local digest = redis.call('HGET', KEYS[1], 'fingerprint')
+redis.call('XADD', KEYS[2], '*', 'op', 'put', 'id', ARGV[1], 'fingerprint', digest)
+return 1
 """
 
 # KEYS: log stream, namespace epoch. ARGV: first id (exclusive: "(<id>"), count.
@@ -139,7 +199,6 @@ local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
 return {epoch, entries}
 """
 
-# KEYS: pattern hashes (one namespace, so one slot). Returns [body, fingerprint] each.
 # KEYS: the entry, the session's key set. ARGV: the entry JSON, TTL in ms, the key.
 # Redis expires the entry; the set lives as long as its longest entry.
 SET_CONTEXT_SCRIPT = """
@@ -150,10 +209,11 @@ if left < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return 1
 """
 
+# KEYS: pattern hashes (one namespace, so one slot). Returns [body, fingerprint, sealed] each.
 FETCH_SCRIPT = """
 local found = {}
 for i, key in ipairs(KEYS) do
-  found[i] = redis.call('HMGET', key, 'body', 'fingerprint')
+  found[i] = redis.call('HMGET', key, 'body', 'fingerprint', 'sealed')
 end
 return found
 """
@@ -167,8 +227,12 @@ CREATE TABLE IF NOT EXISTS redis_applied (
 
 
 def _cache_version() -> str:
-    schema = hashlib.sha256(search_index.SCHEMA.encode()).hexdigest()[:16]
-    return f"{CACHE_FORMAT}:{schema}"
+    schemas = search_index.SCHEMA + secure_index.SEALED_SCHEMA
+    return f"{CACHE_FORMAT}:{hashlib.sha256(schemas.encode()).hexdigest()[:16]}"
+
+
+class _OutdatedCacheError(Exception):
+    """The cache file was written by another version of this store or index."""
 
 
 def _stream_id(entry_id: str) -> tuple[int, int]:
@@ -228,9 +292,18 @@ class _Sync:
 class RedisStore:
     """PatternStore on Redis (standalone or Cluster) with a local search cache."""
 
-    def __init__(self, data_dir: Path, options: RedisOptions) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        options: RedisOptions,
+        keyring: Keyring,
+        *,
+        clock: Callable[[], int] = now_us,
+    ) -> None:
         self.path = data_dir / CACHE_FILE
         self.options = options
+        self._keyring = keyring
+        self._clock = clock
         self.where = _describe(options)
         self._client: Redis | RedisCluster = _client(options)
         self._namespaces_key = f"{options.key_prefix}:namespaces"
@@ -238,10 +311,11 @@ class RedisStore:
         self._delete = _Script(DELETE_SCRIPT)
         self._log = _Script(LOG_SCRIPT)
         self._fetch = _Script(FETCH_SCRIPT)
+        self._reseal_script = _Script(RESEAL_SCRIPT)
         self._set_context = _Script(SET_CONTEXT_SCRIPT)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-cache")
         self._db: sqlite3.Connection | None = None
-        self._index: SearchIndex | None = None
+        self._index: SecureIndex | None = None
         # Changed only on the cache thread, under the namespace's lock.
         self._applied: dict[str, _Applied] = {}
         self._syncs: dict[str, _Sync] = {}
@@ -292,7 +366,7 @@ class RedisStore:
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
 
-    def _open_index(self) -> tuple[sqlite3.Connection, SearchIndex]:
+    def _open_index(self) -> tuple[sqlite3.Connection, SecureIndex]:
         if self._db is None or self._index is None:
             raise RuntimeError("store is not open")
         return self._db, self._index
@@ -300,18 +374,35 @@ class RedisStore:
     # --- the cache file ------------------------------------------------------------
 
     def _open_cache(self) -> None:
+        """Opens the cache file, or starts a new one when it cannot be used.
+
+        Unusable: corrupt, outdated, or holding an envelope under a key this
+        replica lacks (Redis has them re-sealed once `reencrypt` ran; if it
+        does not, the replay fails with the same DecryptionError). A cache
+        with sealed patterns and no key at all is a MissingKeyError, as is
+        Redis holding them.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._connect_cache()
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, _OutdatedCacheError, DecryptionError) as error:
             log.warning(
-                "search cache unreadable; rebuilding it from Redis",
-                extra={"path": str(self.path), "error": str(error)},
+                "search cache unusable; rebuilding it from Redis",
+                extra={"path": str(self.path), "error": str(error) or type(error).__name__},
             )
             self._close_cache()
+            # The files go whole (rather than dropping tables), so nothing of
+            # an older cache's plaintext stays in their pages.
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            self._connect_cache()
+            try:
+                self._connect_cache()
+            except BaseException:
+                self._close_cache()
+                raise
+        except BaseException:
+            self._close_cache()
+            raise
 
     def _connect_cache(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -323,17 +414,15 @@ class RedisStore:
         db.execute("CREATE TABLE IF NOT EXISTS redis_meta (key TEXT PRIMARY KEY, value TEXT)")
         row = db.execute("SELECT value FROM redis_meta WHERE key = 'version'").fetchone()
         if row is not None and row[0] != _cache_version():
-            # Written by another version of this store or of the index: start over.
-            db.executescript(
-                "DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS pattern_text; "
-                "DROP TABLE IF EXISTS pattern_words; DROP TABLE IF EXISTS redis_applied;"
+            raise _OutdatedCacheError(
+                f"cache version {row[0]}, this store writes {_cache_version()}"
             )
         db.executescript(CACHE_SCHEMA)
         db.execute(
             "INSERT OR REPLACE INTO redis_meta (key, value) VALUES ('version', ?)",
             (_cache_version(),),
         )
-        self._index = SearchIndex(db)
+        self._index = SecureIndex(db, self._keyring, self._clock)
         self._applied = {
             str(namespace): _Applied(str(epoch), str(last_id))
             for namespace, epoch, last_id in db.execute(
@@ -342,6 +431,8 @@ class RedisStore:
         }
 
     def _close_cache(self) -> None:
+        if self._index is not None:
+            self._index.close()
         if self._db is not None:
             self._db.close()
         self._db = None
@@ -353,7 +444,9 @@ class RedisStore:
         """Opens the cache and loads every namespace from Redis.
 
         If Redis cannot be reached yet, the store opens anyway: ping() stays
-        False (so readiness stays NOT_SERVING) until it has loaded.
+        False (so readiness stays NOT_SERVING) until it has loaded. Raises
+        MissingKeyError if sealed patterns exist but no key is configured,
+        DecryptionError if one is sealed under a key that is not.
         """
         await self._run(self._open_cache)
         try:
@@ -395,6 +488,11 @@ class RedisStore:
             await self._load()
         except StoreUnavailableError as error:
             log.debug("Redis ping failed: %s", error)
+            return False
+        except (MissingKeyError, DecryptionError) as error:
+            # Loaded late (Redis was down at start): the same misconfiguration
+            # open() would have raised. Not ready until an operator fixes it.
+            log.error("cannot load the search cache: %s", error)
             return False
         return True
 
@@ -473,11 +571,9 @@ class RedisStore:
             state.synced_tick = began
             return applied
 
-    async def _fetch_current(
-        self, namespace: str, ids: list[str]
-    ) -> dict[str, tuple[bytes, str] | None]:
-        """The current (body, fingerprint) of each pattern; None if deleted."""
-        found: dict[str, tuple[bytes, str] | None] = {}
+    async def _fetch_current(self, namespace: str, ids: list[str]) -> dict[str, Current | None]:
+        """The current body (or envelope) and fingerprint of each pattern; None if deleted."""
+        found: dict[str, Current | None] = {}
         for start in range(0, len(ids), FETCH_BATCH):
             chunk = ids[start : start + FETCH_BATCH]
             rows = await self._script(
@@ -486,32 +582,22 @@ class RedisStore:
                 [self._pattern_key(namespace, pattern_id) for pattern_id in chunk],
                 [],
             )
-            for pattern_id, (body, digest) in zip(chunk, rows, strict=True):
-                found[pattern_id] = None if body is None else (bytes(body), _text(digest))
+            for pattern_id, (body, digest, sealed) in zip(chunk, rows, strict=True):
+                found[pattern_id] = (
+                    None
+                    if body is None
+                    else Current(bytes(body), _text(digest), sealed is not None and sealed == b"1")
+                )
         return found
 
     def _apply(
-        self,
-        namespace: str,
-        epoch: str,
-        last_id: str,
-        found: dict[str, tuple[bytes, str] | None],
+        self, namespace: str, epoch: str, last_id: str, found: dict[str, Current | None]
     ) -> None:
         """Indexes the current state of the given patterns, in one transaction."""
         db, index = self._open_index()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with index.transaction():
             for pattern_id, current in found.items():
-                if current is None:
-                    index.delete(namespace, pattern_id)
-                    continue
-                body, digest = current
-                row = db.execute(
-                    "SELECT body FROM docs WHERE namespace = ? AND doc_id = ?",
-                    (namespace, pattern_id),
-                ).fetchone()
-                if row is None or bytes(row[0]) != body:
-                    index.put(namespace, memory_pb2.Pattern.FromString(body), digest)
+                index.sync(namespace, pattern_id, current)
             known = self._applied.get(namespace)
             if known is not None:  # Never move back (a cancelled pass may finish late).
                 last_id = max(known.last_id, last_id, key=_stream_id)
@@ -519,36 +605,17 @@ class RedisStore:
                 "INSERT OR REPLACE INTO redis_applied (namespace, epoch, last_id) VALUES (?, ?, ?)",
                 (namespace, epoch, last_id),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         self._applied[namespace] = _Applied(epoch, last_id)
 
     def _drop(self, namespace: str) -> None:
         """Forgets everything cached of a namespace."""
         db, index = self._open_index()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            ids = [
-                str(doc_id)
-                for (doc_id,) in db.execute(
-                    "SELECT doc_id FROM docs WHERE namespace = ?", (namespace,)
-                )
-            ]
-            for pattern_id in ids:
-                index.delete(namespace, pattern_id)
+        with index.transaction():
+            index.drop_namespace(namespace)
             db.execute("DELETE FROM redis_applied WHERE namespace = ?", (namespace,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         self._applied.pop(namespace, None)
-        self._index = SearchIndex(db)  # Forgets the index's in-memory vocabularies.
 
-    async def _read(self, namespace: str, work: Callable[[SearchIndex], T]) -> T:
+    async def _read(self, namespace: str, work: Callable[[SecureIndex], T]) -> T:
         """Catches the namespace up, then reads the cache."""
         await self._catch_up(namespace)
         return await self._run(lambda: work(self._open_index()[1]))
@@ -565,6 +632,10 @@ class RedisStore:
     async def put(self, namespace: str, pattern: memory_pb2.Pattern, replace: bool) -> PutOutcome:
         digest = fingerprint(pattern)
         stored = stamped(namespace, pattern)
+        sealed = is_sensitive(stored)
+        body = stored.SerializeToString()
+        if sealed:  # MissingKeyError here, before anything is written.
+            body = self._keyring.encrypt(body, associated_data(namespace, pattern.id))
         if namespace not in self._registered:
             await self._register(namespace)
         result = await self._script(
@@ -575,11 +646,25 @@ class RedisStore:
                 self._key(namespace, "log"),
                 self._key(namespace, "epoch"),
             ],
-            [pattern.id, stored.SerializeToString(), digest, int(replace), uuid.uuid4().hex],
+            [
+                pattern.id,
+                body,
+                digest,
+                int(replace),
+                uuid.uuid4().hex,
+                int(sealed),
+                pattern.owner if sealed else "",
+                expire_us(stored),
+                pattern.owner,
+                self._clock(),
+            ],
         )
         status = _text(result[0])
         if status == "deduped":
-            return PutOutcome(memory_pb2.Pattern.FromString(result[1]), True, False)
+            existing = self._decode(namespace, pattern.id, bytes(result[1]), result[2] == b"1")
+            if conflicts(existing, pattern.owner):  # Sealed before owner guards existed.
+                raise PatternConflictError(pattern.id)
+            return PutOutcome(existing, True, False)
         if status == "conflict":
             raise PatternConflictError(pattern.id)
         if result[1] == 1:
@@ -591,14 +676,117 @@ class RedisStore:
                 log.warning("could not list namespace %r: %s", namespace, error)
         return PutOutcome(stored, False, status == "replaced")
 
-    async def delete(self, namespace: str, pattern_id: str) -> bool:
+    def _decode(
+        self, namespace: str, pattern_id: str, body: bytes, sealed: bool
+    ) -> memory_pb2.Pattern:
+        if sealed:
+            body = self._keyring.decrypt(body, associated_data(namespace, pattern_id))
+        return memory_pb2.Pattern.FromString(body)
+
+    async def _delete_if(self, namespace: str, pattern_id: str, viewer: str, mode: str) -> bool:
         deleted = await self._script(
             f"deleting pattern {pattern_id!r}",
             self._delete,
             [self._pattern_key(namespace, pattern_id), self._key(namespace, "log")],
-            [pattern_id],
+            [pattern_id, viewer, self._clock(), mode],
         )
         return bool(deleted)
+
+    async def delete(self, namespace: str, pattern_id: str, *, viewer: str) -> bool:
+        return await self._delete_if(namespace, pattern_id, viewer, "delete")
+
+    async def _namespaces(self) -> list[str]:
+        members = await self._redis(
+            "listing namespaces",
+            cast(Awaitable[set[bytes]], self._client.smembers(self._namespaces_key)),
+        )
+        return sorted(_text(member) for member in members)
+
+    async def purge_expired(self) -> int:
+        """Deletes expired patterns in Redis (what this replica's caught-up
+        cache lists), then from the cache."""
+        await self._load()
+        namespaces = await self._namespaces()
+        for namespace in namespaces:
+            await self._catch_up(namespace)
+        now = self._clock()
+        _, index = self._open_index()
+        expired = await self._run(lambda: index.expired(now))
+        purged = 0
+        for namespace, pattern_id in expired:
+            purged += await self._delete_if(namespace, pattern_id, "", "purge")
+        for namespace in sorted({namespace for namespace, _ in expired}):
+            await self._catch_up(namespace)
+
+        def purge_cache() -> int:
+            # What a concurrent write made live again is fetched anew by the
+            # next catch-up: its log entry comes after what the cache applied.
+            with index.transaction():
+                return index.purge(now)
+
+        await self._run(purge_cache)
+        return purged
+
+    async def reencrypt(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[int, int]:
+        """Re-seals, in Redis, every envelope not under the active key (and
+        seals a SENSITIVE pattern stored in plaintext by an older version)."""
+        await self._load()
+        namespaces = await self._namespaces()
+        for namespace in namespaces:
+            await self._catch_up(namespace)
+        _, index = self._open_index()
+        sealed = await self._run(index.sealed_ids)
+        resealed = 0
+        for done, (namespace, pattern_id) in enumerate(sealed, start=1):
+            resealed += await self._reseal(namespace, pattern_id)
+            if progress is not None:
+                progress(done, len(sealed))
+        for namespace in sorted({namespace for namespace, _ in sealed}):
+            await self._catch_up(namespace)
+        return resealed, len(sealed)
+
+    async def _reseal(self, namespace: str, pattern_id: str) -> bool:
+        """Re-seals one pattern under the active key if it needs it.
+
+        Compare-and-set: if a write lands between the read and the set,
+        reads again (the write may have sealed it under the active key).
+        """
+        key = self._pattern_key(namespace, pattern_id)
+        for _ in range(5):
+            body, flag = await self._redis(
+                f"reading pattern {pattern_id!r}",
+                cast(Awaitable[list[bytes | None]], self._client.hmget(key, ["body", "sealed"])),
+            )
+            if body is None:
+                return False  # Deleted meanwhile.
+            data = associated_data(namespace, pattern_id)
+            if flag == b"1":
+                if not self._keyring.needs_reencrypt(body):
+                    return False
+                plaintext = self._keyring.decrypt(body, data)
+            else:
+                plaintext = body
+            pattern = memory_pb2.Pattern.FromString(plaintext)
+            if not is_sensitive(pattern):
+                return False  # Replaced meanwhile by a pattern that is not sealed.
+            swapped = await self._script(
+                f"re-sealing pattern {pattern_id!r}",
+                self._reseal_script,
+                [key, self._key(namespace, "log")],
+                [
+                    pattern_id,
+                    body,
+                    self._keyring.encrypt(plaintext, data),
+                    pattern.owner,
+                    expire_us(pattern),
+                ],
+            )
+            if swapped:
+                return True
+        log.warning("pattern %r in %r kept changing; not re-sealed", pattern_id, namespace)
+        return False
 
     # --- reads ---------------------------------------------------------------------
 
@@ -677,15 +865,27 @@ class RedisStore:
         )
         return len(present)
 
-    async def get(self, namespace: str, pattern_id: str) -> memory_pb2.Pattern | None:
-        body = await self._redis(
+    async def get(
+        self, namespace: str, pattern_id: str, *, viewer: str
+    ) -> memory_pb2.Pattern | None:
+        body, sealed, guard, expires = await self._redis(
             f"reading pattern {pattern_id!r}",
             cast(
-                Awaitable[bytes | None],
-                self._client.hget(self._pattern_key(namespace, pattern_id), "body"),
+                Awaitable[list[bytes | None]],
+                self._client.hmget(
+                    self._pattern_key(namespace, pattern_id),
+                    ["body", "sealed", "owner_guard", "expire_us"],
+                ),
             ),
         )
-        return None if body is None else memory_pb2.Pattern.FromString(body)
+        if body is None or is_expired(int(expires or 0), self._clock()):
+            return None
+        if sealed == b"1" and _text(guard or b"") != viewer:
+            return None  # Not decrypted at all for anyone but the owner.
+        pattern = self._decode(namespace, pattern_id, body, sealed == b"1")
+        if is_sensitive(pattern) and pattern.owner != viewer:
+            return None  # Stored in plaintext by an older version: still the owner's only.
+        return pattern
 
     async def search(
         self,
@@ -696,11 +896,13 @@ class RedisStore:
         offset: int,
         recency: Recency | None,
         explain: bool,
+        *,
+        viewer: str,
     ) -> tuple[list[Hit], int]:
         return await self._read(
             namespace,
             lambda index: index.search(
-                namespace, terms, condition, limit, offset, recency, explain
+                namespace, terms, condition, limit, offset, recency, explain, viewer=viewer
             ),
         )
 
@@ -711,25 +913,34 @@ class RedisStore:
         order_by: list[tuple[str, bool]],
         limit: int,
         offset: int,
+        *,
+        viewer: str,
     ) -> tuple[list[memory_pb2.Pattern], int]:
         return await self._read(
-            namespace, lambda index: index.page(namespace, condition, order_by, limit, offset)
+            namespace,
+            lambda index: index.page(namespace, condition, order_by, limit, offset, viewer=viewer),
         )
 
     async def count(
-        self, namespace: str, condition: Node | None, group_by: str
+        self, namespace: str, condition: Node | None, group_by: str, *, viewer: str
     ) -> tuple[int, list[Group]]:
         return await self._read(
-            namespace, lambda index: index.count(namespace, condition, group_by)
+            namespace, lambda index: index.count(namespace, condition, group_by, viewer=viewer)
         )
 
-    async def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
-        return await self._read(namespace, lambda index: index.vectors(namespace, condition))
+    async def vectors(
+        self, namespace: str, condition: Node | None, *, viewer: str
+    ) -> list[tuple[str, bytes]]:
+        return await self._read(
+            namespace, lambda index: index.vectors(namespace, condition, viewer=viewer)
+        )
 
     async def get_many(
-        self, namespace: str, pattern_ids: list[str]
+        self, namespace: str, pattern_ids: list[str], *, viewer: str
     ) -> dict[str, memory_pb2.Pattern]:
-        return await self._read(namespace, lambda index: index.get_many(namespace, pattern_ids))
+        return await self._read(
+            namespace, lambda index: index.get_many(namespace, pattern_ids, viewer=viewer)
+        )
 
     async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
         return await self._read(namespace, lambda index: index.query_vocabulary(namespace))

@@ -26,6 +26,7 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.devstack import ServiceProcess, memory_process
 from executor_service.forms import to_form_value
+from memory_service.security.crypto import Keyring
 from memory_service.settings import MemorySettings
 from memory_service.store.base import StoreUnavailableError
 from memory_service.store.redis_store import RedisOptions, RedisStore
@@ -84,6 +85,7 @@ class RedisStack(Stack):
             redis_timeout_seconds=0.5,
             redis_retries=1,
             readiness_interval_seconds=0.05,
+            auth_disabled=True,
         )
 
 
@@ -194,17 +196,17 @@ async def test_a_store_opened_while_redis_is_down_serves_once_it_answers(
     url = f"redis://:hunter2@127.0.0.1:{server.start().port}/0"
     server.stop()
     options = RedisOptions(url=url, key_prefix=key_prefix, timeout_seconds=0.5, retries=1)
-    store = RedisStore(tmp_path / "replica", options)
+    store = RedisStore(tmp_path / "replica", options, Keyring({}, None))
     await store.open()  # Does not fail: the service starts NOT_SERVING instead.
     try:
         assert not await store.ping()
         calls = [
             store.put(NS, pattern("p-1", "x"), False),
-            store.get(NS, "p-1"),
-            store.delete(NS, "p-1"),
-            store.search(NS, [], None, 10, 0, None, False),
-            store.page(NS, None, [], 10, 0),
-            store.count(NS, None, ""),
+            store.get(NS, "p-1", viewer=""),
+            store.delete(NS, "p-1", viewer=""),
+            store.search(NS, [], None, 10, 0, None, False, viewer=""),
+            store.page(NS, None, [], 10, 0, viewer=""),
+            store.count(NS, None, "", viewer=""),
             store.query_vocabulary(NS),
         ]
         for call in calls:
@@ -218,7 +220,7 @@ async def test_a_store_opened_while_redis_is_down_serves_once_it_answers(
         await eventually(store.ping, lambda ready: ready, within=10, interval=0.02)
         stored = await store.put(NS, pattern("p-1", "stored once Redis answered"), False)
         assert not stored.deduped
-        assert (await store.count(NS, None, ""))[0] == 1
+        assert (await store.count(NS, None, "", viewer=""))[0] == 1
     finally:
         await store.close()
         server.stop()
@@ -359,7 +361,7 @@ async def test_a_cluster_node_outage_affects_only_the_namespaces_it_holds(
         timeout_seconds=0.5,
         retries=1,
     )
-    store = RedisStore(tmp_path / "replica", options)
+    store = RedisStore(tmp_path / "replica", options, Keyring({}, None))
     await store.open()
     try:
         namespaces = [f"ns-{index}" for index in range(12)]
@@ -384,18 +386,18 @@ async def test_a_cluster_node_outage_affects_only_the_namespaces_it_holds(
         assert not await store.ping()
         for namespace in held:
             with pytest.raises(StoreUnavailableError, match="unavailable while"):
-                await store.page(namespace, None, [], 10, 0)
+                await store.page(namespace, None, [], 10, 0, viewer="")
         for namespace in elsewhere:
-            _, total = await store.page(namespace, None, [], 10, 0)
+            _, total = await store.page(namespace, None, [], 10, 0, viewer="")
             assert total == 1
 
         node.start()  # Without persistence: it comes back empty, owning its slots.
         await eventually(store.ping, lambda ready: ready, within=20, interval=0.05)
         for namespace in held:
             await store.put(namespace, pattern("p-2", "after the outage"), False)
-            patterns, _ = await store.page(namespace, None, [("id", False)], 10, 0)
+            patterns, _ = await store.page(namespace, None, [("id", False)], 10, 0, viewer="")
             assert [p.id for p in patterns] == ["p-2"]  # p-1 went with the node's data.
         for namespace in elsewhere:
-            assert (await store.count(namespace, None, ""))[0] == 1
+            assert (await store.count(namespace, None, "", viewer=""))[0] == 1
     finally:
         await store.close()

@@ -3,13 +3,16 @@
 The same tests run on the embedded store, on Redis standalone and on Redis
 Cluster (invariant 3: one query language, one meaning, on every backend).
 The Redis-only tests at the end cover what only a shared store has: several
-replicas, and a cache that can go missing.
+replicas, and a cache that can go missing. Encryption at rest (raw bytes, key
+rotation) has its own module, test_encryption_at_rest.py, on these backends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +29,7 @@ from executor_service.forms import to_form_value
 from memory_service.search.filter import Node, compile_filter
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
+from memory_service.security.crypto import Keyring
 from memory_service.store import redis_store
 from memory_service.store.base import PatternConflictError, PatternStore
 from memory_service.store.embedded import EmbeddedStore
@@ -34,6 +38,8 @@ from tests.helpers import eventually
 from tests.redis_servers import RedisCluster, RedisServer
 
 NS = "team-a"
+# The caller of every read unless a test says otherwise; the corpus has no owner.
+VIEWER = "alice"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TIERS = {
     "cheap": common_pb2.TIER_CHEAP,
@@ -141,16 +147,52 @@ def where(text: str) -> Node | None:
 
 
 async def search_ids(
-    store: PatternStore, query: str = "", condition: str = "", namespace: str = NS
+    store: PatternStore,
+    query: str = "",
+    condition: str = "",
+    namespace: str = NS,
+    viewer: str = VIEWER,
 ) -> tuple[list[str], int]:
     terms = parse_query(query) if query else []
-    hits, total = await store.search(namespace, terms, where(condition), 10, 0, None, False)
+    hits, total = await store.search(
+        namespace, terms, where(condition), 10, 0, None, False, viewer=viewer
+    )
     return [hit.pattern.id for hit in hits], total
 
 
-async def page_ids(store: PatternStore, condition: str = "", namespace: str = NS) -> list[str]:
-    patterns, _ = await store.page(namespace, where(condition), [("id", False)], 100, 0)
+async def page_ids(
+    store: PatternStore, condition: str = "", namespace: str = NS, viewer: str = VIEWER
+) -> list[str]:
+    patterns, _ = await store.page(
+        namespace, where(condition), [("id", False)], 100, 0, viewer=viewer
+    )
     return [pattern.id for pattern in patterns]
+
+
+def keyring(*key_ids: str, active: str | None = None) -> Keyring:
+    """A keyring of fixed test keys (derived from the ids), `active` or the first active."""
+    keys = {key_id: (key_id.encode() * 32)[:32] for key_id in key_ids}
+    return Keyring(keys, active or (key_ids[0] if key_ids else None))
+
+
+def key_setting(*key_ids: str) -> str:
+    """The same keys as MEMORY_ENCRYPTION_KEYS would carry them."""
+    return ",".join(
+        f"{key_id}:{base64.b64encode((key_id.encode() * 32)[:32]).decode()}" for key_id in key_ids
+    )
+
+
+class Clock:
+    """A clock a test moves: microseconds since the epoch, starting at the real now."""
+
+    def __init__(self) -> None:
+        self.now_us = time.time_ns() // 1000
+
+    def __call__(self) -> int:
+        return self.now_us
+
+    def advance(self, seconds: float) -> None:
+        self.now_us += int(seconds * 1_000_000)
 
 
 @dataclass
@@ -161,17 +203,32 @@ class Backend:
     root: Path
     redis: RedisOptions | None = None
     opened: list[PatternStore] = field(default_factory=list)
+    clock: Clock = field(default_factory=Clock)
 
-    async def open(self, replica: str = "a") -> PatternStore:
-        """A store on the backend's data (for Redis: a replica with its own cache)."""
+    async def open(self, replica: str = "a", keys: Keyring | None = None) -> PatternStore:
+        """A store on the backend's data (for Redis: a replica with its own cache),
+        sealing with `keys` (by default one key, "k1")."""
+        keys = keyring("k1") if keys is None else keys
         store: EmbeddedStore | RedisStore
         if self.redis is None:
-            store = EmbeddedStore(self.root / "embedded")
+            store = EmbeddedStore(self.root / "embedded", keys, clock=self.clock)
         else:
-            store = RedisStore(self.root / f"replica-{replica}", self.redis)
-        await store.open()
+            store = RedisStore(self.root / f"replica-{replica}", self.redis, keys, clock=self.clock)
+        try:
+            await store.open()
+        except BaseException:
+            await store.close()
+            raise
         self.opened.append(store)
         return store
+
+    def files(self, replica: str = "a") -> list[Path]:
+        """The SQLite file (with WAL and shared memory) the store keeps on disk."""
+        if self.redis is None:
+            path = self.root / "embedded" / "patterns.sqlite3"
+        else:
+            path = self.root / f"replica-{replica}" / CACHE_FILE
+        return [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")]
 
     async def close(self, store: PatternStore) -> None:
         self.opened.remove(store)
@@ -237,13 +294,13 @@ async def test_put_dedupes_conflicts_and_replaces(store: PatternStore) -> None:
     changed.content = "a different body under the same id"
     with pytest.raises(PatternConflictError):
         await store.put(NS, changed, False)
-    got = await store.get(NS, first.id)
+    got = await store.get(NS, first.id, viewer=VIEWER)
     assert got is not None
     assert got.content == first.content
 
     replaced = await store.put(NS, changed, True)
     assert (replaced.deduped, replaced.replaced) == (False, True)
-    got = await store.get(NS, first.id)
+    got = await store.get(NS, first.id, viewer=VIEWER)
     assert got is not None
     assert got.content == changed.content
     assert (await search_ids(store, "different body"))[0] == [first.id]
@@ -262,28 +319,28 @@ async def test_get_returns_the_stamped_pattern(store: PatternStore) -> None:
     dated = corpus()[0]
     await store.put(NS, dated, False)
 
-    got = await store.get(NS, "note")
+    got = await store.get(NS, "note", viewer=VIEWER)
     assert got is not None
     assert got.namespace == NS
     assert got.store_time.ToDatetime(UTC) >= before - timedelta(seconds=1)
     assert got.create_time == got.store_time  # Defaults to the time of the store.
-    got_dated = await store.get(NS, dated.id)
+    got_dated = await store.get(NS, dated.id, viewer=VIEWER)
     assert got_dated is not None
     assert got_dated.create_time == dated.create_time
     assert got_dated.agents == dated.agents
     assert got_dated.form_responses == dated.form_responses
-    assert await store.get(NS, "missing") is None
-    assert await store.get("other", "note") is None
+    assert await store.get(NS, "missing", viewer=VIEWER) is None
+    assert await store.get("other", "note", viewer=VIEWER) is None
 
 
 async def test_delete_removes_the_pattern_from_every_read(loaded: PatternStore) -> None:
-    assert await loaded.delete(NS, "run-1")
-    assert not await loaded.delete(NS, "run-1")
-    assert not await loaded.delete(NS, "never-stored")
-    assert await loaded.get(NS, "run-1") is None
+    assert await loaded.delete(NS, "run-1", viewer=VIEWER)
+    assert not await loaded.delete(NS, "run-1", viewer=VIEWER)
+    assert not await loaded.delete(NS, "never-stored", viewer=VIEWER)
+    assert await loaded.get(NS, "run-1", viewer=VIEWER) is None
     assert (await search_ids(loaded, "coverage gate"))[0] == []
     assert "run-1" not in await page_ids(loaded)
-    total, groups = await loaded.count(NS, where('agents.tier = "premium"'), "")
+    total, groups = await loaded.count(NS, where('agents.tier = "premium"'), "", viewer=VIEWER)
     assert total == 1  # run-3 only now.
     assert sum(group.count for group in groups) == 1
     # Deleted, the id is free again: the same body stores anew, not deduped.
@@ -327,14 +384,18 @@ async def test_search_with_terms_and_filters(loaded: PatternStore) -> None:
 
 async def test_search_explains_fuzzy_matches_and_pages(loaded: PatternStore) -> None:
     hits, total = await loaded.search(
-        NS, parse_query("documentaton"), None, 10, 0, None, explain=True
+        NS, parse_query("documentaton"), None, 10, 0, None, explain=True, viewer=VIEWER
     )
     assert [hit.pattern.id for hit in hits] == ["run-3"]
     assert total == 1
     assert hits[0].fuzzy_expansions == ("documentaton->documentation",)
     assert hits[0].matched_terms == ("documentation",)
-    first, total = await loaded.search(NS, parse_query("package"), None, 2, 0, None, False)
-    rest, _ = await loaded.search(NS, parse_query("package"), None, 2, 2, None, False)
+    first, total = await loaded.search(
+        NS, parse_query("package"), None, 2, 0, None, False, viewer=VIEWER
+    )
+    rest, _ = await loaded.search(
+        NS, parse_query("package"), None, 2, 2, None, False, viewer=VIEWER
+    )
     assert total == 3
     assert len(first) == 2
     assert len(rest) == 1
@@ -343,25 +404,25 @@ async def test_search_explains_fuzzy_matches_and_pages(loaded: PatternStore) -> 
 
 
 async def test_page_orders_and_counts_totals(loaded: PatternStore) -> None:
-    newest, total = await loaded.page(NS, None, [("create_time", True)], 2, 0)
+    newest, total = await loaded.page(NS, None, [("create_time", True)], 2, 0, viewer=VIEWER)
     assert [p.id for p in newest] == ["run-4", "run-3"]
     assert total == 5
-    middle, total = await loaded.page(NS, None, [("create_time", True)], 2, 2)
-    last, _ = await loaded.page(NS, None, [("create_time", True)], 2, 4)
+    middle, total = await loaded.page(NS, None, [("create_time", True)], 2, 2, viewer=VIEWER)
+    last, _ = await loaded.page(NS, None, [("create_time", True)], 2, 4, viewer=VIEWER)
     assert [p.id for p in middle] == ["run-2", "run-1"]
     assert [p.id for p in last] == ["insight-1"]
     assert total == 5
-    by_id, _ = await loaded.page(NS, None, [("id", True)], 10, 0)
+    by_id, _ = await loaded.page(NS, None, [("id", True)], 10, 0, viewer=VIEWER)
     assert [p.id for p in by_id] == ["run-4", "run-3", "run-2", "run-1", "insight-1"]
     filtered, total = await loaded.page(
-        NS, where('template_id = "python_package_publish"'), [], 1, 1
+        NS, where('template_id = "python_package_publish"'), [], 1, 1, viewer=VIEWER
     )
     assert total == 3
     assert [p.id for p in filtered] == ["run-2"]
 
 
 async def test_count_groups_by_scalars_and_agent_fields(loaded: PatternStore) -> None:
-    total, groups = await loaded.count(NS, None, "template_id")
+    total, groups = await loaded.count(NS, None, "template_id", viewer=VIEWER)
     assert total == 5
     assert [(g.key, g.count, g.success_count) for g in groups] == [
         ("python_package_publish", 3, 2),
@@ -369,14 +430,14 @@ async def test_count_groups_by_scalars_and_agent_fields(loaded: PatternStore) ->
         ("docs_site_build", 1, 1),
     ]
     # A pattern counts once under each tier its agents used.
-    total, groups = await loaded.count(NS, where("type = EXECUTION"), "agents.tier")
+    total, groups = await loaded.count(NS, where("type = EXECUTION"), "agents.tier", viewer=VIEWER)
     assert total == 4
     assert {g.key: g.count for g in groups} == {"CHEAP": 3, "PREMIUM": 2, "CAPABLE": 1}
-    total, groups = await loaded.count(NS, where("success = true"), "")
+    total, groups = await loaded.count(NS, where("success = true"), "", viewer=VIEWER)
     assert total == 3
     assert groups[0].count == 3
     assert groups[0].total_cost_usd == pytest.approx(1.875)
-    assert await loaded.count(NS, where('template_id = "none"'), "tags") == (0, [])
+    assert await loaded.count(NS, where('template_id = "none"'), "tags", viewer=VIEWER) == (0, [])
 
 
 async def test_query_vocabulary_lists_templates_and_numeric_questions(
@@ -392,33 +453,36 @@ async def test_query_vocabulary_lists_templates_and_numeric_questions(
 async def test_namespaces_are_isolated(loaded: PatternStore) -> None:
     other = run_pattern("run-1", "A different team's run of the demo package", hours=9)
     assert not (await loaded.put("team-b", other, False)).deduped  # Same id, no conflict.
-    a = await loaded.get(NS, "run-1")
-    b = await loaded.get("team-b", "run-1")
+    a = await loaded.get(NS, "run-1", viewer=VIEWER)
+    b = await loaded.get("team-b", "run-1", viewer=VIEWER)
     assert a is not None
     assert b is not None
     assert a.content != b.content
     assert await search_ids(loaded, "team", namespace="team-b") == (["run-1"], 1)
     assert await search_ids(loaded, "team") == ([], 0)
     assert await page_ids(loaded, namespace="team-b") == ["run-1"]
-    assert (await loaded.count("team-b", None, ""))[0] == 1
-    assert await loaded.delete("team-b", "run-1")
-    assert await loaded.get(NS, "run-1") is not None
+    assert (await loaded.count("team-b", None, "", viewer=VIEWER))[0] == 1
+    assert await loaded.delete("team-b", "run-1", viewer=VIEWER)
+    assert await loaded.get(NS, "run-1", viewer=VIEWER) is not None
 
 
 async def test_a_reopened_store_keeps_everything(backend: Backend, loaded: PatternStore) -> None:
-    assert await loaded.delete(NS, "run-2")
-    before = (await page_ids(loaded), await loaded.count(NS, None, "agents.tier"))
+    assert await loaded.delete(NS, "run-2", viewer=VIEWER)
+    before = (await page_ids(loaded), await loaded.count(NS, None, "agents.tier", viewer=VIEWER))
     await backend.close(loaded)
     reopened = await backend.open()
     assert await reopened.ping()
-    assert (await page_ids(reopened), await reopened.count(NS, None, "agents.tier")) == before
+    assert (
+        await page_ids(reopened),
+        await reopened.count(NS, None, "agents.tier", viewer=VIEWER),
+    ) == before
     assert await search_ids(reopened, "package", 'agents.tier = "premium"') == (["run-1"], 1)
     assert (await reopened.put(NS, corpus()[0], False)).deduped
-    assert await reopened.get(NS, "run-2") is None
+    assert await reopened.get(NS, "run-2", viewer=VIEWER) is None
 
 
 async def test_group_sums_count_each_pattern_once(loaded: PatternStore) -> None:
-    _, groups = await loaded.count(NS, None, "agents.tier")
+    _, groups = await loaded.count(NS, None, "agents.tier", viewer=VIEWER)
     premium = next(g for g in groups if g.key == "PREMIUM")
     assert premium.count == 2
     assert premium.success_count == 2
@@ -450,8 +514,10 @@ async def test_every_replica_reads_what_any_replica_acknowledged(redis_backend: 
 
     await asyncio.gather(*(write(a if i % 2 else b, p) for i, p in enumerate(patterns)))
     assert await page_ids(a) == await page_ids(b) == sorted(p.id for p in patterns)
-    assert await a.count(NS, None, "agents.tier") == await b.count(NS, None, "agents.tier")
-    assert await b.delete(NS, "run-3")
+    assert await a.count(NS, None, "agents.tier", viewer=VIEWER) == await b.count(
+        NS, None, "agents.tier", viewer=VIEWER
+    )
+    assert await b.delete(NS, "run-3", viewer=VIEWER)
     assert "run-3" not in await page_ids(a)
     assert await search_ids(a, "documentation") == ([], 0)
     changed = memory_pb2.Pattern()
@@ -488,7 +554,7 @@ async def test_a_restart_replays_only_the_tail_and_a_lost_cache_is_rebuilt(
 
     writer = await redis_backend.open("writer")
     await writer.put(NS, replaced, True)
-    await writer.delete(NS, "run-3")
+    await writer.delete(NS, "run-3", viewer=VIEWER)
     await writer.put("team-b", corpus()[0], False)
     expected.remove("run-3")
     caplog.clear()
@@ -513,7 +579,9 @@ async def test_a_restart_replays_only_the_tail_and_a_lost_cache_is_rebuilt(
         Path(f"{cache}{suffix}").unlink(missing_ok=True)
     fresh = await redis_backend.open("a")
     assert await page_ids(fresh) == expected
-    assert await fresh.count(NS, None, "") == await writer.count(NS, None, "")
+    assert await fresh.count(NS, None, "", viewer=VIEWER) == await writer.count(
+        NS, None, "", viewer=VIEWER
+    )
 
 
 async def test_a_namespace_redis_lost_is_dropped_from_every_cache(redis_backend: Backend) -> None:
@@ -536,8 +604,8 @@ async def test_a_namespace_redis_lost_is_dropped_from_every_cache(redis_backend:
 
     assert await page_ids(b) == []
     assert await search_ids(b, "package") == ([], 0)
-    assert await b.count(NS, None, "") == (0, [])
-    assert await b.get(NS, "run-1") is None
+    assert await b.count(NS, None, "", viewer=VIEWER) == (0, [])
+    assert await b.get(NS, "run-1", viewer=VIEWER) is None
     assert await page_ids(b, namespace="team-b") == ["run-1"]  # Other namespaces keep theirs.
     assert not (await a.put(NS, corpus()[3], False)).deduped
     assert await page_ids(b) == ["run-4"]
@@ -573,3 +641,231 @@ async def test_context_entries_expire(store: PatternStore) -> None:
     # Expiry happens on the store's clock; wait (bounded) for it, not a fixed time.
     assert await eventually(keys, lambda found: found == ["kept"], within=10)
     assert await store.delete_context(NS, "short", "gone") == 0
+
+
+# --- SENSITIVE patterns: owner only ---------------------------------------------------
+
+
+def sensitive(
+    pattern_id: str, content: str, owner: str = VIEWER, hours: int = 0
+) -> memory_pb2.Pattern:
+    """A SENSITIVE run pattern of `owner`, as the servicer hands it to the store."""
+    pattern = run_pattern(
+        pattern_id,
+        content,
+        agents=(("auditor", "premium", True),),
+        cost=2.0,
+        tags=("finance",),
+        hours=hours,
+    )
+    pattern.classification = common_pb2.CLASSIFICATION_SENSITIVE
+    pattern.owner = owner
+    return pattern
+
+
+async def test_another_users_sensitive_pattern_is_never_overwritten_or_deduped(
+    store: PatternStore,
+) -> None:
+    mine = sensitive("ledger", "the quarterly ledger of alice")
+    assert not (await store.put(NS, mine, False)).deduped
+    theirs = memory_pb2.Pattern()
+    theirs.CopyFrom(mine)
+    theirs.owner = "bob"
+    for replace in (False, True):  # Same body and all: never "deduped" for bob.
+        with pytest.raises(PatternConflictError):
+            await store.put(NS, theirs, replace)
+    unclassified = memory_pb2.Pattern()
+    unclassified.CopyFrom(theirs)
+    unclassified.classification = common_pb2.CLASSIFICATION_INTERNAL
+    with pytest.raises(PatternConflictError):
+        await store.put(NS, unclassified, True)
+    got = await store.get(NS, "ledger", viewer=VIEWER)
+    assert got is not None
+    assert got.owner == VIEWER
+    assert got.content == mine.content
+
+    again = await store.put(NS, mine, False)
+    assert again.deduped
+    assert again.pattern.content == mine.content
+    changed = memory_pb2.Pattern()
+    changed.CopyFrom(mine)
+    changed.content = "the ledger, corrected"
+    assert (await store.put(NS, changed, True)).replaced
+
+    # Not SENSITIVE: the ordinary rules, whoever wrote it.
+    shared = run_pattern("shared", "an internal note")
+    shared.owner = VIEWER
+    await store.put(NS, shared, False)
+    by_bob = memory_pb2.Pattern()
+    by_bob.CopyFrom(shared)
+    by_bob.owner = "bob"
+    assert (await store.put(NS, by_bob, False)).deduped
+
+
+async def test_sensitive_patterns_are_visible_only_to_their_owner(loaded: PatternStore) -> None:
+    secret = sensitive("secret-1", "zebrafinch payroll package export", hours=3)
+    secret.embedding = b"\x00\x00\x80?" * 4
+    await loaded.put(NS, secret, False)
+    bobs = sensitive("secret-2", "zebrafinch notes of bob", owner="bob", hours=5)
+    await loaded.put(NS, bobs, False)
+
+    # Bob: alice's pattern is absent from every read (and his own is there).
+    assert await loaded.get(NS, "secret-1", viewer="bob") is None
+    assert await search_ids(loaded, "zebrafinch", viewer="bob") == (["secret-2"], 1)
+    assert "secret-1" not in await page_ids(loaded, viewer="bob")
+    assert (await loaded.count(NS, None, "", viewer="bob"))[0] == 6
+    assert await loaded.get_many(NS, ["secret-1", "run-1"], viewer="bob") == {
+        "run-1": await loaded.get(NS, "run-1", viewer="bob")
+    }
+    assert await loaded.vectors(NS, None, viewer="bob") == []
+    assert not await loaded.delete(NS, "secret-1", viewer="bob")
+    # A stranger sees only what is not SENSITIVE.
+    assert await search_ids(loaded, "zebrafinch", viewer="carol") == ([], 0)
+    assert await page_ids(loaded, viewer="carol") == sorted(p.id for p in corpus())
+
+    # Alice: merged into every read, in order.
+    got = await loaded.get(NS, "secret-1", viewer=VIEWER)
+    assert got is not None
+    assert got.content == secret.content
+    assert await search_ids(loaded, "zebrafinch") == (["secret-1"], 1)
+    ids, total = await search_ids(loaded, "package")
+    assert sorted(ids) == ["run-1", "run-2", "run-4", "secret-1"]
+    assert total == 4
+    newest, total = await loaded.page(NS, None, [("create_time", True)], 3, 0, viewer=VIEWER)
+    # secret-1 and run-3 were created at the same time: the id breaks the tie.
+    assert [p.id for p in newest] == ["run-4", "run-3", "secret-1"]
+    assert total == 6
+    rest, _ = await loaded.page(NS, None, [("create_time", True)], 3, 3, viewer=VIEWER)
+    assert [p.id for p in rest] == ["run-2", "run-1", "insight-1"]
+    total, groups = await loaded.count(NS, None, "template_id", viewer=VIEWER)
+    assert total == 6
+    assert [(g.key, g.count, g.success_count) for g in groups] == [
+        ("python_package_publish", 4, 3),
+        ("", 1, 0),
+        ("docs_site_build", 1, 1),
+    ]
+    _, tiers = await loaded.count(NS, where("type = EXECUTION"), "agents.tier", viewer=VIEWER)
+    assert {g.key: g.count for g in tiers} == {"CHEAP": 3, "PREMIUM": 3, "CAPABLE": 1}
+    assert set(await loaded.get_many(NS, ["secret-1", "secret-2", "run-1"], viewer=VIEWER)) == {
+        "secret-1",
+        "run-1",
+    }
+    assert await loaded.vectors(NS, None, viewer=VIEWER) == [("secret-1", secret.embedding)]
+    # Filters apply to the SENSITIVE half too.
+    assert await search_ids(loaded, "", "total_cost_usd >= 2") == (["secret-1"], 1)
+    # Query words come from what every viewer sees.
+    assert await loaded.query_vocabulary(NS) == (
+        ["docs_site_build", "python_package_publish"],
+        ["page_count", "test_coverage_required"],
+    )
+
+    assert await loaded.delete(NS, "secret-1", viewer=VIEWER)
+    assert await loaded.get(NS, "secret-1", viewer=VIEWER) is None
+    assert await search_ids(loaded, "zebrafinch") == ([], 0)
+    assert await search_ids(loaded, "zebrafinch", viewer="bob") == (["secret-2"], 1)
+
+
+async def test_a_pattern_moves_between_halves_when_its_classification_changes(
+    loaded: PatternStore,
+) -> None:
+    moved = memory_pb2.Pattern()
+    moved.CopyFrom(corpus()[0])  # run-1, not SENSITIVE, no owner
+    moved.classification = common_pb2.CLASSIFICATION_SENSITIVE
+    moved.owner = VIEWER
+    assert (await loaded.put(NS, moved, True)).replaced
+    assert await search_ids(loaded, "testpypi", viewer="bob") == ([], 0)
+    assert await search_ids(loaded, "testpypi") == (["run-1"], 1)
+    assert (await loaded.count(NS, None, "", viewer="bob"))[0] == 4
+    assert (await loaded.count(NS, None, "", viewer=VIEWER))[0] == 5
+
+    back = memory_pb2.Pattern()
+    back.CopyFrom(moved)
+    back.classification = common_pb2.CLASSIFICATION_INTERNAL
+    assert (await loaded.put(NS, back, True)).replaced
+    assert await search_ids(loaded, "testpypi", viewer="bob") == (["run-1"], 1)
+    assert (await loaded.count(NS, None, "", viewer=VIEWER))[0] == 5
+
+
+# --- retention -----------------------------------------------------------------------
+
+
+async def test_expired_patterns_are_hidden_then_purged(backend: Backend) -> None:
+    store = await backend.open()
+    clock = backend.clock
+    later = run_pattern("later", "expires in a minute: retention test", hours=1)
+    later.expire_time.FromMicroseconds(clock.now_us + 60_000_000)
+    secret = sensitive("secret-later", "expires in a minute: retention secret", hours=2)
+    secret.expire_time.FromMicroseconds(clock.now_us + 60_000_000)
+    kept = run_pattern("kept", "pinned: retention never applies", hours=3)
+    kept.pinned = True
+    for pattern in (later, secret, kept):
+        await store.put(NS, pattern, False)
+    assert await search_ids(store, "retention") == (["kept", "secret-later", "later"], 3)
+    assert await store.purge_expired() == 0
+
+    clock.advance(61)
+    assert await store.get(NS, "later", viewer=VIEWER) is None
+    assert await store.get(NS, "secret-later", viewer=VIEWER) is None
+    assert await search_ids(store, "retention") == (["kept"], 1)
+    assert await search_ids(store, "") == (["kept"], 1)
+    assert await page_ids(store) == ["kept"]
+    assert (await store.count(NS, None, "template_id", viewer=VIEWER))[0] == 1
+    assert set(await store.get_many(NS, ["later", "secret-later", "kept"], viewer=VIEWER)) == {
+        "kept"
+    }
+    assert not await store.delete(NS, "later", viewer=VIEWER)
+
+    assert await store.purge_expired() == 2
+    assert await store.purge_expired() == 0
+    # Gone for good: storing it again (retained anew) is a new pattern, not a dedupe.
+    later.expire_time.FromMicroseconds(clock.now_us + 60_000_000)
+    again = await store.put(NS, later, False)
+    assert (again.deduped, again.replaced) == (False, False)
+    await backend.close(store)
+    reopened = await backend.open()
+    assert await page_ids(reopened) == ["kept", "later"]
+    assert await reopened.get(NS, "secret-later", viewer=VIEWER) is None
+
+
+async def test_an_expired_pattern_counts_as_absent_for_writes(store: PatternStore) -> None:
+    # Sent already expired (say a clock skew): hidden at once, and the id is free.
+    stale = sensitive("stale", "already expired")
+    stale.expire_time.FromSeconds(1)
+    await store.put(NS, stale, False)
+    assert await store.get(NS, "stale", viewer=VIEWER) is None
+    fresh = run_pattern("stale", "written by bob after expiry")
+    fresh.owner = "bob"
+    outcome = await store.put(NS, fresh, False)
+    assert (outcome.deduped, outcome.replaced) == (False, False)
+    got = await store.get(NS, "stale", viewer="bob")
+    assert got is not None
+    assert got.content == "written by bob after expiry"
+
+
+async def test_replicas_purging_at_once_delete_each_expired_pattern_once(
+    redis_backend: Backend,
+) -> None:
+    a = await redis_backend.open("a")
+    b = await redis_backend.open("b")
+    clock = redis_backend.clock
+    expiring = [run_pattern(f"p-{n}", "short-lived") for n in range(6)]
+    expiring.append(sensitive("s-1", "short-lived secret"))
+    for pattern in expiring:
+        pattern.expire_time.FromMicroseconds(clock.now_us + 1_000_000)
+        await a.put(NS, pattern, False)
+    await a.put(NS, run_pattern("kept", "long-lived"), False)
+    assert len(await page_ids(b)) == 8  # b's cache holds them all.
+
+    clock.advance(2)
+    assert sum(await asyncio.gather(a.purge_expired(), b.purge_expired())) == 7
+    assert redis_backend.redis is not None
+    raw = redis_backend.raw_client()
+    try:
+        tag = f"{redis_backend.redis.key_prefix}:{{{NS}}}"
+        assert await raw.exists(*[f"{tag}:pattern:{p.id}" for p in expiring]) == 0
+        assert await raw.exists(f"{tag}:pattern:kept") == 1
+    finally:
+        await raw.aclose()
+    assert await page_ids(a) == await page_ids(b) == ["kept"]
+    clock.advance(-2)  # Were they only hidden, they would be back now.
+    assert await page_ids(a) == await page_ids(b) == ["kept"]

@@ -1,0 +1,509 @@
+"""The search index of a store, with SENSITIVE patterns sealed at rest.
+
+Both backends keep their searchable patterns in one of these (the embedded
+store in its durable file, a Redis replica in its cache file), so both keep
+SENSITIVE patterns the same way:
+
+- everything else lives in a `SearchIndex` on the connection given, as before;
+- a SENSITIVE pattern is on that connection only as an AES-256-GCM envelope
+  in `sealed_docs` (no text, no full-text rows, no facts, no typed columns);
+  its plaintext lives only in a second `SearchIndex` on an in-memory SQLite
+  connection, under the namespace `<namespace>\\x1f<owner>`. So full-text
+  scoping, the fuzzy vocabulary and the query words of SENSITIVE text are
+  per owner, and never reach another user. At open every envelope is
+  decrypted into that in-memory index: a start-up cost (logged) and RAM
+  about the size of the index of those patterns.
+
+Every read takes the viewer (the caller's user id) and shows SENSITIVE
+patterns only to their owner. When the viewer owns none in the namespace the
+on-disk index answers alone, at no extra cost; otherwise both answer and the
+results merge. BM25 statistics (document counts, average length, term
+frequencies) are each index's own, so the scores of a disk hit and a
+SENSITIVE hit are comparable only roughly; merged lists order by score, then
+newest first, then id, as one index does.
+
+Removing plaintext for good: the connection runs with PRAGMA secure_delete
+(freed pages are zeroed) and temp_store=MEMORY. When a transaction moved a
+pattern's plaintext off the disk index (re-stored as SENSITIVE) the
+full-text tables are merged ("optimize": FTS5 would otherwise keep deleted
+terms in older segments) before commit; after a commit that removed
+plaintext the WAL is checkpointed and truncated, so no old frame keeps it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from attune.common.v1 import common_pb2
+from attune.memory.v1 import memory_pb2
+from memory_service.search.filter import Node
+from memory_service.search.index import (
+    Group,
+    Hit,
+    Recency,
+    SearchIndex,
+    StoredDoc,
+    expire_us,
+    rank_key,
+    wall_clock_us,
+)
+from memory_service.search.query import Term
+from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
+
+log = logging.getLogger("attune.memory.secure_index")
+
+SEALED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sealed_docs (
+    namespace TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    expire_us INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (namespace, doc_id)
+);
+CREATE INDEX IF NOT EXISTS sealed_by_expiry ON sealed_docs (expire_us) WHERE expire_us > 0;
+"""
+# Between namespace and owner in the in-memory index's namespaces: namespaces
+# are [a-z0-9._-], so no namespace contains it.
+OWNER_SEPARATOR = "\x1f"
+
+
+def is_sensitive(pattern: memory_pb2.Pattern) -> bool:
+    """Whether the pattern is stored sealed and shown to its owner only."""
+    return pattern.classification == common_pb2.CLASSIFICATION_SENSITIVE
+
+
+def associated_data(namespace: str, pattern_id: str) -> bytes:
+    """What an envelope is bound to: moved to another id or namespace, it fails."""
+    return f"{namespace}/{pattern_id}".encode()
+
+
+def owner_scope(namespace: str, owner: str) -> str:
+    """The in-memory index's namespace of one owner's SENSITIVE patterns."""
+    return f"{namespace}{OWNER_SEPARATOR}{owner}"
+
+
+@dataclass(frozen=True)
+class Current:
+    """A pattern as another store holds it now: its bytes (an envelope when
+    sealed) and fingerprint. For mirroring that store."""
+
+    body: bytes
+    fingerprint: str
+    sealed: bool
+
+
+class SecureIndex:
+    """A SearchIndex whose SENSITIVE half is sealed on disk, plaintext in memory.
+
+    The caller owns the connection and serialises every call (one thread),
+    and makes writes inside `transaction()`.
+    """
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        keyring: Keyring,
+        clock: Callable[[], int] = wall_clock_us,
+    ) -> None:
+        self._db = connection
+        self._keyring = keyring
+        connection.execute("PRAGMA secure_delete=ON")
+        connection.execute("PRAGMA temp_store=MEMORY")  # No sort spills to temp files.
+        self._disk = SearchIndex(connection, clock)
+        connection.executescript(SEALED_SCHEMA)
+        self._memory_db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self._memory = SearchIndex(self._memory_db, clock)
+        # (namespace, owner) pairs that have (or had) SENSITIVE patterns: only
+        # their reads merge. Never shrinks, so it can be stale only towards
+        # merging with nothing, which is still right.
+        self._owners: set[tuple[str, str]] = set()
+        self._scrub_text = False  # This transaction moved plaintext to the sealed half.
+        self._truncate_wal = False  # This transaction removed plaintext.
+        try:
+            self._load()
+            self._seal_plaintext_sensitive()
+        except BaseException:
+            self._memory_db.close()
+            raise
+
+    # --- opening -----------------------------------------------------------------
+
+    def _load(self) -> None:
+        """Decrypts every sealed pattern into the in-memory index."""
+        started = time.perf_counter()
+        rows = self._db.execute(
+            "SELECT namespace, doc_id, owner, fingerprint, envelope FROM sealed_docs"
+        ).fetchall()
+        if rows and not self._keyring.key_ids:
+            raise MissingKeyError(f"{len(rows)} SENSITIVE patterns are stored")
+        with self._memory_transaction():
+            for namespace, doc_id, owner, digest, envelope in rows:
+                pattern = self._open_envelope(str(namespace), str(doc_id), bytes(envelope))
+                if pattern.owner != owner:
+                    raise DecryptionError(
+                        f"sealed pattern {doc_id!r} in {namespace!r}: its owner column was altered"
+                    )
+                self._memory.put(owner_scope(namespace, owner), pattern, str(digest))
+                self._owners.add((str(namespace), str(owner)))
+        log.info(
+            "sealed patterns decrypted into memory",
+            extra={
+                "sealed": len(rows),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+
+    def _seal_plaintext_sensitive(self) -> None:
+        """Seals SENSITIVE patterns a version before encryption at rest left in plaintext."""
+        rows = self._db.execute(
+            "SELECT namespace, body, fingerprint FROM docs WHERE classification = 'SENSITIVE'"
+        ).fetchall()
+        if not rows:
+            return
+        if not self._keyring.configured:
+            raise MissingKeyError(f"{len(rows)} SENSITIVE patterns are stored in plaintext")
+        with self.transaction():
+            for namespace, body, fingerprint in rows:
+                self.put(str(namespace), memory_pb2.Pattern.FromString(body), str(fingerprint))
+        log.warning("sealed SENSITIVE patterns stored in plaintext", extra={"sealed": len(rows)})
+
+    def _open_envelope(
+        self, namespace: str, pattern_id: str, envelope: bytes
+    ) -> memory_pb2.Pattern:
+        plaintext = self._keyring.decrypt(envelope, associated_data(namespace, pattern_id))
+        return memory_pb2.Pattern.FromString(plaintext)
+
+    def close(self) -> None:
+        """Releases the in-memory index (the caller closes its own connection)."""
+        self._memory_db.close()
+
+    # --- transactions --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _memory_transaction(self) -> Iterator[None]:
+        self._memory_db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._memory_db.execute("ROLLBACK")
+            raise
+        self._memory_db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction over both halves: all of it happens, or none.
+
+        Then, if it removed plaintext, no copy of that plaintext stays in the
+        file or its WAL.
+        """
+        self._scrub_text = self._truncate_wal = False
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            with self._memory_transaction():
+                yield
+                if self._scrub_text:
+                    self._disk.optimize_text()
+                self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        if self._truncate_wal:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:  # Another connection reads an old snapshot; the next one truncates.
+                log.warning("WAL not truncated after removing plaintext: a reader is busy")
+
+    # --- writes --------------------------------------------------------------------
+
+    def put(self, namespace: str, pattern: memory_pb2.Pattern, fingerprint: str) -> None:
+        """Stores a pattern in the half its classification says, replacing any
+        earlier version in either half. MissingKeyError (and nothing changed)
+        for a SENSITIVE pattern without a key."""
+        if is_sensitive(pattern):
+            envelope = self._keyring.encrypt(
+                pattern.SerializeToString(), associated_data(namespace, pattern.id)
+            )
+            self._put_sealed(namespace, pattern, fingerprint, envelope)
+            return
+        self._remove_sealed(namespace, pattern.id)
+        self._disk.put(namespace, pattern, fingerprint)
+
+    def _put_sealed(
+        self, namespace: str, pattern: memory_pb2.Pattern, fingerprint: str, envelope: bytes
+    ) -> None:
+        if self._disk.delete(namespace, pattern.id):
+            self._scrub_text = self._truncate_wal = True
+        self._remove_sealed(namespace, pattern.id)
+        self._db.execute(
+            "INSERT INTO sealed_docs (namespace, doc_id, owner, fingerprint, envelope, expire_us) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (namespace, pattern.id, pattern.owner, fingerprint, envelope, expire_us(pattern)),
+        )
+        self._memory.put(owner_scope(namespace, pattern.owner), pattern, fingerprint)
+        self._owners.add((namespace, pattern.owner))
+
+    def _sealed_owner(self, namespace: str, pattern_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT owner FROM sealed_docs WHERE namespace = ? AND doc_id = ?",
+            (namespace, pattern_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _remove_sealed(self, namespace: str, pattern_id: str) -> bool:
+        owner = self._sealed_owner(namespace, pattern_id)
+        if owner is None:
+            return False
+        self._db.execute(
+            "DELETE FROM sealed_docs WHERE namespace = ? AND doc_id = ?", (namespace, pattern_id)
+        )
+        self._memory.delete(owner_scope(namespace, owner), pattern_id)
+        return True
+
+    def remove(self, namespace: str, pattern_id: str) -> bool:
+        """Deletes a pattern from whichever half holds it, whoever owns it."""
+        if self._disk.delete(namespace, pattern_id):
+            self._truncate_wal = True
+            return True
+        return self._remove_sealed(namespace, pattern_id)
+
+    def delete(self, namespace: str, pattern_id: str, *, viewer: str) -> bool:
+        """Deletes a pattern the viewer can see; False if absent, expired, or
+        another owner's SENSITIVE pattern."""
+        if self.get(namespace, pattern_id, viewer=viewer) is None:
+            return False
+        return self.remove(namespace, pattern_id)
+
+    def sync(self, namespace: str, pattern_id: str, current: Current | None) -> None:
+        """Mirrors a pattern's current state in another store (None: deleted
+        there); unchanged bytes are skipped. A replica's cache of Redis."""
+        if current is None:
+            self.remove(namespace, pattern_id)
+        elif current.sealed:
+            if self.envelope(namespace, pattern_id) != current.body:
+                pattern = self._open_envelope(namespace, pattern_id, current.body)
+                self._put_sealed(namespace, pattern, current.fingerprint, current.body)
+        elif self._disk.stored_body(namespace, pattern_id) != current.body:
+            self.put(namespace, memory_pb2.Pattern.FromString(current.body), current.fingerprint)
+
+    def drop_namespace(self, namespace: str) -> None:
+        """Deletes every pattern of a namespace, in both halves."""
+        if self._disk.drop_namespace(namespace):
+            self._truncate_wal = True
+        owners = [
+            str(owner)
+            for (owner,) in self._db.execute(
+                "SELECT DISTINCT owner FROM sealed_docs WHERE namespace = ?", (namespace,)
+            )
+        ]
+        self._db.execute("DELETE FROM sealed_docs WHERE namespace = ?", (namespace,))
+        for owner in owners:
+            self._memory.drop_namespace(owner_scope(namespace, owner))
+
+    # --- retention and keys ------------------------------------------------------
+
+    def expired(self, now_us: int) -> list[tuple[str, str]]:
+        """(namespace, id) of every pattern, of any owner, expired at now_us."""
+        sealed = [
+            (str(namespace), str(doc_id))
+            for namespace, doc_id in self._db.execute(
+                "SELECT namespace, doc_id FROM sealed_docs WHERE expire_us > 0 AND expire_us <= ?",
+                (now_us,),
+            )
+        ]
+        return sorted(self._disk.expired(now_us) + sealed)
+
+    def purge(self, now_us: int) -> int:
+        """Deletes every pattern expired at now_us; how many."""
+        purged = self._disk.purge(now_us)
+        if purged:
+            self._truncate_wal = True
+        for namespace, doc_id in self.expired(now_us):
+            purged += self._remove_sealed(namespace, doc_id)
+        return purged
+
+    def envelope(self, namespace: str, pattern_id: str) -> bytes | None:
+        """The sealed bytes of a SENSITIVE pattern, or None."""
+        row = self._db.execute(
+            "SELECT envelope FROM sealed_docs WHERE namespace = ? AND doc_id = ?",
+            (namespace, pattern_id),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def sealed_ids(self) -> list[tuple[str, str]]:
+        """(namespace, id) of every sealed pattern."""
+        return [
+            (str(namespace), str(doc_id))
+            for namespace, doc_id in self._db.execute(
+                "SELECT namespace, doc_id FROM sealed_docs ORDER BY namespace, doc_id"
+            )
+        ]
+
+    def reencrypt(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Re-seals every envelope not under the active key: (re-sealed, sealed).
+
+        The plaintext does not change, so the in-memory index stays as it is.
+        """
+        rows = self._db.execute(
+            "SELECT namespace, doc_id, envelope FROM sealed_docs ORDER BY namespace, doc_id"
+        ).fetchall()
+        resealed = 0
+        for done, (namespace, doc_id, envelope) in enumerate(rows, start=1):
+            if self._keyring.needs_reencrypt(bytes(envelope)):
+                fresh = self._keyring.reencrypt(bytes(envelope), associated_data(namespace, doc_id))
+                self._db.execute(
+                    "UPDATE sealed_docs SET envelope = ? WHERE namespace = ? AND doc_id = ?",
+                    (fresh, namespace, doc_id),
+                )
+                resealed += 1
+            if progress is not None:
+                progress(done, len(rows))
+        return resealed, len(rows)
+
+    # --- reads -------------------------------------------------------------------
+
+    def _scope(self, namespace: str, viewer: str) -> str | None:
+        """The viewer's SENSITIVE scope of the namespace, if there may be
+        anything in it; None means the disk index answers alone."""
+        if (namespace, viewer) in self._owners:
+            return owner_scope(namespace, viewer)
+        return None
+
+    def stored(self, namespace: str, pattern_id: str) -> StoredDoc | None:
+        """The live pattern under the id, whoever owns it: for write checks."""
+        found = self._disk.get(namespace, pattern_id)
+        if found is not None:
+            return found
+        owner = self._sealed_owner(namespace, pattern_id)
+        if owner is None:
+            return None
+        return self._memory.get(owner_scope(namespace, owner), pattern_id)
+
+    def get(self, namespace: str, pattern_id: str, *, viewer: str) -> StoredDoc | None:
+        """The pattern with its fingerprint, if the viewer may see it."""
+        found = self._disk.get(namespace, pattern_id)
+        scope = self._scope(namespace, viewer)
+        if found is None and scope is not None:
+            found = self._memory.get(scope, pattern_id)
+        return found
+
+    def get_many(
+        self, namespace: str, pattern_ids: list[str], *, viewer: str
+    ) -> dict[str, memory_pb2.Pattern]:
+        """Patterns the viewer may see, by id; others are left out."""
+        found = self._disk.get_many(namespace, pattern_ids)
+        scope = self._scope(namespace, viewer)
+        if scope is not None:
+            missing = [pattern_id for pattern_id in pattern_ids if pattern_id not in found]
+            found.update(self._memory.get_many(scope, missing))
+        return found
+
+    def vectors(
+        self, namespace: str, condition: Node | None, *, viewer: str
+    ) -> list[tuple[str, bytes]]:
+        """(id, vector) of the patterns the viewer may see that pass the filter."""
+        found = self._disk.vectors(namespace, condition)
+        scope = self._scope(namespace, viewer)
+        return found if scope is None else found + self._memory.vectors(scope, condition)
+
+    def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
+        """Query words of the non-SENSITIVE patterns: shared by every viewer."""
+        return self._disk.query_vocabulary(namespace)
+
+    def search(
+        self,
+        namespace: str,
+        terms: list[Term],
+        condition: Node | None,
+        limit: int,
+        offset: int = 0,
+        recency: Recency | None = None,
+        explain: bool = False,
+        *,
+        viewer: str,
+    ) -> tuple[list[Hit], int]:
+        """Ranked patterns the viewer may see, and their total (see SearchIndex.search)."""
+        scope = self._scope(namespace, viewer)
+        if scope is None:
+            return self._disk.search(namespace, terms, condition, limit, offset, recency, explain)
+        # Each index's best offset+limit hold the merged list's best offset+limit.
+        depth = offset + limit
+        hits, total = self._disk.search(namespace, terms, condition, depth, 0, recency, explain)
+        own, own_total = self._memory.search(scope, terms, condition, depth, 0, recency, explain)
+
+        def order(hit: Hit) -> tuple[float, int, str]:
+            rank, created = rank_key(hit, recency, bool(terms))
+            return -rank, -created, hit.pattern.id
+
+        merged = sorted(hits + own, key=order)
+        return merged[offset : offset + limit], total + own_total
+
+    def page(
+        self,
+        namespace: str,
+        condition: Node | None,
+        order_by: list[tuple[str, bool]],
+        limit: int,
+        offset: int,
+        *,
+        viewer: str,
+    ) -> tuple[list[memory_pb2.Pattern], int]:
+        """A page of the patterns the viewer may see, in order, and the total."""
+        scope = self._scope(namespace, viewer)
+        if scope is None:
+            return self._disk.page(namespace, condition, order_by, limit, offset)
+        depth = offset + limit
+        patterns, total = self._disk.page(namespace, condition, order_by, depth, 0)
+        own, own_total = self._memory.page(scope, condition, order_by, depth, 0)
+        merged = _in_order(patterns + own, order_by)
+        return merged[offset : offset + limit], total + own_total
+
+    def count(
+        self, namespace: str, condition: Node | None, group_by: str, *, viewer: str
+    ) -> tuple[int, list[Group]]:
+        """How many patterns the viewer may see pass the filter, grouped."""
+        scope = self._scope(namespace, viewer)
+        if scope is None:
+            return self._disk.count(namespace, condition, group_by)
+        total, groups = self._disk.count(namespace, condition, group_by)
+        own_total, own_groups = self._memory.count(scope, condition, group_by)
+        return total + own_total, _merge_groups(groups + own_groups)
+
+
+def _in_order(
+    patterns: list[memory_pb2.Pattern], order_by: list[tuple[str, bool]]
+) -> list[memory_pb2.Pattern]:
+    """Sorted as SearchIndex.page orders (create_time, id; id last if absent)."""
+    keys = list(order_by)
+    if not any(name == "id" for name, _ in keys):
+        keys.append(("id", False))
+    ordered = list(patterns)
+    # Stable sorts, least significant key first (reverse keeps stability).
+    for name, descending in reversed(keys):
+        if name == "create_time":
+            ordered.sort(key=lambda p: p.create_time.ToMicroseconds(), reverse=descending)
+        elif name == "id":
+            ordered.sort(key=lambda p: p.id, reverse=descending)
+        else:
+            raise KeyError(name)
+    return ordered
+
+
+def _merge_groups(groups: list[Group]) -> list[Group]:
+    """Groups of the same key summed, by count (descending), then key."""
+    sums: dict[str, tuple[int, int, float]] = {}
+    for group in groups:
+        count, success, cost = sums.get(group.key, (0, 0, 0.0))
+        sums[group.key] = (
+            count + group.count,
+            success + group.success_count,
+            cost + group.total_cost_usd,
+        )
+    merged = [Group(key, *totals) for key, totals in sums.items()]
+    return sorted(merged, key=lambda group: (-group.count, group.key))
