@@ -9,24 +9,89 @@ import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.audit_buffer import BufferedAudit
+from memory_service.retention_sweep import RetentionSweep
 from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
 from memory_service.security.audit import FileAuditLog
+from memory_service.security.crypto import DecryptionError, KeyConfigError, Keyring, MissingKeyError
+from memory_service.security.identity import (
+    Authenticator,
+    NoAuthentication,
+    TokenAuthenticator,
+    TokenFileError,
+)
 from memory_service.semantic import Semantic
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicer import MemoryServicer
 from memory_service.settings import MemorySettings
 from memory_service.store.factory import open_store
+from memory_service.write_pipeline import DAY_SECONDS, Retention
 
 SERVICE_NAME = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
 
 log = logging.getLogger("attune.memory")
 
 
+class ConfigurationError(Exception):
+    """The settings cannot make a safe service; the message says what to set."""
+
+
+def authenticator_for(settings: MemorySettings) -> Authenticator:
+    """Tokens from the tokens file, or nobody checked when explicitly turned off."""
+    if settings.tokens_file is not None and settings.auth_disabled:
+        raise ConfigurationError(
+            "MEMORY_TOKENS_FILE and MEMORY_AUTH_DISABLED are both set: choose one"
+        )
+    if settings.tokens_file is not None:
+        try:
+            return TokenAuthenticator.from_file(settings.tokens_file)
+        except TokenFileError as error:
+            raise ConfigurationError(str(error)) from None
+    if settings.auth_disabled:
+        return NoAuthentication()
+    raise ConfigurationError(
+        "authentication is not configured: set MEMORY_TOKENS_FILE to a tokens file, or "
+        "MEMORY_AUTH_DISABLED=true for local development only"
+    )
+
+
+def keyring_for(settings: MemorySettings) -> Keyring:
+    """The encryption keys of SENSITIVE patterns; empty when none are configured."""
+    keys = settings.encryption_keys.get_secret_value() if settings.encryption_keys else None
+    try:
+        return Keyring.from_settings(
+            keys, settings.encryption_key_file, settings.encryption_active_key_id
+        )
+    except KeyConfigError as error:
+        raise ConfigurationError(str(error)) from None
+
+
+def retention_for(settings: MemorySettings) -> Retention:
+    """The retention policy the settings describe."""
+    return Retention(
+        public_seconds=settings.retention_public_days * DAY_SECONDS,
+        internal_seconds=settings.retention_internal_days * DAY_SECONDS,
+        sensitive_seconds=settings.retention_sensitive_days * DAY_SECONDS,
+    )
+
+
 async def start(settings: MemorySettings) -> RunningService:
-    """Opens the store and starts serving on it."""
-    store, location = await open_store(settings)
-    log.info("store open", extra={"store": settings.store, "path": location})
+    """Opens the store and starts serving on it; ConfigurationError if unsafe."""
+    authenticator = authenticator_for(settings)
+    keyring = keyring_for(settings)
+    try:
+        store, location = await open_store(settings, keyring)
+    except (MissingKeyError, DecryptionError) as error:
+        raise ConfigurationError(str(error)) from None
+    log.info(
+        "store open",
+        extra={
+            "store": settings.store,
+            "path": location,
+            "encryption_key": keyring.active_key_id or "none",
+        },
+    )
+    sweep = RetentionSweep(store, settings.retention_sweep_seconds)
 
     semantic, provider = None, None
     if settings.embeddings_url:
@@ -51,7 +116,14 @@ async def start(settings: MemorySettings) -> RunningService:
 
     def register(server: grpc.aio.Server) -> None:
         ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)
-        servicer = MemoryServicer(store, semantic, ttl, audit_log)
+        servicer = MemoryServicer(
+            store,
+            authenticator=authenticator,
+            retention=retention_for(settings),
+            semantic=semantic,
+            context_ttl=ttl,
+            audit_log=audit_log,
+        )
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
 
     async def close_provider() -> None:
@@ -60,7 +132,8 @@ async def start(settings: MemorySettings) -> RunningService:
 
     managed = ManagedServer(settings, SERVICE_NAME, register, store.ping)
     await managed.start()
-    return RunningService(managed, store.close, close_provider, audit_log.close)
+    sweep.start()
+    return RunningService(managed, sweep.stop, store.close, close_provider, audit_log.close)
 
 
 async def serve(settings: MemorySettings) -> None:
@@ -72,7 +145,11 @@ def main() -> None:
     """Console entry point."""
     settings = MemorySettings()
     configure_logging("memory", settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ConfigurationError as error:
+        log.critical("cannot start: %s", error)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

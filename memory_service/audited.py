@@ -1,28 +1,55 @@
-"""Auditing every memory RPC: one record per call, whatever its outcome.
+"""The gate every memory RPC passes: who is calling, may they, and an audit record.
 
-Until authentication is applied, every caller is recorded as "anonymous".
+`guarded` wraps a servicer method. Before the method runs it authenticates
+the caller (UNAUTHENTICATED), checks the request's namespace is well formed
+(INVALID_ARGUMENT) and authorizes the action there (PERMISSION_DENIED); the
+method then receives the Principal. Whatever happens, allowed or denied, one
+audit record names the principal, namespace, action and outcome.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from memory_service.audit_buffer import BufferedAudit
+from memory_service.patterns import Violation, namespace_violations
 from memory_service.security.audit import AuditRecord
-from memory_service.servicekit.errors import ServiceError
-
-log = logging.getLogger("attune.memory.audit")
+from memory_service.security.identity import (
+    Action,
+    Authenticator,
+    Principal,
+    authorize,
+    authorize_all_namespaces,
+)
+from memory_service.servicekit.errors import ServiceError, invalid_argument
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 # What a call touched: (pattern ids, result count), from its request and response.
 Summary = Callable[[Any, Any], tuple[Sequence[str], int]]
+Method = Callable[[Any, Request, Any, Principal], Awaitable[Response]]
 Handler = Callable[[Any, Request, Any], Awaitable[Response]]
+Validator = Callable[[Any], list[Violation]]
+
+
+class Scope(Enum):
+    """Where an RPC acts, and so what the gate checks before the method runs."""
+
+    NAMESPACE = "namespace"  # request.namespace, required
+    ANY_NAMESPACE = "any"  # request.namespace, or every namespace when empty
+    PER_ITEM = "per-item"  # the method authorizes each item itself
+
+
+class Gated(Protocol):
+    """What the gate needs from the servicer."""
+
+    authenticator: Authenticator
+    audit_log: BufferedAudit | None
 
 
 def nothing(request: Any, response: Any) -> tuple[Sequence[str], int]:
@@ -30,17 +57,44 @@ def nothing(request: Any, response: Any) -> tuple[Sequence[str], int]:
     return (), 0
 
 
-def audited(
-    action: str, summary: Summary = nothing
-) -> Callable[[Handler[Request, Response]], Handler[Request, Response]]:
-    """Records the call in the servicer's audit log after it ends (or fails)."""
+def namespace_only(request: Any) -> list[Violation]:
+    """The request's namespace problems."""
+    return namespace_violations(str(getattr(request, "namespace", "")))
 
-    def wrap(method: Handler[Request, Response]) -> Handler[Request, Response]:
+
+def _admit(
+    principal: Principal, request: Any, needs: Action, scope: Scope, validate: Validator
+) -> None:
+    namespace = str(getattr(request, "namespace", ""))
+    if scope is Scope.PER_ITEM:
+        return
+    if scope is Scope.ANY_NAMESPACE and not namespace:
+        authorize_all_namespaces(principal, needs)
+        return
+    # Every field problem at once, before rights: a malformed request is
+    # INVALID_ARGUMENT for everybody.
+    if violations := validate(request):
+        raise invalid_argument(violations)
+    authorize(principal, namespace, needs)
+
+
+def guarded(
+    action: str,
+    needs: Action,
+    summary: Summary = nothing,
+    scope: Scope = Scope.NAMESPACE,
+    validate: Validator = namespace_only,
+) -> Callable[[Method[Request, Response]], Handler[Request, Response]]:
+    """Authenticates, validates (`validate`), authorizes and audits calls of the method."""
+
+    def wrap(method: Method[Request, Response]) -> Handler[Request, Response]:
         @functools.wraps(method)
-        async def handler(self: Any, request: Request, context: Any) -> Response:
-            outcome, response = "OK", None
+        async def handler(self: Gated, request: Request, context: Any) -> Response:
+            outcome, response, principal = "OK", None, None
             try:
-                response = await method(self, request, context)
+                principal = self.authenticator.authenticate(context.invocation_metadata() or ())
+                _admit(principal, request, needs, scope, validate)
+                response = await method(self, request, context, principal)
                 return response
             except ServiceError as error:
                 outcome = error.code.name
@@ -54,11 +108,10 @@ def audited(
                 raise
             finally:
                 ids, count = summary(request, response) if response is not None else ((), 0)
-                audit_log: BufferedAudit | None = getattr(self, "audit_log", None)
-                if audit_log is not None:
-                    audit_log.submit(
+                if self.audit_log is not None:
+                    self.audit_log.submit(
                         AuditRecord(
-                            principal="anonymous",
+                            principal=principal.user_id if principal is not None else "",
                             namespace=str(getattr(request, "namespace", "")),
                             action=action,
                             outcome=outcome,

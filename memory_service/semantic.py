@@ -68,20 +68,21 @@ class Semantic:
         hybrid: bool,
         size: int,
         offset: int,
+        viewer: str,
     ) -> Ranked | str:
-        """A ranked page, or the reason it fell back to keyword ranking."""
+        """A ranked page of what the viewer may see, or why it fell back to keyword."""
         if not plan.applied_query:
             return "no free text to compare by meaning; ranked by filter and recency"
         vectors = await self._embed([plan.applied_query])
         if vectors is None:
             return "the embeddings provider is unavailable; ranked by keyword"
         depth = FUSION_DEPTH if hybrid else offset + size
-        candidates = await store.vectors(namespace, plan.condition)
+        candidates = await store.vectors(namespace, plan.condition, viewer=viewer)
         similar = top_k(vectors[0], candidates, max(depth, offset + size))
         similarity = dict(similar)
         if hybrid:
             keyword, _ = await store.search(
-                namespace, plan.terms, plan.condition, FUSION_DEPTH, 0, None, False
+                namespace, plan.terms, plan.condition, FUSION_DEPTH, 0, None, False, viewer=viewer
             )
             fused = reciprocal_rank_fusion(
                 [[hit.pattern.id for hit in keyword], [i for i, _ in similar]]
@@ -90,7 +91,9 @@ class Semantic:
         else:
             order = similar
         page = order[offset : offset + size]
-        patterns = await store.get_many(namespace, [pattern_id for pattern_id, _ in page])
+        patterns = await store.get_many(
+            namespace, [pattern_id for pattern_id, _ in page], viewer=viewer
+        )
         results = []
         for pattern_id, score in page:
             if pattern_id not in patterns:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 
+from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.audit_buffer import BufferedAudit
-from memory_service.audited import audited
+from memory_service.audited import Scope, guarded
 from memory_service.patterns import (
     MAX_BATCH,
+    Violation,
     namespace_violations,
     pattern_id_violations,
     store_violations,
@@ -23,12 +27,14 @@ from memory_service.search.index import Hit, Recency
 from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction
+from memory_service.security.identity import Action, Authenticator, Principal, authorize
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_token, encode_token
 from memory_service.store.base import PatternConflictError, PatternStore
 from memory_service.store.context import ContextItem
-from memory_service.store.guard import unavailable_as_status
+from memory_service.store.guard import store_errors_as_status
+from memory_service.write_pipeline import Retention, secure
 
 log = logging.getLogger("attune.memory")
 
@@ -90,68 +96,115 @@ def _result(hit: Hit, explain: bool) -> memory_pb2.SearchResult:
     return result
 
 
+def _session(key: bool) -> Callable[[Any], list[Violation]]:
+    """A validator of a context request: namespace, session id, and the key if required."""
+
+    def violations(request: Any) -> list[Violation]:
+        found = namespace_violations(request.namespace)
+        if not 1 <= len(request.session_id) <= MAX_CONTEXT_ID:
+            found.append(("session_id", f"required, at most {MAX_CONTEXT_ID} characters"))
+        if (key or request.key) and not 1 <= len(request.key) <= MAX_CONTEXT_ID:
+            found.append(("key", f"required, at most {MAX_CONTEXT_ID} characters"))
+        return found
+
+    return violations
+
+
 class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     """Serves patterns from one PatternStore."""
 
     def __init__(
         self,
         store: PatternStore,
+        *,
+        authenticator: Authenticator,
+        retention: Retention,
         semantic: Semantic | None = None,
         context_ttl: tuple[float, float] = (3600.0, 86400.0),
         audit_log: BufferedAudit | None = None,
     ) -> None:
-        # A store that cannot be reached answers UNAVAILABLE with its reason.
-        self._store: PatternStore = unavailable_as_status(store)
+        # Unreachable: UNAVAILABLE with its reason; a missing key: FAILED_PRECONDITION.
+        self._store: PatternStore = store_errors_as_status(store)
+        self.authenticator = authenticator  # Every RPC's caller is one (see guarded).
+        self._retention = retention
         self._semantic = semantic
         self._context_ttl = context_ttl  # (default, maximum) seconds
-        self.audit_log = audit_log  # Every RPC writes one record here (see audited).
+        self.audit_log = audit_log  # Every RPC writes one record here (see guarded).
 
-    async def _store_one(
-        self,
-        request: memory_pb2.StorePatternRequest,
-        field_prefix: str = "",
-        embedded: bool = False,
-    ) -> memory_pb2.StorePatternResponse:
+    def _prepare(
+        self, request: memory_pb2.StorePatternRequest, principal: Principal, field_prefix: str
+    ) -> tuple[memory_pb2.Pattern, dict[str, int]]:
+        """The pattern as it may be stored: valid, free of secrets, scrubbed, classified."""
         if violations := store_violations(request, field_prefix):
             raise invalid_argument(violations)
-        pattern = request.pattern
-        if self._semantic is not None and not embedded:
-            pattern = memory_pb2.Pattern()
-            pattern.CopyFrom(request.pattern)
-            await self._semantic.embed_patterns([pattern])
+        authorize(principal, request.namespace, Action.WRITE)
+        secured = secure(
+            request.pattern, principal, self._retention, time.time_ns() // 1000, field_prefix
+        )
+        return secured.pattern, dict(secured.scrubbed)
+
+    async def _commit(
+        self,
+        request: memory_pb2.StorePatternRequest,
+        pattern: memory_pb2.Pattern,
+        scrubbed: dict[str, int],
+    ) -> memory_pb2.StorePatternResponse:
         try:
             outcome = await self._store.put(request.namespace, pattern, request.replace)
         except PatternConflictError:
+            # Says nothing of the existing pattern: it may be another user's SENSITIVE one.
             raise ServiceError(
                 grpc.StatusCode.ALREADY_EXISTS,
-                f"a different pattern with id {request.pattern.id!r} already exists in namespace "
-                f"{request.namespace!r}; set replace=true to overwrite it",
+                f"a different pattern with id {pattern.id!r} already exists in namespace "
+                f"{request.namespace!r}; set replace=true to overwrite one you own",
             ) from None
         log.info(
             "pattern stored",
             extra={
                 "namespace": request.namespace,
-                "pattern_id": request.pattern.id,
+                "pattern_id": pattern.id,
+                "classification": common_pb2.Classification.Name(pattern.classification),
                 "deduped": outcome.deduped,
                 "replaced": outcome.replaced,
+                "scrubbed": sum(scrubbed.values()),
             },
         )
         stored = memory_pb2.Pattern()
         stored.CopyFrom(outcome.pattern)
         stored.ClearField("embedding")  # Internal to search; GetPattern returns it.
         return memory_pb2.StorePatternResponse(
-            pattern=stored, deduped=outcome.deduped, replaced=outcome.replaced
+            pattern=stored,
+            deduped=outcome.deduped,
+            replaced=outcome.replaced,
+            scrubbed=[
+                memory_pb2.ScrubCount(kind=kind, count=count)
+                for kind, count in sorted(scrubbed.items())
+            ],
         )
 
-    @audited(AuditAction.STORE, lambda q, r: ([q.pattern.id], 0))
-    async def StorePattern(
-        self, request: memory_pb2.StorePatternRequest, context: Context
+    async def _store_one(
+        self, request: memory_pb2.StorePatternRequest, principal: Principal
     ) -> memory_pb2.StorePatternResponse:
-        return await self._store_one(request)
+        pattern, scrubbed = self._prepare(request, principal, "")
+        if self._semantic is not None and _embeddable(pattern):
+            await self._semantic.embed_patterns([pattern])
+        return await self._commit(request, pattern, scrubbed)
 
-    @audited(AuditAction.STORE, lambda q, r: ([i.pattern.id for i in q.requests], len(r.results)))
+    # Scope.PER_ITEM: _prepare reports every invalid field at once, then authorizes.
+    @guarded(AuditAction.STORE, Action.WRITE, lambda q, r: ([q.pattern.id], 0), Scope.PER_ITEM)
+    async def StorePattern(
+        self, request: memory_pb2.StorePatternRequest, context: Context, principal: Principal
+    ) -> memory_pb2.StorePatternResponse:
+        return await self._store_one(request, principal)
+
+    @guarded(
+        AuditAction.STORE,
+        Action.WRITE,
+        lambda q, r: ([i.pattern.id for i in q.requests], len(r.results)),
+        Scope.PER_ITEM,
+    )
     async def BatchStorePatterns(
-        self, request: memory_pb2.BatchStorePatternsRequest, context: Context
+        self, request: memory_pb2.BatchStorePatternsRequest, context: Context, principal: Principal
     ) -> memory_pb2.BatchStorePatternsResponse:
         if not request.requests:
             raise invalid_argument([("requests", "at least one write is required")])
@@ -160,54 +213,67 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"a batch holds at most {MAX_BATCH} writes; got {len(request.requests)}",
             )
-        items = [memory_pb2.StorePatternRequest() for _ in request.requests]
-        for item, original in zip(items, request.requests, strict=True):
-            item.CopyFrom(original)
-        if self._semantic is not None:
-            # One embeddings call for the batch; invalid items are refused below.
-            await self._semantic.embed_patterns([item.pattern for item in items])
-
-        async def one(index: int, item: memory_pb2.StorePatternRequest) -> Any:
-            result = memory_pb2.BatchStorePatternResult(index=index)
+        results = [
+            memory_pb2.BatchStorePatternResult(index=i) for i in range(len(request.requests))
+        ]
+        # Each item is checked on its own (namespace rights included): one bad
+        # item fails alone.
+        ready: list[tuple[int, memory_pb2.Pattern, dict[str, int]]] = []
+        for index, item in enumerate(request.requests):
             try:
-                response = await self._store_one(item, f"requests[{index}].", embedded=True)
-                result.response.CopyFrom(response)
+                pattern, scrubbed = self._prepare(item, principal, f"requests[{index}].")
+                ready.append((index, pattern, scrubbed))
             except ServiceError as error:
-                result.code = error.code.value[0]
-                result.message = error.message
-            return result
+                results[index].code = error.code.value[0]
+                results[index].message = error.message
+        embeddable = [pattern for _, pattern, _ in ready if _embeddable(pattern)]
+        if self._semantic is not None and embeddable:
+            await self._semantic.embed_patterns(embeddable)  # One call for the batch.
+
+        async def one(index: int, pattern: memory_pb2.Pattern, scrubbed: dict[str, int]) -> None:
+            try:
+                response = await self._commit(request.requests[index], pattern, scrubbed)
+                results[index].response.CopyFrom(response)
+            except ServiceError as error:
+                results[index].code = error.code.value[0]
+                results[index].message = error.message
 
         # Concurrent puts share commits; each item still gets its own outcome,
         # and writes to one id apply in request order.
-        results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        await asyncio.gather(*(one(*entry) for entry in ready))
         return memory_pb2.BatchStorePatternsResponse(results=results)
 
-    @audited(AuditAction.GET, lambda q, r: ([q.pattern_id], 1))
+    @guarded(AuditAction.GET, Action.READ, lambda q, r: ([q.pattern_id], 1))
     async def GetPattern(
-        self, request: memory_pb2.GetPatternRequest, context: Context
+        self, request: memory_pb2.GetPatternRequest, context: Context, principal: Principal
     ) -> memory_pb2.GetPatternResponse:
         _check_address(request.namespace, request.pattern_id)
-        pattern = await self._store.get(request.namespace, request.pattern_id)
+        pattern = await self._store.get(
+            request.namespace, request.pattern_id, viewer=principal.user_id
+        )
         if pattern is None:
             raise not_found("pattern", f"{request.namespace}/{request.pattern_id}")
         return memory_pb2.GetPatternResponse(pattern=pattern)
 
-    @audited(AuditAction.DELETE, lambda q, r: ([q.pattern_id], int(r.deleted)))
+    @guarded(AuditAction.DELETE, Action.DELETE, lambda q, r: ([q.pattern_id], int(r.deleted)))
     async def DeletePattern(
-        self, request: memory_pb2.DeletePatternRequest, context: Context
+        self, request: memory_pb2.DeletePatternRequest, context: Context, principal: Principal
     ) -> memory_pb2.DeletePatternResponse:
         _check_address(request.namespace, request.pattern_id)
-        deleted = await self._store.delete(request.namespace, request.pattern_id)
+        deleted = await self._store.delete(
+            request.namespace, request.pattern_id, viewer=principal.user_id
+        )
         if not deleted and not request.allow_missing:
             raise not_found("pattern", f"{request.namespace}/{request.pattern_id}")
         return memory_pb2.DeletePatternResponse(deleted=deleted)
 
-    @audited(
+    @guarded(
         AuditAction.SEARCH,
+        Action.READ,
         lambda q, r: ([x.pattern.id for x in r.results], len(r.results)),
     )
     async def SearchPatterns(
-        self, request: memory_pb2.SearchPatternsRequest, context: Context
+        self, request: memory_pb2.SearchPatternsRequest, context: Context, principal: Principal
     ) -> memory_pb2.SearchPatternsResponse:
         violations = namespace_violations(request.namespace)
         if not 0 <= request.page_size <= MAX_SEARCH_PAGE:
@@ -246,7 +312,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if semantic_wanted and self._semantic is not None:
             hybrid = request.mode == memory_pb2.SEARCH_MODE_HYBRID
             ranked = await self._semantic.rank(
-                self._store, request.namespace, plan, hybrid, size, offset
+                self._store, request.namespace, plan, hybrid, size, offset, principal.user_id
             )
             if isinstance(ranked, Ranked):
                 return memory_pb2.SearchPatternsResponse(
@@ -261,7 +327,14 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                 )
             fallback = ranked
         hits, total = await self._store.search(
-            request.namespace, plan.terms, plan.condition, size, offset, recency, request.explain
+            request.namespace,
+            plan.terms,
+            plan.condition,
+            size,
+            offset,
+            recency,
+            request.explain,
+            viewer=principal.user_id,
         )
         response = memory_pb2.SearchPatternsResponse(
             results=[_result(hit, request.explain) for hit in hits],
@@ -277,9 +350,11 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             response.mode_fallback_reason = fallback
         return response
 
-    @audited(AuditAction.LIST, lambda q, r: ([p.id for p in r.patterns], len(r.patterns)))
+    @guarded(
+        AuditAction.LIST, Action.READ, lambda q, r: ([p.id for p in r.patterns], len(r.patterns))
+    )
     async def ListPatterns(
-        self, request: memory_pb2.ListPatternsRequest, context: Context
+        self, request: memory_pb2.ListPatternsRequest, context: Context, principal: Principal
     ) -> memory_pb2.ListPatternsResponse:
         violations = namespace_violations(request.namespace)
         condition, order = None, [("create_time", True)]
@@ -298,7 +373,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         size = request.page_size or DEFAULT_LIST_PAGE
         scope = "|".join((request.namespace, request.filter, request.order_by))
         offset = decode_token(request.page_token, scope)
-        patterns, total = await self._store.page(request.namespace, condition, order, size, offset)
+        patterns, total = await self._store.page(
+            request.namespace, condition, order, size, offset, viewer=principal.user_id
+        )
         for pattern in patterns:
             pattern.ClearField("embedding")  # Internal to search.
         more = offset + size < total
@@ -308,9 +385,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             next_page_token=encode_token(offset + size, scope) if more else "",
         )
 
-    @audited(AuditAction.COUNT, lambda q, r: ((), r.total_count))
+    @guarded(AuditAction.COUNT, Action.READ, lambda q, r: ((), r.total_count))
     async def CountPatterns(
-        self, request: memory_pb2.CountPatternsRequest, context: Context
+        self, request: memory_pb2.CountPatternsRequest, context: Context, principal: Principal
     ) -> memory_pb2.CountPatternsResponse:
         violations = namespace_violations(request.namespace)
         condition = None
@@ -324,7 +401,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             )
         if violations:
             raise invalid_argument(violations)
-        total, groups = await self._store.count(request.namespace, condition, request.group_by)
+        total, groups = await self._store.count(
+            request.namespace, condition, request.group_by, viewer=principal.user_id
+        )
         return memory_pb2.CountPatternsResponse(
             total_count=total,
             groups=[
@@ -342,20 +421,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
 
     # --- short-term context ------------------------------------------------------------
 
-    def _session(self, namespace: str, session_id: str, key: str, key_required: bool) -> None:
-        violations = namespace_violations(namespace)
-        if not 1 <= len(session_id) <= MAX_CONTEXT_ID:
-            violations.append(("session_id", f"required, at most {MAX_CONTEXT_ID} characters"))
-        if (key_required or key) and not 1 <= len(key) <= MAX_CONTEXT_ID:
-            violations.append(("key", f"required, at most {MAX_CONTEXT_ID} characters"))
-        if violations:
-            raise invalid_argument(violations)
-
-    @audited(AuditAction.CONTEXT, lambda q, r: ((), 1))
+    @guarded(AuditAction.CONTEXT, Action.WRITE, lambda q, r: ((), 1), validate=_session(key=True))
     async def SetContext(
-        self, request: memory_pb2.SetContextRequest, context: Context
+        self, request: memory_pb2.SetContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.SetContextResponse:
-        self._session(request.namespace, request.session_id, request.key, key_required=True)
         if len(request.value.encode()) > MAX_CONTEXT_VALUE:
             raise invalid_argument(
                 [("value", f"longer than the limit of {MAX_CONTEXT_VALUE} bytes")]
@@ -369,31 +438,43 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         return memory_pb2.SetContextResponse(entry=_entry(request.session_id, item))
 
-    @audited(AuditAction.CONTEXT, lambda q, r: ((), len(r.entries)))
+    @guarded(
+        AuditAction.CONTEXT,
+        Action.READ,
+        lambda q, r: ((), len(r.entries)),
+        validate=_session(key=False),
+    )
     async def GetContext(
-        self, request: memory_pb2.GetContextRequest, context: Context
+        self, request: memory_pb2.GetContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.GetContextResponse:
-        self._session(request.namespace, request.session_id, request.key, key_required=False)
         items = await self._store.get_context(request.namespace, request.session_id, request.key)
         return memory_pb2.GetContextResponse(
             entries=[_entry(request.session_id, item) for item in items]
         )
 
-    @audited(AuditAction.CONTEXT, lambda q, r: ((), r.deleted_count))
+    @guarded(
+        AuditAction.CONTEXT,
+        Action.WRITE,
+        lambda q, r: ((), r.deleted_count),
+        validate=_session(key=False),
+    )
     async def DeleteContext(
-        self, request: memory_pb2.DeleteContextRequest, context: Context
+        self, request: memory_pb2.DeleteContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.DeleteContextResponse:
-        self._session(request.namespace, request.session_id, request.key, key_required=False)
         deleted = await self._store.delete_context(
             request.namespace, request.session_id, request.key
         )
         return memory_pb2.DeleteContextResponse(deleted_count=deleted)
 
-    @audited(AuditAction.PROMOTE, lambda q, r: ([q.pattern_id], 0))
+    @guarded(
+        AuditAction.PROMOTE,
+        Action.WRITE,
+        lambda q, r: ([q.pattern_id], 0),
+        validate=_session(key=True),
+    )
     async def PromoteContext(
-        self, request: memory_pb2.PromoteContextRequest, context: Context
+        self, request: memory_pb2.PromoteContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.PromoteContextResponse:
-        self._session(request.namespace, request.session_id, request.key, key_required=True)
         items = await self._store.get_context(request.namespace, request.session_id, request.key)
         if not items:
             raise not_found(
@@ -408,13 +489,13 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         # The same path as StorePattern: whatever a write must pass, this passes.
         stored = await self._store_one(
-            memory_pb2.StorePatternRequest(namespace=request.namespace, pattern=pattern)
+            memory_pb2.StorePatternRequest(namespace=request.namespace, pattern=pattern), principal
         )
         return memory_pb2.PromoteContextResponse(store=stored)
 
-    @audited(AuditAction.AUDIT, lambda q, r: ((), len(r.events)))
+    @guarded(AuditAction.AUDIT, Action.ADMIN, lambda q, r: ((), len(r.events)), Scope.ANY_NAMESPACE)
     async def ListAuditEvents(
-        self, request: memory_pb2.ListAuditEventsRequest, context: Context
+        self, request: memory_pb2.ListAuditEventsRequest, context: Context, principal: Principal
     ) -> memory_pb2.ListAuditEventsResponse:
         if request.namespace and (violations := namespace_violations(request.namespace)):
             raise invalid_argument(violations)
@@ -422,8 +503,8 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             raise ServiceError(
                 grpc.StatusCode.FAILED_PRECONDITION, "this memory service keeps no audit log"
             )
-        # An empty namespace reads every namespace: admins only, once
-        # authentication is applied (until then every caller is trusted).
+        # An empty namespace reads every namespace: the gate let only an
+        # admin of "*" through.
         records, token = await self.audit_log.read(
             request.namespace or None, request.filter, request.page_size, request.page_token
         )
@@ -437,6 +518,16 @@ def _entry(session_id: str, item: ContextItem) -> memory_pb2.ContextEntry:
     entry.expire_time.FromMicroseconds(item.expire_us)
     entry.update_time.FromMicroseconds(item.update_us)
     return entry
+
+
+def _embeddable(pattern: memory_pb2.Pattern) -> bool:
+    """Whether the pattern's text may go to the embeddings provider.
+
+    Only after scrubbing, so a vector never encodes what was removed; and
+    never a SENSITIVE pattern, whose text must not leave the service (so
+    semantic search does not see SENSITIVE patterns; keyword search does).
+    """
+    return pattern.classification != common_pb2.CLASSIFICATION_SENSITIVE
 
 
 def _check_address(namespace: str, pattern_id: str) -> None:

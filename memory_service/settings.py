@@ -76,6 +76,50 @@ class MemorySettings(ServerSettings):
     audit_backups: int = Field(
         default=5, ge=1, description="How many rotated audit log files are kept."
     )
+    auth_disabled: bool = Field(
+        default=False,
+        description="Turn authentication off: every caller is an admin of every namespace. "
+        "Local development only (`make run`, `make serve`); logged loudly at start. The "
+        "service refuses to start unless this or `MEMORY_TOKENS_FILE` is set.",
+    )
+    tokens_file: Path | None = Field(
+        default=None,
+        description="The tokens file (YAML or JSON, e.g. a mounted Kubernetes secret): SHA-256 "
+        "of each bearer token with its user id, role and namespaces. See "
+        "`python -m memory_service.security.identity --help`.",
+    )
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="AES-256 keys for SENSITIVE patterns, `id:base64key` pairs separated by "
+        "commas. Never logged. Make one with "
+        "`python -m memory_service.security.crypto generate-key`.",
+    )
+    encryption_key_file: Path | None = Field(
+        default=None,
+        description="A file of `id:base64key` lines (a mounted secret), read with "
+        "`MEMORY_ENCRYPTION_KEYS`.",
+    )
+    encryption_active_key_id: str | None = Field(
+        default=None,
+        description="The key id new SENSITIVE patterns are sealed with; required when several "
+        "keys are configured (key rotation). Re-seal old records with "
+        "`python -m memory_service.reencrypt`.",
+    )
+    retention_public_days: float = Field(
+        default=365.0, gt=0, description="How long a PUBLIC pattern is kept after it is stored."
+    )
+    retention_internal_days: float = Field(
+        default=180.0, gt=0, description="How long an INTERNAL pattern is kept after it is stored."
+    )
+    retention_sensitive_days: float = Field(
+        default=90.0, gt=0, description="How long a SENSITIVE pattern is kept after it is stored."
+    )
+    retention_sweep_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often expired patterns are purged for good. Expired patterns are "
+        "never returned, purged or not; pinned patterns never expire.",
+    )
     embeddings_url: str | None = Field(
         default=None,
         description="Base URL of an OpenAI-compatible embeddings API; unset turns semantic "

@@ -16,6 +16,7 @@ from attune.memory.v1 import memory_pb2_grpc
 from executor_service.__main__ import start as start_executor
 from executor_service.settings import ExecutorSettings
 from memory_service.__main__ import start as start_memory
+from memory_service.security.crypto import generate_key
 from memory_service.servicekit.lifecycle import RunningService
 from memory_service.settings import MemorySettings
 
@@ -31,12 +32,20 @@ class Stack:
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     executor_overrides: dict[str, object] = field(default_factory=dict)
     memory_overrides: dict[str, object] = field(default_factory=dict)
+    # One key per stack, kept across restarts: SENSITIVE patterns stay readable.
+    encryption_keys: str = field(default_factory=lambda: f"test:{generate_key()}")
 
     def memory_settings(self) -> MemorySettings:
+        # Authentication is off unless a test configures tokens: most tests
+        # are about something else. tests/integration/test_auth.py turns it on.
+        overrides: dict[str, object] = {"encryption_keys": self.encryption_keys}
+        if "tokens_file" not in self.memory_overrides:
+            overrides["auth_disabled"] = True
+        overrides.update(self.memory_overrides)
         return MemorySettings(
             port=self.memory_port,
             data_dir=self.root / "memory",
-            **self.memory_overrides,  # type: ignore[arg-type]
+            **overrides,  # type: ignore[arg-type]
         )
 
     async def start_memory(self) -> None:
