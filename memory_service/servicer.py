@@ -28,6 +28,7 @@ from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction
 from memory_service.security.identity import Action, Authenticator, Principal, authorize
+from memory_service.security.secrets import scan_text
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_token, encode_token
@@ -428,6 +429,13 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if len(request.value.encode()) > MAX_CONTEXT_VALUE:
             raise invalid_argument(
                 [("value", f"longer than the limit of {MAX_CONTEXT_VALUE} bytes")]
+            )
+        # Short-term or not, a secret is never stored. (PII may stay for the
+        # session's lifetime: it is scrubbed if the entry is promoted.)
+        if kinds := scan_text(request.value, request.key):
+            raise invalid_argument(
+                ("value", f"contains a {kind}; secrets are never stored (value not shown)")
+                for kind in kinds
             )
         default_ttl, max_ttl = self._context_ttl
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else default_ttl

@@ -1,6 +1,7 @@
 """Memory service benchmarks, as ratios to a bare gRPC echo in the same run.
 
-- StorePattern p50 (sequential) per backend; target <= 2x echo p50.
+- StorePattern p50 (sequential) per backend, with authentication, the security
+  pipeline (secrets, PII, classification) and encryption on; target <= 2x echo p50.
 - Store throughput with 64 concurrent calls; target >= 50% of echo throughput.
 - SearchPatterns (free text + filter) over 100,000 patterns (embedded);
   targets p50 <= 6x, p95 <= 20x echo. Also: index bytes per pattern (target
@@ -22,6 +23,8 @@ import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.devstack import memory_process
+from memory_service.security.crypto import generate_key
+from memory_service.security.identity import hash_token
 from memory_service.patterns import fingerprint
 from memory_service.search.index import SearchIndex
 from memory_service.store.embedded import stamped
@@ -69,6 +72,20 @@ async def throughput(call: Callable[[int], Awaitable[object]], calls: int) -> fl
     return calls / (time.perf_counter() - started)
 
 
+BENCH_TOKEN = "bench-writer-token-0123456789abcdef"
+
+
+def secured_settings(root: Path) -> dict[str, str]:
+    """Authentication and encryption on, as in production: the pipeline's full cost."""
+    root.mkdir(parents=True, exist_ok=True)
+    tokens = root / "tokens.yaml"
+    tokens.write_text(
+        f"- token_sha256: {hash_token(BENCH_TOKEN)}\n  user_id: bench\n  role: writer\n"
+        '  namespaces: ["*"]\n'
+    )
+    return {"TOKENS_FILE": str(tokens), "ENCRYPTION_KEYS": f"bench:{generate_key()}"}
+
+
 async def store_figures(address: str, label: str, echo_address: str) -> dict[str, float]:
     patterns = variants(STORES + THROUGHPUT_CALLS)
     async with (
@@ -83,7 +100,9 @@ async def store_figures(address: str, label: str, echo_address: str) -> dict[str
             request = memory_pb2.StorePatternRequest(
                 namespace=f"{NAMESPACE}-{label}", pattern=pattern
             )
-            await stub.StorePattern(request, timeout=10)
+            await stub.StorePattern(
+                request, timeout=10, metadata=(("authorization", f"Bearer {BENCH_TOKEN}"),)
+            )
 
         sequential = summary(await time_calls(store_one, STORES - 50, warmup=50))
         stores_per_second = await throughput(store_one, THROUGHPUT_CALLS)
@@ -143,7 +162,9 @@ async def test_memory_service_figures(tmp_path: Path) -> None:
             backends.append(("redis", {"STORE": "redis", "REDIS_URL": redis.url}))
             for label, extra in backends:
                 memory = memory_process(
-                    tmp_path / label, LOG_LEVEL="warning", settings=extra
+                    tmp_path / label,
+                    LOG_LEVEL="warning",
+                    settings={**extra, **secured_settings(tmp_path / label)},
                 ).start()
                 try:
                     figures = await store_figures(memory.address, label, echo_address)

@@ -128,21 +128,14 @@ async def test_the_same_write_again_is_deduped_after_the_pipeline(memory: Secure
 
 
 async def test_promotion_passes_the_same_pipeline(memory: SecuredMemory) -> None:
+    # A secret never reaches the context (see below); PII may, and promotion scrubs it.
     stub, alice = memory.stub(), memory.auth("alice")
-    _, secret_text = SAMPLES["openai_api_key"]
-    for key, value in (("leak", secret_text), ("contact", "mail ops@example.com")):
-        await stub.SetContext(
-            memory_pb2.SetContextRequest(namespace=TEAM_A, session_id="s1", key=key, value=value),
-            metadata=alice,
-        )
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.PromoteContext(
-            memory_pb2.PromoteContextRequest(
-                namespace=TEAM_A, session_id="s1", key="leak", pattern_id="promoted-leak"
-            ),
-            metadata=alice,
-        )
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await stub.SetContext(
+        memory_pb2.SetContextRequest(
+            namespace=TEAM_A, session_id="s1", key="contact", value="mail ops@example.com"
+        ),
+        metadata=alice,
+    )
     promoted = await stub.PromoteContext(
         memory_pb2.PromoteContextRequest(
             namespace=TEAM_A, session_id="s1", key="contact", pattern_id="promoted-contact"
@@ -152,6 +145,7 @@ async def test_promotion_passes_the_same_pipeline(memory: SecuredMemory) -> None
     assert promoted.store.pattern.content == "mail [EMAIL]"
     assert promoted.store.pattern.owner == "alice"
     assert [(s.kind, s.count) for s in promoted.store.scrubbed] == [("email", 1)]
+    assert promoted.store.pattern.classification == common_pb2.CLASSIFICATION_INTERNAL
 
 
 async def test_expired_patterns_are_never_returned_and_are_purged(tmp_path: Path) -> None:
@@ -189,3 +183,20 @@ async def test_expired_patterns_are_never_returned_and_are_purged(tmp_path: Path
                 )
 
         assert await eventually(rows, lambda n: n == 0) == 0, "the sweep purged it"
+
+
+async def test_a_context_value_with_a_secret_is_refused(memory: SecuredMemory) -> None:
+    secret, text = SAMPLES["aws_access_key"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await memory.stub().SetContext(
+            memory_pb2.SetContextRequest(namespace=TEAM_A, session_id="s1", key="k", value=text),
+            metadata=memory.auth("alice"),
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(violations_of(caught.value)) == ["value"]
+    assert secret not in (caught.value.details() or "")
+    entries = await memory.stub().GetContext(
+        memory_pb2.GetContextRequest(namespace=TEAM_A, session_id="s1"),
+        metadata=memory.auth("alice"),
+    )
+    assert not entries.entries
