@@ -65,7 +65,11 @@ async def start(settings: ExecutorSettings) -> RunningService:
     )
 
     async def drain() -> None:
-        await drain_runs(settings.grace_period_seconds)
+        # Runs and background memory writes drain together, so shutdown takes
+        # one grace period at most, not one for each.
+        await asyncio.gather(
+            drain_runs(settings.grace_period_seconds), client.drain(settings.grace_period_seconds)
+        )
 
     return RunningService(managed, drain, stop_replay, client.close)
 

@@ -10,6 +10,12 @@ behalf of a caller who sent credentials of their own, which carries the
 caller's header instead so that the caller's namespaces and visibility apply.
 Writes and probes always carry the executor's token. Neither a token nor the
 header is ever logged.
+
+Besides patterns, the client remembers a session's recent form choices in the
+memory service's short-term context, one entry per template (`form:<id>`,
+the answers as a JSON object). Remembering is best effort: it runs as a
+background task the client tracks, so a run never waits for it, and shutdown
+drains it, then cancels what is left before the channel closes.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -27,13 +34,23 @@ from pydantic import SecretStr
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.settings import ExecutorSettings
+from executor_service.templates.models import Answer
 from memory_service.servicekit.logging import request_id_var, trace_id_var
 
 log = logging.getLogger("attune.executor.memory")
 
 Response = TypeVar("Response")
 
-_IDEMPOTENT = ("StorePattern", "GetPattern", "SearchPatterns", "ListPatterns", "CountPatterns")
+# SetContext is idempotent too: setting the same value again only restarts its TTL.
+_IDEMPOTENT = (
+    "StorePattern",
+    "GetPattern",
+    "SearchPatterns",
+    "ListPatterns",
+    "CountPatterns",
+    "SetContext",
+    "GetContext",
+)
 
 SERVICE_CONFIG = {
     "methodConfig": [
@@ -67,6 +84,54 @@ EXECUTOR_CREDENTIALS_HINT = (
 )
 
 AUTHORIZATION = "authorization"
+
+# The memory service's rule for a context session id (and key): 1 to 128
+# characters. The executor checks it up front, so a bad session id is the
+# caller's INVALID_ARGUMENT rather than a background write failing unseen.
+MAX_SESSION_ID = 128
+
+# Context keys of remembered form choices: one entry per template.
+CHOICES_KEY_PREFIX = "form:"
+
+
+def choices_key(template_id: str) -> str:
+    """The context key under which a session's choices for a template live."""
+    return f"{CHOICES_KEY_PREFIX}{template_id}"
+
+
+def encode_choices(choices: Mapping[str, Answer]) -> str | None:
+    """The choices as a JSON object; None if a value has no JSON form.
+
+    Validation rejects NaN, but a number question without bounds accepts
+    infinity, which JSON cannot carry: such choices are not remembered rather
+    than written as a value no other client could parse.
+    """
+    if any(isinstance(value, float) and not math.isfinite(value) for value in choices.values()):
+        return None
+    return json.dumps(dict(choices), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def decode_choices(text: str) -> dict[str, Answer] | None:
+    """Choices read back from a context entry; None unless they have the shape
+    encode_choices writes (the namespace's other writers can put anything there)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    choices: dict[str, Answer] = {}
+    for question_id, answer in value.items():
+        if isinstance(answer, bool | str):
+            choices[question_id] = answer
+        elif isinstance(answer, int | float) and math.isfinite(answer):
+            # JSON has one number type; a form's numbers are floats.
+            choices[question_id] = float(answer)
+        elif isinstance(answer, list) and all(isinstance(item, str) for item in answer):
+            choices[question_id] = list(answer)
+        else:
+            return None
+    return choices
 
 
 def caller_authorization(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[str, ...]:
@@ -112,6 +177,8 @@ class MemoryClient:
         self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
         self.reachable: bool | None = None
         self.last_error = ""
+        # Background writes in flight; a strong reference keeps each alive.
+        self._pending: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> MemoryClient:
@@ -193,6 +260,85 @@ class MemoryClient:
         request.namespace = self.namespace
         return await self._call(self._stub.SearchPatterns, request, remaining, authorization)
 
+    async def remember(
+        self, session_id: str, key: str, value: str, remaining: float | None = None
+    ) -> memory_pb2.SetContextResponse:
+        """Sets a context entry of the session in the executor's namespace, with
+        the memory service's default TTL."""
+        request = memory_pb2.SetContextRequest(
+            namespace=self.namespace, session_id=session_id, key=key, value=value
+        )
+        return await self._call(self._stub.SetContext, request, remaining)
+
+    def remember_choices_later(
+        self, session_id: str, template_id: str, choices: Mapping[str, Answer]
+    ) -> None:
+        """Starts remembering the session's choices for the template, and
+        returns at once: the caller never waits for, or fails with, the write."""
+        value = encode_choices(choices)
+        key = choices_key(template_id)
+        if value is None:
+            log.warning(
+                "form choices not remembered: not representable as JSON", extra={"key": key}
+            )
+            return
+        # The task copies the current context, so its call and any warning
+        # carry the request and trace ids of the run that started it.
+        task = asyncio.create_task(self._remember_quietly(session_id, key, value))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _remember_quietly(self, session_id: str, key: str, value: str) -> None:
+        # The client's own deadline, not the caller's: the run may end first.
+        try:
+            await self.remember(session_id, key, value)
+        except grpc.aio.AioRpcError as error:
+            # Neither the value nor the session id is logged: they are the user's.
+            log.warning(
+                "form choices not remembered",
+                extra={"key": key, "reason": f"{error.code().name}: {error.details()}"},
+            )
+        except grpc.aio.UsageError:  # The channel closed under us (shutdown).
+            log.warning("form choices not remembered: memory channel closed", extra={"key": key})
+
+    async def recent_choices(
+        self, session_id: str, template_id: str, remaining: float | None = None
+    ) -> dict[str, Answer] | None:
+        """The session's remembered choices for the template; None if there are
+        none (never set, expired, or not in the shape remember writes).
+
+        A failed call raises grpc.aio.AioRpcError, as store and search do, so
+        the caller can tell "nothing remembered" from "could not ask".
+        """
+        request = memory_pb2.GetContextRequest(
+            namespace=self.namespace, session_id=session_id, key=choices_key(template_id)
+        )
+        response = await self._call(self._stub.GetContext, request, remaining)
+        for entry in response.entries:
+            if entry.key == request.key:
+                return decode_choices(entry.value)
+        return None
+
+    @property
+    def pending_writes(self) -> int:
+        """Background writes still in flight."""
+        return len(self._pending)
+
+    async def drain(self, within: float) -> None:
+        """Waits, at most `within` seconds, for background writes, then cancels
+        the rest: each has its own deadline, so this rarely cuts one short."""
+        pending = set(self._pending)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=within)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning(
+                "background memory writes cancelled at shutdown", extra={"count": len(late)}
+            )
+            await asyncio.wait(late)
+
     async def _call(
         self,
         method: Callable[..., Awaitable[Response]],
@@ -240,5 +386,6 @@ class MemoryClient:
             await asyncio.sleep(interval_seconds)
 
     async def close(self) -> None:
-        """Closes the channel."""
+        """Cancels background writes still in flight, then closes the channel."""
+        await self.drain(0)
         await self._channel.close()

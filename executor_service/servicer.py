@@ -27,10 +27,11 @@ from executor_service.convert import (
 )
 from executor_service.delivery import PatternDeliverer
 from executor_service.estimate import estimate_cost
-from executor_service.forms import resolve_answers, to_form_value
+from executor_service.forms import from_form_value, resolve_answers, to_form_value
 from executor_service.local_index import LocalIndex
 from executor_service.memory_client import (
     CREDENTIAL_CODES,
+    MAX_SESSION_ID,
     UNREACHABLE_CODES,
     caller_authorization,
 )
@@ -175,10 +176,22 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def RunWorkflow(
         self, request: executor_pb2.RunWorkflowRequest, context: Context
     ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
+        if len(request.session_id) > MAX_SESSION_ID:
+            raise invalid_argument([("session_id", f"longer than {MAX_SESSION_ID} characters")])
         template, resolved, team = self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
         runner, seed = self._runner(request)
+        if request.session_id:
+            # The answers as the user gave them, not the resolved ones: a
+            # default applied today is not a choice, and may change tomorrow.
+            # Validation has passed, so every value carries an answer.
+            given = {
+                question_id: answer
+                for question_id, value in request.answers.items()
+                if (answer := from_form_value(value)) is not None
+            }
+            self._memory.remember_choices_later(request.session_id, template.id, given)
         started = time.perf_counter()
         run = executor_pb2.Run(
             run_id=new_run_id(),

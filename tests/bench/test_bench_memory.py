@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -23,10 +24,10 @@ import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.devstack import memory_process
-from memory_service.security.crypto import generate_key
-from memory_service.security.identity import hash_token
 from memory_service.patterns import fingerprint
 from memory_service.search.index import SearchIndex
+from memory_service.security.crypto import generate_key
+from memory_service.security.identity import hash_token
 from memory_service.store.embedded import stamped
 from tests.bench.echo_server import METHOD
 from tests.bench.harness import echo_samples, echo_server, report, summary, time_calls
@@ -72,7 +73,7 @@ async def throughput(call: Callable[[int], Awaitable[object]], calls: int) -> fl
     return calls / (time.perf_counter() - started)
 
 
-BENCH_TOKEN = "bench-writer-token-0123456789abcdef"
+BENCH_TOKEN = secrets.token_urlsafe(24)  # Minted per run, like a real token.
 
 
 def secured_settings(root: Path) -> dict[str, str]:
