@@ -8,20 +8,28 @@ the exit codes.
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from google.protobuf import json_format
-from rich.console import Console
 from rich.markdown import Markdown
 
 from attune.common.v1 import common_pb2
-from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.cli_answers import FormValue, collect_answers, load_answers_file
+from attune.executor.v1 import executor_pb2
 from executor_service.cli_client import connect, reported_failures
+from executor_service.cli_insights import register_insights
 from executor_service.cli_live import final_run, follow
-from executor_service.cli_prompt import ask_answers
+from executor_service.cli_options import (
+    DEFAULT_ADDRESS,
+    Address,
+    Answers,
+    AnswersFile,
+    Interactive,
+    TemplateId,
+    Timeout,
+    Token,
+    resolve_cli_answers,
+)
 from executor_service.cli_render import (
     make_console,
     print_plan,
@@ -32,7 +40,6 @@ from executor_service.cli_render import (
 )
 from executor_service.report import render_report
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
 MAX_TEMPLATE_PAGES = 100  # A guard against a server that never stops paging.
 
 app = typer.Typer(
@@ -49,6 +56,7 @@ templates_app = typer.Typer(help="Browse the workflow templates.", no_args_is_he
 runs_app = typer.Typer(help="List and read past runs.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 app.add_typer(runs_app, name="runs")
+register_insights(app)
 
 
 class Strategy(StrEnum):
@@ -69,38 +77,6 @@ class RunnerChoice(StrEnum):
     openai = "openai"
 
 
-Address = Annotated[
-    str,
-    typer.Option("--address", envvar="ATTUNE_EXECUTOR_ADDRESS", help="The executor's host:port."),
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="ATTUNE_TOKEN",
-        show_default=False,
-        help=(
-            "Your bearer token, sent as 'authorization: Bearer <token>' and passed on to the "
-            "memory service for searches. Prefer ATTUNE_TOKEN: an option shows in shell "
-            "history and ps."
-        ),
-    ),
-]
-Timeout = Annotated[
-    float, typer.Option("--timeout", min=0.1, help="Deadline of each call, in seconds.")
-]
-TemplateId = Annotated[str, typer.Argument(help="The template id, e.g. python_package_publish.")]
-Answers = Annotated[
-    list[str] | None,
-    typer.Option("--answer", "-a", metavar="QUESTION=VALUE", help="An answer; repeat for more."),
-]
-AnswersFile = Annotated[
-    Path | None,
-    typer.Option("--answers-file", help="A JSON or YAML mapping of answers; --answer wins."),
-]
-Interactive = Annotated[
-    bool, typer.Option("--interactive", "-i", help="Ask each question not answered already.")
-]
 StrategyOption = Annotated[
     Strategy | None,
     typer.Option("--strategy", case_sensitive=False, help="Override every agent's strategy."),
@@ -117,26 +93,6 @@ def _runner(runner: RunnerChoice | None) -> common_pb2.Runner.ValueType:
     if runner is None:
         return common_pb2.RUNNER_UNSPECIFIED
     return common_pb2.Runner.Value("RUNNER_" + runner.value.upper())
-
-
-def _answers(
-    stub: executor_pb2_grpc.ExecutorServiceStub,
-    template_id: str,
-    assignments: list[str] | None,
-    answers_file: Path | None,
-    interactive: bool,
-    timeout: float,
-    console: Console,
-) -> dict[str, FormValue]:
-    """The answers typed by the template's form (fetched for that), asked for if interactive."""
-    template = stub.GetTemplate(
-        executor_pb2.GetTemplateRequest(template_id=template_id), timeout=timeout
-    ).template
-    file_values = load_answers_file(answers_file) if answers_file else {}
-    given = collect_answers(template.questions, file_values, assignments or [])
-    if interactive:
-        return ask_answers(template.questions, given, console)
-    return given
 
 
 @templates_app.command("list")
@@ -188,7 +144,9 @@ def plan(
     """Plan a workflow: resolved answers, the team in order and the cost estimate."""
     out, err = make_console(), make_console(stderr=True)
     with reported_failures(address, err, "question"), connect(address, token) as stub:
-        given = _answers(stub, template_id, answer, answers_file, interactive, timeout, out)
+        given = resolve_cli_answers(
+            stub, template_id, answer, answers_file, interactive, timeout, out
+        )
         request = executor_pb2.PlanWorkflowRequest(
             template_id=template_id, answers=given, tier_strategy=_strategy(strategy)
         )
@@ -227,7 +185,9 @@ def run(
     # Leaving `connect` closes the channel, which cancels the stream and so the run.
     interrupted = "interrupted: the run is cancelled, and recorded as cancelled"
     with reported_failures(address, err, "question", interrupted), connect(address, token) as stub:
-        given = _answers(stub, template_id, answer, answers_file, interactive, timeout, prompts)
+        given = resolve_cli_answers(
+            stub, template_id, answer, answers_file, interactive, timeout, prompts
+        )
         request = executor_pb2.RunWorkflowRequest(
             template_id=template_id,
             answers=given,

@@ -48,6 +48,7 @@ class ServiceProcess:
         self._prefix = prefix
         self._env = {**os.environ, **{prefix + key: value for key, value in settings.items()}}
         self._env[prefix + "PORT_FILE"] = str(self.port_file)
+        self._prefix = prefix
         self._log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -78,6 +79,14 @@ class ServiceProcess:
         self.port = int(self.port_file.read_text())
         self.wait_serving(max(1.0, deadline - time.monotonic()))
         return self
+
+    def restart(self, timeout: float = 30.0) -> ServiceProcess:
+        """Starts the stopped service again on the same port and data: clients reconnect."""
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"{self.module} is still running")
+        if self.port:
+            self._env[self._prefix + "PORT"] = str(self.port)
+        return self.start(timeout)
 
     def health(self, service: str, timeout: float = 5.0) -> int:
         """The health status of `service` ("" is liveness)."""
