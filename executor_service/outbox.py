@@ -4,18 +4,24 @@ A run's pattern is written into the run directory (`pattern.pending.pb`) by
 the same atomic write as the run itself, so a run is never on disk without
 its queued pattern. The marker is removed only once the memory service has
 acknowledged the pattern; a pattern the memory service refuses for good is
-renamed `pattern.rejected.pb` and kept for inspection. Replay goes in run id
-order, which is creation order.
+renamed `pattern.rejected.pb` and kept for inspection, as is a marker that
+no longer parses. Replay goes in run id order, which is creation order.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
+from collections.abc import Container
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
 from attune.memory.v1 import memory_pb2
+
+log = logging.getLogger("attune.executor.outbox")
 
 PENDING = "pattern.pending.pb"
 REJECTED = "pattern.rejected.pb"
@@ -62,17 +68,34 @@ class Outbox:
         with self._lock:
             self._queued.pop(pattern_id, None)
 
-    def pending(self) -> list[memory_pb2.Pattern]:
-        """The queued patterns, oldest run first."""
+    def queued_ids(self) -> list[str]:
+        """The ids of the queued patterns, oldest run first."""
         with self._lock:
-            ids = sorted(self._queued)
+            return sorted(self._queued)
+
+    def any_queued(self, exclude: Container[str] = frozenset()) -> bool:
+        """Whether a pattern not in `exclude` waits (no sorting: cheap to ask often)."""
+        with self._lock:
+            return any(pattern_id not in exclude for pattern_id in self._queued)
+
+    def pending(self, exclude: Container[str] = frozenset()) -> list[memory_pb2.Pattern]:
+        """The queued patterns, oldest run first, but for those in `exclude`."""
         patterns = []
-        for pattern_id in ids:
+        for pattern_id in self.queued_ids():
+            if pattern_id in exclude:
+                continue
             try:
                 data = (self.root / pattern_id / PENDING).read_bytes()
             except FileNotFoundError:
                 continue  # Delivered meanwhile by a concurrent offer.
-            patterns.append(memory_pb2.Pattern.FromString(data))
+            try:
+                patterns.append(memory_pb2.Pattern.FromString(data))
+            except DecodeError:
+                # Written atomically, so only damage from outside gets here.
+                # Kept for inspection rather than replayed: one unreadable
+                # marker must not hold back every pattern queued after it.
+                log.error("queued pattern unreadable, set aside", extra={"pattern_id": pattern_id})
+                self.set_aside(pattern_id)
         return patterns
 
     def is_rejected(self, pattern_id: str) -> bool:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -31,18 +31,42 @@ ReadinessProbe = Callable[[], Awaitable[bool]]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-# Keepalive and connection age let clients notice dead peers and rebalance
-# across replicas; messages are capped at 8 MiB.
-SERVER_OPTIONS: Sequence[tuple[str, int]] = (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.max_connection_age_ms", 300_000),
-    ("grpc.max_connection_age_grace_ms", 30_000),
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.max_send_message_length", 8 * 1024 * 1024),
-)
+# Clients may ping this often on an idle connection; more often, and the
+# server closes the connection (too_many_pings). The executor's memory channel
+# pings every 30 s, well clear of it.
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+
+# Messages are capped at 8 MiB.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """The channel arguments of a server built from these settings.
+
+    Keepalive lets both ends notice a dead peer behind a silent network.
+    The maximum connection age closes every connection now and then (GOAWAY,
+    in-flight RPCs finish within the grace), so clients reconnect through
+    their resolver: with `dns:///` and round_robin, they re-resolve and
+    spread over replicas added since, instead of staying pinned to the old.
+    """
+    options = [
+        ("grpc.keepalive_time_ms", _ms(settings.keepalive_time_seconds)),
+        ("grpc.keepalive_timeout_ms", _ms(settings.keepalive_timeout_seconds)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.max_connection_age_ms", _ms(settings.max_connection_age_seconds)),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+    # Unset: gRPC's own default, an unbounded grace.
+    if settings.max_connection_age_grace_seconds is not None:
+        grace = _ms(settings.max_connection_age_grace_seconds)
+        options.append(("grpc.max_connection_age_grace_ms", grace))
+    return options
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 class ManagedServer:
@@ -59,7 +83,7 @@ class ManagedServer:
         self.service_name = service_name
         self.health = HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[ObservabilityInterceptor()], options=list(SERVER_OPTIONS)
+            interceptors=[ObservabilityInterceptor()], options=server_options(settings)
         )
         register(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

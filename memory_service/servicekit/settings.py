@@ -32,3 +32,33 @@ class ServerSettings(BaseSettings):
     readiness_interval_seconds: float = Field(
         default=2.0, gt=0, description="How often dependencies are probed for readiness."
     )
+    # Connection management, so clients notice dead peers and rebalance: a
+    # connection older than the maximum age is closed (gracefully, GOAWAY),
+    # and the client reconnects through its resolver and load balancer,
+    # reaching replicas added since.
+    keepalive_time_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the server pings an idle client to check the connection is alive.",
+    )
+    keepalive_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a keepalive ping may go unanswered before the connection is closed.",
+    )
+    max_connection_age_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Connections older than this (plus or minus 10% jitter) are closed gracefully, so "
+            "clients reconnect and spread over replicas added since."
+        ),
+    )
+    max_connection_age_grace_seconds: float | None = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How long RPCs in flight on a connection past its maximum age may still run before "
+            "the connection is closed."
+        ),
+    )

@@ -56,3 +56,32 @@ def test_an_empty_outbox_has_no_age(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path)
     assert outbox.depth() == 0
     assert outbox.oldest_age_seconds() is None
+
+
+def test_pending_leaves_out_patterns_being_delivered_elsewhere(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    outbox = Outbox(tmp_path)
+    ids = sorted(persist_queued(store, outbox) for _ in range(3))
+    assert outbox.queued_ids() == ids
+    assert [pattern.id for pattern in outbox.pending(exclude={ids[1]})] == [ids[0], ids[2]]
+    # The left-out pattern is still queued: only this reading skips it.
+    assert outbox.depth() == 3
+
+
+def test_any_queued_tells_whether_something_beyond_the_excluded_waits(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    outbox = Outbox(tmp_path)
+    assert not outbox.any_queued()
+    only = persist_queued(store, outbox)
+    assert outbox.any_queued()
+    assert not outbox.any_queued(exclude={only})
+
+
+def test_an_unreadable_marker_is_set_aside_and_holds_nothing_back(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    outbox = Outbox(tmp_path)
+    damaged, intact = sorted(persist_queued(store, outbox) for _ in range(2))
+    (tmp_path / damaged / PENDING).write_bytes(b"\xff\xff\xff\xff")
+    assert [pattern.id for pattern in outbox.pending()] == [intact]
+    assert outbox.is_rejected(damaged)
+    assert outbox.queued_ids() == [intact]
