@@ -14,6 +14,15 @@ from executor_service.templates.models import (
     TierStrategy,
 )
 
+# The learned strategy's name where strategies are named (config.json, protos).
+LEARNED = "learned"
+
+
+def learned_ladder(start: Tier) -> tuple[Tier, ...]:
+    """The tiers a learned agent tries: from its start tier up, as progressive escalates."""
+    progressive = TIER_LADDERS[TierStrategy.PROGRESSIVE]
+    return progressive[progressive.index(start) :]
+
 
 @dataclass(frozen=True)
 class PlannedAgent:
@@ -25,10 +34,26 @@ class PlannedAgent:
     stage: int
     config: dict[str, str] = field(default_factory=dict)
     success_criteria: tuple[str, ...] = ()
+    # Set by the learned strategy: the recommended tier the agent starts at.
+    # `strategy` then still names the template's own, which the learner
+    # compares against and which applies again if the evidence goes away.
+    start_tier: Tier | None = None
+
+    @property
+    def learned(self) -> bool:
+        """Whether the agent follows the learned strategy."""
+        return self.start_tier is not None
+
+    @property
+    def strategy_name(self) -> str:
+        """The strategy the agent follows, as named in run files."""
+        return LEARNED if self.learned else self.strategy.value
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
         """The tiers the agent tries, in order."""
+        if self.start_tier is not None:
+            return learned_ladder(self.start_tier)
         return TIER_LADDERS[self.strategy]
 
 

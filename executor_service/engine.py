@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 
+from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
 from executor_service.composition import PlannedAgent
 from executor_service.convert import STRATEGY_TO_PROTO, TIER_TO_PROTO
@@ -29,6 +30,14 @@ _FINAL = (
 )
 
 
+def strategy_to_proto(agent: PlannedAgent) -> common_pb2.TierStrategy.ValueType:
+    """The strategy the agent follows: learned when it starts at a recommended
+    tier, else its own (a learned run's roles without evidence keep theirs)."""
+    if agent.learned:
+        return common_pb2.TIER_STRATEGY_LEARNED
+    return STRATEGY_TO_PROTO[agent.strategy]
+
+
 class TeamExecution:
     """One execution of a team; `results` fills in as agents finish."""
 
@@ -41,7 +50,7 @@ class TeamExecution:
             agent.role: executor_pb2.AgentResult(
                 role=agent.role,
                 status=executor_pb2.AGENT_STATUS_PENDING,
-                tier_strategy=STRATEGY_TO_PROTO[agent.strategy],
+                tier_strategy=strategy_to_proto(agent),
                 depends_on=agent.depends_on,
             )
             for agent in team

@@ -13,7 +13,7 @@ from executor_service.runners.errors import RunnerConfigError
 from executor_service.runners.llm import LLMConfig
 from executor_service.runners.openai_compatible import OpenAICompatibleRunner
 from executor_service.runners.prices import load_price_table
-from executor_service.runners.simulated import SimulatedRunner, SimulationProfile
+from executor_service.runners.simulated import SimulatedRunner, SimulationProfile, role_overrides
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Tier
 from memory_service.servicekit.http_retry import RetryPolicy
@@ -64,6 +64,7 @@ def simulation_profile(settings: ExecutorSettings) -> SimulationProfile:
         latency_seconds=settings.simulated_latency_ms / 1000,
         input_tokens=settings.simulated_input_tokens,
         output_tokens=settings.simulated_output_tokens,
+        role_success_probability=role_overrides(settings.simulated_role_success),
     )
 
 

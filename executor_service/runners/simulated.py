@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from executor_service.composition import PlannedAgent
 from executor_service.runners.base import AttemptOutcome
@@ -35,6 +36,19 @@ class SimulationProfile:
     latency_seconds: float = 0.0
     input_tokens: tuple[int, int] = (TYPICAL_TOKENS[0], TYPICAL_TOKENS[1])
     output_tokens: tuple[int, int] = (TYPICAL_TOKENS[2], TYPICAL_TOKENS[3])
+    # Per role, chances that differ from the per-tier ones: some work is
+    # mechanical, some is hard, and learning which tier a role needs is only
+    # testable when roles differ.
+    role_success_probability: Mapping[str, Mapping[Tier, float]] = field(default_factory=dict)
+
+    def success_chance(self, role: str, tier: Tier) -> float:
+        """The chance that an attempt of the role at the tier succeeds."""
+        return self.role_success_probability.get(role, {}).get(tier, self.success_probability[tier])
+
+
+def role_overrides(raw: Mapping[str, Mapping[str, float]]) -> dict[str, dict[Tier, float]]:
+    """Per-role chances from the setting's JSON shape (role to tier name to chance)."""
+    return {role: {Tier(tier): p for tier, p in chances.items()} for role, chances in raw.items()}
 
 
 DEFAULT_PROFILE = SimulationProfile(
@@ -67,7 +81,7 @@ class SimulatedRunner:
         rng = self._rng(agent.role, number, tier)
         input_tokens = rng.randint(*self._profile.input_tokens)
         output_tokens = rng.randint(*self._profile.output_tokens)
-        succeeded = rng.random() < self._profile.success_probability[tier]
+        succeeded = rng.random() < self._profile.success_chance(agent.role, tier)
         criteria = dict.fromkeys(agent.success_criteria, True)
         error = ""
         if not succeeded and criteria:

@@ -2170,8 +2170,18 @@ class GetRecommendationsResponse(_message.Message):
     SIMILAR_RUNS_FIELD_NUMBER: _builtins.int
     SUGGESTED_ANSWERS_FIELD_NUMBER: _builtins.int
     TARGET_SUCCESS_RATE_FIELD_NUMBER: _builtins.int
+    SIMILAR_RUNS_SOURCE_FIELD_NUMBER: _builtins.int
+    SIMILAR_RUNS_DEGRADED_REASON_FIELD_NUMBER: _builtins.int
     target_success_rate: _builtins.float
     """The success-rate target the recommendations meet."""
+    similar_runs_source: Global___SearchSource.ValueType
+    """Which source answered the similar-runs search: the memory service, or
+    the executor's local run files when the memory service was unreachable.
+    """
+    similar_runs_degraded_reason: _builtins.str
+    """Why the similar runs came from the local run files; empty when the
+    memory service answered.
+    """
     @_builtins.property
     def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___TierRecommendation]:
         """One recommendation per role of the planned team."""
@@ -2191,10 +2201,12 @@ class GetRecommendationsResponse(_message.Message):
         similar_runs: _abc.Iterable[Global___RunHit] | None = ...,
         suggested_answers: _abc.Iterable[Global___SuggestedAnswer] | None = ...,
         target_success_rate: _builtins.float = ...,
+        similar_runs_source: Global___SearchSource.ValueType = ...,
+        similar_runs_degraded_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["similar_runs", b"similar_runs", "suggested_answers", b"suggested_answers", "target_success_rate", b"target_success_rate", "tiers", b"tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["similar_runs", b"similar_runs", "similar_runs_degraded_reason", b"similar_runs_degraded_reason", "similar_runs_source", b"similar_runs_source", "suggested_answers", b"suggested_answers", "target_success_rate", b"target_success_rate", "tiers", b"tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
