@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
 from executor_service.cli_answers import format_value
 from executor_service.cli_render import enum_name, usd
@@ -123,7 +124,9 @@ def print_recommendations(
     for tier in response.tiers:
         tiers.add_row(
             Text(tier.role, style="bold"),
-            tier_name(tier.recommended_tier),
+            tier_name(tier.recommended_tier)
+            if tier.recommended_tier != common_pb2.TIER_UNSPECIFIED
+            else "(template's)",
             proportion(tier.evidence),
             usd(tier.expected_saving_usd),
             tier.rationale,

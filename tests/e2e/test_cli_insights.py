@@ -112,3 +112,36 @@ def test_status_shows_memory_breaker_outbox_and_runs(cli: CliRunner, pair: Pair)
     assert "circuit breaker" in result.output
     assert "0 queued" in result.output
     assert "runs on disk" in result.output
+
+
+def test_analytics_renders_totals_roles_and_trend(cli: CliRunner) -> None:
+    result = invoke(cli, "analytics", TEMPLATE)
+    assert result.exit_code == 0, result.output
+    assert f"Analytics: {TEMPLATE}, 2 runs" in result.output
+    assert "success rate:" in result.output
+    assert "Roles" in result.output
+    assert "test_runner" in result.output
+    assert "Trend" in result.output
+
+
+def test_analytics_of_an_empty_window_says_there_is_nothing(cli: CliRunner) -> None:
+    result = invoke(cli, "analytics", "--until", "2000-01-01")
+    assert result.exit_code == 0, result.output
+    assert "0 runs" in result.output
+    assert "nothing to learn from" in result.output
+
+
+def test_recommend_says_when_the_data_is_too_thin(cli: CliRunner, pair: Pair) -> None:
+    result = invoke(cli, "recommend", TEMPLATE, "--answer", "package_name=zebrapkg")
+    assert result.exit_code == 0, result.output
+    assert f"Recommendations: {TEMPLATE} (target success 90%)" in result.output
+    assert "too little data" in result.output
+    assert "(template's)" in result.output
+    assert "Similar past runs" in result.output
+    assert pair.run_ids[0] in result.output
+
+
+def test_recommend_validates_answers_like_run(cli: CliRunner) -> None:
+    result = invoke(cli, "recommend", TEMPLATE, "--answer", "test_coverage_required=lots")
+    assert result.exit_code == 2, result.output
+    assert "test_coverage_required" in result.output

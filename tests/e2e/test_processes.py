@@ -138,10 +138,16 @@ def test_make_run_demo_tells_the_whole_story(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "run id: " in out
-    assert "source=MEMORY degraded=false" in out
+    assert "pattern STORED" in out
+    assert "source: memory" in out
+    understood = "success = true AND form_responses.test_coverage_required > 80"
+    assert f"interpreted filter: {understood}" in out
     assert "memory service exited with code 0" in out
-    assert "source=LOCAL_FILES degraded=true" in out
+    assert "pattern QUEUED" in out
+    assert "source: local_files  (degraded:" in out
+    assert "outbox: 0 queued; memory reachable: True" in out
+    assert "Analytics: every template, 15 runs" in out
+    assert "Recommendations: python_package_publish" in out
     assert "executor exited with code 0" in out
 
 
