@@ -11,8 +11,9 @@ from pathlib import Path
 import grpc
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
+from executor_service.breaker import State
 from executor_service.delivery import PatternDeliverer
-from executor_service.local_index import LocalIndex
+from executor_service.local_index import INDEX_DIR, LocalIndex
 from executor_service.memory_client import MemoryClient
 from executor_service.outbox import Outbox
 from executor_service.run_store import RunStore
@@ -37,19 +38,36 @@ async def start(settings: ExecutorSettings) -> RunningService:
     runs = RunStore(settings.data_dir / "runs")
     client = MemoryClient.from_settings(settings)
     deliverer = PatternDeliverer(Outbox(runs.root), client)
-    local_index = LocalIndex(settings.memory_namespace)
-    await asyncio.to_thread(local_index.rebuild, runs, catalog)
-    replay = asyncio.create_task(deliverer.replay_forever(settings.outbox_replay_interval_seconds))
+    # A cache beside the runs: reused when it matches them, rebuilt otherwise.
+    local_index = LocalIndex(settings.data_dir / INDEX_DIR, settings.memory_namespace)
+    await asyncio.to_thread(local_index.open, runs, catalog)
+    # The queue is on disk: patterns queued before a restart replay from the first pass.
+    replay = asyncio.create_task(
+        deliverer.replay_forever(
+            settings.outbox_replay_interval_seconds, settings.outbox_replay_max_interval_seconds
+        )
+    )
     watch = asyncio.create_task(client.probe_forever(settings.readiness_interval_seconds))
+
+    def on_breaker(state: State) -> None:
+        # The memory service answers again: drain now, not at the end of a backoff.
+        if state is State.CLOSED:
+            deliverer.memory_seen_back()
+
+    client.breaker.subscribe(on_breaker)
 
     def register(server: grpc.aio.Server) -> None:
         servicer = ExecutorServicer(settings, catalog, runs, deliverer, local_index)
         executor_pb2_grpc.add_ExecutorServiceServicer_to_server(servicer, server)
 
+    memory_detail = MemoryDetail(client)
+
     async def runs_writable() -> bool:
         # The executor needs only its own disk; memory outages degrade, not fail.
         # A real write, since permission bits say nothing to root or a full disk.
-        return await asyncio.to_thread(_probe_write, runs.root)
+        writable = await asyncio.to_thread(_probe_write, runs.root)
+        memory_detail.report()
+        return writable
 
     async def stop_replay() -> None:
         for task in (replay, watch):
@@ -71,7 +89,40 @@ async def start(settings: ExecutorSettings) -> RunningService:
             drain_runs(settings.grace_period_seconds), client.drain(settings.grace_period_seconds)
         )
 
-    return RunningService(managed, drain, stop_replay, client.close)
+    async def close_index() -> None:
+        await asyncio.to_thread(local_index.close)  # Checkpoints its WAL.
+
+    return RunningService(managed, drain, stop_replay, client.close, close_index)
+
+
+class MemoryDetail:
+    """The memory side of the executor's readiness, logged when it changes.
+
+    Not a condition of readiness (the executor degrades instead), but an
+    operator reading why searches are degraded and patterns queue finds it
+    beside readiness: reachability, the circuit breaker's state, the error.
+    """
+
+    def __init__(self, client: MemoryClient) -> None:
+        self._client = client
+        self._last: tuple[bool | None, State] | None = None
+
+    def report(self) -> None:
+        """Logs the memory state if it changed since the last report."""
+        reachable, breaker = self._client.reachable, self._client.breaker.state
+        if (reachable, breaker) == self._last:
+            return
+        self._last = (reachable, breaker)
+        log.log(
+            # None: not probed yet, nothing to warn about.
+            logging.WARNING if reachable is False or breaker is not State.CLOSED else logging.INFO,
+            "readiness detail: memory service",
+            extra={
+                "memory_reachable": reachable,
+                "memory_breaker": breaker.value,
+                "last_memory_error": self._client.last_error,
+            },
+        )
 
 
 def _probe_write(folder: Path) -> bool:

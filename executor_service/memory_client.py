@@ -1,8 +1,17 @@
 """The executor's client of the memory service.
 
-Every call has a deadline: the configured one, capped by what remains of the
-caller's own. Idempotent RPCs retry on UNAVAILABLE through the gRPC service
-config, never in hand-written loops.
+Every call has a deadline: the configured one for its RPC, capped by what
+remains of the caller's own. Idempotent RPCs retry on UNAVAILABLE through the
+gRPC service config, never in hand-written loops. Every call, the background
+readiness probe included, passes the circuit breaker (executor_service/
+breaker.py): after consecutive failures it refuses calls locally with
+UNAVAILABLE, so a hanging memory service stops costing every call a full
+deadline, until a probe finds it back.
+
+The channel balances with round_robin: `dns:///memory:50052` resolves every
+A record of a headless Kubernetes Service, and calls spread over all the
+replicas; the servers' maximum connection age makes the client re-resolve
+now and then, so replicas added later get their share.
 
 Every call carries credentials, `authorization: Bearer <token>`: the
 executor's own token (EXECUTOR_MEMORY_TOKEN), except for a search made on
@@ -33,6 +42,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from executor_service.breaker import BreakerOpenError, CircuitBreaker, Outcome, outcome_of
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Answer
 from memory_service.servicekit.logging import request_id_var, trace_id_var
@@ -53,6 +63,14 @@ _IDEMPOTENT = (
 )
 
 SERVICE_CONFIG = {
+    # Spreads calls over every address the resolver returns (the A records of
+    # `dns:///host:port`, or an `ipv4:` list); pick_first, gRPC's default,
+    # would send all of them to the first.
+    "loadBalancingConfig": [{"round_robin": {}}],
+    # While most calls fail, retries stop (each failure costs a token, each
+    # success earns a tenth, retries need over half of them): retries cover a
+    # blip, and must not multiply the load on a service that is struggling.
+    "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
     "methodConfig": [
         {
             "name": [
@@ -66,12 +84,30 @@ SERVICE_CONFIG = {
                 "retryableStatusCodes": ["UNAVAILABLE"],
             },
         }
-    ]
+    ],
 }
 
 # Codes meaning "the memory service could not answer", as opposed to "it
 # answered no": only these send a search to the local fallback.
 UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+# Keepalive of the memory channel: a ping every 30 s even between calls, so a
+# peer that vanished without a FIN (a killed node) is noticed within 40 s
+# rather than at the next call's deadline. The memory servers accept pings
+# every 10 s (servicekit.lifecycle.MIN_CLIENT_PING_INTERVAL_MS): no more often.
+CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # 0: no cap on pings between data frames, or keepalive stops on an idle channel.
+    ("grpc.http2.max_pings_without_data", 0),
+    # Reconnect quickly after a memory restart instead of gRPC's default
+    # backoff of up to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+)
 
 # Codes meaning "it answered, but not to these credentials".
 CREDENTIAL_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
@@ -156,24 +192,20 @@ class MemoryClient:
         namespace: str,
         timeout_seconds: float,
         token: SecretStr | None = None,
+        *,
+        store_timeout_seconds: float | None = None,
+        search_timeout_seconds: float | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.address = address
         self.namespace = namespace
         self.timeout_seconds = timeout_seconds
+        self.store_timeout_seconds = store_timeout_seconds or timeout_seconds
+        self.search_timeout_seconds = search_timeout_seconds or timeout_seconds
+        self.breaker = breaker or CircuitBreaker(failure_threshold=5, reset_seconds=5.0)
         # Kept as a SecretStr, so no repr or log of the client can show it.
         self._token = token
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
-                ("grpc.enable_retries", 1),
-                ("grpc.keepalive_time_ms", 30_000),
-                # Reconnect quickly after a memory restart instead of gRPC's
-                # default backoff of up to two minutes.
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 5_000),
-            ],
-        )
+        self._channel = grpc.aio.insecure_channel(address, options=list(CHANNEL_OPTIONS))
         self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
         self.reachable: bool | None = None
         self.last_error = ""
@@ -200,6 +232,11 @@ class MemoryClient:
             settings.memory_namespace,
             settings.memory_timeout_seconds,
             token,
+            store_timeout_seconds=settings.memory_store_timeout_seconds,
+            search_timeout_seconds=settings.memory_search_timeout_seconds,
+            breaker=CircuitBreaker(
+                settings.breaker_failure_threshold, settings.breaker_reset_seconds
+            ),
         )
 
     def metadata(self, authorization: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
@@ -217,11 +254,13 @@ class MemoryClient:
             pairs.append((AUTHORIZATION, f"Bearer {self._token.get_secret_value()}"))
         return tuple(pairs)
 
-    def deadline(self, remaining: float | None) -> float:
-        """The timeout of one call: configured, capped by the caller's remainder."""
+    def deadline(self, remaining: float | None, configured: float | None = None) -> float:
+        """The timeout of one call: configured (for its RPC, else the general
+        one), capped by the caller's remainder."""
+        configured = configured or self.timeout_seconds
         if remaining is None:
-            return self.timeout_seconds
-        return max(0.0, min(self.timeout_seconds, remaining - 0.05))
+            return configured
+        return max(0.0, min(configured, remaining - 0.05))
 
     def _record(self, error: grpc.aio.AioRpcError | None, passed_through: bool = False) -> None:
         if error is None:
@@ -246,7 +285,12 @@ class MemoryClient:
     ) -> memory_pb2.StorePatternResponse:
         """Stores a pattern in the executor's namespace."""
         request = memory_pb2.StorePatternRequest(namespace=self.namespace, pattern=pattern)
-        return await self._call(self._stub.StorePattern, request, remaining)
+        return await self._call(
+            self._stub.StorePattern,
+            request,
+            remaining,
+            configured_seconds=self.store_timeout_seconds,
+        )
 
     async def search(
         self,
@@ -258,7 +302,13 @@ class MemoryClient:
         """Searches the executor's namespace, as the caller whose `authorization`
         header values are given, else as the executor."""
         request.namespace = self.namespace
-        return await self._call(self._stub.SearchPatterns, request, remaining, authorization)
+        return await self._call(
+            self._stub.SearchPatterns,
+            request,
+            remaining,
+            authorization,
+            configured_seconds=self.search_timeout_seconds,
+        )
 
     async def remember(
         self, session_id: str, key: str, value: str, remaining: float | None = None
@@ -345,26 +395,73 @@ class MemoryClient:
         request: Any,
         remaining: float | None,
         authorization: Sequence[str] = (),
+        *,
+        configured_seconds: float | None = None,
     ) -> Response:
-        """One call with its deadline, the caller's ids and credentials; records the outcome."""
+        """One call with its deadline, the caller's ids and credentials, through
+        the breaker; records the outcome (a call the breaker refused leaves the
+        last real error in place: it says why the breaker opened)."""
+        configured = configured_seconds or self.timeout_seconds
+        deadline = self.deadline(remaining, configured)
         try:
-            response = await method(
-                request, timeout=self.deadline(remaining), metadata=self.metadata(authorization)
+            response = await self._guarded(
+                lambda: method(request, timeout=deadline, metadata=self.metadata(authorization)),
+                cut_short=deadline < configured,
             )
+        except BreakerOpenError:
+            raise
         except grpc.aio.AioRpcError as error:
             self._record(error, passed_through=bool(authorization))
             raise
         self._record(None)
         return response
 
+    async def _guarded(
+        self,
+        invoke: Callable[[], Awaitable[Response]],
+        cut_short: bool = False,
+        judge: Callable[[Response], Outcome] = lambda _: Outcome.SUCCESS,
+    ) -> Response:
+        """Makes the call if the breaker admits it, and tells the breaker how
+        it went; raises BreakerOpenError (UNAVAILABLE) at once if not."""
+        permit = self.breaker.admit()
+        if permit is None:
+            raise BreakerOpenError(self.breaker.retry_in())
+        try:
+            response = await invoke()
+        except grpc.aio.AioRpcError as error:
+            self.breaker.record(permit, outcome_of(error.code(), cut_short))
+            raise
+        except BaseException:
+            # Cancelled by our caller, or the channel closed at shutdown:
+            # nothing learnt about the service, and a probe's slot is freed.
+            self.breaker.record(permit, Outcome.NOTHING_LEARNT)
+            raise
+        self.breaker.record(permit, judge(response))
+        return response
+
     async def probe(self) -> bool:
-        """Asks the memory service's readiness; records and returns the answer."""
+        """Asks the memory service's readiness; records and returns the answer.
+
+        It passes the breaker like any call, so after the cool-down it is
+        often the probe that half-opens and closes it, with no traffic at all.
+        A NOT_SERVING answer counts as a failure: the service's RPCs would
+        answer UNAVAILABLE.
+        """
         stub: Any = health_pb2_grpc.HealthStub(self._channel)  # Its type stubs list no methods.
         request = health_pb2.HealthCheckRequest(service="attune.memory.v1.MemoryService")
         try:
-            response = await stub.Check(
-                request, timeout=self.timeout_seconds, metadata=self.metadata()
+            response = await self._guarded(
+                lambda: stub.Check(request, timeout=self.timeout_seconds, metadata=self.metadata()),
+                judge=lambda answer: (
+                    Outcome.SUCCESS
+                    if answer.status == health_pb2.HealthCheckResponse.SERVING
+                    else Outcome.FAILURE
+                ),
             )
+        except BreakerOpenError:
+            self.reachable = False
+            return False
         except grpc.aio.AioRpcError as error:
             self.reachable = False
             self.last_error = f"{error.code().name}: {error.details()}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -17,17 +18,21 @@ from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2
 from executor_service import __version__
+from executor_service.breaker import BreakerOpenError
 from executor_service.composition import PlannedAgent, compose_team
 from executor_service.convert import (
     RUNNER_FROM_NAME,
     RUNNER_NAMES,
     STRATEGY_FROM_PROTO,
-    STRATEGY_TO_PROTO,
     TIER_TO_PROTO,
 )
 from executor_service.delivery import PatternDeliverer
+from executor_service.engine import strategy_to_proto
 from executor_service.estimate import estimate_cost
 from executor_service.forms import from_form_value, resolve_answers, to_form_value
+from executor_service.learning.protos import choice_to_proto, suggestion_to_proto
+from executor_service.learning.requests import partial_answers
+from executor_service.learning.service import Learner
 from executor_service.local_index import LocalIndex
 from executor_service.memory_client import (
     CREDENTIAL_CODES,
@@ -136,10 +141,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 f"{len(violations)} invalid answer(s) for template {template.id!r}: {shown[:500]}"
                 + (" ..." if len(violations) > 3 else ""),
             )
-        if strategy == common_pb2.TIER_STRATEGY_LEARNED:
-            raise ServiceError(
-                grpc.StatusCode.UNIMPLEMENTED, "the learned tier strategy is not implemented yet"
-            )
+        # Learned has no override here: the template's strategies are its
+        # starting point, see _learned_if_asked.
         override: TierStrategy | None = STRATEGY_FROM_PROTO.get(strategy)
         team = compose_team(template, resolved, override)
         if not team:
@@ -153,7 +156,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def PlanWorkflow(
         self, request: executor_pb2.PlanWorkflowRequest, context: Context
     ) -> executor_pb2.PlanWorkflowResponse:
-        _, resolved, team = self._plan(request.template_id, request.answers, request.tier_strategy)
+        template, resolved, team = self._plan(
+            request.template_id, request.answers, request.tier_strategy
+        )
+        team = await self._learned_if_asked(
+            request.tier_strategy, template.id, team, common_pb2.RUNNER_UNSPECIFIED
+        )
         low, high = estimate_cost(team)
         return executor_pb2.PlanWorkflowResponse(
             resolved_answers={key: to_form_value(value) for key, value in resolved.items()},
@@ -180,6 +188,10 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise invalid_argument([("session_id", f"longer than {MAX_SESSION_ID} characters")])
         template, resolved, team = self._plan(
             request.template_id, request.answers, request.tier_strategy
+        )
+        # Before the runner exists: it may hold a connection to close.
+        team = await self._learned_if_asked(
+            request.tier_strategy, template.id, team, request.runner
         )
         runner, seed = self._runner(request)
         if request.session_id:
@@ -208,7 +220,13 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         async def finish(
             finished: executor_pb2.Run, remaining: float | None
         ) -> list[tuple[str, Message]]:
-            return await self._finish(finished, template, config, started, remaining)
+            try:
+                return await self._finish(finished, template, config, started, remaining)
+            finally:
+                # Once on disk (run_dir set), the run is history: the learner
+                # counts it now rather than reading it back.
+                if finished.run_dir:
+                    self._learner.record(finished)
 
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -322,13 +340,17 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         if request.mode not in executor_pb2.SearchRunsMode.values():
             raise invalid_argument([("mode", f"{request.mode} is not a defined value")])
         mode = request.mode or executor_pb2.SEARCH_RUNS_MODE_AUTO
-        if mode == executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES:
-            return self._local_answer(plan, limit, degraded_reason="")
         # A caller who sent credentials searches memory as themselves, so their
         # namespaces and visibility apply. The header is passed explicitly,
         # not through a context variable like the request id: credentials
         # must never reach a call made for anyone else, such as a store.
         authorization = caller_authorization(context.invocation_metadata())
+        # The run files mirror that: the executor's SENSITIVE runs are the
+        # executor's own in memory, so someone searching as themselves does
+        # not see them from the files either.
+        sensitive = not authorization
+        if mode == executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES:
+            return self._local_answer(plan, limit, "", sensitive)
         try:
             response = await self._memory.search(
                 memory_pb2.SearchPatternsRequest(
@@ -354,12 +376,20 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             reason = (
                 f"memory service unreachable ({error.code().name}); answered from local run files"
             )
-            return self._local_answer(plan, limit, degraded_reason=reason)
+            if isinstance(error, BreakerOpenError):
+                # Nothing was sent: say why, so no one hunts for a timeout.
+                reason = (
+                    "memory service unreachable (circuit breaker open); "
+                    "answered from local run files"
+                )
+            return self._local_answer(plan, limit, reason, sensitive)
         hits = [_hit(result.pattern, result.score) for result in response.results]
         source = executor_pb2.SEARCH_SOURCE_MEMORY
         if mode == executor_pb2.SEARCH_RUNS_MODE_HYBRID:
             seen = {hit.run_id for hit in hits}
-            local = self._local_index.search(plan.terms, plan.condition, limit)
+            local = self._local_index.search(
+                plan.terms, plan.condition, limit, include_sensitive=sensitive
+            )
             hits += [_hit(h.pattern, h.score) for h in local if h.pattern.id not in seen][
                 : max(0, limit - len(hits))
             ]
@@ -369,9 +399,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
 
     def _local_answer(
-        self, plan: SearchPlan, limit: int, degraded_reason: str
+        self, plan: SearchPlan, limit: int, degraded_reason: str, include_sensitive: bool
     ) -> executor_pb2.SearchRunsResponse:
-        found = self._local_index.search(plan.terms, plan.condition, limit)
+        found = self._local_index.search(
+            plan.terms, plan.condition, limit, include_sensitive=include_sensitive
+        )
         return executor_pb2.SearchRunsResponse(
             hits=[_hit(hit.pattern, hit.score) for hit in found],
             source=executor_pb2.SEARCH_SOURCE_LOCAL_FILES,
@@ -388,6 +420,10 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         status = executor_pb2.GetStatusResponse(
             memory_reachable=bool(self._memory.reachable),
             memory_address=self._memory.address,
+            # The proto's names are the breaker's states, prefixed.
+            breaker_state=executor_pb2.BreakerState.Value(
+                f"BREAKER_STATE_{self._memory.breaker.state.value}"
+            ),
             outbox_depth=depth,
             last_memory_error=self._memory.last_error,
             run_count=len(await asyncio.to_thread(self._runs.run_ids)),
@@ -430,18 +466,68 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         token = encode_cursor(runs[-1].run_id, scope) if more else ""
         return executor_pb2.ListRunsResponse(runs=runs, next_page_token=token)
 
-    # Later issues implement these; until then they answer UNIMPLEMENTED,
-    # naming the RPC (the interceptor maps NotImplementedError).
+    # --- learning from history ------------------------------------------------
+
+    @functools.cached_property
+    def _learner(self) -> Learner:
+        """The learner over this executor's runs, made on first use."""
+        return Learner(self._settings, self._catalog, self._runs, self._memory, self._local_index)
+
+    async def _learned_if_asked(
+        self,
+        strategy: common_pb2.TierStrategy.ValueType,
+        template_id: str,
+        team: list[PlannedAgent],
+        runner: common_pb2.Runner.ValueType,
+    ) -> list[PlannedAgent]:
+        """The team as the strategy asks: under learned, each role with enough
+        evidence starts at its recommended tier, from the runs of the runner
+        that will run it."""
+        if strategy != common_pb2.TIER_STRATEGY_LEARNED:
+            return team
+        name = resolve_runner_name(RUNNER_NAMES.get(runner), self._settings)
+        return await self._learner.learned_team(template_id, team, name)
 
     async def GetAnalytics(
         self, request: executor_pb2.GetAnalyticsRequest, context: Context
     ) -> executor_pb2.GetAnalyticsResponse:
-        raise NotImplementedError
+        return await self._learner.analytics(request)
 
     async def GetRecommendations(
         self, request: executor_pb2.GetRecommendationsRequest, context: Context
     ) -> executor_pb2.GetRecommendationsResponse:
-        raise NotImplementedError
+        if len(request.session_id) > MAX_SESSION_ID:
+            raise invalid_argument([("session_id", f"longer than {MAX_SESSION_ID} characters")])
+        template = self._template(request.template_id)
+        resolved = partial_answers(template, request.answers)
+        # The template's own strategies: what the recommendations compare against.
+        team = compose_team(template, resolved)
+        authorization = caller_authorization(context.invocation_metadata())
+        try:
+            found = await self._learner.recommend(
+                template,
+                answered=list(request.answers),
+                resolved=resolved,
+                team=team,
+                runner=resolve_runner_name(None, self._settings),
+                session_id=request.session_id,
+                authorization=authorization,
+                remaining=context.time_remaining(),
+            )
+        except grpc.aio.AioRpcError as error:
+            # As in SearchRuns: a refusal is surfaced, never answered from
+            # files, which would bypass the memory service's access control.
+            if error.code() in CREDENTIAL_CODES:
+                raise _refused(error, passed_through=bool(authorization)) from None
+            raise ServiceError(error.code(), f"memory service: {error.details()}") from None
+        return executor_pb2.GetRecommendationsResponse(
+            tiers=[choice_to_proto(choice) for choice in found.tiers],
+            similar_runs=[_hit(pattern, score) for pattern, score in found.similar.found],
+            suggested_answers=[suggestion_to_proto(s) for s in found.suggestions],
+            target_success_rate=self._learner.policy.target,
+            similar_runs_source=found.similar.source,
+            similar_runs_degraded_reason=found.similar.degraded_reason,
+        )
 
 
 def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str, Any]:
@@ -456,7 +542,7 @@ def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str
         "team": [
             {
                 "role": agent.role,
-                "tier_strategy": agent.strategy.value,
+                "tier_strategy": agent.strategy_name,
                 "tiers": [tier.value for tier in agent.tiers],
                 "depends_on": list(agent.depends_on),
                 "stage": agent.stage,
@@ -482,7 +568,7 @@ def _refused(error: grpc.aio.AioRpcError, passed_through: bool) -> ServiceError:
 def _planned_to_proto(agent: PlannedAgent) -> executor_pb2.PlannedAgent:
     return executor_pb2.PlannedAgent(
         role=agent.role,
-        tier_strategy=STRATEGY_TO_PROTO[agent.strategy],
+        tier_strategy=strategy_to_proto(agent),
         first_tier=TIER_TO_PROTO[agent.tiers[0]],
         depends_on=agent.depends_on,
         stage=agent.stage,

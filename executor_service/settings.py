@@ -56,10 +56,61 @@ class ExecutorSettings(ServerSettings):
         gt=0,
         description="Deadline of each call to the memory service (capped by the caller's own).",
     )
+    memory_store_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Deadline of a StorePattern call (runs and outbox replays); unset: "
+            "`EXECUTOR_MEMORY_TIMEOUT_SECONDS`."
+        ),
+    )
+    memory_search_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Deadline of a SearchPatterns call (SearchRuns); unset: "
+            "`EXECUTOR_MEMORY_TIMEOUT_SECONDS`. Capped by the caller's own deadline."
+        ),
+    )
+    breaker_failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Consecutive failed memory calls (UNAVAILABLE or deadline exceeded) that open the "
+            "circuit breaker; while open, memory calls fail fast without touching the network."
+        ),
+    )
+    breaker_reset_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "How long the circuit breaker stays open before one probe call is let through; "
+            "its success closes the breaker, its failure opens it again."
+        ),
+    )
+    # RunWorkflow streams last as long as their run, minutes with a model API:
+    # a connection past its maximum age must not cut them off.
+    max_connection_age_grace_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "How long RPCs in flight on a connection past its maximum age may still run before "
+            "the connection is closed; unset: as long as they take (a RunWorkflow stream lasts "
+            "as long as its run)."
+        ),
+    )
     outbox_replay_interval_seconds: float = Field(
         default=5.0,
         gt=0,
         description="How often queued patterns are offered to the memory service.",
+    )
+    outbox_replay_max_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Longest wait between replays while the memory service keeps failing: the wait "
+            "doubles from `EXECUTOR_OUTBOX_REPLAY_INTERVAL_SECONDS` (with jitter) up to this."
+        ),
     )
     runner: Literal["auto", "simulated", "anthropic", "openai"] = Field(
         default="auto",
@@ -81,12 +132,37 @@ class ExecutorSettings(ServerSettings):
     simulated_output_tokens: tuple[int, int] = Field(
         default=(200, 1200), description="Range of simulated output tokens per attempt (JSON list)."
     )
+    simulated_role_success: dict[str, dict[str, float]] = Field(
+        default={},
+        description=(
+            "Per-role overrides of `EXECUTOR_SIMULATED_SUCCESS`: role to tier to chance, e.g. "
+            '{"security_auditor": {"cheap": 0.3}} (JSON object); tiers not named keep the '
+            "per-tier chance."
+        ),
+    )
     max_concurrent_agents: int = Field(
         default=4, ge=1, description="How many agents of one run may execute at once."
     )
     templates_dir: Path | None = Field(
         default=None,
         description="Extra templates (*.yaml, *.yml, *.json) served beside the built-in ones.",
+    )
+    recommendation_target_success: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description=(
+            "Success rate a tier must show (the 95% Wilson lower bound of a role's attempts at "
+            "it) to be recommended for the role, and used by the learned tier strategy."
+        ),
+    )
+    recommendation_min_runs: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "Fewest attempts of a role at a tier (and fewest successful runs answering a "
+            "question) before the learner judges it; with fewer it says there is too little data."
+        ),
     )
     anthropic_api_key: SecretStr | None = Field(
         default=None, description="Anthropic API key. Never logged or written to run files."
@@ -183,6 +259,17 @@ class ExecutorSettings(ServerSettings):
     def _probabilities(cls, value: dict[str, float]) -> dict[str, float]:
         if not all(0.0 <= p <= 1.0 for p in value.values()):
             raise ValueError("probabilities must lie in [0, 1]")
+        return value
+
+    @field_validator("simulated_role_success")
+    @classmethod
+    def _role_probabilities(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        tiers = {"cheap", "capable", "premium"}
+        for role, chances in value.items():
+            if unknown := sorted(set(chances) - tiers):
+                raise ValueError(f"role {role!r}: unknown tiers {unknown}; known: {sorted(tiers)}")
+            if not all(0.0 <= p <= 1.0 for p in chances.values()):
+                raise ValueError(f"role {role!r}: probabilities must lie in [0, 1]")
         return value
 
     @field_validator("simulated_input_tokens", "simulated_output_tokens")

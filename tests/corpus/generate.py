@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
@@ -39,9 +40,13 @@ NEEDLES = {
 }
 
 
-def _answer(question: Question, rng: random.Random) -> common_pb2.FormValue | None:
+def random_answer(
+    question: Question, rng: random.Random, text_words: Sequence[str] = ()
+) -> common_pb2.FormValue | None:
+    """A random valid answer; text answers start with one of `text_words` if given."""
     if question.type is QuestionType.TEXT:
-        return to_form_value(f"{question.id.split('_')[0]}-{rng.randint(1, 99)}")
+        word = f"{rng.choice(text_words)}-" if text_words else ""
+        return to_form_value(f"{word}{question.id.split('_')[0]}-{rng.randint(1, 99)}")
     if question.type is QuestionType.SINGLE_SELECT:
         return to_form_value(rng.choice(question.options))
     if question.type is QuestionType.MULTI_SELECT:
@@ -60,7 +65,7 @@ async def _noop(field: str, message: Message) -> None:
 async def _pattern(seed: int, rng: random.Random) -> memory_pb2.Pattern:
     templates = load_builtin().all()
     template = templates[seed % len(templates)]
-    answers = {q.id: a for q in template.questions if (a := _answer(q, rng)) is not None}
+    answers = {q.id: a for q in template.questions if (a := random_answer(q, rng)) is not None}
     resolved, violations = resolve_answers(template, answers)
     assert not violations, violations
     team = compose_team(template, resolved)
