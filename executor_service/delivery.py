@@ -33,7 +33,12 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, ret
 from tenacity.wait import wait_base
 
 from attune.memory.v1 import memory_pb2
-from executor_service.memory_client import CREDENTIAL_CODES, EXECUTOR_CREDENTIALS_HINT, MemoryClient
+from executor_service.memory_client import (
+    CREDENTIAL_CODES,
+    EXECUTOR_CREDENTIALS_HINT,
+    UNREACHABLE_CODES,
+    MemoryClient,
+)
 from executor_service.outbox import Outbox
 
 log = logging.getLogger("attune.executor.delivery")
@@ -57,6 +62,9 @@ class Delivery:
     deduped: bool = False
     reason: str = ""
     rejected: bool = False
+    # Not taken because the memory service cannot be reached (as opposed to
+    # an answer about this pattern, such as a missing encryption key there).
+    outage: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,9 +171,9 @@ class PatternDeliverer:
             if error.code() in CREDENTIAL_CODES:
                 reason = f"{reason} ({EXECUTOR_CREDENTIALS_HINT})"
                 self._report_refusal(error.code(), pattern.id, reason)
-            return Delivery(stored=False, reason=reason)
+            return Delivery(stored=False, reason=reason, outage=error.code() in UNREACHABLE_CODES)
         except grpc.aio.UsageError as error:  # The channel closed under us (shutdown).
-            return Delivery(stored=False, reason=f"memory channel closed: {error}")
+            return Delivery(stored=False, reason=f"memory channel closed: {error}", outage=True)
         if self._refused:
             log.info("the memory service accepts the executor's token again")
             self._refused = ""
@@ -184,10 +192,15 @@ class PatternDeliverer:
         )
 
     async def replay(self) -> ReplayPass:
-        """Offers every queued pattern in order; stops at the first one not taken.
+        """Offers every queued pattern in order; stops at the first outage.
 
         A pattern refused for good is set aside and the pass goes on: the
-        refusal is about that pattern, not about the memory service.
+        refusal is about that pattern, not about the memory service. So does
+        a pattern the memory service answers about but does not take yet
+        (e.g. FAILED_PRECONDITION: it holds no encryption key for a
+        SENSITIVE pattern): it stays queued, and must not hold back every
+        pattern queued after it. The pass still counts as stalled, so such a
+        pattern is offered again on the backoff's schedule, not in a loop.
         """
         async with self._lock:
             # Only a success after this point says the memory service is back.
@@ -200,8 +213,10 @@ class PatternDeliverer:
                 if outcome.rejected:
                     continue
                 if not outcome.stored:
-                    stalled = outcome.reason
-                    break
+                    stalled = stalled or outcome.reason
+                    if outcome.outage:
+                        break
+                    continue
                 delivered += 1
             if delivered:
                 log.info(

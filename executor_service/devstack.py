@@ -26,6 +26,8 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from memory_service.security.crypto import generate_key
+
 EXECUTOR_SERVICE = "attune.executor.v1.ExecutorService"
 MEMORY_SERVICE = "attune.memory.v1.MemoryService"
 
@@ -48,7 +50,6 @@ class ServiceProcess:
         self._prefix = prefix
         self._env = {**os.environ, **{prefix + key: value for key, value in settings.items()}}
         self._env[prefix + "PORT_FILE"] = str(self.port_file)
-        self._prefix = prefix
         self._log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -131,6 +132,23 @@ class ServiceProcess:
 
 
 _AUTH_SETTINGS = ("TOKENS_FILE", "AUTH_DISABLED")
+_KEY_SETTINGS = ("ENCRYPTION_KEYS", "ENCRYPTION_KEY_FILE")
+DEV_KEY_FILE = "dev-encryption.key"
+
+
+def development_key_file(data_dir: Path) -> Path:
+    """A key file for SENSITIVE patterns of a development stack, made once and kept.
+
+    Kept beside the stack's data (mode 0600), so the data stays readable
+    across restarts; a deployment configures its own key instead.
+    """
+    path = data_dir / DEV_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as key_file:
+            key_file.write(f"dev:{generate_key()}\n")
+    return path
 
 
 def memory_process(
@@ -147,6 +165,8 @@ def memory_process(
     `settings` and keyword arguments are MEMORY_* variables without the prefix.
     `auth_disabled` turns authentication off unless the settings or the
     environment already say how to authenticate; False leaves that to them.
+    Without a configured encryption key, a development key kept in data_dir
+    is used, so SENSITIVE patterns can be stored (see development_key_file).
     """
     settings = {
         "PORT": str(port),
@@ -157,14 +177,20 @@ def memory_process(
     configured = any(key in settings or f"MEMORY_{key}" in os.environ for key in _AUTH_SETTINGS)
     if auth_disabled and not configured:
         settings["AUTH_DISABLED"] = "true"
+    if not any(key in settings or f"MEMORY_{key}" in os.environ for key in _KEY_SETTINGS):
+        settings["ENCRYPTION_KEY_FILE"] = str(development_key_file(data_dir))
     return ServiceProcess("memory_service", MEMORY_SERVICE, "MEMORY_", settings, data_dir, log)
 
 
 def auth_note(memory: ServiceProcess) -> str:
     """How the memory service authenticates, for a development stack's banner."""
     if (memory.setting("AUTH_DISABLED") or "").lower() in {"1", "true", "yes", "on"}:
-        return "memory authentication off, for local development"
-    return "memory authentication on, by MEMORY_TOKENS_FILE"
+        note = "memory authentication off, for local development"
+    else:
+        note = "memory authentication on, by MEMORY_TOKENS_FILE"
+    if (key_file := memory.setting("ENCRYPTION_KEY_FILE") or "").endswith(DEV_KEY_FILE):
+        note += f"; SENSITIVE patterns sealed with the development key {key_file}"
+    return note
 
 
 def executor_process(

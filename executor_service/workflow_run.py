@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -28,8 +29,9 @@ log = logging.getLogger("attune.executor.run")
 # and returns the events to report.
 Finish = Callable[[executor_pb2.Run, float | None], Awaitable[list[tuple[str, Message]]]]
 
+T = TypeVar("T")
 # Runs whose callers are gone keep a strong reference here until they finish.
-_BACKGROUND: set[asyncio.Task[None]] = set()
+_BACKGROUND: set[asyncio.Future[Any]] = set()
 # Runs in progress, by run id, so GetRun can show them before they are on disk.
 IN_PROGRESS: dict[str, WorkflowRun] = {}
 
@@ -113,7 +115,7 @@ class WorkflowRun:
             self.run.status = executor_pb2.RUN_STATUS_CANCELLED
             self.run.agents.extend(self._execution.results[agent.role] for agent in self._team)
             # The caller is gone, but the run is still recorded, as cancelled.
-            await asyncio.shield(self._finish(self.run, None))
+            await asyncio.shield(_kept(self._finish(self.run, None)))
             log.info("run cancelled", extra={"run_id": self.run.run_id})
             raise
         self.run.agents.extend(agents)
@@ -122,6 +124,17 @@ class WorkflowRun:
             executor_pb2.RUN_STATUS_SUCCEEDED if succeeded else executor_pb2.RUN_STATUS_FAILED
         )
         remaining = None if deadline is None else deadline - time.monotonic()
-        for name, message in await self._finish(self.run, remaining):
+        # Shielded: a caller leaving now must not stop the run between its
+        # write and its pattern's queueing and offer; those finish together.
+        for name, message in await asyncio.shield(_kept(self._finish(self.run, remaining))):
             await self._emit(name, message)
         await self._emit("run_finished", executor_pb2.RunFinished(run=self.run))
+
+
+def _kept(work: Awaitable[T]) -> asyncio.Future[T]:
+    """The work as a task held until done: the loop keeps only weak references
+    to tasks, and a shielded one outlives the call that awaited it."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task

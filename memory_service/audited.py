@@ -84,8 +84,14 @@ def guarded(
     summary: Summary = nothing,
     scope: Scope = Scope.NAMESPACE,
     validate: Validator = namespace_only,
+    itemized: bool = False,
 ) -> Callable[[Method[Request, Response]], Handler[Request, Response]]:
-    """Authenticates, validates (`validate`), authorizes and audits calls of the method."""
+    """Authenticates, validates (`validate`), authorizes and audits calls of the method.
+
+    `itemized`: a call that returns audits each of its items itself (a batch
+    spans namespaces, and each item has its own outcome); the gate then
+    audits only calls that fail as a whole.
+    """
 
     def wrap(method: Method[Request, Response]) -> Handler[Request, Response]:
         @functools.wraps(method)
@@ -108,7 +114,7 @@ def guarded(
                 raise
             finally:
                 ids, count = summary(request, response) if response is not None else ((), 0)
-                if self.audit_log is not None:
+                if self.audit_log is not None and not (itemized and response is not None):
                     self.audit_log.submit(
                         AuditRecord(
                             principal=principal.user_id if principal is not None else "",

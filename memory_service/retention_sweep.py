@@ -40,6 +40,10 @@ class RetentionSweep:
                 await self.sweep_once()
             except StoreUnavailableError as error:
                 log.warning("retention sweep skipped: %s", error)
+            except Exception:
+                # Whatever went wrong this time, the next sweep tries again:
+                # a sweep that died for good would keep expired data forever.
+                log.exception("retention sweep failed; retrying at the next interval")
             await asyncio.sleep(self._interval)  # A period, not a synchronisation.
 
     async def stop(self) -> None:

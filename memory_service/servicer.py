@@ -26,7 +26,7 @@ from memory_service.search.filter import FilterError, compile_filter
 from memory_service.search.index import Hit, Recency
 from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
-from memory_service.security.audit import AuditAction
+from memory_service.security.audit import AuditAction, AuditRecord
 from memory_service.security.identity import Action, Authenticator, Principal, authorize
 from memory_service.security.secrets import scan_text
 from memory_service.semantic import Ranked, Semantic
@@ -41,6 +41,7 @@ log = logging.getLogger("attune.memory")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
+_CODES = {code.value[0]: code.name for code in grpc.StatusCode}
 DEFAULT_SEARCH_PAGE = 10
 MAX_SEARCH_PAGE = 100
 MAX_CONTEXT_ID = 128
@@ -203,6 +204,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         Action.WRITE,
         lambda q, r: ([i.pattern.id for i in q.requests], len(r.results)),
         Scope.PER_ITEM,
+        itemized=True,
     )
     async def BatchStorePatterns(
         self, request: memory_pb2.BatchStorePatternsRequest, context: Context, principal: Principal
@@ -242,6 +244,20 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         # Concurrent puts share commits; each item still gets its own outcome,
         # and writes to one id apply in request order.
         await asyncio.gather(*(one(*entry) for entry in ready))
+        if self.audit_log is not None:
+            # One record per item, in its namespace and with its own outcome:
+            # a denied item is audited as denied, and each namespace's admin
+            # sees the writes into it.
+            for item, result in zip(request.requests, results, strict=True):
+                self.audit_log.submit(
+                    AuditRecord(
+                        principal=principal.user_id,
+                        namespace=item.namespace,
+                        action=AuditAction.STORE,
+                        outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
+                        pattern_ids=(item.pattern.id,),
+                    )
+                )
         return memory_pb2.BatchStorePatternsResponse(results=results)
 
     @guarded(AuditAction.GET, Action.READ, lambda q, r: ([q.pattern_id], 1))
@@ -432,10 +448,19 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             )
         # Short-term or not, a secret is never stored. (PII may stay for the
         # session's lifetime: it is scrubbed if the entry is promoted.)
-        if kinds := scan_text(request.value, request.key):
+        found = [
+            (field, kind)
+            for field, text in (
+                ("session_id", request.session_id),
+                ("key", request.key),
+                ("value", request.value),
+            )
+            for kind in scan_text(text, request.key if field == "value" else "")
+        ]
+        if found:
             raise invalid_argument(
-                ("value", f"contains a {kind}; secrets are never stored (value not shown)")
-                for kind in kinds
+                (field, f"contains a {kind}; secrets are never stored (value not shown)")
+                for field, kind in found
             )
         default_ttl, max_ttl = self._context_ttl
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else default_ttl
@@ -499,6 +524,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         stored = await self._store_one(
             memory_pb2.StorePatternRequest(namespace=request.namespace, pattern=pattern), principal
         )
+        if stored.pattern.classification == common_pb2.CLASSIFICATION_SENSITIVE:
+            # Now sealed as a pattern: its plaintext must not linger in context.
+            await self._store.delete_context(request.namespace, request.session_id, request.key)
         return memory_pb2.PromoteContextResponse(store=stored)
 
     @guarded(AuditAction.AUDIT, Action.ADMIN, lambda q, r: ((), len(r.events)), Scope.ANY_NAMESPACE)

@@ -185,8 +185,11 @@ class EmbeddedStore:
 
     async def purge_expired(self) -> int:
         def work() -> int:
-            _, index = self._open_index()
+            db, index = self._open_index()
             with index.transaction():
+                # Expired context entries go too: otherwise one stays on disk
+                # until its session is written again, which may be never.
+                db.execute("DELETE FROM contexts WHERE expire_us <= ?", (now_us(),))
                 return index.purge(self._clock())
 
         return await self._run(work)

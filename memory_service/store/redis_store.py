@@ -795,7 +795,9 @@ class RedisStore:
     # Both share the namespace's hash tag, so Cluster keeps them on one node.
 
     def _context_key(self, namespace: str, session_id: str, key: str) -> str:
-        return self._key(namespace, f"ctx:{session_id}:{key}")
+        # The session id's length first: session "a", key "b:c" and session
+        # "a:b", key "c" must not name the same entry.
+        return self._key(namespace, f"ctx:{len(session_id)}:{session_id}:{key}")
 
     def _context_keys(self, namespace: str, session_id: str) -> str:
         return self._key(namespace, f"ctxkeys:{session_id}")

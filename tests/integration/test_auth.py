@@ -179,6 +179,14 @@ async def test_batch_items_are_authorized_one_by_one(memory: SecuredMemory) -> N
     )
     codes = [grpc.StatusCode.OK.value[0], grpc.StatusCode.PERMISSION_DENIED.value[0]]
     assert [result.code for result in response.results] == codes
+    # Each item is audited in its own namespace with its own outcome.
+    events = await memory.stub().ListAuditEvents(
+        memory_pb2.ListAuditEventsRequest(filter='principal = "alice" AND action = STORE'),
+        metadata=memory.auth("root"),
+    )
+    seen = {(e.namespace, tuple(e.pattern_ids), e.outcome) for e in events.events}
+    assert (TEAM_A, ("ok-a",), "OK") in seen
+    assert (TEAM_B, ("no-b",), "PERMISSION_DENIED") in seen
 
 
 async def test_audit_admin_of_one_namespace_cannot_read_every_namespace(
@@ -233,20 +241,24 @@ async def test_a_namespace_is_a_boundary_whatever_the_filter_says(memory: Secure
     )
     root = memory.auth("root")
     # The namespace is not even a filterable field; ids and text of team-b stay out.
-    for text in ("", 'id = "b-only"', 'id = "b-only" OR id = "p-seed"', 'content : "team b"'):
+    # team-a holds one pattern, p-seed: each filter's exact count says no more leaked in.
+    expected = {"": 1, 'id = "b-only"': 0, 'id = "b-only" OR id = "p-seed"': 1}
+    expected['content : "team b"'] = 0
+    for text, count in expected.items():
         listed = await stub.ListPatterns(
             memory_pb2.ListPatternsRequest(namespace=TEAM_A, filter=text), metadata=root
         )
-        assert all(p.namespace == TEAM_A for p in listed.patterns), text
+        assert [p.namespace for p in listed.patterns] == [TEAM_A] * count, text
         found = await stub.SearchPatterns(
             memory_pb2.SearchPatternsRequest(namespace=TEAM_A, query="seed", filter=text),
             metadata=root,
         )
         assert all(r.pattern.namespace == TEAM_A for r in found.results), text
+        assert len(found.results) <= count, text
         counted = await stub.CountPatterns(
             memory_pb2.CountPatternsRequest(namespace=TEAM_A, filter=text), metadata=root
         )
-        assert counted.total_count <= 1, text
+        assert counted.total_count == count, text
     missing = await _code(
         stub.GetPattern(
             memory_pb2.GetPatternRequest(namespace=TEAM_A, pattern_id="b-only"), metadata=root

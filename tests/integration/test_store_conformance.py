@@ -631,6 +631,15 @@ async def test_context_entries_set_read_replace_and_delete(store: PatternStore) 
     assert [e.value for e in await store.get_context("other-ns", "s1", "")] == ["other namespace"]
 
 
+async def test_context_sessions_and_keys_never_collide(store: PatternStore) -> None:
+    # "a" + "b:c" and "a:b" + "c" join to the same text; they are different entries.
+    await store.set_context(NS, "a", "b:c", "first", 60)
+    assert await store.get_context(NS, "a:b", "c") == []
+    await store.set_context(NS, "a:b", "c", "second", 60)
+    assert [item.value for item in await store.get_context(NS, "a", "b:c")] == ["first"]
+    assert [item.value for item in await store.get_context(NS, "a:b", "c")] == ["second"]
+
+
 async def test_context_entries_expire(store: PatternStore) -> None:
     await store.set_context(NS, "short", "gone", "soon", 0.05)
     await store.set_context(NS, "short", "kept", "later", 60)

@@ -200,3 +200,35 @@ async def test_a_context_value_with_a_secret_is_refused(memory: SecuredMemory) -
         metadata=memory.auth("alice"),
     )
     assert not entries.entries
+
+
+async def test_promoting_to_sensitive_removes_the_plaintext_entry(memory: SecuredMemory) -> None:
+    stub, alice = memory.stub(), memory.auth("alice")
+    await stub.SetContext(
+        memory_pb2.SetContextRequest(
+            namespace=TEAM_A, session_id="s2", key="note", value="the salary review notes"
+        ),
+        metadata=alice,
+    )
+    promoted = await stub.PromoteContext(
+        memory_pb2.PromoteContextRequest(
+            namespace=TEAM_A, session_id="s2", key="note", pattern_id="promoted-salary"
+        ),
+        metadata=alice,
+    )
+    assert promoted.store.pattern.classification == common_pb2.CLASSIFICATION_SENSITIVE
+    left = await stub.GetContext(
+        memory_pb2.GetContextRequest(namespace=TEAM_A, session_id="s2"), metadata=alice
+    )
+    assert list(left.entries) == []
+
+
+async def test_a_secret_in_a_context_key_is_refused_too(memory: SecuredMemory) -> None:
+    secret, _ = SAMPLES["github_token"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await memory.stub().SetContext(
+            memory_pb2.SetContextRequest(namespace=TEAM_A, session_id="s3", key=secret, value="v"),
+            metadata=memory.auth("alice"),
+        )
+    assert list(violations_of(caught.value)) == ["key"]
+    assert secret not in (caught.value.details() or "")

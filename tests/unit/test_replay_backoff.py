@@ -35,6 +35,8 @@ class FakeMemory:
         self.offered: list[str] = []
         self.down = False
         self.refused: set[str] = set()
+        # Ids the service answers about but does not take yet (no key there).
+        self.not_yet: set[str] = set()
         # Ids whose store waits until their event is set.
         self.held: dict[str, asyncio.Event] = {}
 
@@ -46,6 +48,8 @@ class FakeMemory:
             await gate.wait()
         if pattern.id in self.refused:
             raise _error(grpc.StatusCode.INVALID_ARGUMENT, "refused")
+        if pattern.id in self.not_yet:
+            raise _error(grpc.StatusCode.FAILED_PRECONDITION, "no encryption key configured")
         if self.down:
             raise _error(grpc.StatusCode.UNAVAILABLE, "connection refused")
         return memory_pb2.StorePatternResponse()
@@ -176,6 +180,28 @@ async def test_a_refused_pattern_is_set_aside_without_stalling_the_pass(
     assert harness.outbox.is_rejected(refused)
     assert harness.outbox.depth() == 0
     assert harness.memory.offered == [refused, *others]
+
+
+async def test_a_pattern_not_taken_yet_stays_queued_without_holding_back_the_rest(
+    harness: Harness,
+) -> None:
+    stuck, *others = [harness.queue() for _ in range(3)]
+    harness.memory.not_yet.add(stuck)
+    outcome = await harness.deliverer.replay()
+    assert outcome.delivered == 2
+    assert "FAILED_PRECONDITION" in outcome.stalled, "stalled: offered again after a backoff"
+    assert harness.outbox.queued_ids() == [stuck]
+    assert not harness.outbox.is_rejected(stuck)
+    assert harness.memory.offered == [stuck, *others]
+
+
+async def test_an_outage_stops_the_pass_at_once(harness: Harness) -> None:
+    [harness.queue() for _ in range(3)]
+    harness.memory.down = True
+    outcome = await harness.deliverer.replay()
+    assert outcome.delivered == 0
+    assert "UNAVAILABLE" in outcome.stalled
+    assert len(harness.memory.offered) == 1, "one failed call says the service is away"
 
 
 async def test_the_replay_leaves_a_pattern_in_fresh_delivery_to_it(harness: Harness) -> None:
