@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -19,12 +20,14 @@ from memory_service.security.identity import (
     TokenAuthenticator,
     TokenFileError,
 )
+from memory_service.security.redis_audit import RedisStreamAuditLog
 from memory_service.semantic import Semantic
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicer import MemoryServicer
 from memory_service.settings import MemorySettings
 from memory_service.store.factory import open_store
+from memory_service.store.redis_store import RedisStore
 from memory_service.write_pipeline import DAY_SECONDS, Retention
 
 SERVICE_NAME = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
@@ -106,13 +109,20 @@ async def start(settings: MemorySettings) -> RunningService:
         )
         semantic = Semantic(provider, settings.embeddings_timeout_seconds)
 
-    audit_log = BufferedAudit(
-        FileAuditLog(
+    closers: list[Callable[[], Awaitable[None]]] = []
+    audit_backend: FileAuditLog | RedisStreamAuditLog
+    if isinstance(store, RedisStore):
+        # Replicas on one Redis share one audit stream, so ListAuditEvents on
+        # any replica shows every replica's records.
+        audit_backend = RedisStreamAuditLog(store.options, settings.audit_stream_max_entries)
+        closers.append(audit_backend.aclose)
+    else:
+        audit_backend = FileAuditLog(
             settings.audit_log or settings.data_dir / "audit.log",
             settings.audit_max_bytes,
             settings.audit_backups,
         )
-    )
+    audit_log = BufferedAudit(audit_backend)
 
     def register(server: grpc.aio.Server) -> None:
         ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)
@@ -133,7 +143,9 @@ async def start(settings: MemorySettings) -> RunningService:
     managed = ManagedServer(settings, SERVICE_NAME, register, store.ping)
     await managed.start()
     sweep.start()
-    return RunningService(managed, sweep.stop, store.close, close_provider, audit_log.close)
+    return RunningService(
+        managed, sweep.stop, store.close, close_provider, audit_log.close, *closers
+    )
 
 
 async def serve(settings: MemorySettings) -> None:

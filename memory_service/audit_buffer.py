@@ -9,16 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
-from memory_service.security.audit import AuditRecord, FileAuditLog
+from memory_service.security.audit import AuditRecord
 
 log = logging.getLogger("attune.memory.audit")
 
 
-class BufferedAudit:
-    """A FileAuditLog written in the background."""
+class AuditSink(Protocol):
+    """Where records go: a rotated file (embedded) or a Redis stream (redis)."""
 
-    def __init__(self, audit_log: FileAuditLog) -> None:
+    async def write_many(self, records: list[AuditRecord]) -> None:
+        """Appends the records, in order."""
+        ...
+
+    async def read(
+        self, namespace: str | None, filter_text: str, page_size: int, page_token: str
+    ) -> tuple[list[AuditRecord], str]:
+        """A page of records, newest first, and the next page's token."""
+        ...
+
+    def close(self) -> None:
+        """Stops writing."""
+        ...
+
+
+class BufferedAudit:
+    """An audit sink written in the background."""
+
+    def __init__(self, audit_log: AuditSink) -> None:
         self._log = audit_log
         self._pending: list[AuditRecord] = []
         self._drainer: asyncio.Task[None] | None = None

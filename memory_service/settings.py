@@ -67,14 +67,20 @@ class MemorySettings(ServerSettings):
     )
     audit_log: Path | None = Field(
         default=None,
-        description="The audit log file (JSON lines, rotated); unset: audit.log in the data "
-        "directory. Each replica keeps its own.",
+        description="The audit log file of the embedded store (JSON lines, rotated); unset: "
+        "audit.log in the data directory. On redis, every replica writes to one Redis stream.",
     )
     audit_max_bytes: int = Field(
         default=10 * 1024 * 1024, gt=0, description="Size at which the audit log rotates."
     )
     audit_backups: int = Field(
         default=5, ge=1, description="How many rotated audit log files are kept."
+    )
+    audit_stream_max_entries: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="With the redis store, the audit log is the stream `<prefix>:audit`, shared "
+        "by every replica; it is trimmed to about this many records (XADD MAXLEN ~).",
     )
     auth_disabled: bool = Field(
         default=False,
