@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -254,6 +254,30 @@ def _parse_line(line: bytes) -> tuple[int, AuditRecord] | None:
         return None
 
 
+def page_request(
+    namespace: str | None,
+    filter_text: str,
+    page_size: int,
+    page_token: str,
+    cursor_ok: Callable[[str], bool],
+) -> tuple[Node | None, int, str, str]:
+    """(filter, page size, token scope, cursor) of a read; INVALID_ARGUMENT if bad.
+
+    The token holds a cursor (older than record N), not an offset: new
+    records arrive at the head, and an offset would repeat records on the
+    next page. namespace None reads every namespace; "" never means that.
+    """
+    if namespace == "":
+        raise ValueError("namespace '' never means every namespace; pass None for that")
+    condition = compile_audit_filter(filter_text)
+    size = page_bounds(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    scope = _page_scope(namespace, filter_text)
+    after = decode_cursor(page_token, scope)
+    if after and not cursor_ok(after):
+        raise invalid_argument([("page_token", "not a token this service issued")])
+    return condition, size, scope, after
+
+
 class FileAuditLog:
     """The audit log in rotated JSON Lines files (see the module docstring).
 
@@ -443,16 +467,9 @@ class FileAuditLog:
         namespace None reads every namespace; "" is refused (it never means all).
         INVALID_ARGUMENT for a bad filter, page size or token.
         """
-        if namespace == "":
-            raise ValueError("namespace '' never means every namespace; pass None for that")
-        condition = compile_audit_filter(filter_text)
-        size = page_bounds(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        scope = _page_scope(namespace, filter_text)
-        # A cursor (older than seq N), not an offset: new records arrive at the
-        # head, and an offset would then repeat records on the next page.
-        after = decode_cursor(page_token, scope)
-        if after and not (after.isascii() and after.isdigit()):
-            raise invalid_argument([("page_token", "not a token this service issued")])
+        condition, size, scope, after = page_request(
+            namespace, filter_text, page_size, page_token, lambda c: c.isascii() and c.isdigit()
+        )
         before = int(after) if after else None
         found, more = await asyncio.to_thread(self._read_page, namespace, condition, size, before)
         token = encode_cursor(str(found[-1][0]), scope) if more and found else ""

@@ -39,13 +39,11 @@ from redis.asyncio import Redis
 from memory_service.search.filter import Node, matches
 from memory_service.security.audit import (
     AUDIT_SCHEMA,
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
     AuditRecord,
-    compile_audit_filter,
+    page_request,
 )
-from memory_service.servicekit.errors import invalid_argument, unavailable
-from memory_service.servicekit.paging import decode_cursor, encode_cursor, page_bounds
+from memory_service.servicekit.errors import unavailable
+from memory_service.servicekit.paging import encode_cursor
 from memory_service.store.redis_store import (
     UNAVAILABLE_ERRORS,
     RedisOptions,
@@ -89,12 +87,6 @@ def _decode(fields: Any) -> AuditRecord | None:
         return AuditRecord.from_json(json.loads(raw))
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
-
-
-def _page_scope(namespace: str | None, filter_text: str) -> str:
-    # repr() keeps None (every namespace) apart from any real namespace name;
-    # the prefix keeps a file log's token from passing as a stream token.
-    return f"audit-stream|{namespace!r}|{filter_text}"
 
 
 class RedisStreamAuditLog:
@@ -236,16 +228,9 @@ class RedisStreamAuditLog:
         page_size records, even none, and still carry a token when the scan
         budget ran out before the stream did.
         """
-        if namespace == "":
-            raise ValueError("namespace '' never means every namespace; pass None for that")
-        condition = compile_audit_filter(filter_text)
-        size = page_bounds(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        scope = _page_scope(namespace, filter_text)
-        # A cursor (older than this stream id), not an offset: new records
-        # arrive at the head, and an offset would repeat them on the next page.
-        after = decode_cursor(page_token, scope)
-        if after and not _STREAM_ID.fullmatch(after):
-            raise invalid_argument([("page_token", "not a token this service issued")])
+        condition, size, scope, after = page_request(
+            namespace, filter_text, page_size, page_token, lambda c: bool(_STREAM_ID.fullmatch(c))
+        )
         try:
             records, resume = await self._scan(namespace, condition, size, after)
         except UNAVAILABLE_ERRORS as error:
