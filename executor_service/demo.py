@@ -225,7 +225,7 @@ def main() -> int:
             memory.kill()
     say(
         "\nDone: runs stored and found through memory; with memory down a run still "
-        "succeeded and search answered from files; the outbox drained once memory was "
+        "completed and search answered from files; the outbox drained once memory was "
         "back; analytics and recommendations came from the history."
     )
     return 0
