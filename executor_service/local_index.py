@@ -311,10 +311,10 @@ class LocalIndex:
         merges its owner's SENSITIVE patterns (both halves give their best
         `limit`; ordered by rank, then newest, then id).
         """
-        hits, _ = self._index(self._open_db).search(self._namespace, terms, condition, limit)
+        hits = self._index(self._open_db).top(self._namespace, terms, condition, limit)
         if not include_sensitive or not self._has_sensitive:
             return hits
-        own, _ = self._index(self._sensitive_db).search(self._namespace, terms, condition, limit)
+        own = self._index(self._sensitive_db).top(self._namespace, terms, condition, limit)
 
         def order(hit: Hit) -> tuple[float, int, str]:
             rank, created = rank_key(hit, None, bool(terms))
