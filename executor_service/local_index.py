@@ -54,8 +54,7 @@ from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
 from memory_service.search.index import Hit, SearchIndex, rank_key
 from memory_service.search.query import Term
-from memory_service.security.classify import classify
-from memory_service.security.pii import scrub_pattern
+from memory_service.write_pipeline import classified_and_scrubbed
 
 log = logging.getLogger("attune.executor.local_index")
 
@@ -78,9 +77,7 @@ def as_memory_stores(pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
     Owner and expiry are left out: no filter can name them, and the memory
     service's retention settings are not the executor's.
     """
-    classification, _ = classify(pattern)
-    stored, _ = scrub_pattern(pattern)  # Always a copy: the caller's pattern stays as it is.
-    stored.classification = classification
+    stored, _, _ = classified_and_scrubbed(pattern)
     return stored
 
 

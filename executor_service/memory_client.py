@@ -45,6 +45,7 @@ from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.breaker import BreakerOpenError, CircuitBreaker, Outcome, outcome_of
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Answer
+from memory_service.patterns import MAX_CONTEXT_ID
 from memory_service.servicekit.logging import request_id_var, trace_id_var
 
 log = logging.getLogger("attune.executor.memory")
@@ -121,10 +122,10 @@ EXECUTOR_CREDENTIALS_HINT = (
 
 AUTHORIZATION = "authorization"
 
-# The memory service's rule for a context session id (and key): 1 to 128
-# characters. The executor checks it up front, so a bad session id is the
-# caller's INVALID_ARGUMENT rather than a background write failing unseen.
-MAX_SESSION_ID = 128
+# The memory service's rule for a context session id (and key). The executor
+# checks it up front, so a bad session id is the caller's INVALID_ARGUMENT
+# rather than a background write failing unseen.
+MAX_SESSION_ID = MAX_CONTEXT_ID
 
 # Context keys of remembered form choices: one entry per template.
 CHOICES_KEY_PREFIX = "form:"

@@ -184,8 +184,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def RunWorkflow(
         self, request: executor_pb2.RunWorkflowRequest, context: Context
     ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
-        if len(request.session_id) > MAX_SESSION_ID:
-            raise invalid_argument([("session_id", f"longer than {MAX_SESSION_ID} characters")])
+        _check_session_id(request.session_id)
         template, resolved, team = self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
@@ -496,8 +495,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def GetRecommendations(
         self, request: executor_pb2.GetRecommendationsRequest, context: Context
     ) -> executor_pb2.GetRecommendationsResponse:
-        if len(request.session_id) > MAX_SESSION_ID:
-            raise invalid_argument([("session_id", f"longer than {MAX_SESSION_ID} characters")])
+        _check_session_id(request.session_id)
         template = self._template(request.template_id)
         resolved = partial_answers(template, request.answers)
         # The template's own strategies: what the recommendations compare against.
@@ -588,3 +586,9 @@ def _hit(pattern: memory_pb2.Pattern, score: float) -> executor_pb2.RunHit:
     )
     hit.create_time.CopyFrom(pattern.create_time)
     return hit
+
+
+def _check_session_id(session_id: str) -> None:
+    """INVALID_ARGUMENT for a session id the memory service would refuse."""
+    if len(session_id) > MAX_SESSION_ID:
+        raise invalid_argument([("session_id", f"longer than {MAX_SESSION_ID} characters")])

@@ -17,6 +17,8 @@ MAX_TAGS = 64
 MAX_TAG_LENGTH = 64
 MAX_METADATA_DEPTH = 8
 MAX_BATCH = 500
+# A short-term context session id or key: 1 to this many characters.
+MAX_CONTEXT_ID = 128
 
 NAMESPACE_PATTERN = re.compile(r"[a-z0-9._-]{1,64}")
 PATTERN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")

@@ -17,6 +17,7 @@ from memory_service.audit_buffer import BufferedAudit
 from memory_service.audited import Scope, guarded
 from memory_service.patterns import (
     MAX_BATCH,
+    MAX_CONTEXT_ID,
     Violation,
     namespace_violations,
     pattern_id_violations,
@@ -44,7 +45,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 _CODES = {code.value[0]: code.name for code in grpc.StatusCode}
 DEFAULT_SEARCH_PAGE = 10
 MAX_SEARCH_PAGE = 100
-MAX_CONTEXT_ID = 128
 MAX_CONTEXT_VALUE = 64 * 1024
 DEFAULT_LIST_PAGE = 50
 MAX_LIST_PAGE = 1000

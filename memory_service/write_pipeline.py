@@ -82,6 +82,21 @@ def secret_rejection(pattern: memory_pb2.Pattern, field_prefix: str) -> ServiceE
     )
 
 
+def classified_and_scrubbed(
+    pattern: memory_pb2.Pattern,
+) -> tuple[memory_pb2.Pattern, dict[str, int], str]:
+    """A scrubbed copy with its classification set; the counts and the reason.
+
+    Classified on the pattern as sent (an explicit classification wins), so
+    scrubbing never hides a sensitive word from the rules. The executor's
+    fallback index calls this too, so both sides index the same text.
+    """
+    classification, reason = classify(pattern)
+    stored, scrubbed = scrub_pattern(pattern)  # Always a copy: the input stays as it is.
+    stored.classification = classification
+    return stored, scrubbed, reason
+
+
 def secure(
     pattern: memory_pb2.Pattern,
     principal: Principal,
@@ -92,16 +107,11 @@ def secure(
     """The pattern as it may be stored; raises INVALID_ARGUMENT if it holds a secret."""
     if (rejection := secret_rejection(pattern, field_prefix)) is not None:
         raise rejection
-    classification, reason = classify(pattern)
-    stored, scrubbed = scrub_pattern(pattern)
-    if stored is pattern:  # Never change the caller's message.
-        stored = memory_pb2.Pattern()
-        stored.CopyFrom(pattern)
-    stored.classification = classification
+    stored, scrubbed, reason = classified_and_scrubbed(pattern)
     stored.owner = principal.user_id
     if stored.pinned:
         stored.ClearField("expire_time")
     else:
-        lifetime_us = int(retention.seconds(classification) * 1e6)
+        lifetime_us = int(retention.seconds(stored.classification) * 1e6)
         stored.expire_time.FromMicroseconds(now_us + lifetime_us)
     return SecuredWrite(stored, scrubbed, reason)

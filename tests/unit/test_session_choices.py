@@ -13,7 +13,7 @@ from executor_service.memory_client import (
     encode_choices,
 )
 from executor_service.templates.models import Answer
-from memory_service.servicer import MAX_CONTEXT_ID
+from memory_service.patterns import MAX_CONTEXT_ID
 
 CHOICES: dict[str, Answer] = {
     "package_name": "café-tools",
