@@ -254,6 +254,11 @@ def _parse_line(line: bytes) -> tuple[int, AuditRecord] | None:
         return None
 
 
+def is_sequence_cursor(text: str) -> bool:
+    """Whether the text is a record sequence number, as the file log's cursors are."""
+    return text.isascii() and text.isdigit()
+
+
 def page_request(
     namespace: str | None,
     filter_text: str,
@@ -468,7 +473,7 @@ class FileAuditLog:
         INVALID_ARGUMENT for a bad filter, page size or token.
         """
         condition, size, scope, after = page_request(
-            namespace, filter_text, page_size, page_token, lambda c: c.isascii() and c.isdigit()
+            namespace, filter_text, page_size, page_token, is_sequence_cursor
         )
         before = int(after) if after else None
         found, more = await asyncio.to_thread(self._read_page, namespace, condition, size, before)

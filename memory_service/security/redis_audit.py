@@ -65,6 +65,14 @@ SCAN_BUDGET = 50_000
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
+def is_stream_id(text: str) -> bool:
+    """Whether the text is an id Redis could have given a stream entry: two
+    64-bit unsigned parts (Redis refuses a larger one with an error)."""
+    if not _STREAM_ID.fullmatch(text):
+        return False
+    return all(int(part) < 2**64 for part in text.split("-"))
+
+
 class AuditLogUnavailableError(ConnectionError):
     """Redis did not take a batch of audit records.
 
@@ -229,7 +237,7 @@ class RedisStreamAuditLog:
         budget ran out before the stream did.
         """
         condition, size, scope, after = page_request(
-            namespace, filter_text, page_size, page_token, lambda c: bool(_STREAM_ID.fullmatch(c))
+            namespace, filter_text, page_size, page_token, is_stream_id
         )
         try:
             records, resume = await self._scan(namespace, condition, size, after)

@@ -21,6 +21,10 @@ def encode_token(offset: int, query: str) -> str:
 
 
 MAX_TOKEN_LENGTH = 512
+# The largest offset a token may carry: far beyond any real listing, and small
+# enough that offset + page size stays a valid SQLite integer (a forged 2**63
+# would overflow) and an exact JSON number.
+MAX_OFFSET = 2**53 - 1
 
 
 def decode_token(token: str, query: str) -> int:
@@ -36,8 +40,8 @@ def decode_token(token: str, query: str) -> int:
         bound_to = data["q"]
     except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise foreign from None
-    # bool is an int subclass; a real token holds a plain non-negative int.
-    if type(offset) is not int or offset < 0 or not isinstance(bound_to, str):
+    # bool is an int subclass; a real token holds a plain int in range.
+    if type(offset) is not int or not 0 <= offset <= MAX_OFFSET or not isinstance(bound_to, str):
         raise foreign
     if bound_to != _query_key(query):
         raise invalid_argument([("page_token", "was issued for a different query")])
@@ -64,9 +68,20 @@ def decode_cursor(token: str, query: str) -> str:
         raise foreign from None
     if not isinstance(after, str) or not after or not isinstance(bound_to, str):
         raise foreign
+    if not _is_unicode(after):  # A JSON escape can forge a lone surrogate; no id holds one.
+        raise foreign
     if bound_to != _query_key(query):
         raise invalid_argument([("page_token", "was issued for a different query")])
     return after
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether the text is valid Unicode (no lone surrogates), so it can be encoded."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def page_bounds(page_size: int, default: int, maximum: int) -> int:
