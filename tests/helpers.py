@@ -10,6 +10,7 @@ from typing import TypeVar
 import grpc
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
+from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.forms import to_form_value
 from memory_service.servicekit.errors import field_violations
 
@@ -63,6 +64,21 @@ async def run_to_end(
 ) -> list[executor_pb2.RunWorkflowResponse]:
     """Every event of a RunWorkflow stream."""
     return [event async for event in stub.RunWorkflow(request, timeout=30)]
+
+
+async def store_insight(
+    stub: memory_pb2_grpc.MemoryServiceAsyncStub, namespace: str, pattern_id: str, content: str
+) -> memory_pb2.StorePatternResponse:
+    """Stores a minimal insight pattern."""
+    return await stub.StorePattern(
+        memory_pb2.StorePatternRequest(
+            namespace=namespace,
+            pattern=memory_pb2.Pattern(
+                id=pattern_id, type=memory_pb2.PATTERN_TYPE_INSIGHT, content=content
+            ),
+        ),
+        timeout=5,
+    )
 
 
 def violations_of(error: grpc.aio.AioRpcError) -> dict[str, str]:

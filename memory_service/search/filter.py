@@ -142,6 +142,15 @@ class _ToTree(Transformer[Token, Node]):
         except ValueError:
             position = items[0].start_pos
             raise FilterError(f"invalid escape in string {items[0]!s}", position) from None
+        try:
+            str(text).encode()
+        except UnicodeEncodeError:
+            # A \ud800 escape alone decodes to a lone surrogate: not text
+            # anything can store, so no value could ever equal it.
+            raise FilterError(
+                f"string {items[0]!s} escapes a lone surrogate; it is not valid Unicode",
+                items[0].start_pos,
+            ) from None
         return str(text), False
 
     def number(self, items: list[Token]) -> tuple[Literal, bool]:

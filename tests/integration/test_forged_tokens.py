@@ -20,7 +20,7 @@ from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
 from memory_service.servicekit.paging import encode_token
 from tests.conftest import Stack
-from tests.helpers import violations_of
+from tests.helpers import store_insight, violations_of
 from tests.redis_servers import RedisServer
 
 NS = "team-a"
@@ -41,15 +41,7 @@ async def refused(call: Any) -> None:
 
 async def test_memory_lists_and_searches_refuse_a_forged_huge_offset(stack: Stack) -> None:
     stub = stack.memory_stub()
-    await stub.StorePattern(
-        memory_pb2.StorePatternRequest(
-            namespace=NS,
-            pattern=memory_pb2.Pattern(
-                id="p-1", type=memory_pb2.PATTERN_TYPE_INSIGHT, content="coverage gate"
-            ),
-        ),
-        timeout=5,
-    )
+    await store_insight(stub, NS, "p-1", "coverage gate")
     for offset in HUGE:
         token = encode_token(offset, f"{NS}||")
         await refused(
