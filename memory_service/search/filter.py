@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -337,6 +337,21 @@ class Schema:
     def names(self) -> list[str]:
         """The filterable paths, for error messages."""
         return sorted(self.fields)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (naive times are UTC).
+
+    Exact integer arithmetic: int(moment.timestamp()) truncates toward zero,
+    which put 1969-12-31T23:59:59.5Z half a second after the epoch.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def parse_timestamp(text: str) -> datetime:

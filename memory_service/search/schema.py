@@ -14,7 +14,7 @@ import orjson
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from memory_service.search.filter import FieldSpec, FieldType, Schema
+from memory_service.search.filter import FieldSpec, FieldType, Schema, epoch_micros
 
 _TIERS = ("CHEAP", "CAPABLE", "PREMIUM")
 _CLASSIFICATIONS = ("PUBLIC", "INTERNAL", "SENSITIVE")
@@ -67,7 +67,7 @@ def record_json(record: dict[str, Any]) -> str:
 
 def _micros(value: object) -> int:
     if isinstance(value, datetime):
-        return int(value.timestamp()) * 1_000_000 + value.microsecond
+        return epoch_micros(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

@@ -30,6 +30,7 @@ from memory_service.search.filter import (
     Restriction,
     Schema,
     Star,
+    epoch_micros,
     parse_timestamp,
 )
 
@@ -55,8 +56,7 @@ def _inline_path(segments: tuple[str, ...] | list[str]) -> str:
 
 def to_micros(text: str) -> int:
     """An RFC 3339 timestamp as integer microseconds since the epoch."""
-    moment = parse_timestamp(text)
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    return epoch_micros(parse_timestamp(text))
 
 
 def register_functions(connection: sqlite3.Connection) -> None:
