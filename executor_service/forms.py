@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from attune.common.v1 import common_pb2
@@ -87,8 +88,8 @@ def answer_problem(question: Question, value: common_pb2.FormValue) -> str | Non
             return "required: choose at least one option"
     if question.type is QuestionType.NUMBER:
         number = value.number_value
-        if number != number:  # NaN compares unequal to itself.
-            return "must be a number, not NaN"
+        if not math.isfinite(number):  # NaN and infinities are no answer to any question.
+            return "must be a finite number, not NaN or infinity"
         if question.min is not None and number < question.min:
             return f"{number:g} is below the minimum {question.min:g}"
         if question.max is not None and number > question.max:

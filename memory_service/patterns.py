@@ -84,12 +84,40 @@ def _number_problem(value: float) -> str | None:
     return None if math.isfinite(value) else "must be a finite number"
 
 
+def _amount_problem(value: float) -> str | None:
+    """A cost or a count: finite and never negative."""
+    if not math.isfinite(value):
+        return "must be a finite number"
+    return "must not be negative" if value < 0 else None
+
+
+def _struct_numbers(
+    value: struct_pb2.Struct | struct_pb2.ListValue, at: str
+) -> list[tuple[str, str | None]]:
+    """Every number inside metadata, with its path: NaN and infinities are not
+    JSON, so no reader could make sense of them."""
+    if isinstance(value, struct_pb2.Struct):
+        children = [(f"{at}.{key}", child) for key, child in value.fields.items()]
+    else:
+        children = [(f"{at}[{index}]", child) for index, child in enumerate(value.values)]
+    found: list[tuple[str, str | None]] = []
+    for where, child in children:
+        kind = child.WhichOneof("kind")
+        if kind == "number_value":
+            found.append((where, _number_problem(child.number_value)))
+        elif kind == "struct_value":
+            found += _struct_numbers(child.struct_value, where)
+        elif kind == "list_value":
+            found += _struct_numbers(child.list_value, where)
+    return found
+
+
 def _typed_violations(pattern: memory_pb2.Pattern, at: str) -> list[Violation]:
     """Values that parse but mean nothing: bad enums, times, NaN and infinities."""
     checks: list[tuple[str, str | None]] = [
         (f"{at}type", _enum_problem(memory_pb2.PatternType, pattern.type)),
         (f"{at}classification", _enum_problem(common_pb2.Classification, pattern.classification)),
-        (f"{at}total_cost_usd", _number_problem(pattern.total_cost_usd)),
+        (f"{at}total_cost_usd", _amount_problem(pattern.total_cost_usd)),
     ]
     if pattern.HasField("create_time"):
         checks.append((f"{at}create_time", _timestamp_problem(pattern.create_time)))
@@ -98,12 +126,17 @@ def _typed_violations(pattern: memory_pb2.Pattern, at: str) -> list[Violation]:
     for index, agent in enumerate(pattern.agents):
         where = f"{at}agents[{index}]."
         checks.append((f"{where}tier", _enum_problem(common_pb2.Tier, agent.tier)))
-        checks.append((f"{where}cost_usd", _number_problem(agent.cost_usd)))
+        checks.append((f"{where}cost_usd", _amount_problem(agent.cost_usd)))
+        checks.append((f"{where}attempt_count", _amount_problem(agent.attempt_count)))
         if agent.HasField("duration"):
             checks.append((f"{where}duration", _duration_problem(agent.duration)))
     for key, value in pattern.form_responses.items():
         if value.WhichOneof("kind") == "number_value":
             checks.append((f"{at}form_responses.{key}", _number_problem(value.number_value)))
+    for tier, count in pattern.tier_distribution.items():
+        checks.append((f"{at}tier_distribution.{tier}", _amount_problem(count)))
+    if pattern.HasField("metadata"):
+        checks += _struct_numbers(pattern.metadata, f"{at}metadata")
     return [(field, problem) for field, problem in checks if problem]
 
 
