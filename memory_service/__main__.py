@@ -133,6 +133,7 @@ async def start(settings: MemorySettings) -> RunningService:
             semantic=semantic,
             context_ttl=ttl,
             audit_log=audit_log,
+            max_pattern_bytes=settings.max_pattern_bytes,
         )
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
 

@@ -33,6 +33,17 @@ from memory_service.security.secrets import scan_text
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_token, encode_token
+from memory_service.sizes import (
+    DEFAULT_MAX_PATTERN_BYTES,
+    ITEM_OVERHEAD,
+    RESPONSE_BUDGET,
+    fit_page,
+    next_offset,
+    size_violation,
+    stored_size,
+    too_large,
+    unservable,
+)
 from memory_service.store.base import PatternConflictError, PatternStore
 from memory_service.store.context import ContextItem
 from memory_service.store.guard import store_errors_as_status
@@ -124,6 +135,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         semantic: Semantic | None = None,
         context_ttl: tuple[float, float] = (3600.0, 86400.0),
         audit_log: BufferedAudit | None = None,
+        max_pattern_bytes: int = DEFAULT_MAX_PATTERN_BYTES,
     ) -> None:
         # Unreachable: UNAVAILABLE with its reason; a missing key: FAILED_PRECONDITION.
         self._store: PatternStore = store_errors_as_status(store)
@@ -132,12 +144,20 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self._semantic = semantic
         self._context_ttl = context_ttl  # (default, maximum) seconds
         self.audit_log = audit_log  # Every RPC writes one record here (see guarded).
+        # The largest pattern as stored: every one fits any response (see sizes.py).
+        self._max_pattern_bytes = min(max_pattern_bytes, RESPONSE_BUDGET - ITEM_OVERHEAD)
 
     def _prepare(
         self, request: memory_pb2.StorePatternRequest, principal: Principal, field_prefix: str
     ) -> tuple[memory_pb2.Pattern, dict[str, int]]:
         """The pattern as it may be stored: valid, free of secrets, scrubbed, classified."""
-        if violations := store_violations(request, field_prefix):
+        violations = store_violations(request, field_prefix)
+        if (size := stored_size(request.pattern)) > self._max_pattern_bytes:
+            # Before anything scans it; checked again once scrubbed and embedded.
+            violations.append(
+                size_violation(f"{field_prefix}pattern", size, self._max_pattern_bytes)
+            )
+        if violations:
             raise invalid_argument(violations)
         authorize(principal, request.namespace, Action.WRITE)
         secured = secure(
@@ -150,7 +170,12 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         request: memory_pb2.StorePatternRequest,
         pattern: memory_pb2.Pattern,
         scrubbed: dict[str, int],
+        field_prefix: str = "",
     ) -> memory_pb2.StorePatternResponse:
+        # Scrubbing and the embedding can grow a pattern: refused here, before
+        # it commits, rather than stored and then unreadable by every reader.
+        if (size := stored_size(pattern)) > self._max_pattern_bytes:
+            raise too_large(f"{field_prefix}pattern", size, self._max_pattern_bytes)
         try:
             outcome = await self._store.put(request.namespace, pattern, request.replace)
         except PatternConflictError:
@@ -232,10 +257,13 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         embeddable = [pattern for _, pattern, _ in ready if _embeddable(pattern)]
         if self._semantic is not None and embeddable:
             await self._semantic.embed_patterns(embeddable)  # One call for the batch.
+        ready = _within_response(ready, results)
 
         async def one(index: int, pattern: memory_pb2.Pattern, scrubbed: dict[str, int]) -> None:
             try:
-                response = await self._commit(request.requests[index], pattern, scrubbed)
+                response = await self._commit(
+                    request.requests[index], pattern, scrubbed, f"requests[{index}]."
+                )
                 results[index].response.CopyFrom(response)
             except ServiceError as error:
                 results[index].code = error.code.value[0]
@@ -270,6 +298,8 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         if pattern is None:
             raise not_found("pattern", f"{request.namespace}/{request.pattern_id}")
+        if (size := pattern.ByteSize()) > RESPONSE_BUDGET - ITEM_OVERHEAD:
+            raise unservable(request.namespace, request.pattern_id, size)
         return memory_pb2.GetPatternResponse(pattern=pattern)
 
     @guarded(AuditAction.DELETE, Action.DELETE, lambda q, r: ([q.pattern_id], int(r.deleted)))
@@ -332,14 +362,16 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                 self._store, request.namespace, plan, hybrid, size, offset, principal.user_id
             )
             if isinstance(ranked, Ranked):
+                results, cut = fit_page(ranked.results, _result_size, _result_id)
+                after = next_offset(offset, size, cut)
                 return memory_pb2.SearchPatternsResponse(
-                    results=ranked.results,
+                    results=results,
                     applied_filter=plan.applied_filter,
                     applied_query=plan.applied_query,
                     effective_mode=request.mode,
                     total_size=ranked.total,
-                    next_page_token=encode_token(offset + size, token_scope)
-                    if offset + size < ranked.total
+                    next_page_token=encode_token(after, token_scope)
+                    if after < ranked.total
                     else "",
                 )
             fallback = ranked
@@ -353,15 +385,18 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             request.explain,
             viewer=principal.user_id,
         )
+        # A page stays within what a client can receive (see sizes.py).
+        results, cut = fit_page(
+            [_result(hit, request.explain) for hit in hits], _result_size, _result_id
+        )
+        after = next_offset(offset, size, cut)
         response = memory_pb2.SearchPatternsResponse(
-            results=[_result(hit, request.explain) for hit in hits],
+            results=results,
             applied_filter=plan.applied_filter,
             applied_query=plan.applied_query,
             effective_mode=memory_pb2.SEARCH_MODE_KEYWORD,
             total_size=total,
-            next_page_token=encode_token(offset + size, token_scope)
-            if offset + size < total
-            else "",
+            next_page_token=encode_token(after, token_scope) if after < total else "",
         )
         if semantic_wanted:
             response.mode_fallback_reason = fallback
@@ -395,11 +430,13 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         for pattern in patterns:
             pattern.ClearField("embedding")  # Internal to search.
-        more = offset + size < total
+        # A page stays within what a client can receive (see sizes.py).
+        kept, cut = fit_page(patterns, memory_pb2.Pattern.ByteSize, _pattern_id)
+        after = next_offset(offset, size, cut)
         return memory_pb2.ListPatternsResponse(
-            patterns=patterns,
+            patterns=kept,
             total_size=total,
-            next_page_token=encode_token(offset + size, scope) if more else "",
+            next_page_token=encode_token(after, scope) if after < total else "",
         )
 
     @guarded(AuditAction.COUNT, Action.READ, lambda q, r: ((), r.total_count))
@@ -547,6 +584,40 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         return memory_pb2.ListAuditEventsResponse(
             events=[record.to_proto() for record in records], next_page_token=token
         )
+
+
+def _pattern_id(pattern: memory_pb2.Pattern) -> str:
+    return pattern.id
+
+
+def _result_size(result: memory_pb2.SearchResult) -> int:
+    return result.ByteSize()
+
+
+def _result_id(result: memory_pb2.SearchResult) -> str:
+    return result.pattern.id
+
+
+def _within_response(
+    ready: list[tuple[int, memory_pb2.Pattern, dict[str, int]]],
+    results: list[memory_pb2.BatchStorePatternResult],
+) -> list[tuple[int, memory_pb2.Pattern, dict[str, int]]]:
+    """The batch items whose stored patterns fit the response, in order; the
+    rest answer RESOURCE_EXHAUSTED before anything commits (a smaller batch
+    takes them). Items already refused count by their messages."""
+    used = sum(len(result.message) + ITEM_OVERHEAD for result in results if result.code)
+    kept = []
+    for index, pattern, scrubbed in ready:
+        size = stored_size(pattern) + ITEM_OVERHEAD
+        if used + size > RESPONSE_BUDGET:
+            # Short: up to 500 of these share the response's spare room.
+            results[index].code = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            results[index].message = "not stored: the response is full; send it in a later batch"
+            used += len(results[index].message) + ITEM_OVERHEAD
+            continue
+        used += size
+        kept.append((index, pattern, scrubbed))
+    return kept
 
 
 def _entry(session_id: str, item: ContextItem) -> memory_pb2.ContextEntry:

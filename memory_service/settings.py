@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from memory_service.servicekit.settings import ServerSettings
+from memory_service.sizes import DEFAULT_MAX_PATTERN_BYTES, MAX_PATTERN_BYTES_LIMIT
 
 
 class MemorySettings(ServerSettings):
@@ -125,6 +126,14 @@ class MemorySettings(ServerSettings):
         gt=0,
         description="How often expired patterns are purged for good. Expired patterns are "
         "never returned, purged or not; pinned patterns never expire.",
+    )
+    max_pattern_bytes: int = Field(
+        default=DEFAULT_MAX_PATTERN_BYTES,
+        gt=0,
+        le=MAX_PATTERN_BYTES_LIMIT,
+        description="The largest pattern as stored (after scrubbing, with its embedding); a "
+        "larger write is INVALID_ARGUMENT and nothing is stored. At most 3 MiB, so any pattern "
+        "fits a response a default gRPC client accepts (4 MiB).",
     )
     embeddings_url: str | None = Field(
         default=None,

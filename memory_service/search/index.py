@@ -19,6 +19,7 @@ bound of the earliest expiry and adds the clause only once it has passed.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import sqlite3
@@ -27,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
@@ -114,6 +116,25 @@ _FUZZY_WORD = re.compile(r"[^\W\d_]{4,}")
 _ORDERABLE = {"create_time": "d.create_time_us", "id": "d.doc_id"}
 # Rows a read leaves out once something in the namespace has expired.
 _LIVE = " AND (d.expire_us = 0 OR d.expire_us > ?)"
+
+log = logging.getLogger("attune.search.index")
+
+
+class UnreadablePatternError(Exception):
+    """A stored pattern whose bytes do not parse (damaged at rest): reads of
+    it fail alone, lists and searches leave it out."""
+
+
+def decode_pattern(body: bytes, namespace: str, doc_id: object = "") -> memory_pb2.Pattern | None:
+    """The stored pattern, or None (logged) when its bytes do not parse."""
+    try:
+        return memory_pb2.Pattern.FromString(body)
+    except DecodeError:
+        log.warning(
+            "stored pattern unreadable; left out",
+            extra={"namespace": namespace, "pattern_id": str(doc_id), "bytes": len(body)},
+        )
+        return None
 
 
 def wall_clock_us() -> int:
@@ -268,13 +289,17 @@ class SearchIndex:
         for table in ("docs", "pattern_text", "pattern_words", "doc_facts"):
             self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
         vocabulary = self._vocabulary.get(namespace)
-        if vocabulary is not None:
-            text = searchable_text(memory_pb2.Pattern.FromString(body))
-            gone = Counter(word.lower() for word in _FUZZY_WORD.findall(text))
-            vocabulary.subtract(gone)
-            for word in gone:
-                if vocabulary[word] <= 0:
-                    del vocabulary[word]
+        if vocabulary is None:
+            return True
+        removed = decode_pattern(body, namespace, pattern_id)
+        if removed is None:
+            del self._vocabulary[namespace]  # Its words are unknown: rebuilt when next needed.
+            return True
+        gone = Counter(word.lower() for word in _FUZZY_WORD.findall(searchable_text(removed)))
+        vocabulary.subtract(gone)
+        for word in gone:
+            if vocabulary[word] <= 0:
+                del vocabulary[word]
         return True
 
     def expired(self, now_us: int) -> list[tuple[str, str]]:
@@ -378,7 +403,10 @@ class SearchIndex:
         ).fetchone()
         if row is None or is_expired(int(row[2]), self._clock()):
             return None
-        return StoredDoc(memory_pb2.Pattern.FromString(row[0]), row[1])
+        pattern = decode_pattern(row[0], namespace, pattern_id)
+        if pattern is None:
+            raise UnreadablePatternError(f"pattern {pattern_id!r} is stored unreadable")
+        return StoredDoc(pattern, row[1])
 
     def vectors(self, namespace: str, condition: Node | None) -> list[tuple[str, bytes]]:
         """(id, vector) of every pattern with an embedding that passes the filter."""
@@ -404,8 +432,13 @@ class SearchIndex:
                 f"WHERE namespace = ? AND doc_id IN ({marks})",
                 [namespace, *chunk],
             ):
-                if not is_expired(int(expires), now):
-                    found[str(doc_id)] = memory_pb2.Pattern.FromString(body)
+                pattern = (
+                    None
+                    if is_expired(int(expires), now)
+                    else decode_pattern(body, namespace, doc_id)
+                )
+                if pattern is not None:
+                    found[str(doc_id)] = pattern
         return found
 
     def page(
@@ -422,12 +455,13 @@ class SearchIndex:
         if not any(key.startswith("d.doc_id") for key in keys):
             keys.append("d.doc_id ASC")  # A total order, so pages never overlap.
         rows = self._db.execute(
-            f"SELECT d.body FROM docs d WHERE d.namespace = ? AND {sql} "
+            f"SELECT d.body, d.doc_id FROM docs d WHERE d.namespace = ? AND {sql} "
             f"ORDER BY {', '.join(keys)} LIMIT ? OFFSET ?",
             [namespace, *params, limit, offset],
         ).fetchall()
         total = self._count(namespace, sql, params)
-        return [memory_pb2.Pattern.FromString(body) for (body,) in rows], total
+        decoded = (decode_pattern(body, namespace, doc_id) for body, doc_id in rows)
+        return [pattern for pattern in decoded if pattern is not None], total
 
     def _count(self, namespace: str, sql: str, params: list[object]) -> int:
         row = self._db.execute(
@@ -502,10 +536,13 @@ class SearchIndex:
         suggests, or reveals, a word of another namespace."""
         if namespace not in self._vocabulary:
             words: Counter[str] = Counter()
-            for (body,) in self._db.execute(
-                "SELECT body FROM docs WHERE namespace = ?", (namespace,)
+            for body, doc_id in self._db.execute(
+                "SELECT body, doc_id FROM docs WHERE namespace = ?", (namespace,)
             ):
-                text = searchable_text(memory_pb2.Pattern.FromString(body))
+                pattern = decode_pattern(body, namespace, doc_id)
+                if pattern is None:
+                    continue
+                text = searchable_text(pattern)
                 words.update(word.lower() for word in _FUZZY_WORD.findall(text))
             self._vocabulary[namespace] = words
         return self._vocabulary[namespace]
@@ -641,10 +678,13 @@ class SearchIndex:
             total = self._count(namespace, count_sql, count_params)
         hits = []
         for body, keyword, factor, _, rowid in rows:
+            pattern = decode_pattern(body, namespace, f"rowid {rowid}")
+            if pattern is None:
+                continue
             matched = self._matched(int(rowid), terms, notes) if explain and terms else ()
             hits.append(
                 Hit(
-                    memory_pb2.Pattern.FromString(body),
+                    pattern,
                     score=float(keyword) * float(factor) if terms else float(factor),
                     keyword_score=float(keyword),
                     recency_factor=float(factor),

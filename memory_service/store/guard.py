@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import grpc
 
+from memory_service.search.index import UnreadablePatternError
 from memory_service.security.crypto import DecryptionError, MissingKeyError
 from memory_service.servicekit.errors import ServiceError, unavailable
 from memory_service.store.base import PatternStore, StoreUnavailableError
@@ -25,6 +26,11 @@ RETRY_AFTER_SECONDS = 1.0
 def _status(error: Exception) -> ServiceError:
     if isinstance(error, StoreUnavailableError):
         return unavailable(f"{error}; retry later", RETRY_AFTER_SECONDS)
+    if isinstance(error, UnreadablePatternError):
+        # The record is damaged; every other one still reads. Delete or replace it.
+        return ServiceError(
+            grpc.StatusCode.DATA_LOSS, f"{error}; delete it or store it again with replace"
+        )
     # Messages of the keyring name key ids and settings, never keys.
     return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(error))
 
@@ -44,7 +50,12 @@ class _ErrorsAsStatus:
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await cast(Callable[..., Awaitable[Any]], method)(*args, **kwargs)
-            except (StoreUnavailableError, DecryptionError, MissingKeyError) as error:
+            except (
+                StoreUnavailableError,
+                DecryptionError,
+                MissingKeyError,
+                UnreadablePatternError,
+            ) as error:
                 raise _status(error) from None
 
         return guarded

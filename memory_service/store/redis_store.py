@@ -85,7 +85,15 @@ from attune.memory.v1 import memory_pb2
 from memory_service.patterns import fingerprint
 from memory_service.search import index as search_index
 from memory_service.search.filter import Node
-from memory_service.search.index import Group, Hit, Recency, expire_us, is_expired
+from memory_service.search.index import (
+    Group,
+    Hit,
+    Recency,
+    UnreadablePatternError,
+    decode_pattern,
+    expire_us,
+    is_expired,
+)
 from memory_service.search.query import Term
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
 from memory_service.store import secure_index
@@ -681,7 +689,10 @@ class RedisStore:
     ) -> memory_pb2.Pattern:
         if sealed:
             body = self._keyring.decrypt(body, associated_data(namespace, pattern_id))
-        return memory_pb2.Pattern.FromString(body)
+        pattern = decode_pattern(body, namespace, pattern_id)
+        if pattern is None:
+            raise UnreadablePatternError(f"pattern {pattern_id!r} is stored unreadable")
+        return pattern
 
     async def _delete_if(self, namespace: str, pattern_id: str, viewer: str, mode: str) -> bool:
         deleted = await self._script(

@@ -48,6 +48,8 @@ from memory_service.search.index import (
     Recency,
     SearchIndex,
     StoredDoc,
+    UnreadablePatternError,
+    decode_pattern,
     expire_us,
     rank_key,
     wall_clock_us,
@@ -275,9 +277,13 @@ class SecureIndex:
 
     def delete(self, namespace: str, pattern_id: str, *, viewer: str) -> bool:
         """Deletes a pattern the viewer can see; False if absent, expired, or
-        another owner's SENSITIVE pattern."""
-        if self.get(namespace, pattern_id, viewer=viewer) is None:
-            return False
+        another owner's SENSITIVE pattern. An unreadable one can be deleted:
+        it is on the disk half, which holds no SENSITIVE pattern."""
+        try:
+            if self.get(namespace, pattern_id, viewer=viewer) is None:
+                return False
+        except UnreadablePatternError:
+            pass
         return self.remove(namespace, pattern_id)
 
     def sync(self, namespace: str, pattern_id: str, current: Current | None) -> None:
@@ -290,7 +296,11 @@ class SecureIndex:
                 pattern = self._open_envelope(namespace, pattern_id, current.body)
                 self._put_sealed(namespace, pattern, current.fingerprint, current.body)
         elif self._disk.stored_body(namespace, pattern_id) != current.body:
-            self.put(namespace, memory_pb2.Pattern.FromString(current.body), current.fingerprint)
+            readable = decode_pattern(current.body, namespace, pattern_id)
+            if readable is None:  # Damaged where it is kept: left out of every read.
+                self.remove(namespace, pattern_id)
+            else:
+                self.put(namespace, readable, current.fingerprint)
 
     def drop_namespace(self, namespace: str) -> None:
         """Deletes every pattern of a namespace, in both halves."""
@@ -376,8 +386,12 @@ class SecureIndex:
         return None
 
     def stored(self, namespace: str, pattern_id: str) -> StoredDoc | None:
-        """The live pattern under the id, whoever owns it: for write checks."""
-        found = self._disk.get(namespace, pattern_id)
+        """The live pattern under the id, whoever owns it: for write checks.
+        An unreadable one counts as absent, so a write repairs it."""
+        try:
+            found = self._disk.get(namespace, pattern_id)
+        except UnreadablePatternError:
+            return None
         if found is not None:
             return found
         owner = self._sealed_owner(namespace, pattern_id)
