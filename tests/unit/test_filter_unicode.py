@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import FilterError, compile_filter, matches
 from memory_service.search.index import SearchIndex
+from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 
 surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
@@ -65,3 +67,40 @@ def test_a_literal_is_valid_unicode_or_the_filter_is_refused(
 def test_a_surrogate_pair_is_one_character_and_matches() -> None:
     condition = compile_filter('content = "x\\ud83d\\ude00"', PATTERN_SCHEMA)
     assert INDEX.page("ns", condition, [("id", False)], 10, 0)[1] == 1
+
+
+QUERY_WORDS = st.sampled_from(
+    [
+        "\\ud800",
+        '"\\udfff"',
+        "template",
+        "python_package_publish",
+        "coverage",
+        "> 80%",
+        "failed",
+        "premium",
+        "since 2026-01-01",
+        "cost under $1",
+        "\ud83d\ude00",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(words=st.lists(QUERY_WORDS | any_text, min_size=1, max_size=6), filter_value=any_text)
+def test_a_planned_search_runs_on_the_index_or_is_refused(
+    words: list[str], filter_value: str
+) -> None:
+    query = " ".join(word for word in words if is_unicode(word))  # The wire carries no other.
+    filter_text = f"content != {json.dumps(filter_value)}"
+    vocabulary = (["python_package_publish"], ["coverage"])
+    if not is_unicode(filter_value):
+        with pytest.raises(PlanError) as raised:
+            plan_search(query, filter_text, True, vocabulary, datetime.now(UTC))
+        assert "filter" in dict(raised.value.violations)
+        return
+    try:
+        plan = plan_search(query, filter_text, True, vocabulary, datetime.now(UTC))
+    except PlanError:
+        return  # Nothing searchable in the query: refused with a field, never an error.
+    INDEX.search("ns", plan.terms, plan.condition, 10, 0)
