@@ -58,6 +58,7 @@ from memory_service.servicekit.paging import (
     decode_token,
     encode_cursor,
     encode_token,
+    fit_page,
     page_bounds,
 )
 
@@ -394,7 +395,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             ]
             source = executor_pb2.SEARCH_SOURCE_HYBRID
         return executor_pb2.SearchRunsResponse(
-            hits=hits, source=source, applied_filter=response.applied_filter
+            hits=_within_page(hits), source=source, applied_filter=response.applied_filter
         )
 
     def _local_answer(
@@ -404,7 +405,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             plan.terms, plan.condition, limit, include_sensitive=include_sensitive
         )
         return executor_pb2.SearchRunsResponse(
-            hits=[_hit(hit.pattern, hit.score) for hit in found],
+            hits=_within_page([_hit(hit.pattern, hit.score) for hit in found]),
             source=executor_pb2.SEARCH_SOURCE_LOCAL_FILES,
             degraded=bool(degraded_reason),
             degraded_reason=degraded_reason,
@@ -572,6 +573,17 @@ def _planned_to_proto(agent: PlannedAgent) -> executor_pb2.PlannedAgent:
         stage=agent.stage,
         config=agent.config,
     )
+
+
+def _within_page(hits: list[executor_pb2.RunHit]) -> list[executor_pb2.RunHit]:
+    """The best hits a response can carry: a summary is up to 256 KiB, and a
+    page of 100 would pass any message limit."""
+    kept, _ = fit_page(hits, executor_pb2.RunHit.ByteSize, _hit_id, MAX_PAGE_BYTES)
+    return kept
+
+
+def _hit_id(hit: executor_pb2.RunHit) -> str:
+    return hit.run_id
 
 
 def _hit(pattern: memory_pb2.Pattern, score: float) -> executor_pb2.RunHit:

@@ -32,13 +32,16 @@ from memory_service.security.identity import Action, Authenticator, Principal, a
 from memory_service.security.secrets import scan_text
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
-from memory_service.servicekit.paging import decode_token, encode_token
-from memory_service.sizes import (
-    DEFAULT_MAX_PATTERN_BYTES,
+from memory_service.servicekit.paging import (
     ITEM_OVERHEAD,
-    RESPONSE_BUDGET,
+    decode_token,
+    encode_token,
     fit_page,
     next_offset,
+)
+from memory_service.sizes import (
+    DEFAULT_MAX_PATTERN_BYTES,
+    RESPONSE_BUDGET,
     size_violation,
     stored_size,
     too_large,
@@ -362,7 +365,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                 self._store, request.namespace, plan, hybrid, size, offset, principal.user_id
             )
             if isinstance(ranked, Ranked):
-                results, cut = fit_page(ranked.results, _result_size, _result_id)
+                results, cut = fit_page(ranked.results, _result_size, _result_id, RESPONSE_BUDGET)
                 after = next_offset(offset, size, cut)
                 return memory_pb2.SearchPatternsResponse(
                     results=results,
@@ -387,7 +390,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         # A page stays within what a client can receive (see sizes.py).
         results, cut = fit_page(
-            [_result(hit, request.explain) for hit in hits], _result_size, _result_id
+            [_result(hit, request.explain) for hit in hits],
+            _result_size,
+            _result_id,
+            RESPONSE_BUDGET,
         )
         after = next_offset(offset, size, cut)
         response = memory_pb2.SearchPatternsResponse(
@@ -431,7 +437,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         for pattern in patterns:
             pattern.ClearField("embedding")  # Internal to search.
         # A page stays within what a client can receive (see sizes.py).
-        kept, cut = fit_page(patterns, memory_pb2.Pattern.ByteSize, _pattern_id)
+        kept, cut = fit_page(patterns, memory_pb2.Pattern.ByteSize, _pattern_id, RESPONSE_BUDGET)
         after = next_offset(offset, size, cut)
         return memory_pb2.ListPatternsResponse(
             patterns=kept,

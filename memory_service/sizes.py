@@ -18,19 +18,11 @@ settings can read every page:
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
-from typing import TypeVar
-
 import grpc
 from google.rpc import error_details_pb2
 
 from attune.memory.v1 import memory_pb2
 from memory_service.servicekit.errors import ServiceError, invalid_argument
-
-log = logging.getLogger("attune.memory.sizes")
-
-T = TypeVar("T")
 
 MIB = 1024 * 1024
 DEFAULT_MAX_PATTERN_BYTES = MIB
@@ -42,9 +34,6 @@ RESPONSE_BUDGET = 4 * MIB - 64 * 1024
 # What a store adds to a write: its namespace, the store time and a default
 # create time (each a length-delimited field of at most a few dozen bytes).
 STAMP_BYTES = 128
-# An element of a repeated message field: its tag and length prefix, and in
-# a result the few scalar fields beside the pattern.
-ITEM_OVERHEAD = 32
 
 
 def stored_size(pattern: memory_pb2.Pattern) -> int:
@@ -76,34 +65,3 @@ def unservable(namespace: str, pattern_id: str, size: int) -> ServiceError:
         f"({RESPONSE_BUDGET}); delete it, or store a smaller version with replace=true",
         [error_details_pb2.PreconditionFailure(violations=[violation])],
     )
-
-
-def fit_page(
-    items: Sequence[T], size_of: Callable[[T], int], name_of: Callable[[T], str]
-) -> tuple[list[T], int | None]:
-    """The items a response can carry, in order, and where the page was cut.
-
-    Returns (kept, cut): `cut` is the index of the first item left for the
-    next page, or None when every item was taken or skipped. An item larger
-    than the whole budget is skipped (logged) rather than failing the page.
-    """
-    kept: list[T] = []
-    used = 0
-    for index, item in enumerate(items):
-        size = size_of(item) + ITEM_OVERHEAD
-        if size > RESPONSE_BUDGET:
-            log.warning(
-                "pattern too large for any response; left out",
-                extra={"pattern_id": name_of(item), "bytes": size},
-            )
-            continue
-        if used + size > RESPONSE_BUDGET:
-            return kept, index
-        kept.append(item)
-        used += size
-    return kept, None
-
-
-def next_offset(offset: int, page_size: int, cut: int | None) -> int:
-    """Where the next page starts: after the whole page, or at the cut."""
-    return offset + (page_size if cut is None else cut)

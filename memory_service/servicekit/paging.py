@@ -6,8 +6,19 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from memory_service.servicekit.errors import invalid_argument
+
+log = logging.getLogger("attune.paging")
+
+T = TypeVar("T")
+
+# An element of a repeated message field: its tag and length prefix, and the
+# few scalar fields a result carries beside its payload.
+ITEM_OVERHEAD = 32
 
 
 def _query_key(query: str) -> str:
@@ -89,3 +100,34 @@ def page_bounds(page_size: int, default: int, maximum: int) -> int:
     if page_size < 0:
         raise invalid_argument([("page_size", "must not be negative")])
     return min(page_size or default, maximum)
+
+
+def fit_page(
+    items: Sequence[T], size_of: Callable[[T], int], name_of: Callable[[T], str], budget: int
+) -> tuple[list[T], int | None]:
+    """The items a response of `budget` bytes can carry, in order, and where it was cut.
+
+    Returns (kept, cut): `cut` is the index of the first item left for the
+    next page, or None when every item was taken or skipped. An item larger
+    than the whole budget is skipped (logged) rather than failing the page.
+    """
+    kept: list[T] = []
+    used = 0
+    for index, item in enumerate(items):
+        size = size_of(item) + ITEM_OVERHEAD
+        if size > budget:
+            log.warning(
+                "item too large for any response; left out",
+                extra={"item": name_of(item), "bytes": size},
+            )
+            continue
+        if used + size > budget:
+            return kept, index
+        kept.append(item)
+        used += size
+    return kept, None
+
+
+def next_offset(offset: int, page_size: int, cut: int | None) -> int:
+    """Where the next page starts: after the whole page, or at the cut."""
+    return offset + (page_size if cut is None else cut)

@@ -22,6 +22,7 @@ import grpc
 import pytest
 from redis.asyncio import Redis
 
+from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.security.crypto import Keyring
 from memory_service.servicekit.lifecycle import MAX_MESSAGE_BYTES
@@ -290,3 +291,27 @@ async def test_records_stored_anyway_fail_alone(backend: Backend) -> None:
         assert sorted(await every_id(stub, 50)) == ["a", "b", "broken"]
     finally:
         await running.close()
+
+
+async def test_the_executor_searches_a_namespace_of_large_patterns(stack: Stack) -> None:
+    """Twenty patterns with the largest content: a page of them passed the 4 MiB
+    the executor's memory client accepts, so every memory search failed."""
+    memory = stack.memory_stub()
+    content = "coverage gate " * 18_000  # About 250 KiB, under the 256 KiB content limit.
+    for n in range(20):
+        await memory.StorePattern(
+            memory_pb2.StorePatternRequest(namespace="default", pattern=insight(f"i-{n}", content)),
+            timeout=30,
+        )
+    executor = stack.executor_stub()
+    for mode in (
+        executor_pb2.SEARCH_RUNS_MODE_MEMORY,
+        executor_pb2.SEARCH_RUNS_MODE_AUTO,
+        executor_pb2.SEARCH_RUNS_MODE_HYBRID,
+    ):
+        answer = await executor.SearchRuns(
+            executor_pb2.SearchRunsRequest(query="coverage", page_size=100, mode=mode), timeout=30
+        )
+        assert not answer.degraded
+        assert 0 < len(answer.hits) < 20  # As many as one response carries.
+        assert answer.ByteSize() <= CLIENT_LIMIT

@@ -12,7 +12,8 @@ from attune.memory.v1 import memory_pb2
 from memory_service.search.index import UnreadablePatternError
 from memory_service.search.query import parse_query
 from memory_service.security.crypto import Keyring
-from memory_service.sizes import ITEM_OVERHEAD, RESPONSE_BUDGET, fit_page, next_offset
+from memory_service.servicekit.paging import ITEM_OVERHEAD, fit_page, next_offset
+from memory_service.sizes import RESPONSE_BUDGET
 from memory_service.store.secure_index import SecureIndex
 
 sizes = st.integers(min_value=0, max_value=RESPONSE_BUDGET + 10)
@@ -22,7 +23,7 @@ sizes = st.integers(min_value=0, max_value=RESPONSE_BUDGET + 10)
 @given(items=st.lists(st.one_of(sizes, st.integers(0, RESPONSE_BUDGET // 3)), max_size=12))
 def test_a_page_never_passes_the_budget_and_never_loses_an_item(items: list[int]) -> None:
     indexed = list(enumerate(items))
-    kept, cut = fit_page(indexed, lambda item: item[1], lambda item: str(item[0]))
+    kept, cut = fit_page(indexed, lambda item: item[1], lambda item: str(item[0]), RESPONSE_BUDGET)
     assert sum(size + ITEM_OVERHEAD for _, size in kept) <= RESPONSE_BUDGET
     end = len(items) if cut is None else cut
     assert cut is None or cut > 0 or not items  # Every page makes progress.
