@@ -297,7 +297,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             violations.append(("page_size", f"must be between 0 and {MAX_SEARCH_PAGE}"))
         if violations:
             raise invalid_argument(violations)
-        vocabulary = await self._store.query_vocabulary(request.namespace)
+        vocabulary = await self._store.query_vocabulary(request.namespace, viewer=principal.user_id)
         try:
             plan = plan_search(
                 request.query,

@@ -123,9 +123,10 @@ class PatternStore(ContextStore, Protocol):
         """Patterns the viewer may see, by id; other ids are left out."""
         ...
 
-    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        """(template ids, numeric form question ids) of a namespace's
-        non-SENSITIVE patterns, for query understanding."""
+    async def query_vocabulary(self, namespace: str, *, viewer: str) -> tuple[list[str], list[str]]:
+        """(template ids, numeric form question ids) of the live patterns of a
+        namespace the viewer may see, for query understanding: so another
+        user's SENSITIVE, deleted or expired pattern never shapes a query."""
         ...
 
     async def purge_expired(self) -> int:

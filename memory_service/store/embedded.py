@@ -259,8 +259,10 @@ class EmbeddedStore:
             lambda: self._open_index()[1].get_many(namespace, pattern_ids, viewer=viewer)
         )
 
-    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        return await self._run(lambda: self._open_index()[1].query_vocabulary(namespace))
+    async def query_vocabulary(self, namespace: str, *, viewer: str) -> tuple[list[str], list[str]]:
+        return await self._run(
+            lambda: self._open_index()[1].query_vocabulary(namespace, viewer=viewer)
+        )
 
     # --- short-term context ----------------------------------------------------------
 

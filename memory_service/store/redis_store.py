@@ -944,8 +944,10 @@ class RedisStore:
             namespace, lambda index: index.get_many(namespace, pattern_ids, viewer=viewer)
         )
 
-    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        return await self._read(namespace, lambda index: index.query_vocabulary(namespace))
+    async def query_vocabulary(self, namespace: str, *, viewer: str) -> tuple[list[str], list[str]]:
+        return await self._read(
+            namespace, lambda index: index.query_vocabulary(namespace, viewer=viewer)
+        )
 
 
 def _client(options: RedisOptions) -> Redis | RedisCluster:

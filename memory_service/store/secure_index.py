@@ -412,9 +412,15 @@ class SecureIndex:
         scope = self._scope(namespace, viewer)
         return found if scope is None else found + self._memory.vectors(scope, condition)
 
-    def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        """Query words of the non-SENSITIVE patterns: shared by every viewer."""
-        return self._disk.query_vocabulary(namespace)
+    def query_vocabulary(self, namespace: str, *, viewer: str) -> tuple[list[str], list[str]]:
+        """Query words of the patterns the viewer may see: the non-SENSITIVE
+        ones and the viewer's own SENSITIVE ones, never another user's."""
+        templates, numeric = self._disk.query_vocabulary(namespace)
+        scope = self._scope(namespace, viewer)
+        if scope is None:
+            return templates, numeric
+        own_templates, own_numeric = self._memory.query_vocabulary(scope)
+        return sorted({*templates, *own_templates}), sorted({*numeric, *own_numeric})
 
     def search(
         self,

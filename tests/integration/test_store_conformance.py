@@ -443,11 +443,11 @@ async def test_count_groups_by_scalars_and_agent_fields(loaded: PatternStore) ->
 async def test_query_vocabulary_lists_templates_and_numeric_questions(
     loaded: PatternStore,
 ) -> None:
-    assert await loaded.query_vocabulary(NS) == (
+    assert await loaded.query_vocabulary(NS, viewer=VIEWER) == (
         ["docs_site_build", "python_package_publish"],
         ["page_count", "test_coverage_required"],
     )
-    assert await loaded.query_vocabulary("empty") == ([], [])
+    assert await loaded.query_vocabulary("empty", viewer=VIEWER) == ([], [])
 
 
 async def test_namespaces_are_isolated(loaded: PatternStore) -> None:
@@ -763,7 +763,7 @@ async def test_sensitive_patterns_are_visible_only_to_their_owner(loaded: Patter
     # Filters apply to the SENSITIVE half too.
     assert await search_ids(loaded, "", "total_cost_usd >= 2") == (["secret-1"], 1)
     # Query words come from what every viewer sees.
-    assert await loaded.query_vocabulary(NS) == (
+    assert await loaded.query_vocabulary(NS, viewer=VIEWER) == (
         ["docs_site_build", "python_package_publish"],
         ["page_count", "test_coverage_required"],
     )
@@ -793,6 +793,52 @@ async def test_a_pattern_moves_between_halves_when_its_classification_changes(
     assert (await loaded.put(NS, back, True)).replaced
     assert await search_ids(loaded, "testpypi", viewer="bob") == (["run-1"], 1)
     assert (await loaded.count(NS, None, "", viewer=VIEWER))[0] == 5
+
+
+async def test_query_words_come_only_from_patterns_the_viewer_may_see(backend: Backend) -> None:
+    """Finding 13: query understanding learns nothing from another user's
+    SENSITIVE pattern, nor from a deleted or expired one."""
+    store = await backend.open()
+    await store.put(NS, run_pattern("run-1", "a public run", answers={"coverage": 90.0}), False)
+    bobs = sensitive("bob-1", "bob's payroll run", owner="bob")
+    bobs.template_id = "payroll_export"
+    bobs.form_responses["headcount"].CopyFrom(to_form_value(12.0))
+    await store.put(NS, bobs, False)
+    shared = (["python_package_publish"], ["coverage"])
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == shared
+    # The owner's own SENSITIVE words shape the owner's queries.
+    assert await store.query_vocabulary(NS, viewer="bob") == (
+        ["payroll_export", "python_package_publish"],
+        ["coverage", "headcount"],
+    )
+
+    # Public, then made SENSITIVE by bob: its words leave everyone else's vocabulary.
+    ledger = run_pattern("ledger-1", "the ledger close", template_id="ledger_close")
+    ledger.form_responses["ledger_rows"].CopyFrom(to_form_value(3.0))
+    await store.put(NS, ledger, False)
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == (
+        ["ledger_close", "python_package_publish"],
+        ["coverage", "ledger_rows"],
+    )
+    sealed = memory_pb2.Pattern()
+    sealed.CopyFrom(ledger)
+    sealed.classification = common_pb2.CLASSIFICATION_SENSITIVE
+    sealed.owner = "bob"
+    assert (await store.put(NS, sealed, True)).replaced
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == shared
+    assert "ledger_close" in (await store.query_vocabulary(NS, viewer="bob"))[0]
+
+    # Deleting the last pattern naming a word removes it.
+    assert await store.delete(NS, "run-1", viewer=VIEWER)
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == ([], [])
+
+    # An expired pattern's words go at once, before any purge.
+    short = run_pattern("short", "short-lived", template_id="brief_run", answers={"ttl": 1.0})
+    short.expire_time.FromMicroseconds(backend.clock.now_us + 60_000_000)
+    await store.put(NS, short, False)
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == (["brief_run"], ["ttl"])
+    backend.clock.advance(61)
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == ([], [])
 
 
 # --- retention -----------------------------------------------------------------------

@@ -170,7 +170,7 @@ def test_sensitive_patterns_are_read_only_by_their_owner(mixed: SecureIndex) -> 
         assert vectors == (["a-secret"] if viewer == "alice" else [])
     # Query words are the shared ones only: no template of a SENSITIVE-only kind leaks.
     put(mixed, pattern("b-only", "x", owner="bob", sensitive=True, template_id="payroll_run"))
-    assert mixed.query_vocabulary(NS) == (["python_package_publish"], [])
+    assert mixed.query_vocabulary(NS, viewer="nobody") == (["python_package_publish"], [])
 
 
 def test_fuzzy_corrections_never_suggest_another_owners_words(mixed: SecureIndex) -> None:
