@@ -2,7 +2,8 @@
 
 Over a real memory service with authentication and encryption, on the
 embedded store and on a real redis-server (where the audit log is the Redis
-stream): the query words a search learns from (finding 13 of issue 10).
+stream): the audit log a namespace admin reads (finding 12 of issue 10) and
+the query words a search learns from (finding 13).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.forms import to_form_value
-from tests.integration.secured_memory import TEAM_A, SecuredMemory, secured_memory
+from tests.integration.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
 from tests.redis_servers import RedisServer
 
 SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
@@ -23,6 +24,9 @@ INTERNAL = common_pb2.CLASSIFICATION_INTERNAL
 # Words query understanding turns into a filter when they name a known
 # template ("payroll export runs") or a numeric question ("headcount >= 10").
 QUERY = "payroll export runs with headcount >= 10"
+# What an audit reader sees in place of another user's SENSITIVE pattern id
+# (audit.REDACTED_ID; spelled out so this module also runs against older code).
+REDACTED_ID = "(sensitive)"
 
 
 @pytest.fixture(params=["embedded", "redis"])
@@ -90,3 +94,69 @@ async def test_another_users_sensitive_words_never_shape_my_query(memory: Secure
         timeout=10,
     )
     assert await plan_of(memory, "carol") == unknown
+
+
+async def audited_ids(memory: SecuredMemory, reader: str, filter_text: str = "") -> list[str]:
+    """Every pattern id in TEAM_A's audit log as `reader` reads it."""
+    listed = await memory.stub().ListAuditEvents(
+        memory_pb2.ListAuditEventsRequest(namespace=TEAM_A, filter=filter_text, page_size=1000),
+        metadata=memory.auth(reader),
+        timeout=10,
+    )
+    return [pattern_id for event in listed.events for pattern_id in event.pattern_ids]
+
+
+async def test_the_audit_log_shows_sensitive_ids_only_to_their_owner(
+    memory: SecuredMemory,
+) -> None:
+    stub = memory.stub()
+    alice = memory.auth("alice")
+    secret = {"a-secret", "a-gone", "a-batch"}
+    for pattern_id in ("a-secret", "a-gone"):
+        await stub.StorePattern(
+            insight(pattern_id, "alice's quokka ledger", SENSITIVE), metadata=alice, timeout=10
+        )
+    await stub.StorePattern(insight("a-public", "the quokka handbook"), metadata=alice, timeout=10)
+    await stub.BatchStorePatterns(
+        memory_pb2.BatchStorePatternsRequest(
+            requests=[insight("a-batch", "alice's quokka batch", SENSITIVE)]
+        ),
+        metadata=alice,
+        timeout=10,
+    )
+    await stub.GetPattern(
+        memory_pb2.GetPatternRequest(namespace=TEAM_A, pattern_id="a-secret"),
+        metadata=alice,
+        timeout=10,
+    )
+    found = await stub.SearchPatterns(
+        memory_pb2.SearchPatternsRequest(namespace=TEAM_A, query="quokka"),
+        metadata=alice,
+        timeout=10,
+    )
+    assert {r.pattern.id for r in found.results} == {*secret, "a-public"}
+    await stub.ListPatterns(
+        memory_pb2.ListPatternsRequest(namespace=TEAM_A), metadata=alice, timeout=10
+    )
+    await stub.DeletePattern(
+        memory_pb2.DeletePatternRequest(namespace=TEAM_A, pattern_id="a-gone"),
+        metadata=alice,
+        timeout=10,
+    )
+    # The admin's own SENSITIVE pattern: the admin is its owner, so sees its id.
+    await stub.StorePattern(
+        insight("admin-secret", "the admin's ledger", SENSITIVE),
+        metadata=memory.auth("team-a-admin"),
+        timeout=10,
+    )
+
+    for admin in ("team-a-admin", "root"):
+        seen = await audited_ids(memory, admin)
+        assert not secret & set(seen), f"{admin} reads alice's SENSITIVE ids"
+        assert "a-public" in seen  # Not over-redacted.
+        assert REDACTED_ID in seen  # The calls are there; which pattern is not.
+        # A filter cannot find a redacted id either: that would be the same oracle.
+        for pattern_id in secret:
+            assert await audited_ids(memory, admin, f'pattern_ids = "{pattern_id}"') == []
+    assert "admin-secret" in await audited_ids(memory, "team-a-admin")
+    assert "admin-secret" not in await audited_ids(memory, "root")
