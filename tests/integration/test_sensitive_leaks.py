@@ -2,8 +2,9 @@
 
 Over a real memory service with authentication and encryption, on the
 embedded store and on a real redis-server (where the audit log is the Redis
-stream): the audit log a namespace admin reads (finding 12 of issue 10) and
-the query words a search learns from (finding 13).
+stream): what a write, read or delete answers under another user's
+SENSITIVE id (finding 11 of issue 10), the audit log a namespace admin reads
+(finding 12) and the query words a search learns from (finding 13).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from attune.common.v1 import common_pb2
@@ -160,3 +162,86 @@ async def test_the_audit_log_shows_sensitive_ids_only_to_their_owner(
             assert await audited_ids(memory, admin, f'pattern_ids = "{pattern_id}"') == []
     assert "admin-secret" in await audited_ids(memory, "team-a-admin")
     assert "admin-secret" not in await audited_ids(memory, "root")
+
+
+async def outcome(call: object) -> str:
+    """The status code name a call ends with."""
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as error:
+        return error.code().name
+    return "OK"
+
+
+async def test_another_users_sensitive_id_answers_as_a_fresh_id(memory: SecuredMemory) -> None:
+    stub = memory.stub()
+    alice, bob = memory.auth("alice"), memory.auth("bob")
+    for n in range(4):
+        await stub.StorePattern(
+            insight(f"taken-{n}", f"alice's secret {n}", SENSITIVE), metadata=alice, timeout=10
+        )
+    await stub.SetContext(
+        memory_pb2.SetContextRequest(namespace=TEAM_A, session_id="s", key="k", value="a note"),
+        metadata=bob,
+        timeout=10,
+    )
+
+    async def answers(prefix: str) -> list[object]:
+        """What bob gets for every call naming the ids `<prefix>-0..3`."""
+        get = stub.GetPattern(
+            memory_pb2.GetPatternRequest(namespace=TEAM_A, pattern_id=f"{prefix}-0"),
+            metadata=bob,
+            timeout=10,
+        )
+        delete = stub.DeletePattern(
+            memory_pb2.DeletePatternRequest(namespace=TEAM_A, pattern_id=f"{prefix}-0"),
+            metadata=bob,
+            timeout=10,
+        )
+        got: list[object] = [await outcome(get), await outcome(delete)]
+        for _ in range(2):  # Then a replay: deduped, as for any id.
+            stored = await stub.StorePattern(
+                insight(f"{prefix}-1", "bob's note"), metadata=bob, timeout=10
+            )
+            got.append((stored.deduped, stored.replaced, stored.pattern.owner))
+        batch = await stub.BatchStorePatterns(
+            memory_pb2.BatchStorePatternsRequest(
+                requests=[insight(f"{prefix}-2", "bob's batch", SENSITIVE)]
+            ),
+            metadata=bob,
+            timeout=10,
+        )
+        (result,) = batch.results
+        got.append((result.code, result.response.deduped, result.response.replaced))
+        promoted = await stub.PromoteContext(
+            memory_pb2.PromoteContextRequest(
+                namespace=TEAM_A, session_id="s", key="k", pattern_id=f"{prefix}-3"
+            ),
+            metadata=bob,
+            timeout=10,
+        )
+        got.append((promoted.store.deduped, promoted.store.replaced))
+        return got
+
+    taken, fresh = await answers("taken"), await answers("fresh")
+    assert (
+        taken
+        == fresh
+        == [
+            "NOT_FOUND",
+            "NOT_FOUND",
+            (False, False, "bob"),
+            (True, False, "bob"),
+            (0, False, False),
+            (False, False),
+        ]
+    )
+
+    # Alice's patterns are untouched, and still hers alone.
+    for n in range(4):
+        got = await stub.GetPattern(
+            memory_pb2.GetPatternRequest(namespace=TEAM_A, pattern_id=f"taken-{n}"),
+            metadata=alice,
+            timeout=10,
+        )
+        assert (got.pattern.owner, got.pattern.content) == ("alice", f"alice's secret {n}")
