@@ -479,30 +479,36 @@ class SearchIndex:
 
         Query understanding reads these from the data itself, so the memory
         service and the executor's fallback, holding the same runs,
-        understand a query the same way. Loaded once per namespace, then
-        kept up to date by put() and delete(); while an expired document
-        awaits its purge they are read afresh without it.
+        understand a query the same way. Counted once per namespace, then
+        kept up to date by put() and delete(); while expired documents
+        await their purge, their words are taken off (a read of those
+        documents only, through the expiry index).
         """
+        if namespace not in self._query_words:
+            self._query_words[namespace] = self._load_query_words(namespace)
+        templates, numeric = self._query_words[namespace]
         live, params = self._live(namespace)
         if live:
-            templates, numeric = self._load_query_words(namespace, live, params)
-        else:
-            if namespace not in self._query_words:
-                self._query_words[namespace] = self._load_query_words(namespace, "", [])
-            templates, numeric = self._query_words[namespace]
+            gone: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+            for (body,) in self._db.execute(
+                "SELECT body FROM docs WHERE namespace = ? AND expire_us > 0 AND expire_us <= ?",
+                [namespace, *params],
+            ):
+                expired = query_words(memory_pb2.Pattern.FromString(body))
+                for counter, words in zip(gone, expired, strict=True):
+                    counter.update(words)
+            templates, numeric = templates - gone[0], numeric - gone[1]
         return sorted(templates), sorted(numeric)
 
-    def _load_query_words(
-        self, namespace: str, live: str, params: list[object]
-    ) -> tuple[Counter[str], Counter[str]]:
+    def _load_query_words(self, namespace: str) -> tuple[Counter[str], Counter[str]]:
         queries = (
-            "SELECT d.template_id, count(*) FROM docs d "
-            f"WHERE d.namespace = ? AND d.template_id <> ''{live} GROUP BY d.template_id",
+            "SELECT template_id, count(*) FROM docs "
+            "WHERE namespace = ? AND template_id <> '' GROUP BY template_id",
             "SELECT f.key, count(*) FROM docs d, json_each(d.record, '$.form_responses') f "
-            f"WHERE d.namespace = ? AND f.type IN ('integer', 'real'){live} GROUP BY f.key",
+            "WHERE d.namespace = ? AND f.type IN ('integer', 'real') GROUP BY f.key",
         )
         templates, numeric = (
-            Counter({str(word): int(n) for word, n in self._db.execute(sql, [namespace, *params])})
+            Counter({str(word): int(n) for word, n in self._db.execute(sql, (namespace,))})
             for sql in queries
         )
         return templates, numeric
