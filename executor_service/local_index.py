@@ -252,6 +252,7 @@ class LocalIndex:
         self._index(self._open_db).query_vocabulary(self._namespace)
         if self._has_sensitive:
             self._index(self._sensitive_db).expand(self._namespace, [])
+            self._index(self._sensitive_db).query_vocabulary(self._namespace)
 
     # --- writes --------------------------------------------------------------------
 
@@ -286,12 +287,17 @@ class LocalIndex:
 
     # --- reads ---------------------------------------------------------------------
 
-    def vocabulary(self) -> tuple[list[str], list[str]]:
+    def vocabulary(self, *, include_sensitive: bool = True) -> tuple[list[str], list[str]]:
         """Template ids and numeric question ids of the runs, for query understanding.
 
-        From the non-SENSITIVE runs only, as the memory service answers it.
+        From the runs the search may show, as the memory service answers its
+        owner: the SENSITIVE runs count only with `include_sensitive`.
         """
-        return self._index(self._open_db).query_vocabulary(self._namespace)
+        templates, numeric = self._index(self._open_db).query_vocabulary(self._namespace)
+        if not include_sensitive or not self._has_sensitive:
+            return templates, numeric
+        own = self._index(self._sensitive_db).query_vocabulary(self._namespace)
+        return sorted({*templates, *own[0]}), sorted({*numeric, *own[1]})
 
     def search(
         self,

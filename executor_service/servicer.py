@@ -325,21 +325,6 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self, request: executor_pb2.SearchRunsRequest, context: Context
     ) -> executor_pb2.SearchRunsResponse:
         limit = page_bounds(request.page_size, 10, 100)
-        # Planned here too, with the same code as the memory service, so a bad
-        # request fails the same way whether or not the memory service is up.
-        try:
-            plan = plan_search(
-                request.query,
-                request.filter,
-                not request.disable_query_understanding,
-                self._local_index.vocabulary(),
-                datetime.now(UTC),
-            )
-        except PlanError as error:
-            raise invalid_argument(error.violations) from None
-        if request.mode not in executor_pb2.SearchRunsMode.values():
-            raise invalid_argument([("mode", f"{request.mode} is not a defined value")])
-        mode = request.mode or executor_pb2.SEARCH_RUNS_MODE_AUTO
         # A caller who sent credentials searches memory as themselves, so their
         # namespaces and visibility apply. The header is passed explicitly,
         # not through a context variable like the request id: credentials
@@ -347,8 +332,23 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         authorization = caller_authorization(context.invocation_metadata())
         # The run files mirror that: the executor's SENSITIVE runs are the
         # executor's own in memory, so someone searching as themselves does
-        # not see them from the files either.
+        # not see them from the files either (nor their words in the plan).
         sensitive = not authorization
+        # Planned here too, with the same code as the memory service, so a bad
+        # request fails the same way whether or not the memory service is up.
+        try:
+            plan = plan_search(
+                request.query,
+                request.filter,
+                not request.disable_query_understanding,
+                self._local_index.vocabulary(include_sensitive=sensitive),
+                datetime.now(UTC),
+            )
+        except PlanError as error:
+            raise invalid_argument(error.violations) from None
+        if request.mode not in executor_pb2.SearchRunsMode.values():
+            raise invalid_argument([("mode", f"{request.mode} is not a defined value")])
+        mode = request.mode or executor_pb2.SEARCH_RUNS_MODE_AUTO
         if mode == executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES:
             return self._local_answer(plan, limit, "", sensitive)
         try:

@@ -24,9 +24,15 @@ class AuditSink(Protocol):
         ...
 
     async def read(
-        self, namespace: str | None, filter_text: str, page_size: int, page_token: str
+        self,
+        namespace: str | None,
+        filter_text: str,
+        page_size: int,
+        page_token: str,
+        *,
+        reader: str | None = None,
     ) -> tuple[list[AuditRecord], str]:
-        """A page of records, newest first, and the next page's token."""
+        """A page of records, newest first, as `reader` may see them, and the next page's token."""
         ...
 
     def close(self) -> None:
@@ -63,11 +69,18 @@ class BufferedAudit:
             await self._drainer
 
     async def read(
-        self, namespace: str | None, filter_text: str, page_size: int, page_token: str
+        self,
+        namespace: str | None,
+        filter_text: str,
+        page_size: int,
+        page_token: str,
+        *,
+        reader: str | None = None,
     ) -> tuple[list[AuditRecord], str]:
-        """A page of records, newest first, after every earlier call's record."""
+        """A page of records, newest first, after every earlier call's record,
+        as `reader` may see them (AuditRecord.seen_by)."""
         await self.flush()
-        return await self._log.read(namespace, filter_text, page_size, page_token)
+        return await self._log.read(namespace, filter_text, page_size, page_token, reader=reader)
 
     async def close(self) -> None:
         """Appends what is queued, then closes the file."""

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from memory_service.audit_buffer import BufferedAudit
+from memory_service.audit_privacy import sensitive_pattern_ids
 from memory_service.patterns import Violation, namespace_violations
 from memory_service.security.audit import AuditRecord
 from memory_service.security.identity import (
@@ -123,6 +124,8 @@ def guarded(
                             outcome=outcome,
                             pattern_ids=tuple(ids),
                             result_count=count,
+                            # Only the principal reads back ids of SENSITIVE patterns.
+                            private_ids=sensitive_pattern_ids(response),
                         )
                     )
 

@@ -14,6 +14,7 @@ import grpc
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.audit_buffer import BufferedAudit
+from memory_service.audit_privacy import sensitive_pattern_ids
 from memory_service.audited import Scope, guarded
 from memory_service.patterns import (
     MAX_BATCH,
@@ -287,6 +288,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                         action=AuditAction.STORE,
                         outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
                         pattern_ids=(item.pattern.id,),
+                        private_ids=_private_item(item, result),
                     )
                 )
         return memory_pb2.BatchStorePatternsResponse(results=results)
@@ -305,16 +307,38 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             raise unservable(request.namespace, request.pattern_id, size)
         return memory_pb2.GetPatternResponse(pattern=pattern)
 
-    @guarded(AuditAction.DELETE, Action.DELETE, lambda q, r: ([q.pattern_id], int(r.deleted)))
+    # itemized: the call audits itself when it returns, to say whether the id was SENSITIVE.
+    @guarded(AuditAction.DELETE, Action.DELETE, itemized=True)
     async def DeletePattern(
         self, request: memory_pb2.DeletePatternRequest, context: Context, principal: Principal
     ) -> memory_pb2.DeletePatternResponse:
         _check_address(request.namespace, request.pattern_id)
+        try:
+            before = await self._store.get(
+                request.namespace, request.pattern_id, viewer=principal.user_id
+            )
+        except ServiceError as error:
+            if error.code is not grpc.StatusCode.DATA_LOSS:
+                raise
+            before = None  # Unreadable, yet deletable; its id is kept private below.
         deleted = await self._store.delete(
             request.namespace, request.pattern_id, viewer=principal.user_id
         )
         if not deleted and not request.allow_missing:
             raise not_found("pattern", f"{request.namespace}/{request.pattern_id}")
+        if self.audit_log is not None:
+            # Private when it was SENSITIVE, or when it appeared between the two calls.
+            private = deleted and (before is None or sensitive_pattern_ids(before))
+            self.audit_log.submit(
+                AuditRecord(
+                    principal=principal.user_id,
+                    namespace=request.namespace,
+                    action=AuditAction.DELETE,
+                    pattern_ids=(request.pattern_id,),
+                    result_count=int(deleted),
+                    private_ids=(request.pattern_id,) if private else (),
+                )
+            )
         return memory_pb2.DeletePatternResponse(deleted=deleted)
 
     @guarded(
@@ -330,7 +354,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             violations.append(("page_size", f"must be between 0 and {MAX_SEARCH_PAGE}"))
         if violations:
             raise invalid_argument(violations)
-        vocabulary = await self._store.query_vocabulary(request.namespace)
+        vocabulary = await self._store.query_vocabulary(request.namespace, viewer=principal.user_id)
         try:
             plan = plan_search(
                 request.query,
@@ -585,7 +609,11 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         # An empty namespace reads every namespace: the gate let only an
         # admin of "*" through.
         records, token = await self.audit_log.read(
-            request.namespace or None, request.filter, request.page_size, request.page_token
+            request.namespace or None,
+            request.filter,
+            request.page_size,
+            request.page_token,
+            reader=principal.user_id,  # Another user's SENSITIVE pattern ids come redacted.
         )
         return memory_pb2.ListAuditEventsResponse(
             events=[record.to_proto() for record in records], next_page_token=token
@@ -641,6 +669,19 @@ def _embeddable(pattern: memory_pb2.Pattern) -> bool:
     semantic search does not see SENSITIVE patterns; keyword search does).
     """
     return pattern.classification != common_pb2.CLASSIFICATION_SENSITIVE
+
+
+def _private_item(
+    item: memory_pb2.StorePatternRequest, result: memory_pb2.BatchStorePatternResult
+) -> tuple[str, ...]:
+    """The item's id if only its writer may read it back in the audit log: the
+    pattern is SENSITIVE, as stored or as asked, or the write met one the
+    writer holds under the id (ALREADY_EXISTS)."""
+    if result.HasField("response"):
+        return sensitive_pattern_ids(result.response)
+    asked = item.pattern.classification == common_pb2.CLASSIFICATION_SENSITIVE
+    conflict = result.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    return (item.pattern.id,) if asked or conflict else ()
 
 
 def _check_address(namespace: str, pattern_id: str) -> None:

@@ -137,6 +137,18 @@ def decode_pattern(body: bytes, namespace: str, doc_id: object = "") -> memory_p
         return None
 
 
+def query_words(pattern: memory_pb2.Pattern) -> tuple[list[str], list[str]]:
+    """The words query understanding learns from a pattern: its template id
+    and the ids of its numeric form answers."""
+    templates = [pattern.template_id] if pattern.template_id else []
+    numeric = [
+        key
+        for key, value in pattern.form_responses.items()
+        if value.WhichOneof("kind") == "number_value"
+    ]
+    return templates, numeric
+
+
 def wall_clock_us() -> int:
     """Now, in microseconds since the epoch: the default clock of expiry."""
     return time.time_ns() // 1000
@@ -211,7 +223,9 @@ class SearchIndex:
         _add_expiry_column(connection)
         connection.executescript(SCHEMA)
         self._vocabulary: dict[str, Counter[str]] = {}
-        self._query_words: dict[str, tuple[set[str], set[str]]] = {}
+        # Per namespace, how many documents name each template id and numeric
+        # question id: counted, so a word leaves with the last document naming it.
+        self._query_words: dict[str, tuple[Counter[str], Counter[str]]] = {}
         # Per namespace, at most the earliest expire_us of its documents (None:
         # none expires). Writes only lower it; it is recomputed outside
         # transactions, so a rollback never leaves it too high.
@@ -262,22 +276,15 @@ class SearchIndex:
             )
         if namespace in self._vocabulary:
             self._vocabulary[namespace].update(w.lower() for w in _FUZZY_WORD.findall(text))
-        if namespace in self._query_words:
-            templates, numeric = self._query_words[namespace]
-            if pattern.template_id:
-                templates.add(pattern.template_id)
-            numeric.update(
-                key
-                for key, value in pattern.form_responses.items()
-                if value.WhichOneof("kind") == "number_value"
-            )
+        self._count_query_words(namespace, pattern, 1)
 
     def delete(self, namespace: str, pattern_id: str) -> bool:
         """Removes a pattern and its text; False if it was not there.
 
         An expired pattern is still there until deleted or purged. Its words
-        leave the fuzzy vocabulary too, so a correction never suggests a
-        word only a deleted (or reclassified) pattern had.
+        leave the fuzzy vocabulary and the query words too, so neither a
+        correction nor query understanding reacts to a word only a deleted
+        (or reclassified) pattern had.
         """
         row = self._db.execute(
             "SELECT rowid, body FROM docs WHERE namespace = ? AND doc_id = ?",
@@ -288,12 +295,15 @@ class SearchIndex:
         rowid, body = row
         for table in ("docs", "pattern_text", "pattern_words", "doc_facts"):
             self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
-        vocabulary = self._vocabulary.get(namespace)
-        if vocabulary is None:
-            return True
         removed = decode_pattern(body, namespace, pattern_id)
         if removed is None:
-            del self._vocabulary[namespace]  # Its words are unknown: rebuilt when next needed.
+            # Its words are unknown: both word lists are rebuilt when next needed.
+            self._vocabulary.pop(namespace, None)
+            self._query_words.pop(namespace, None)
+            return True
+        self._count_query_words(namespace, removed, -1)
+        vocabulary = self._vocabulary.get(namespace)
+        if vocabulary is None:
             return True
         gone = Counter(word.lower() for word in _FUZZY_WORD.findall(searchable_text(removed)))
         vocabulary.subtract(gone)
@@ -501,33 +511,53 @@ class SearchIndex:
         return total, [Group(_group_key(k), int(n), int(s), float(c)) for k, n, s, c in rows]
 
     def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        """(template ids, numeric form question ids) present in the namespace.
+        """(template ids, numeric form question ids) of the namespace's live documents.
 
         Query understanding reads these from the data itself, so the memory
         service and the executor's fallback, holding the same runs,
-        understand a query the same way. Loaded once per namespace, then
-        kept up to date by put().
+        understand a query the same way. Counted once per namespace, then
+        kept up to date by put() and delete(); while expired documents
+        await their purge, their words are taken off (a read of those
+        documents only, through the expiry index).
         """
         if namespace not in self._query_words:
-            templates = {
-                str(value)
-                for (value,) in self._db.execute(
-                    "SELECT DISTINCT json_extract(record, '$.template_id') AS t FROM docs "
-                    "WHERE namespace = ? AND t <> ''",
-                    (namespace,),
-                )
-            }
-            numeric = {
-                str(key)
-                for (key,) in self._db.execute(
-                    "SELECT DISTINCT f.key FROM docs d, json_each(d.record, '$.form_responses') f "
-                    "WHERE d.namespace = ? AND f.type IN ('integer', 'real')",
-                    (namespace,),
-                )
-            }
-            self._query_words[namespace] = (templates, numeric)
+            self._query_words[namespace] = self._load_query_words(namespace)
         templates, numeric = self._query_words[namespace]
+        live, params = self._live(namespace)
+        if live:
+            gone: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+            for (body,) in self._db.execute(
+                "SELECT body FROM docs WHERE namespace = ? AND expire_us > 0 AND expire_us <= ?",
+                [namespace, *params],
+            ):
+                expired = query_words(memory_pb2.Pattern.FromString(body))
+                for counter, words in zip(gone, expired, strict=True):
+                    counter.update(words)
+            templates, numeric = templates - gone[0], numeric - gone[1]
         return sorted(templates), sorted(numeric)
+
+    def _load_query_words(self, namespace: str) -> tuple[Counter[str], Counter[str]]:
+        queries = (
+            "SELECT template_id, count(*) FROM docs "
+            "WHERE namespace = ? AND template_id <> '' GROUP BY template_id",
+            "SELECT f.key, count(*) FROM docs d, json_each(d.record, '$.form_responses') f "
+            "WHERE d.namespace = ? AND f.type IN ('integer', 'real') GROUP BY f.key",
+        )
+        templates, numeric = (
+            Counter({str(word): int(n) for word, n in self._db.execute(sql, (namespace,))})
+            for sql in queries
+        )
+        return templates, numeric
+
+    def _count_query_words(self, namespace: str, pattern: memory_pb2.Pattern, step: int) -> None:
+        """Adds (step 1) or removes (step -1) a document's query words, if loaded."""
+        if namespace not in self._query_words:
+            return
+        for counter, words in zip(self._query_words[namespace], query_words(pattern), strict=True):
+            for word in words:
+                counter[word] += step
+                if counter[word] <= 0:
+                    del counter[word]
 
     # --- search ------------------------------------------------------------------
 

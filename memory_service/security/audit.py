@@ -25,7 +25,7 @@ import os
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -56,6 +56,9 @@ MAX_PAGE_SIZE = 1000
 MAX_FIELD_LENGTH = 256
 MAX_PATTERN_IDS = 1000
 _INT32_MAX = 2**31 - 1
+# What a reader other than the record's principal sees in place of the id of
+# a SENSITIVE pattern (never a valid pattern id, so it names no pattern).
+REDACTED_ID = "(sensitive)"
 
 
 class AuditAction(StrEnum):
@@ -107,6 +110,9 @@ class AuditRecord:
     the caller could not be authenticated); action is an AuditAction value;
     outcome is a gRPC status code name ("OK", "PERMISSION_DENIED", ...).
     request_id defaults to the current RPC's, from the logging context.
+    private_ids are those of pattern_ids that name SENSITIVE patterns: only
+    the principal (their owner: nobody else can touch one) reads them back,
+    everyone else sees REDACTED_ID in their place (see `seen_by`).
     """
 
     principal: str
@@ -117,6 +123,7 @@ class AuditRecord:
     result_count: int = 0
     event_time: datetime = field(default_factory=_now)
     request_id: str = field(default_factory=request_id_var.get)
+    private_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__ once, at construction.
@@ -129,7 +136,18 @@ class AuditRecord:
         object.__setattr__(self, "request_id", _clip(self.request_id))
         ids = tuple(_clip(i) for i in self.pattern_ids[:MAX_PATTERN_IDS])
         object.__setattr__(self, "pattern_ids", ids)
+        private = tuple(_clip(i) for i in self.private_ids[:MAX_PATTERN_IDS])
+        object.__setattr__(self, "private_ids", private)
         object.__setattr__(self, "result_count", max(0, min(int(self.result_count), _INT32_MAX)))
+
+    def seen_by(self, reader: str | None) -> AuditRecord:
+        """The record as `reader` may read it: another user's SENSITIVE pattern
+        ids redacted (None: as stored, for the service itself)."""
+        if reader is None or reader == self.principal or not self.private_ids:
+            return self
+        private = set(self.private_ids)
+        shown = tuple(REDACTED_ID if i in private else i for i in self.pattern_ids)
+        return replace(self, pattern_ids=shown, private_ids=())
 
     def to_proto(self) -> memory_pb2.AuditEvent:
         """The record as the API's AuditEvent."""
@@ -147,7 +165,7 @@ class AuditRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record's fields as JSON values (event_time as RFC 3339 UTC)."""
-        return {
+        data: dict[str, Any] = {
             "event_time": self.event_time.isoformat(timespec="microseconds").replace("+00:00", "Z"),
             "principal": self.principal,
             "namespace": self.namespace,
@@ -157,18 +175,23 @@ class AuditRecord:
             "outcome": self.outcome,
             "request_id": self.request_id,
         }
+        if self.private_ids:  # Absent otherwise, as in records written before it existed.
+            data["private_ids"] = list(self.private_ids)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AuditRecord:
         """The record of a to_json() mapping; ValueError/TypeError/KeyError if it is not one."""
         ids = data.get("pattern_ids", [])
+        private = data.get("private_ids", [])
         count = data.get("result_count", 0)
         strings = {
             name: data.get(name, "")
             for name in ("principal", "namespace", "action", "outcome", "request_id")
         }
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ValueError("pattern_ids is not a list of strings")
+        for listed in (ids, private):
+            if not isinstance(listed, list) or not all(isinstance(i, str) for i in listed):
+                raise ValueError("pattern_ids or private_ids is not a list of strings")
         if type(count) is not int:
             raise ValueError("result_count is not an integer")
         if not all(isinstance(value, str) for value in strings.values()):
@@ -176,6 +199,7 @@ class AuditRecord:
         return cls(
             event_time=parse_timestamp(str(data["event_time"])),
             pattern_ids=tuple(ids),
+            private_ids=tuple(private),
             result_count=count,
             **strings,
         )
@@ -202,12 +226,20 @@ class AuditLog(Protocol):
         ...
 
     async def read(
-        self, namespace: str | None, filter_text: str, page_size: int, page_token: str
+        self,
+        namespace: str | None,
+        filter_text: str,
+        page_size: int,
+        page_token: str,
+        *,
+        reader: str | None = None,
     ) -> tuple[list[AuditRecord], str]:
         """One page of records, newest first, and the next page's token ("" at the end).
 
         namespace None means every namespace (the caller has checked the
-        caller may see them all); the filter uses AUDIT_SCHEMA.
+        caller may see them all); the filter uses AUDIT_SCHEMA and sees each
+        record as `reader` may (AuditRecord.seen_by), so it cannot find a
+        redacted id either.
         """
         ...
 
@@ -447,16 +479,24 @@ class FileAuditLog:
                 )
 
     def _read_page(
-        self, namespace: str | None, condition: Node | None, size: int, before: int | None
+        self,
+        namespace: str | None,
+        condition: Node | None,
+        size: int,
+        before: int | None,
+        reader: str | None = None,
     ) -> tuple[list[tuple[int, AuditRecord]], bool]:
         found: list[tuple[int, AuditRecord]] = []
         # closing(): a full page stops early, and the files must close now, not at GC.
         with closing(self._records_newest_first()) as records:
-            for seq, record in records:
+            for seq, stored in records:
                 if before is not None and seq >= before:
                     continue
-                if namespace is not None and record.namespace != namespace:
+                if namespace is not None and stored.namespace != namespace:
                     continue
+                record = stored.seen_by(
+                    reader
+                )  # Before the filter: it must not find a redacted id.
                 if not matches(condition, record.filter_record(), AUDIT_SCHEMA):
                     continue
                 if len(found) == size:
@@ -465,17 +505,26 @@ class FileAuditLog:
         return found, False
 
     async def read(
-        self, namespace: str | None, filter_text: str, page_size: int, page_token: str
+        self,
+        namespace: str | None,
+        filter_text: str,
+        page_size: int,
+        page_token: str,
+        *,
+        reader: str | None = None,
     ) -> tuple[list[AuditRecord], str]:
         """One page of records, newest first, and the next page's token ("" at the end).
 
         namespace None reads every namespace; "" is refused (it never means all).
+        Each record as `reader` may see it (AuditRecord.seen_by).
         INVALID_ARGUMENT for a bad filter, page size or token.
         """
         condition, size, scope, after = page_request(
             namespace, filter_text, page_size, page_token, is_sequence_cursor
         )
         before = int(after) if after else None
-        found, more = await asyncio.to_thread(self._read_page, namespace, condition, size, before)
+        found, more = await asyncio.to_thread(
+            self._read_page, namespace, condition, size, before, reader
+        )
         token = encode_cursor(str(found[-1][0]), scope) if more and found else ""
         return [record for _, record in found], token

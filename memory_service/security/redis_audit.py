@@ -182,7 +182,12 @@ class RedisStreamAuditLog:
     # --- reading ---------------------------------------------------------------
 
     async def _scan(
-        self, namespace: str | None, condition: Node | None, size: int, after: str
+        self,
+        namespace: str | None,
+        condition: Node | None,
+        size: int,
+        after: str,
+        reader: str | None = None,
     ) -> tuple[list[AuditRecord], str]:
         """Up to `size` matches older than stream id `after` ("" = newest), and where to resume.
 
@@ -201,12 +206,13 @@ class RedisStreamAuditLog:
                 )
                 for raw_id, fields in entries:
                     examined += 1
-                    record = _decode(fields)
-                    if record is None:
+                    stored = _decode(fields)
+                    if stored is None:
                         skipped += 1
                         continue
-                    if namespace is not None and record.namespace != namespace:
+                    if namespace is not None and stored.namespace != namespace:
                         continue
+                    record = stored.seen_by(reader)  # Before the filter, as FileAuditLog.
                     if not matches(condition, record.filter_record(), AUDIT_SCHEMA):
                         continue
                     if len(found) == size:
@@ -226,7 +232,13 @@ class RedisStreamAuditLog:
                 )
 
     async def read(
-        self, namespace: str | None, filter_text: str, page_size: int, page_token: str
+        self,
+        namespace: str | None,
+        filter_text: str,
+        page_size: int,
+        page_token: str,
+        *,
+        reader: str | None = None,
     ) -> tuple[list[AuditRecord], str]:
         """One page of records, newest first, and the next page's token ("" at the end).
 
@@ -234,13 +246,14 @@ class RedisStreamAuditLog:
         all). INVALID_ARGUMENT for a bad filter, page size or token;
         UNAVAILABLE while Redis cannot be reached. A page may hold fewer than
         page_size records, even none, and still carry a token when the scan
-        budget ran out before the stream did.
+        budget ran out before the stream did. Each record as `reader` may
+        see it (AuditRecord.seen_by).
         """
         condition, size, scope, after = page_request(
             namespace, filter_text, page_size, page_token, is_stream_id
         )
         try:
-            records, resume = await self._scan(namespace, condition, size, after)
+            records, resume = await self._scan(namespace, condition, size, after, reader)
         except UNAVAILABLE_ERRORS as error:
             raise unavailable(
                 f"the audit log (Redis at {self.where}) is unavailable: "

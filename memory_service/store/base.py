@@ -14,8 +14,7 @@ from memory_service.store.context import ContextStore
 
 
 class PatternConflictError(Exception):
-    """A different pattern is already stored under the id (or another user's
-    SENSITIVE pattern, whatever its body)."""
+    """A different pattern the writer can see is already stored under the id."""
 
 
 class StoreUnavailableError(Exception):
@@ -38,7 +37,11 @@ class PatternStore(ContextStore, Protocol):
 
     Visibility: every read takes the viewer, the caller's user id. A
     SENSITIVE pattern is visible only to its owner (`pattern.owner ==
-    viewer`); to anyone else it is absent, in every read. An expired
+    viewer`); to anyone else it is absent, in every read and every write.
+    Its id is its owner's: under one id a namespace holds at most one
+    non-SENSITIVE pattern and one SENSITIVE pattern per owner. A read by id
+    gives the viewer's own SENSITIVE one first, then the non-SENSITIVE one;
+    lists and searches show both when a viewer has both. An expired
     pattern (`0 < expire_time <= now`) is absent to everyone until
     `purge_expired` deletes it.
 
@@ -52,14 +55,15 @@ class PatternStore(ContextStore, Protocol):
         """Stores a pattern; the same pattern again is a no-op (deduped).
 
         `pattern.owner`, `classification` and `expire_time` are as the
-        caller decided them. Raises PatternConflictError for a different
-        pattern under an existing id unless replace is set, and always when
-        the pattern under the id is SENSITIVE and owned by someone other
-        than `pattern.owner` (even if it is the same pattern: another user's
-        SENSITIVE pattern is never returned as deduped); that check is
-        atomic with the write. An expired pattern under the id counts as
-        absent. Raises MissingKeyError for a SENSITIVE pattern when no key
-        is configured. Returns only once the write is durable.
+        caller decided them. The write sees what its owner would read under
+        the id (their own SENSITIVE version and the non-SENSITIVE one):
+        deduped if one is the same pattern; PatternConflictError if one
+        differs, unless replace is set, which replaces both. Another user's
+        SENSITIVE pattern under the id is never seen, touched or returned:
+        the answer is the one a fresh id gets (so it confirms nothing). The
+        checks are atomic with the write. An expired pattern under the id
+        counts as absent. Raises MissingKeyError for a SENSITIVE pattern
+        when no key is configured. Returns only once the write is durable.
         """
         ...
 
@@ -70,8 +74,9 @@ class PatternStore(ContextStore, Protocol):
         ...
 
     async def delete(self, namespace: str, pattern_id: str, *, viewer: str) -> bool:
-        """Deletes the pattern, its index entries and vector; False if absent,
-        expired, or another owner's SENSITIVE pattern."""
+        """Deletes the pattern `get` gives the viewer, its index entries and
+        vector; False if there is none (absent, expired, or only another
+        owner's SENSITIVE pattern)."""
         ...
 
     async def search(
@@ -123,9 +128,10 @@ class PatternStore(ContextStore, Protocol):
         """Patterns the viewer may see, by id; other ids are left out."""
         ...
 
-    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        """(template ids, numeric form question ids) of a namespace's
-        non-SENSITIVE patterns, for query understanding."""
+    async def query_vocabulary(self, namespace: str, *, viewer: str) -> tuple[list[str], list[str]]:
+        """(template ids, numeric form question ids) of the live patterns of a
+        namespace the viewer may see, for query understanding: so another
+        user's SENSITIVE, deleted or expired pattern never shapes a query."""
         ...
 
     async def purge_expired(self) -> int:

@@ -6,7 +6,7 @@ write commits with synchronous=FULL before it is acknowledged, so a search
 that starts afterwards sees it.
 
 SENSITIVE patterns are in the file only as envelopes sealed with the
-keyring, and readable only by their owner (see SecureIndex).
+keyring, and readable only by their owner, whose ids they are (see SecureIndex).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def stamped(namespace: str, pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
 
 
 def conflicts(existing: memory_pb2.Pattern, owner: str) -> bool:
-    """Whether a write by `owner` must not touch the pattern stored under its id:
-    another user's SENSITIVE pattern is neither replaced nor returned as deduped."""
+    """Whether a write by `owner` must not be answered with the pattern stored
+    under its id: another user's SENSITIVE pattern is never returned as deduped."""
     return is_sensitive(existing) and existing.owner != owner
 
 
@@ -149,12 +149,13 @@ class EmbeddedStore:
         with index.transaction():
             for namespace, pattern, replace, _ in batch:
                 digest = fingerprint(pattern)
-                existing = index.stored(namespace, pattern.id)
-                if existing is not None and conflicts(existing.pattern, pattern.owner):
-                    outcomes.append(PatternConflictError(pattern.id))
-                elif existing is not None and existing.fingerprint == digest:
-                    outcomes.append(PutOutcome(existing.pattern, True, False))
-                elif existing is not None and not replace:
+                # Only what the writer sees: another owner's SENSITIVE pattern
+                # under the id is neither met nor touched (ids are per owner).
+                seen = index.visible(namespace, pattern.id, viewer=pattern.owner, for_write=True)
+                same = [version for version in seen if version.fingerprint == digest]
+                if same:
+                    outcomes.append(PutOutcome(same[0].pattern, True, False))
+                elif seen and not replace:
                     outcomes.append(PatternConflictError(pattern.id))
                 else:
                     stored = stamped(namespace, pattern)
@@ -163,7 +164,7 @@ class EmbeddedStore:
                     except MissingKeyError as error:
                         outcomes.append(error)
                         continue
-                    outcomes.append(PutOutcome(stored, False, existing is not None))
+                    outcomes.append(PutOutcome(stored, False, bool(seen)))
         return outcomes
 
     async def get(
@@ -259,8 +260,10 @@ class EmbeddedStore:
             lambda: self._open_index()[1].get_many(namespace, pattern_ids, viewer=viewer)
         )
 
-    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        return await self._run(lambda: self._open_index()[1].query_vocabulary(namespace))
+    async def query_vocabulary(self, namespace: str, *, viewer: str) -> tuple[list[str], list[str]]:
+        return await self._run(
+            lambda: self._open_index()[1].query_vocabulary(namespace, viewer=viewer)
+        )
 
     # --- short-term context ----------------------------------------------------------
 

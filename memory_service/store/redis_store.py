@@ -3,14 +3,22 @@
 Redis is the source of truth. Per namespace every key carries the same hash
 tag, so one Lua script per write runs atomically also on Redis Cluster:
 
-- `<prefix>:{<ns>}:pattern:<id>`: a hash, `body` (the stored Pattern, or for
-  a SENSITIVE pattern its AES-256-GCM envelope: no plaintext in Redis),
-  `sealed` ("1" for an envelope), `fingerprint` (the digest that makes writes
-  idempotent), `owner_guard` (the owner of a SENSITIVE pattern, "" for
-  others: the put script refuses anyone else's write under the id) and
-  `expire_us` (retention; 0: never);
+- `<prefix>:{<ns>}:pattern:<id>`: a hash, `body` (the stored Pattern),
+  `sealed` ("0"), `fingerprint` (the digest that makes writes idempotent),
+  `owner_guard` ("") and `expire_us` (retention; 0: never): the
+  non-SENSITIVE pattern under the id;
+- `<prefix>:{<ns>}:sealed:<len(owner)>:<owner>:<id>`: the same hash for the
+  owner's SENSITIVE pattern under the id, `body` its AES-256-GCM envelope
+  (no plaintext in Redis), `sealed` "1", `owner_guard` the owner. Ids of
+  SENSITIVE patterns are per owner (see SecureIndex): a write never meets
+  another owner's, so its answer confirms nothing. `<prefix>:{<ns>}:owners:<id>`
+  is the set of owners holding one. A version before per-owner ids kept a
+  SENSITIVE pattern in the `pattern:<id>` hash with its owner as
+  `owner_guard`: it is read there still, and moved to its own key when
+  someone else writes a non-SENSITIVE pattern under the id;
 - `<prefix>:{<ns>}:log`: a stream with one entry per put or delete (`op`,
-  `id`, `fingerprint`): the order in which the namespace changed;
+  `id`, `fingerprint`): the order in which the namespace changed (an entry
+  names the id: applying it mirrors every version under the id);
 - `<prefix>:{<ns>}:epoch`: a random token the namespace's first write sets.
   It names this incarnation of the namespace's data: if Redis loses it (a
   restart without persistence, a flush, a cluster node that came back
@@ -115,7 +123,7 @@ log = logging.getLogger("attune.memory.redis")
 LOG_BATCH = 1000
 FETCH_BATCH = 200
 # Bumped when what the cache stores changes; the index schema is hashed in too.
-CACHE_FORMAT = "3"
+CACHE_FORMAT = "4"
 CACHE_FILE = "redis-index.sqlite3"
 
 # Errors meaning "Redis cannot serve right now", as opposed to a bug.
@@ -130,60 +138,106 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
-# KEYS: pattern hash, log stream, namespace epoch.
+# The fields every script reads of a pattern hash, in this order.
+_LUA_COMMON = """
+local FIELDS = {'fingerprint', 'owner_guard', 'expire_us', 'body', 'sealed'}
+local function live(found, now)
+  if not found[1] then return false end
+  local expire = tonumber(found[3] or '0')
+  return not (expire > 0 and expire <= now)
+end
+local function sealed_key(base, owner, id)
+  return base .. 'sealed:' .. #owner .. ':' .. owner .. ':' .. id
+end
+"""
+
+# KEYS: shared pattern hash, log stream, namespace epoch, the writer's sealed
+# hash, the id's owners set (all one namespace, so one hash tag and one slot).
 # ARGV: id, body, fingerprint, replace (0/1), a new epoch in case the namespace has none,
-# sealed (0/1), owner guard, expire_us, the writer, now (microseconds).
-# An expired pattern counts as absent; another owner's SENSITIVE pattern
-# (a non-empty guard) is a conflict even when the bodies match.
-PUT_SCRIPT = """
-local found = redis.call('HMGET', KEYS[1], 'fingerprint', 'owner_guard', 'expire_us', 'body',
-  'sealed')
-local existing = found[1]
-local expire = tonumber(found[3] or '0')
-if existing and expire > 0 and expire <= tonumber(ARGV[10]) then
-  existing = false
+# sealed (0/1), owner guard, expire_us, the writer, now (microseconds), the key base
+# (`<prefix>:{<ns>}:`). The write sees the writer's own sealed version and the
+# shared one, never another owner's: dedupe, conflict and replace apply to those.
+# An expired version counts as absent.
+PUT_SCRIPT = (
+    _LUA_COMMON
+    + """
+local now = tonumber(ARGV[10])
+local writer = ARGV[9]
+local shared = redis.call('HMGET', KEYS[1], unpack(FIELDS))
+local own = redis.call('HMGET', KEYS[4], unpack(FIELDS))
+local legacy = shared[2] and shared[2] ~= '' and shared[2] or nil  -- sealed where shared goes
+local own_at_shared = legacy == writer and not own[1]
+if own_at_shared then own = shared end
+local seen_own = live(own, now)
+local seen_shared = not legacy and live(shared, now)
+if seen_own and own[1] == ARGV[3] then
+  return {'deduped', own[4], own[5] or '0'}
 end
-if existing and found[2] and found[2] ~= '' and found[2] ~= ARGV[9] then
-  return {'conflict'}
+if seen_shared and shared[1] == ARGV[3] then
+  return {'deduped', shared[4], shared[5] or '0'}
 end
-if existing == ARGV[3] then
-  return {'deduped', found[4], found[5] or '0'}
-end
-if existing and ARGV[4] ~= '1' then
+if (seen_own or seen_shared) and ARGV[4] ~= '1' then
   return {'conflict'}
 end
 local created = redis.call('SET', KEYS[3], ARGV[5], 'NX') and 1 or 0
-redis.call('HSET', KEYS[1], 'body', ARGV[2], 'fingerprint', ARGV[3], 'sealed', ARGV[6],
+local target = KEYS[1]
+if ARGV[6] == '1' then
+  target = KEYS[4]
+  if seen_shared or own_at_shared then redis.call('DEL', KEYS[1]) end
+  redis.call('SADD', KEYS[5], writer)
+else
+  if legacy and legacy ~= writer then
+    redis.call('RENAME', KEYS[1], sealed_key(ARGV[11], legacy, ARGV[1]))
+    redis.call('SADD', KEYS[5], legacy)
+  end
+  if own[1] and not own_at_shared then
+    redis.call('DEL', KEYS[4])
+    redis.call('SREM', KEYS[5], writer)
+  end
+end
+redis.call('HSET', target, 'body', ARGV[2], 'fingerprint', ARGV[3], 'sealed', ARGV[6],
   'owner_guard', ARGV[7], 'expire_us', ARGV[8])
 redis.call('XADD', KEYS[2], '*', 'op', 'put', 'id', ARGV[1], 'fingerprint', ARGV[3])
-if existing then
+if seen_own or seen_shared then
   return {'replaced', created}
 end
 return {'stored', created}
 """
+)
 
-# KEYS: pattern hash, log stream. ARGV: id, viewer, now (microseconds), mode.
-# Mode "delete": only a live pattern the viewer may see. Mode "purge": only an
-# expired one, so replicas purging at once delete it once, and never a
-# pattern written again since.
-DELETE_SCRIPT = """
-local found = redis.call('HMGET', KEYS[1], 'body', 'owner_guard', 'expire_us')
-if not found[1] then
-  return 0
+# KEYS: shared pattern hash, log stream, the sealed hash of ARGV[2], the id's owners set.
+# ARGV: id, viewer (or, to purge, the owner of the version: "" for the shared one),
+# now (microseconds), mode.
+# Mode "delete": the live version the viewer reads first (their own sealed
+# one, then the shared one). Mode "purge": that owner's version, only if
+# expired, so replicas purging at once delete it once, and never a pattern
+# written again since.
+DELETE_SCRIPT = (
+    _LUA_COMMON
+    + """
+local now = tonumber(ARGV[3])
+local who = ARGV[2]
+local function drop(key, sealed)
+  redis.call('DEL', key)
+  if sealed then redis.call('SREM', KEYS[4], who) end
+  redis.call('XADD', KEYS[2], '*', 'op', 'delete', 'id', ARGV[1])
+  return 1
 end
-local expire = tonumber(found[3] or '0')
-local expired = expire > 0 and expire <= tonumber(ARGV[3])
+local own = who ~= '' and redis.call('HMGET', KEYS[3], unpack(FIELDS)) or {false}
+local shared = redis.call('HMGET', KEYS[1], unpack(FIELDS))
+local shared_is_whos = shared[1] and (shared[2] or '') == who
 if ARGV[4] == 'purge' then
-  if not expired then
-    return 0
-  end
-elseif expired or (found[2] and found[2] ~= '' and found[2] ~= ARGV[2]) then
+  if own[1] and not live(own, now) then return drop(KEYS[3], true) end
+  if shared_is_whos and not live(shared, now) then return drop(KEYS[1], false) end
   return 0
 end
-redis.call('DEL', KEYS[1])
-redis.call('XADD', KEYS[2], '*', 'op', 'delete', 'id', ARGV[1])
-return 1
+if live(own, now) then return drop(KEYS[3], true) end
+if live(shared, now) and ((shared[2] or '') == '' or shared_is_whos) then
+  return drop(KEYS[1], false)
+end
+return 0
 """
+)
 
 # KEYS: pattern hash, log stream. ARGV: id, the body as read, the new envelope,
 # owner guard, expire_us. Compare-and-set: a write since the read wins. The
@@ -217,14 +271,28 @@ if left < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return 1
 """
 
-# KEYS: pattern hashes (one namespace, so one slot). Returns [body, fingerprint, sealed] each.
-FETCH_SCRIPT = """
+# KEYS: shared pattern hashes (one namespace, so one slot). ARGV: the key base, then
+# the ids of KEYS. Returns, per id, every version under it: [body, fingerprint,
+# sealed, owner guard] each (the shared one, then each owner's sealed one).
+FETCH_SCRIPT = (
+    _LUA_COMMON
+    + """
 local found = {}
 for i, key in ipairs(KEYS) do
-  found[i] = redis.call('HMGET', key, 'body', 'fingerprint', 'sealed')
+  local id = ARGV[i + 1]
+  local versions = {}
+  local shared = redis.call('HMGET', key, 'body', 'fingerprint', 'sealed', 'owner_guard')
+  if shared[1] then versions[#versions + 1] = shared end
+  for _, owner in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'owners:' .. id)) do
+    local own = redis.call('HMGET', sealed_key(ARGV[1], owner, id), 'body', 'fingerprint',
+      'sealed', 'owner_guard')
+    if own[1] then versions[#versions + 1] = own end
+  end
+  found[i] = versions
 end
 return found
 """
+)
 
 CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS redis_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -339,6 +407,22 @@ class RedisStore:
 
     def _pattern_key(self, namespace: str, pattern_id: str) -> str:
         return self._key(namespace, f"pattern:{pattern_id}")
+
+    def _sealed_key(self, namespace: str, pattern_id: str, owner: str) -> str:
+        """The owner's SENSITIVE pattern under the id (the owner's length in
+        bytes first, as Lua's #: no owner and id pair names another's key)."""
+        return self._key(namespace, f"sealed:{len(owner.encode())}:{owner}:{pattern_id}")
+
+    def _slot_keys(self, namespace: str, pattern_id: str, owner: str) -> list[str]:
+        """The keys the put and delete scripts take: shared hash, log, epoch,
+        the owner's sealed hash, the id's owners set."""
+        return [
+            self._pattern_key(namespace, pattern_id),
+            self._key(namespace, "log"),
+            self._key(namespace, "epoch"),
+            self._sealed_key(namespace, pattern_id, owner),
+            self._key(namespace, f"owners:{pattern_id}"),
+        ]
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -579,27 +663,27 @@ class RedisStore:
             state.synced_tick = began
             return applied
 
-    async def _fetch_current(self, namespace: str, ids: list[str]) -> dict[str, Current | None]:
-        """The current body (or envelope) and fingerprint of each pattern; None if deleted."""
-        found: dict[str, Current | None] = {}
+    async def _fetch_current(self, namespace: str, ids: list[str]) -> dict[str, list[Current]]:
+        """Every version under each id now: body (or envelope), fingerprint,
+        and owner when sealed; none if deleted."""
+        found: dict[str, list[Current]] = {}
         for start in range(0, len(ids), FETCH_BATCH):
             chunk = ids[start : start + FETCH_BATCH]
             rows = await self._script(
                 f"reading patterns of namespace {namespace!r}",
                 self._fetch,
                 [self._pattern_key(namespace, pattern_id) for pattern_id in chunk],
-                [],
+                [self._key(namespace, ""), *chunk],
             )
-            for pattern_id, (body, digest, sealed) in zip(chunk, rows, strict=True):
-                found[pattern_id] = (
-                    None
-                    if body is None
-                    else Current(bytes(body), _text(digest), sealed is not None and sealed == b"1")
-                )
+            for pattern_id, versions in zip(chunk, rows, strict=True):
+                found[pattern_id] = [
+                    Current(bytes(body), _text(digest), sealed == b"1", _text(guard or b""))
+                    for body, digest, sealed, guard in versions
+                ]
         return found
 
     def _apply(
-        self, namespace: str, epoch: str, last_id: str, found: dict[str, Current | None]
+        self, namespace: str, epoch: str, last_id: str, found: dict[str, list[Current]]
     ) -> None:
         """Indexes the current state of the given patterns, in one transaction."""
         db, index = self._open_index()
@@ -649,11 +733,7 @@ class RedisStore:
         result = await self._script(
             f"storing pattern {pattern.id!r}",
             self._put,
-            [
-                self._pattern_key(namespace, pattern.id),
-                self._key(namespace, "log"),
-                self._key(namespace, "epoch"),
-            ],
+            self._slot_keys(namespace, pattern.id, pattern.owner),
             [
                 pattern.id,
                 body,
@@ -665,6 +745,7 @@ class RedisStore:
                 expire_us(stored),
                 pattern.owner,
                 self._clock(),
+                self._key(namespace, ""),
             ],
         )
         status = _text(result[0])
@@ -694,12 +775,15 @@ class RedisStore:
             raise UnreadablePatternError(f"pattern {pattern_id!r} is stored unreadable")
         return pattern
 
-    async def _delete_if(self, namespace: str, pattern_id: str, viewer: str, mode: str) -> bool:
+    async def _delete_if(self, namespace: str, pattern_id: str, who: str, mode: str) -> bool:
+        """Deletes what `who` reads under the id (mode "delete"), or who's
+        version if expired (mode "purge"; who "" for the shared one)."""
+        shared, log_key, _, sealed, owners = self._slot_keys(namespace, pattern_id, who)
         deleted = await self._script(
             f"deleting pattern {pattern_id!r}",
             self._delete,
-            [self._pattern_key(namespace, pattern_id), self._key(namespace, "log")],
-            [pattern_id, viewer, self._clock(), mode],
+            [shared, log_key, sealed, owners],
+            [pattern_id, who, self._clock(), mode],
         )
         return bool(deleted)
 
@@ -724,9 +808,9 @@ class RedisStore:
         _, index = self._open_index()
         expired = await self._run(lambda: index.expired(now))
         purged = 0
-        for namespace, pattern_id in expired:
-            purged += await self._delete_if(namespace, pattern_id, "", "purge")
-        for namespace in sorted({namespace for namespace, _ in expired}):
+        for namespace, pattern_id, owner in expired:
+            purged += await self._delete_if(namespace, pattern_id, owner, "purge")
+        for namespace in sorted({namespace for namespace, _, _ in expired}):
             await self._catch_up(namespace)
 
         def purge_cache() -> int:
@@ -750,21 +834,30 @@ class RedisStore:
         _, index = self._open_index()
         sealed = await self._run(index.sealed_ids)
         resealed = 0
-        for done, (namespace, pattern_id) in enumerate(sealed, start=1):
-            resealed += await self._reseal(namespace, pattern_id)
+        for done, (namespace, pattern_id, owner) in enumerate(sealed, start=1):
+            resealed += await self._reseal(namespace, pattern_id, owner)
             if progress is not None:
                 progress(done, len(sealed))
-        for namespace in sorted({namespace for namespace, _ in sealed}):
+        for namespace in sorted({namespace for namespace, _, _ in sealed}):
             await self._catch_up(namespace)
         return resealed, len(sealed)
 
-    async def _reseal(self, namespace: str, pattern_id: str) -> bool:
-        """Re-seals one pattern under the active key if it needs it.
+    async def _reseal(self, namespace: str, pattern_id: str, owner: str) -> bool:
+        """Re-seals the owner's SENSITIVE pattern under the id if it needs it
+        (at its own key, or where a version before per-owner ids kept it).
 
         Compare-and-set: if a write lands between the read and the set,
         reads again (the write may have sealed it under the active key).
         """
-        key = self._pattern_key(namespace, pattern_id)
+        for key in (
+            self._sealed_key(namespace, pattern_id, owner),
+            self._pattern_key(namespace, pattern_id),
+        ):
+            if await self._reseal_at(namespace, pattern_id, owner, key):
+                return True
+        return False
+
+    async def _reseal_at(self, namespace: str, pattern_id: str, owner: str, key: str) -> bool:
         for _ in range(5):
             body, flag = await self._redis(
                 f"reading pattern {pattern_id!r}",
@@ -780,8 +873,8 @@ class RedisStore:
             else:
                 plaintext = body
             pattern = memory_pb2.Pattern.FromString(plaintext)
-            if not is_sensitive(pattern):
-                return False  # Replaced meanwhile by a pattern that is not sealed.
+            if not is_sensitive(pattern) or pattern.owner != owner:
+                return False  # Not (or no longer) the owner's SENSITIVE pattern.
             swapped = await self._script(
                 f"re-sealing pattern {pattern_id!r}",
                 self._reseal_script,
@@ -881,14 +974,24 @@ class RedisStore:
     async def get(
         self, namespace: str, pattern_id: str, *, viewer: str
     ) -> memory_pb2.Pattern | None:
+        # The viewer's own SENSITIVE version first, then the shared one.
+        for key in (
+            self._sealed_key(namespace, pattern_id, viewer),
+            self._pattern_key(namespace, pattern_id),
+        ):
+            pattern = await self._get_at(namespace, pattern_id, key, viewer)
+            if pattern is not None:
+                return pattern
+        return None
+
+    async def _get_at(
+        self, namespace: str, pattern_id: str, key: str, viewer: str
+    ) -> memory_pb2.Pattern | None:
         body, sealed, guard, expires = await self._redis(
             f"reading pattern {pattern_id!r}",
             cast(
                 Awaitable[list[bytes | None]],
-                self._client.hmget(
-                    self._pattern_key(namespace, pattern_id),
-                    ["body", "sealed", "owner_guard", "expire_us"],
-                ),
+                self._client.hmget(key, ["body", "sealed", "owner_guard", "expire_us"]),
             ),
         )
         if body is None or is_expired(int(expires or 0), self._clock()):
@@ -955,8 +1058,10 @@ class RedisStore:
             namespace, lambda index: index.get_many(namespace, pattern_ids, viewer=viewer)
         )
 
-    async def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        return await self._read(namespace, lambda index: index.query_vocabulary(namespace))
+    async def query_vocabulary(self, namespace: str, *, viewer: str) -> tuple[list[str], list[str]]:
+        return await self._read(
+            namespace, lambda index: index.query_vocabulary(namespace, viewer=viewer)
+        )
 
 
 def _client(options: RedisOptions) -> Redis | RedisCluster:

@@ -14,6 +14,16 @@ SENSITIVE patterns the same way:
   decrypted into that in-memory index: a start-up cost (logged) and RAM
   about the size of the index of those patterns.
 
+Ids: every owner has their own SENSITIVE ids. Under one id a namespace
+holds at most one non-SENSITIVE pattern (the shared one) and at most one
+SENSITIVE pattern per owner; a viewer sees their own and the shared one. So a
+write never meets, and never answers differently because of, a SENSITIVE
+pattern its writer cannot see (no existence oracle), and never touches one
+either: it replaces only the writer's own version and the shared one. Where
+a viewer holds both (someone wrote a shared pattern under an id the viewer
+had made SENSITIVE), a read by id (get, delete) takes the viewer's own
+first, and lists and searches show both.
+
 Every read takes the viewer (the caller's user id) and shows SENSITIVE
 patterns only to their owner. When the viewer owns none in the namespace the
 on-disk index answers alone, at no extra cost; otherwise both answer and the
@@ -67,7 +77,7 @@ CREATE TABLE IF NOT EXISTS sealed_docs (
     fingerprint TEXT NOT NULL,
     envelope BLOB NOT NULL,
     expire_us INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (namespace, doc_id)
+    PRIMARY KEY (namespace, doc_id, owner)
 );
 CREATE INDEX IF NOT EXISTS sealed_by_expiry ON sealed_docs (expire_us) WHERE expire_us > 0;
 """
@@ -93,12 +103,14 @@ def owner_scope(namespace: str, owner: str) -> str:
 
 @dataclass(frozen=True)
 class Current:
-    """A pattern as another store holds it now: its bytes (an envelope when
-    sealed) and fingerprint. For mirroring that store."""
+    """A version of a pattern as another store holds it now: its bytes (an
+    envelope when sealed), fingerprint and, when sealed, its owner. For
+    mirroring that store."""
 
     body: bytes
     fingerprint: str
     sealed: bool
+    owner: str = ""
 
 
 class SecureIndex:
@@ -120,6 +132,7 @@ class SecureIndex:
         connection.execute("PRAGMA temp_store=MEMORY")  # No sort spills to temp files.
         self._disk = SearchIndex(connection, clock)
         connection.executescript(SEALED_SCHEMA)
+        _key_sealed_by_owner(connection)
         self._memory_db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self._memory = SearchIndex(self._memory_db, clock)
         # (namespace, owner) pairs that have (or had) SENSITIVE patterns: only
@@ -225,24 +238,26 @@ class SecureIndex:
     # --- writes --------------------------------------------------------------------
 
     def put(self, namespace: str, pattern: memory_pb2.Pattern, fingerprint: str) -> None:
-        """Stores a pattern in the half its classification says, replacing any
-        earlier version in either half. MissingKeyError (and nothing changed)
-        for a SENSITIVE pattern without a key."""
+        """Stores a pattern written by its owner: in the half its classification
+        says, replacing the versions under its id that the owner sees (their
+        own SENSITIVE one and the shared one), never another owner's.
+        MissingKeyError (and nothing changed) for a SENSITIVE pattern without a key."""
         if is_sensitive(pattern):
             envelope = self._keyring.encrypt(
                 pattern.SerializeToString(), associated_data(namespace, pattern.id)
             )
+            if self._disk.delete(namespace, pattern.id):
+                self._scrub_text = self._truncate_wal = True
             self._put_sealed(namespace, pattern, fingerprint, envelope)
             return
-        self._remove_sealed(namespace, pattern.id)
+        self._remove_sealed(namespace, pattern.id, pattern.owner)
         self._disk.put(namespace, pattern, fingerprint)
 
     def _put_sealed(
         self, namespace: str, pattern: memory_pb2.Pattern, fingerprint: str, envelope: bytes
     ) -> None:
-        if self._disk.delete(namespace, pattern.id):
-            self._scrub_text = self._truncate_wal = True
-        self._remove_sealed(namespace, pattern.id)
+        """Stores the owner's SENSITIVE version under the id, replacing theirs only."""
+        self._remove_sealed(namespace, pattern.id, pattern.owner)
         self._db.execute(
             "INSERT INTO sealed_docs (namespace, doc_id, owner, fingerprint, envelope, expire_us) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -251,56 +266,79 @@ class SecureIndex:
         self._memory.put(owner_scope(namespace, pattern.owner), pattern, fingerprint)
         self._owners.add((namespace, pattern.owner))
 
-    def _sealed_owner(self, namespace: str, pattern_id: str) -> str | None:
-        row = self._db.execute(
-            "SELECT owner FROM sealed_docs WHERE namespace = ? AND doc_id = ?",
-            (namespace, pattern_id),
-        ).fetchone()
-        return None if row is None else str(row[0])
+    def _sealed_owners(self, namespace: str, pattern_id: str) -> set[str]:
+        """The owners holding a SENSITIVE version under the id."""
+        return {
+            str(owner)
+            for (owner,) in self._db.execute(
+                "SELECT owner FROM sealed_docs WHERE namespace = ? AND doc_id = ?",
+                (namespace, pattern_id),
+            )
+        }
 
-    def _remove_sealed(self, namespace: str, pattern_id: str) -> bool:
-        owner = self._sealed_owner(namespace, pattern_id)
-        if owner is None:
-            return False
-        self._db.execute(
-            "DELETE FROM sealed_docs WHERE namespace = ? AND doc_id = ?", (namespace, pattern_id)
+    def _remove_sealed(self, namespace: str, pattern_id: str, owner: str) -> bool:
+        cursor = self._db.execute(
+            "DELETE FROM sealed_docs WHERE namespace = ? AND doc_id = ? AND owner = ?",
+            (namespace, pattern_id, owner),
         )
+        if not cursor.rowcount:
+            return False
         self._memory.delete(owner_scope(namespace, owner), pattern_id)
         return True
 
-    def remove(self, namespace: str, pattern_id: str) -> bool:
-        """Deletes a pattern from whichever half holds it, whoever owns it."""
+    def remove(self, namespace: str, pattern_id: str, owner: str = "") -> bool:
+        """Deletes one version under the id, live or expired: the owner's
+        SENSITIVE one, or with owner "" the shared one."""
+        if owner:
+            return self._remove_sealed(namespace, pattern_id, owner)
         if self._disk.delete(namespace, pattern_id):
             self._truncate_wal = True
             return True
-        return self._remove_sealed(namespace, pattern_id)
+        return False
 
     def delete(self, namespace: str, pattern_id: str, *, viewer: str) -> bool:
-        """Deletes a pattern the viewer can see; False if absent, expired, or
-        another owner's SENSITIVE pattern. An unreadable one can be deleted:
-        it is on the disk half, which holds no SENSITIVE pattern."""
+        """Deletes the live pattern the viewer gets under the id (see `get`);
+        False if there is none the viewer may see. An unreadable shared one
+        can be deleted: the disk half holds no SENSITIVE pattern."""
+        if self._own(namespace, pattern_id, viewer) is not None:
+            return self._remove_sealed(namespace, pattern_id, viewer)
         try:
-            if self.get(namespace, pattern_id, viewer=viewer) is None:
+            if self._disk.get(namespace, pattern_id) is None:
                 return False
         except UnreadablePatternError:
             pass
         return self.remove(namespace, pattern_id)
 
-    def sync(self, namespace: str, pattern_id: str, current: Current | None) -> None:
-        """Mirrors a pattern's current state in another store (None: deleted
-        there); unchanged bytes are skipped. A replica's cache of Redis."""
-        if current is None:
-            self.remove(namespace, pattern_id)
-        elif current.sealed:
-            if self.envelope(namespace, pattern_id) != current.body:
-                pattern = self._open_envelope(namespace, pattern_id, current.body)
-                self._put_sealed(namespace, pattern, current.fingerprint, current.body)
-        elif self._disk.stored_body(namespace, pattern_id) != current.body:
-            readable = decode_pattern(current.body, namespace, pattern_id)
-            if readable is None:  # Damaged where it is kept: left out of every read.
-                self.remove(namespace, pattern_id)
+    def sync(self, namespace: str, pattern_id: str, current: list[Current]) -> None:
+        """Mirrors every version another store holds under the id now (none:
+        deleted there); unchanged bytes are skipped. A replica's cache of Redis."""
+        kept: set[str] = set()  # Owners whose SENSITIVE version stays.
+        shared = False
+        for version in current:
+            if version.sealed:
+                if self.envelope(namespace, pattern_id, version.owner) != version.body:
+                    pattern = self._open_envelope(namespace, pattern_id, version.body)
+                    self._put_sealed(namespace, pattern, version.fingerprint, version.body)
+                kept.add(version.owner)
+            elif self._disk.stored_body(namespace, pattern_id) == version.body:
+                shared = True
             else:
-                self.put(namespace, readable, current.fingerprint)
+                readable = decode_pattern(version.body, namespace, pattern_id)
+                if readable is None:  # Damaged where it is kept: left out of every read.
+                    continue
+                if is_sensitive(readable):  # In plaintext (an older version wrote it): sealed here.
+                    envelope = self._keyring.encrypt(
+                        version.body, associated_data(namespace, pattern_id)
+                    )
+                    self._put_sealed(namespace, readable, version.fingerprint, envelope)
+                    kept.add(readable.owner)
+                else:
+                    self._disk.put(namespace, readable, version.fingerprint)
+                    shared = True
+        if not shared and self.remove(namespace, pattern_id) and kept:
+            self._scrub_text = True  # Its plaintext moved to the sealed half.
+        for owner in self._sealed_owners(namespace, pattern_id) - kept:
+            self._remove_sealed(namespace, pattern_id, owner)
 
     def drop_namespace(self, namespace: str) -> None:
         """Deletes every pattern of a namespace, in both halves."""
@@ -318,40 +356,43 @@ class SecureIndex:
 
     # --- retention and keys ------------------------------------------------------
 
-    def expired(self, now_us: int) -> list[tuple[str, str]]:
-        """(namespace, id) of every pattern, of any owner, expired at now_us."""
+    def expired(self, now_us: int) -> list[tuple[str, str, str]]:
+        """(namespace, id, owner) of every version, of any owner, expired at
+        now_us; owner "" for a shared (non-SENSITIVE) one."""
         sealed = [
-            (str(namespace), str(doc_id))
-            for namespace, doc_id in self._db.execute(
-                "SELECT namespace, doc_id FROM sealed_docs WHERE expire_us > 0 AND expire_us <= ?",
+            (str(namespace), str(doc_id), str(owner))
+            for namespace, doc_id, owner in self._db.execute(
+                "SELECT namespace, doc_id, owner FROM sealed_docs "
+                "WHERE expire_us > 0 AND expire_us <= ?",
                 (now_us,),
             )
         ]
-        return sorted(self._disk.expired(now_us) + sealed)
+        shared = [(namespace, doc_id, "") for namespace, doc_id in self._disk.expired(now_us)]
+        return sorted(shared + sealed)
 
     def purge(self, now_us: int) -> int:
         """Deletes every pattern expired at now_us; how many."""
         purged = self._disk.purge(now_us)
         if purged:
             self._truncate_wal = True
-        for namespace, doc_id in self.expired(now_us):
-            purged += self._remove_sealed(namespace, doc_id)
+        for namespace, doc_id, owner in self.expired(now_us):
+            purged += self._remove_sealed(namespace, doc_id, owner)
         return purged
 
-    def envelope(self, namespace: str, pattern_id: str) -> bytes | None:
-        """The sealed bytes of a SENSITIVE pattern, or None."""
+    def envelope(self, namespace: str, pattern_id: str, owner: str) -> bytes | None:
+        """The sealed bytes of the owner's SENSITIVE pattern under the id, or None."""
         row = self._db.execute(
-            "SELECT envelope FROM sealed_docs WHERE namespace = ? AND doc_id = ?",
-            (namespace, pattern_id),
+            "SELECT envelope FROM sealed_docs WHERE namespace = ? AND doc_id = ? AND owner = ?",
+            (namespace, pattern_id, owner),
         ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def sealed_ids(self) -> list[tuple[str, str]]:
-        """(namespace, id) of every sealed pattern."""
+    def sealed_ids(self) -> list[tuple[str, str, str]]:
+        """(namespace, id, owner) of every sealed pattern."""
         return [
-            (str(namespace), str(doc_id))
-            for namespace, doc_id in self._db.execute(
-                "SELECT namespace, doc_id FROM sealed_docs ORDER BY namespace, doc_id"
+            (str(namespace), str(doc_id), str(owner))
+            for namespace, doc_id, owner in self._db.execute(
+                "SELECT namespace, doc_id, owner FROM sealed_docs ORDER BY namespace, doc_id, owner"
             )
         ]
 
@@ -361,15 +402,17 @@ class SecureIndex:
         The plaintext does not change, so the in-memory index stays as it is.
         """
         rows = self._db.execute(
-            "SELECT namespace, doc_id, envelope FROM sealed_docs ORDER BY namespace, doc_id"
+            "SELECT namespace, doc_id, owner, envelope FROM sealed_docs "
+            "ORDER BY namespace, doc_id, owner"
         ).fetchall()
         resealed = 0
-        for done, (namespace, doc_id, envelope) in enumerate(rows, start=1):
+        for done, (namespace, doc_id, owner, envelope) in enumerate(rows, start=1):
             if self._keyring.needs_reencrypt(bytes(envelope)):
                 fresh = self._keyring.reencrypt(bytes(envelope), associated_data(namespace, doc_id))
                 self._db.execute(
-                    "UPDATE sealed_docs SET envelope = ? WHERE namespace = ? AND doc_id = ?",
-                    (fresh, namespace, doc_id),
+                    "UPDATE sealed_docs SET envelope = ? "
+                    "WHERE namespace = ? AND doc_id = ? AND owner = ?",
+                    (fresh, namespace, doc_id, owner),
                 )
                 resealed += 1
             if progress is not None:
@@ -385,38 +428,42 @@ class SecureIndex:
             return owner_scope(namespace, viewer)
         return None
 
-    def stored(self, namespace: str, pattern_id: str) -> StoredDoc | None:
-        """The live pattern under the id, whoever owns it: for write checks.
-        An unreadable one counts as absent, so a write repairs it."""
+    def _own(self, namespace: str, pattern_id: str, viewer: str) -> StoredDoc | None:
+        """The viewer's own live SENSITIVE pattern under the id."""
+        scope = self._scope(namespace, viewer)
+        return None if scope is None else self._memory.get(scope, pattern_id)
+
+    def visible(
+        self, namespace: str, pattern_id: str, *, viewer: str, for_write: bool = False
+    ) -> list[StoredDoc]:
+        """The live versions under the id the viewer sees, their own first:
+        what a write by the viewer dedupes against, conflicts with or replaces.
+        An unreadable shared version raises UnreadablePatternError for a read
+        that has nothing else to show; for a write it counts as absent, so
+        the write repairs it."""
+        own = self._own(namespace, pattern_id, viewer)
         try:
-            found = self._disk.get(namespace, pattern_id)
+            shared = self._disk.get(namespace, pattern_id)
         except UnreadablePatternError:
-            return None
-        if found is not None:
-            return found
-        owner = self._sealed_owner(namespace, pattern_id)
-        if owner is None:
-            return None
-        return self._memory.get(owner_scope(namespace, owner), pattern_id)
+            if own is None and not for_write:
+                raise
+            shared = None
+        return [version for version in (own, shared) if version is not None]
 
     def get(self, namespace: str, pattern_id: str, *, viewer: str) -> StoredDoc | None:
-        """The pattern with its fingerprint, if the viewer may see it."""
-        found = self._disk.get(namespace, pattern_id)
-        scope = self._scope(namespace, viewer)
-        if found is None and scope is not None:
-            found = self._memory.get(scope, pattern_id)
-        return found
+        """The pattern with its fingerprint, if the viewer may see one under the
+        id: their own SENSITIVE one first, then the shared one."""
+        versions = self.visible(namespace, pattern_id, viewer=viewer)
+        return versions[0] if versions else None
 
     def get_many(
         self, namespace: str, pattern_ids: list[str], *, viewer: str
     ) -> dict[str, memory_pb2.Pattern]:
-        """Patterns the viewer may see, by id; others are left out."""
-        found = self._disk.get_many(namespace, pattern_ids)
+        """Patterns the viewer may see, by id (as `get` picks); others are left out."""
         scope = self._scope(namespace, viewer)
-        if scope is not None:
-            missing = [pattern_id for pattern_id in pattern_ids if pattern_id not in found]
-            found.update(self._memory.get_many(scope, missing))
-        return found
+        found = {} if scope is None else self._memory.get_many(scope, pattern_ids)
+        missing = [pattern_id for pattern_id in pattern_ids if pattern_id not in found]
+        return self._disk.get_many(namespace, missing) | found
 
     def vectors(
         self, namespace: str, condition: Node | None, *, viewer: str
@@ -426,9 +473,15 @@ class SecureIndex:
         scope = self._scope(namespace, viewer)
         return found if scope is None else found + self._memory.vectors(scope, condition)
 
-    def query_vocabulary(self, namespace: str) -> tuple[list[str], list[str]]:
-        """Query words of the non-SENSITIVE patterns: shared by every viewer."""
-        return self._disk.query_vocabulary(namespace)
+    def query_vocabulary(self, namespace: str, *, viewer: str) -> tuple[list[str], list[str]]:
+        """Query words of the patterns the viewer may see: the non-SENSITIVE
+        ones and the viewer's own SENSITIVE ones, never another user's."""
+        templates, numeric = self._disk.query_vocabulary(namespace)
+        scope = self._scope(namespace, viewer)
+        if scope is None:
+            return templates, numeric
+        own_templates, own_numeric = self._memory.query_vocabulary(scope)
+        return sorted({*templates, *own_templates}), sorted({*numeric, *own_numeric})
 
     def search(
         self,
@@ -521,3 +574,27 @@ def _merge_groups(groups: list[Group]) -> list[Group]:
         )
     merged = [Group(key, *totals) for key, totals in sums.items()]
     return sorted(merged, key=lambda group: (-group.count, group.key))
+
+
+def _key_sealed_by_owner(db: sqlite3.Connection) -> None:
+    """Re-keys a sealed_docs table written before ids were per owner.
+
+    Its key was (namespace, doc_id): every row fits the new key too, so the
+    rows are copied as they are.
+    """
+    columns = {str(row[1]): int(row[5]) for row in db.execute("PRAGMA table_info(sealed_docs)")}
+    if columns.get("owner", 0):
+        return
+    # Constants only: the schema above, and no value from anywhere else.
+    migration = (
+        "BEGIN IMMEDIATE;"  # noqa: S608
+        "ALTER TABLE sealed_docs RENAME TO sealed_docs_by_id;"
+        "DROP INDEX IF EXISTS sealed_by_expiry;"
+        f"{SEALED_SCHEMA}"
+        "INSERT INTO sealed_docs SELECT namespace, doc_id, owner, fingerprint, envelope, "
+        "expire_us FROM sealed_docs_by_id;"
+        "DROP TABLE sealed_docs_by_id;"
+        "COMMIT;"
+    )
+    db.executescript(migration)
+    log.info("sealed patterns re-keyed by owner")

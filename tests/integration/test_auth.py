@@ -306,18 +306,22 @@ async def test_sensitive_patterns_are_visible_only_to_their_owner(memory: Secure
             metadata=metadata,
         )
         assert counted.total_count == expected, user
-    # bob can neither delete it nor overwrite it, and learns nothing of its content.
+    # bob can neither delete it nor overwrite it, and learns nothing of it, not
+    # even that the id is taken: his writes under it are his own (ids of
+    # SENSITIVE patterns are per owner).
     delete = memory_pb2.DeletePatternRequest(namespace=TEAM_A, pattern_id="secret-plan")
     assert await _code(stub.DeletePattern(delete, metadata=bob)) == grpc.StatusCode.NOT_FOUND
+    same = insight("secret-plan", "quarterly zebracorn plan", classification=SENSITIVE)
+    assert not (await stub.StorePattern(same, metadata=bob)).replaced
     overwrite = insight("secret-plan", "mine now")
     overwrite.replace = True
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.StorePattern(overwrite, metadata=bob)
-    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert "zebracorn" not in (caught.value.details() or "")
-    same = insight("secret-plan", "quarterly zebracorn plan", classification=SENSITIVE)
-    assert await _code(stub.StorePattern(same, metadata=bob)) == grpc.StatusCode.ALREADY_EXISTS
+    assert (await stub.StorePattern(overwrite, metadata=bob)).replaced  # His own one.
+    assert (await stub.GetPattern(get, metadata=alice)).pattern.content == (
+        "quarterly zebracorn plan"
+    )
+    assert (await stub.GetPattern(get, metadata=bob)).pattern.content == "mine now"
     assert (await stub.DeletePattern(delete, metadata=alice)).deleted
+    assert (await stub.GetPattern(get, metadata=alice)).pattern.content == "mine now"
 
 
 async def test_start_refuses_without_an_authentication_choice(tmp_path: Path) -> None:

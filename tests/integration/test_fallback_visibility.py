@@ -21,3 +21,17 @@ async def test_local_files_hide_sensitive_runs_from_a_caller_with_a_token(stack:
     assert [hit.run_id for hit in as_executor.hits] == [run_id]
     as_caller = await stub.SearchRuns(search, timeout=10, metadata=CALLER)
     assert list(as_caller.hits) == []
+
+
+async def test_local_files_plan_a_callers_query_only_from_runs_they_may_see(stack: Stack) -> None:
+    """The words query understanding learns from the run files follow the same
+    visibility: a SENSITIVE run's template shapes only the executor's own plan."""
+    stub = stack.executor_stub()
+    await run_to_end(stub, run_request(package_name="payroll salary exporter"))
+    search = executor_pb2.SearchRunsRequest(
+        query="python package publish runs", mode=executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES
+    )
+    as_executor = await stub.SearchRuns(search, timeout=10)
+    assert as_executor.applied_filter == 'template_id = "python_package_publish"'
+    as_caller = await stub.SearchRuns(search, timeout=10, metadata=CALLER)
+    assert as_caller.applied_filter == ""

@@ -207,7 +207,7 @@ async def test_a_store_opened_while_redis_is_down_serves_once_it_answers(
             store.search(NS, [], None, 10, 0, None, False, viewer=""),
             store.page(NS, None, [], 10, 0, viewer=""),
             store.count(NS, None, "", viewer=""),
-            store.query_vocabulary(NS),
+            store.query_vocabulary(NS, viewer="alice"),
         ]
         for call in calls:
             with pytest.raises(StoreUnavailableError) as raised:

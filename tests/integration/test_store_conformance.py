@@ -13,10 +13,11 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
@@ -31,7 +32,7 @@ from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.crypto import Keyring
 from memory_service.store import redis_store
-from memory_service.store.base import PatternConflictError, PatternStore
+from memory_service.store.base import PatternConflictError, PatternStore, PutOutcome
 from memory_service.store.embedded import EmbeddedStore
 from memory_service.store.redis_store import CACHE_FILE, RedisOptions, RedisStore
 from tests.helpers import eventually
@@ -443,11 +444,11 @@ async def test_count_groups_by_scalars_and_agent_fields(loaded: PatternStore) ->
 async def test_query_vocabulary_lists_templates_and_numeric_questions(
     loaded: PatternStore,
 ) -> None:
-    assert await loaded.query_vocabulary(NS) == (
+    assert await loaded.query_vocabulary(NS, viewer=VIEWER) == (
         ["docs_site_build", "python_package_publish"],
         ["page_count", "test_coverage_required"],
     )
-    assert await loaded.query_vocabulary("empty") == ([], [])
+    assert await loaded.query_vocabulary("empty", viewer=VIEWER) == ([], [])
 
 
 async def test_namespaces_are_isolated(loaded: PatternStore) -> None:
@@ -672,34 +673,65 @@ def sensitive(
     return pattern
 
 
-async def test_another_users_sensitive_pattern_is_never_overwritten_or_deduped(
-    store: PatternStore,
-) -> None:
+async def test_sensitive_ids_are_per_owner_so_a_write_confirms_nothing(store: PatternStore) -> None:
+    """Finding 11: another user's SENSITIVE id answers as a fresh id does, and
+    is never overwritten, deduped or deleted by anyone else."""
     mine = sensitive("ledger", "the quarterly ledger of alice")
     assert not (await store.put(NS, mine, False)).deduped
-    theirs = memory_pb2.Pattern()
-    theirs.CopyFrom(mine)
-    theirs.owner = "bob"
-    for replace in (False, True):  # Same body and all: never "deduped" for bob.
-        with pytest.raises(PatternConflictError):
-            await store.put(NS, theirs, replace)
-    unclassified = memory_pb2.Pattern()
-    unclassified.CopyFrom(theirs)
-    unclassified.classification = common_pb2.CLASSIFICATION_INTERNAL
-    with pytest.raises(PatternConflictError):
-        await store.put(NS, unclassified, True)
+
+    def as_(owner: str, source: memory_pb2.Pattern, **changes: object) -> memory_pb2.Pattern:
+        made = memory_pb2.Pattern()
+        made.CopyFrom(source)
+        made.owner = owner
+        for name, value in changes.items():
+            setattr(made, name, value)
+        return made
+
+    def answer(outcome: PutOutcome) -> tuple[bool, bool]:
+        return outcome.deduped, outcome.replaced
+
+    # Bob's writes under alice's id answer exactly as under an unused id.
+    for body in (mine, as_("bob", mine, content="bob's own ledger")):
+        for pattern_id in ("ledger", f"fresh-{len(body.content)}"):
+            theirs = as_("bob", body, id=pattern_id)
+            assert answer(await store.put(NS, theirs, False)) == (False, False)
+            assert answer(await store.put(NS, theirs, False)) == (True, False)  # A replay.
+            await store.delete(NS, pattern_id, viewer="bob")
+    bobs = as_("bob", mine, content="bob's own ledger")
+    assert answer(await store.put(NS, bobs, True)) == (False, False)
+    got = await store.get(NS, "ledger", viewer="bob")
+    assert got is not None
+    assert (got.owner, got.content) == ("bob", "bob's own ledger")
+
+    # Carol's shared pattern under the id: a fresh id for her too.
+    shared = run_pattern("ledger", "carol's shared ledger notes")
+    shared.owner = "carol"
+    assert answer(await store.put(NS, shared, False)) == (False, False)
+    assert answer(await store.put(NS, as_("carol", shared, content="v2"), True)) == (False, True)
+
+    # Nobody else touched alice's pattern; she reads hers by id, both in lists.
     got = await store.get(NS, "ledger", viewer=VIEWER)
     assert got is not None
-    assert got.owner == VIEWER
-    assert got.content == mine.content
+    assert (got.owner, got.content) == (VIEWER, mine.content)
+    assert await page_ids(store) == ["ledger", "ledger"]
+    assert await page_ids(store, viewer="carol") == ["ledger"]
+    assert answer(await store.put(NS, mine, False)) == (True, False)  # Her replay still dedupes.
 
-    again = await store.put(NS, mine, False)
-    assert again.deduped
-    assert again.pattern.content == mine.content
-    changed = memory_pb2.Pattern()
-    changed.CopyFrom(mine)
-    changed.content = "the ledger, corrected"
-    assert (await store.put(NS, changed, True)).replaced
+    # A delete takes what its caller reads: never another owner's version.
+    assert await store.delete(NS, "ledger", viewer="dave")  # The shared one.
+    assert not await store.delete(NS, "ledger", viewer="dave")
+    for owner, content in ((VIEWER, mine.content), ("bob", "bob's own ledger")):
+        got = await store.get(NS, "ledger", viewer=owner)
+        assert got is not None
+        assert got.content == content
+
+    # Alice replacing her id with a shared pattern replaces only her own.
+    public = as_(VIEWER, mine, classification=common_pb2.CLASSIFICATION_INTERNAL)
+    assert answer(await store.put(NS, public, True)) == (False, True)
+    assert await page_ids(store) == ["ledger"]
+    assert await page_ids(store, viewer="bob") == ["ledger", "ledger"]
+    await store.purge_expired()  # Nothing expired: nothing goes.
+    assert await page_ids(store, viewer="bob") == ["ledger", "ledger"]
 
     # Not SENSITIVE: the ordinary rules, whoever wrote it.
     shared = run_pattern("shared", "an internal note")
@@ -709,6 +741,51 @@ async def test_another_users_sensitive_pattern_is_never_overwritten_or_deduped(
     by_bob.CopyFrom(shared)
     by_bob.owner = "bob"
     assert (await store.put(NS, by_bob, False)).deduped
+
+
+async def test_a_sensitive_pattern_in_the_layout_before_per_owner_ids_is_kept(
+    redis_backend: Backend,
+) -> None:
+    """Before per-owner ids, Redis kept a SENSITIVE pattern in the shared
+    `pattern:<id>` hash, its owner as `owner_guard`. Still read there, and
+    moved to its own key when someone else writes a shared pattern under the id."""
+    a = await redis_backend.open("a")
+    mine = sensitive("ledger", "the ledger of alice, old layout")
+    await a.put(NS, mine, False)
+    assert redis_backend.redis is not None
+    tag = f"{redis_backend.redis.key_prefix}:{{{NS}}}"
+    own_key = f"{tag}:sealed:{len(VIEWER)}:{VIEWER}:ledger"
+    raw = redis_backend.raw_client()
+    try:
+        await raw.rename(own_key, f"{tag}:pattern:ledger")  # Where the older version kept it.
+        await cast(Awaitable[int], raw.srem(f"{tag}:owners:ledger", VIEWER))
+        await raw.xadd(f"{tag}:log", {"op": "put", "id": "ledger", "fingerprint": "x"})
+        b = await redis_backend.open("b")  # A replica that loads the old layout.
+        for store in (a, b):
+            got = await store.get(NS, "ledger", viewer=VIEWER)
+            assert got is not None
+            assert got.content == mine.content
+            assert await store.get(NS, "ledger", viewer="bob") is None
+            assert await search_ids(store, "layout") == (["ledger"], 1)
+            assert await search_ids(store, "layout", viewer="bob") == ([], 0)
+        assert (await a.put(NS, mine, False)).deduped  # Alice's replay.
+
+        shared = run_pattern("ledger", "bob's shared notes")
+        shared.owner = "bob"
+        outcome = await b.put(NS, shared, False)
+        assert (outcome.deduped, outcome.replaced) == (False, False)  # As for a fresh id.
+        moved = await cast(Awaitable[bytes | None], raw.hget(own_key, "owner_guard"))
+        assert moved == VIEWER.encode()  # Moved to its own key, not lost.
+        for store in (a, b):
+            got = await store.get(NS, "ledger", viewer=VIEWER)
+            assert got is not None
+            assert got.content == mine.content
+            got = await store.get(NS, "ledger", viewer="bob")
+            assert got is not None
+            assert got.content == "bob's shared notes"
+            assert await page_ids(store) == ["ledger", "ledger"]
+    finally:
+        await raw.aclose()
 
 
 async def test_sensitive_patterns_are_visible_only_to_their_owner(loaded: PatternStore) -> None:
@@ -763,7 +840,7 @@ async def test_sensitive_patterns_are_visible_only_to_their_owner(loaded: Patter
     # Filters apply to the SENSITIVE half too.
     assert await search_ids(loaded, "", "total_cost_usd >= 2") == (["secret-1"], 1)
     # Query words come from what every viewer sees.
-    assert await loaded.query_vocabulary(NS) == (
+    assert await loaded.query_vocabulary(NS, viewer=VIEWER) == (
         ["docs_site_build", "python_package_publish"],
         ["page_count", "test_coverage_required"],
     )
@@ -793,6 +870,52 @@ async def test_a_pattern_moves_between_halves_when_its_classification_changes(
     assert (await loaded.put(NS, back, True)).replaced
     assert await search_ids(loaded, "testpypi", viewer="bob") == (["run-1"], 1)
     assert (await loaded.count(NS, None, "", viewer=VIEWER))[0] == 5
+
+
+async def test_query_words_come_only_from_patterns_the_viewer_may_see(backend: Backend) -> None:
+    """Finding 13: query understanding learns nothing from another user's
+    SENSITIVE pattern, nor from a deleted or expired one."""
+    store = await backend.open()
+    await store.put(NS, run_pattern("run-1", "a public run", answers={"coverage": 90.0}), False)
+    bobs = sensitive("bob-1", "bob's payroll run", owner="bob")
+    bobs.template_id = "payroll_export"
+    bobs.form_responses["headcount"].CopyFrom(to_form_value(12.0))
+    await store.put(NS, bobs, False)
+    shared = (["python_package_publish"], ["coverage"])
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == shared
+    # The owner's own SENSITIVE words shape the owner's queries.
+    assert await store.query_vocabulary(NS, viewer="bob") == (
+        ["payroll_export", "python_package_publish"],
+        ["coverage", "headcount"],
+    )
+
+    # Public, then made SENSITIVE by bob: its words leave everyone else's vocabulary.
+    ledger = run_pattern("ledger-1", "the ledger close", template_id="ledger_close")
+    ledger.form_responses["ledger_rows"].CopyFrom(to_form_value(3.0))
+    await store.put(NS, ledger, False)
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == (
+        ["ledger_close", "python_package_publish"],
+        ["coverage", "ledger_rows"],
+    )
+    sealed = memory_pb2.Pattern()
+    sealed.CopyFrom(ledger)
+    sealed.classification = common_pb2.CLASSIFICATION_SENSITIVE
+    sealed.owner = "bob"
+    assert (await store.put(NS, sealed, True)).replaced
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == shared
+    assert "ledger_close" in (await store.query_vocabulary(NS, viewer="bob"))[0]
+
+    # Deleting the last pattern naming a word removes it.
+    assert await store.delete(NS, "run-1", viewer=VIEWER)
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == ([], [])
+
+    # An expired pattern's words go at once, before any purge.
+    short = run_pattern("short", "short-lived", template_id="brief_run", answers={"ttl": 1.0})
+    short.expire_time.FromMicroseconds(backend.clock.now_us + 60_000_000)
+    await store.put(NS, short, False)
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == (["brief_run"], ["ttl"])
+    backend.clock.advance(61)
+    assert await store.query_vocabulary(NS, viewer=VIEWER) == ([], [])
 
 
 # --- retention -----------------------------------------------------------------------

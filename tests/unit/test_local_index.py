@@ -314,6 +314,21 @@ def test_query_words_come_from_the_runs(tmp_path: Path, catalog: Catalog) -> Non
     assert index.vocabulary() == (["python_package_publish"], ["test_coverage_required"])
 
 
+def test_query_words_follow_what_the_search_may_show(tmp_path: Path, catalog: Catalog) -> None:
+    """A run that became SENSITIVE takes its words out of the open half's
+    vocabulary; they count only for a search that may show that run."""
+    run = make_run(0, package_name="demo", test_coverage_required=90)
+    persist(RunStore(tmp_path / "runs"), run)
+    index, _ = opened(tmp_path, catalog)
+    words = (["python_package_publish"], ["test_coverage_required"])
+    assert index.vocabulary(include_sensitive=False) == words
+    run.answers["package_name"].CopyFrom(to_form_value("payroll with salary data"))
+    index.add(run_to_pattern(run, catalog.get(run.template_id)))
+    assert search(index, "", 'classification = "SENSITIVE"') == [run.run_id]
+    assert index.vocabulary(include_sensitive=False) == ([], [])
+    assert index.vocabulary() == words
+
+
 def test_an_unreadable_run_is_logged_and_skipped(
     tmp_path: Path, catalog: Catalog, caplog: pytest.LogCaptureFixture
 ) -> None:

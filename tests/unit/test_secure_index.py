@@ -29,6 +29,7 @@ from memory_service.search.index import Recency, SearchIndex
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
+from memory_service.store import secure_index
 from memory_service.store.secure_index import SecureIndex
 from tests.unit.test_sql_filter import patterns, trees
 
@@ -170,7 +171,7 @@ def test_sensitive_patterns_are_read_only_by_their_owner(mixed: SecureIndex) -> 
         assert vectors == (["a-secret"] if viewer == "alice" else [])
     # Query words are the shared ones only: no template of a SENSITIVE-only kind leaks.
     put(mixed, pattern("b-only", "x", owner="bob", sensitive=True, template_id="payroll_run"))
-    assert mixed.query_vocabulary(NS) == (["python_package_publish"], [])
+    assert mixed.query_vocabulary(NS, viewer="nobody") == (["python_package_publish"], [])
 
 
 def test_fuzzy_corrections_never_suggest_another_owners_words(mixed: SecureIndex) -> None:
@@ -190,12 +191,22 @@ def test_only_a_visible_pattern_can_be_deleted(mixed: SecureIndex) -> None:
     assert paged(mixed, "alice") == ["a-other", "shared-2"]
 
 
-def test_stored_sees_every_owner_for_write_checks(mixed: SecureIndex) -> None:
-    found = mixed.stored(NS, "b-secret")
-    assert found is not None
+def test_writes_see_only_the_writers_own_and_the_shared_version(mixed: SecureIndex) -> None:
+    (found,) = mixed.visible(NS, "b-secret", viewer="bob")
     assert found.pattern.owner == "bob"
     assert found.fingerprint == "digest-b-secret-bob ledger zinnia"
-    assert mixed.stored(NS, "missing") is None
+    assert mixed.visible(NS, "b-secret", viewer="alice") == []  # Bob's id, not alice's.
+    assert mixed.visible(NS, "missing", viewer="bob") == []
+    # Alice's own SENSITIVE pattern under bob's id: each sees their own, first.
+    put(mixed, pattern("b-secret", "alice's own zinnia", owner="alice", sensitive=True))
+    put(mixed, pattern("b-secret", "a shared zinnia", owner="carol"))
+    for owner in ("alice", "bob"):
+        own, shared = mixed.visible(NS, "b-secret", viewer=owner)
+        assert (own.pattern.owner, shared.pattern.owner) == (owner, "carol")
+        got = mixed.get(NS, "b-secret", viewer=owner)
+        assert got is not None
+        assert got.pattern.owner == owner
+    assert [v.pattern.owner for v in mixed.visible(NS, "b-secret", viewer="eve")] == ["carol"]
 
 
 # --- merging the two halves --------------------------------------------------------------
@@ -290,11 +301,11 @@ def test_expired_patterns_leave_every_read_and_purge_deletes_them(
     assert index.count(NS, None, "template_id", viewer="alice")[0] == 2
     assert index.get(NS, "shared-exp", viewer="alice") is None
     assert index.get(NS, "secret-exp", viewer="alice") is None
-    assert index.stored(NS, "secret-exp") is None
+    assert index.visible(NS, "secret-exp", viewer="alice") == []
     assert sorted(index.get_many(NS, ["shared-exp", "secret-exp", *live], viewer="alice")) == live
     with index.transaction():
         assert not index.delete(NS, "shared-exp", viewer="alice")
-    assert index.expired(soon) == [(NS, "secret-exp"), (NS, "shared-exp")]
+    assert index.expired(soon) == [(NS, "secret-exp", "alice"), (NS, "shared-exp", "")]
 
     with index.transaction():
         assert index.purge(soon) == 2
@@ -354,14 +365,46 @@ def test_a_reclassified_pattern_moves_between_the_halves(
     assert searched(index, "marmalade", "bob") == ([], 0)
     assert searched(index, "marmalade", "alice") == (["p-1"], 1)
 
-    put(index, pattern("p-1", "marmalade recipe", owner="bob", sensitive=True))  # Another owner.
-    assert searched(index, "marmalade", "alice") == ([], 0)
+    # Another owner's id space: bob's version stands beside alice's.
+    put(index, pattern("p-1", "marmalade recipe", owner="bob", sensitive=True))
+    assert searched(index, "marmalade", "alice") == (["p-1"], 1)
     assert searched(index, "marmalade", "bob") == (["p-1"], 1)
+    assert sorted(raw.execute("SELECT owner FROM sealed_docs").fetchall()) == [
+        ("alice",),
+        ("bob",),
+    ]
 
+    # Shared by bob: it replaces his SENSITIVE version, never alice's.
     put(index, pattern("p-1", "marmalade recipe, shared", owner="bob"))
+    assert raw.execute("SELECT owner FROM sealed_docs").fetchall() == [("alice",)]
+    assert searched(index, "marmalade", "alice") == (["p-1", "p-1"], 2)
+    with index.transaction():
+        assert index.delete(NS, "p-1", viewer="alice")  # Her own first.
     assert raw.execute("SELECT count(*) FROM sealed_docs").fetchone() == (0,)
     assert searched(index, "marmalade", "alice") == (["p-1"], 1)
     assert searched(index, "marmalade", "bob") == (["p-1"], 1)
+
+
+def test_a_file_from_before_per_owner_ids_is_rekeyed(opened: Opened) -> None:
+    first = opened.open(keys("k1"))
+    put(first, pattern("p-1", "alice's marmalade", owner="alice", sensitive=True))
+    first.close()
+    old_schema = secure_index.SEALED_SCHEMA.replace(
+        "PRIMARY KEY (namespace, doc_id, owner)", "PRIMARY KEY (namespace, doc_id)"
+    )
+    assert old_schema != secure_index.SEALED_SCHEMA
+    raw = opened.raw()
+    raw.executescript("ALTER TABLE sealed_docs RENAME TO newer; DROP INDEX sealed_by_expiry;")
+    raw.executescript(old_schema)
+    raw.executescript("INSERT INTO sealed_docs SELECT * FROM newer; DROP TABLE newer;")
+    index = opened.open(keys("k1"))
+    put(index, pattern("p-1", "bob's marmalade", owner="bob", sensitive=True))  # Fits the key.
+    for owner in ("alice", "bob"):
+        got = index.get(NS, "p-1", viewer=owner)
+        assert got is not None
+        assert got.pattern.content == f"{owner}'s marmalade"
+    primary = [row[1] for row in raw.execute("PRAGMA table_info(sealed_docs)") if row[5]]
+    assert primary == ["namespace", "doc_id", "owner"]
 
 
 def test_a_failed_transaction_changes_neither_half(index: SecureIndex) -> None:
@@ -370,7 +413,7 @@ def test_a_failed_transaction_changes_neither_half(index: SecureIndex) -> None:
     def fail_midway() -> None:
         with index.transaction():
             index.put(NS, pattern("p-2", "rolled back", owner="alice", sensitive=True), "d")
-            index.remove(NS, "p-1")
+            index.remove(NS, "p-1", "alice")
             raise RuntimeError("the commit never happens")
 
     with pytest.raises(RuntimeError):
@@ -520,23 +563,35 @@ def test_every_read_shows_only_the_namespaces_live_visible_patterns(
     connection = sqlite3.connect(":memory:", isolation_level=None)
     try:
         index = SecureIndex(connection, keys("k1"), Clock())
-        latest: dict[tuple[str, str], memory_pb2.Pattern] = {}
+        # The model: per namespace and id, one shared version and one SENSITIVE
+        # version per owner; a put replaces its writer's own and the shared one.
+        latest: dict[tuple[str, str, str], memory_pb2.Pattern] = {}
         with index.transaction():
             for at, item in rows:
                 index.put(at, item, f"d-{len(latest)}")
-                latest[(at, item.id)] = item
-        here = {pattern_id: item for (at, pattern_id), item in latest.items() if at == namespace}
-        visible = {pattern_id for pattern_id, item in here.items() if may_see(item, viewer)}
+                mine = item.owner if item.classification == SENSITIVE else ""
+                for slot in {"", item.owner}:
+                    latest.pop((at, item.id, slot), None)
+                latest[(at, item.id, mine)] = item
+        here = {
+            (pattern_id, slot): item
+            for (at, pattern_id, slot), item in latest.items()
+            if at == namespace and slot in ("", viewer)
+        }
+        visible = {key for key, item in here.items() if may_see(item, viewer)}
         passing = {
-            pattern_id
-            for pattern_id in visible
-            if matches(condition, pattern_record(here[pattern_id]), PATTERN_SCHEMA)
+            key for key in visible if matches(condition, pattern_record(here[key]), PATTERN_SCHEMA)
         }
 
-        def check(found: list[memory_pb2.Pattern]) -> set[str]:
-            for item in found:
-                assert item == here[item.id]  # This namespace's version, as stored.
-            return {item.id for item in found}
+        def version(item: memory_pb2.Pattern) -> tuple[str, str]:
+            return item.id, item.owner if item.classification == SENSITIVE else ""
+
+        def check(found: list[memory_pb2.Pattern]) -> set[tuple[str, str]]:
+            keys = [version(item) for item in found]
+            for key, item in zip(keys, found, strict=True):
+                assert item == here[key]  # This namespace's version, as stored.
+            assert len(set(keys)) == len(keys)  # Each version once.
+            return set(keys)
 
         listed, total = index.page(namespace, condition, [("id", False)], 50, 0, viewer=viewer)
         assert (check(listed), total) == (passing, len(passing))
@@ -552,15 +607,21 @@ def test_every_read_shows_only_the_namespaces_live_visible_patterns(
         assert index.count(namespace, condition, "", viewer=viewer)[0] == len(passing)
         grouped = index.count(namespace, condition, "template_id", viewer=viewer)[1]
         assert sum(group.count for group in grouped) == len(passing)
-        assert {
-            pattern_id for pattern_id, _ in index.vectors(namespace, condition, viewer=viewer)
-        } == {pattern_id for pattern_id in passing if here[pattern_id].embedding}
-        every = ["a", "b", "c", "missing"]
-        assert set(check(list(index.get_many(namespace, every, viewer=viewer).values()))) == (
-            visible
+        vectors = index.vectors(namespace, condition, viewer=viewer)
+        assert sorted(pattern_id for pattern_id, _ in vectors) == sorted(
+            pattern_id for pattern_id, owner in passing if here[(pattern_id, owner)].embedding
         )
+        # By id: the viewer's own version first, then the shared one.
+        every = ["a", "b", "c", "missing"]
+        firsts = {
+            pattern_id: here[(pattern_id, owner)]
+            for owner in ("", viewer)  # The viewer's own overwrites: it comes first.
+            for pattern_id in every
+            if (pattern_id, owner) in visible
+        }
+        assert index.get_many(namespace, every, viewer=viewer) == firsts
         for pattern_id in every:
             got = index.get(namespace, pattern_id, viewer=viewer)
-            assert (got is not None) is (pattern_id in visible)
+            assert (None if got is None else got.pattern) == firsts.get(pattern_id)
     finally:
         connection.close()
