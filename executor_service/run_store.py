@@ -22,6 +22,7 @@ from ulid import ULID
 
 from attune.executor.v1 import executor_pb2
 from executor_service.report import render_report
+from executor_service.run_privacy import served_run
 
 
 class CorruptRunError(Exception):
@@ -120,7 +121,8 @@ class RunStore:
         return final
 
     def load(self, run_id: str) -> executor_pb2.Run | None:
-        """The run, or None if no finished run has that id.
+        """The run as served (`served_run`: PII scrubbed from its free text),
+        or None if no finished run has that id.
 
         Raises CorruptRunError when the run's files exist but cannot be read.
         """
@@ -132,12 +134,12 @@ class RunStore:
             if not path.is_file():
                 return None
             try:
-                cached = json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
+                parsed = json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
             except (json_format.ParseError, OSError, UnicodeDecodeError) as error:
                 raise CorruptRunError(
                     f"run {run_id}: result.json is unreadable ({error})"
                 ) from None
-            self._loaded[run_id] = cached
+            cached = self._loaded[run_id] = served_run(parsed)
         copy = executor_pb2.Run()
         copy.CopyFrom(cached)
         return copy

@@ -18,6 +18,7 @@ from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2
 from executor_service import __version__
+from executor_service.answer_secrets import secret_error_info, secret_violations
 from executor_service.breaker import BreakerOpenError
 from executor_service.composition import PlannedAgent, compose_team
 from executor_service.convert import (
@@ -41,6 +42,7 @@ from executor_service.memory_client import (
     caller_authorization,
 )
 from executor_service.patterns import run_to_pattern
+from executor_service.run_privacy import served_run
 from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError, RunStore, new_run_id
 from executor_service.runners.base import Runner
@@ -134,13 +136,23 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise invalid_argument([("tier_strategy", f"{strategy} is not a defined value")])
         template = self._template(template_id)
         resolved, violations = resolve_answers(template, answers)
+        # Secrets are refused here, before anything is written (the run's
+        # files would keep them), in the answers that are otherwise valid.
+        invalid = {field for field, _ in violations}
+        secrets = secret_violations(
+            answers, [question.id for question in template.questions if question.id not in invalid]
+        )
+        violations += secrets
         if violations:
             shown = "; ".join(f"{field}: {text}" for field, text in violations[:3])
-            raise invalid_argument(
+            error = invalid_argument(
                 violations,
                 f"{len(violations)} invalid answer(s) for template {template.id!r}: {shown[:500]}"
                 + (" ..." if len(violations) > 3 else ""),
             )
+            if secrets:
+                error.details += (secret_error_info(),)
+            raise error
         # Learned has no override here: the template's strategies are its
         # starting point, see _learned_if_asked.
         override: TierStrategy | None = STRATEGY_FROM_PROTO.get(strategy)
@@ -225,7 +237,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 # Once on disk (run_dir set), the run is history: the learner
                 # counts it now rather than reading it back.
                 if finished.run_dir:
-                    self._learner.record(finished)
+                    self._learner.record(served_run(finished))
 
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -304,7 +316,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 [("run_id", "not a run id (UTC date-time, then a ULID: 20260117-052959-01kf...)")]
             )
         if (in_progress := IN_PROGRESS.get(request.run_id)) is not None:
-            return executor_pb2.GetRunResponse(run=in_progress.snapshot())
+            return executor_pb2.GetRunResponse(run=served_run(in_progress.snapshot()))
         try:
             run = await asyncio.to_thread(self._runs.load, request.run_id)
         except CorruptRunError as error:
