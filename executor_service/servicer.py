@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,7 @@ from executor_service.memory_client import (
     caller_authorization,
 )
 from executor_service.patterns import run_to_pattern
+from executor_service.run_admission import Lease, RunAdmission, caller_key
 from executor_service.run_privacy import served_run
 from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError, RunStore, new_run_id
@@ -88,6 +90,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self._deliverer = deliverer
         self._local_index = local_index
         self._memory = deliverer.client
+        self._admission = RunAdmission(
+            max_in_flight=settings.max_runs_in_flight,
+            max_in_flight_per_caller=settings.max_runs_in_flight_per_caller,
+            per_minute_per_caller=settings.runs_per_minute_per_caller,
+            per_minute=settings.runs_per_minute,
+        )
 
     # --- templates -----------------------------------------------------------
 
@@ -200,6 +208,27 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         template, resolved, team = self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
+        # Admitted once valid (a refused request costs nothing), before any
+        # work; the run's task holds the slot from when it exists until done.
+        caller = caller_key(caller_authorization(context.invocation_metadata()), context.peer())
+        lease = self._admission.admit(caller)
+        try:
+            run = self._admitted_run(request, context, template, team, resolved, lease)
+            async with contextlib.aclosing(run) as events:
+                async for event in events:
+                    yield event
+        finally:
+            lease.release_unless_held()
+
+    async def _admitted_run(
+        self,
+        request: executor_pb2.RunWorkflowRequest,
+        context: Context,
+        template: Template,
+        team: list[PlannedAgent],
+        resolved: dict[str, Any],
+        lease: Lease,
+    ) -> AsyncGenerator[executor_pb2.RunWorkflowResponse, None]:
         # Before the runner exists: it may hold a connection to close.
         team = await self._learned_if_asked(
             request.tier_strategy, template.id, team, request.runner
@@ -241,7 +270,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
 
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        workflow = WorkflowRun(run, team, runner, self._settings.max_concurrent_agents, finish)
+        workflow = WorkflowRun(
+            run, team, runner, self._settings.max_concurrent_agents, finish, lease.hold_until
+        )
         log.info("run started", extra={"run_id": run.run_id, "template_id": template.id})
         started_event = executor_pb2.RunStarted(
             team=[_planned_to_proto(agent) for agent in team], runner=run.runner, seed=seed
