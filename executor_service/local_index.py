@@ -54,6 +54,7 @@ from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
 from memory_service.search.index import Hit, SearchIndex, rank_key
 from memory_service.search.query import Term
+from memory_service.servicekit.private_files import private_file
 from memory_service.write_pipeline import classified_and_scrubbed
 
 log = logging.getLogger("attune.executor.local_index")
@@ -228,10 +229,11 @@ class LocalIndex:
         return ids
 
     def _connect(self, fresh: bool) -> None:
-        self._folder.mkdir(parents=True, exist_ok=True)
         for name in _HALVES:
+            # Owner-only before SQLite opens it: its -wal and -shm take its mode.
+            path = private_file(self._folder / name)
             # Autocommit: transactions are explicit, so each run's rows commit together.
-            db = sqlite3.connect(self._folder / name, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._connections.append(db)
             db.execute("PRAGMA journal_mode=WAL")
             # A cache: losing the newest commits to a power cut is fine (the
