@@ -17,7 +17,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
+from executor_service.forms import to_form_value
+from executor_service.run_store import RunStore, new_run_id
 from tests.conftest import Stack, running_stack
 from tests.helpers import run_request, run_to_end, violations_of
 
@@ -141,3 +144,29 @@ async def test_a_run_in_progress_is_served_scrubbed(tmp_path: Path) -> None:
         assert fetched.run.status == executor_pb2.RUN_STATUS_RUNNING
         assert fetched.run.answers["package_name"].string_value == SCRUBBED
         call.cancel()
+
+
+async def test_a_run_written_before_the_scan_never_shows_its_secret(tmp_path: Path) -> None:
+    token = github_token()
+    # A run from before answers were scanned up front: straight into the run files.
+    run = executor_pb2.Run(
+        run_id=new_run_id(),
+        template_id="python_package_publish",
+        status=executor_pb2.RUN_STATUS_SUCCEEDED,
+        runner=common_pb2.RUNNER_SIMULATED,
+        answers={"package_name": to_form_value(f"demo {token}")},
+    )
+    run.create_time.GetCurrentTime()
+    RunStore(tmp_path / "executor" / "runs").persist(run, {})
+    async with running_stack(tmp_path) as stack:
+        stub = stack.executor_stub()
+        fetched = await stub.GetRun(executor_pb2.GetRunRequest(run_id=run.run_id), timeout=5)
+        assert fetched.run.answers["package_name"].string_value == "[SECRET]"
+        for query in ("demo", token):
+            found = await stub.SearchRuns(
+                executor_pb2.SearchRunsRequest(
+                    query=query, mode=executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES
+                ),
+                timeout=5,
+            )
+            assert list(found.hits) == []
