@@ -10,7 +10,8 @@ answered:
 - it is classified (`classify`, on the pattern as sent, as the memory
   service does), so `classification` filters agree;
 - a run whose pattern holds a secret is left out, as the memory service
-  refuses it (runs started since answers are scanned up front never do);
+  refuses it (only runs written before answers were scanned up front can
+  hold one, so only `open` looks);
 - SENSITIVE runs live in their own index, as the memory service keeps them
   apart from the rest: full-text statistics (BM25), fuzzy corrections and
   the words query understanding knows are each index's own, and results
@@ -272,8 +273,7 @@ class LocalIndex:
         Never raises for the cache's sake: the run is already on disk, and a
         run missing here is indexed from its files at the next start.
         """
-        if find_secrets(pattern):
-            return  # The memory service refuses it; search must not show it either.
+        # No secret check here: a run's answers were scanned before it started.
         stored = as_memory_stores(pattern)
         try:
             with _transaction(self._open_db), _transaction(self._sensitive_db):

@@ -134,7 +134,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
 
     # --- planning and running --------------------------------------------------
 
-    def _plan(
+    async def _plan(
         self,
         template_id: str,
         answers: Any,
@@ -145,12 +145,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         template = self._template(template_id)
         resolved, violations = resolve_answers(template, answers)
         # Secrets are refused here, before anything is written (the run's
-        # files would keep them), in the answers that are otherwise valid.
+        # files would keep them), in the answers that are otherwise valid;
+        # on a worker thread, as scanning up to 4 KiB per answer is CPU work.
         invalid = {field for field, _ in violations}
-        secrets = secret_violations(
-            answers, [question.id for question in template.questions if question.id not in invalid]
+        holding_secrets = await asyncio.to_thread(
+            secret_violations,
+            answers,
+            [question.id for question in template.questions if question.id not in invalid],
         )
-        violations += secrets
+        violations += holding_secrets
         if violations:
             shown = "; ".join(f"{field}: {text}" for field, text in violations[:3])
             error = invalid_argument(
@@ -158,7 +161,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 f"{len(violations)} invalid answer(s) for template {template.id!r}: {shown[:500]}"
                 + (" ..." if len(violations) > 3 else ""),
             )
-            if secrets:
+            if holding_secrets:
                 error.details += (secret_error_info(),)
             raise error
         # Learned has no override here: the template's strategies are its
@@ -176,7 +179,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def PlanWorkflow(
         self, request: executor_pb2.PlanWorkflowRequest, context: Context
     ) -> executor_pb2.PlanWorkflowResponse:
-        template, resolved, team = self._plan(
+        template, resolved, team = await self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
         team = await self._learned_if_asked(
@@ -205,7 +208,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self, request: executor_pb2.RunWorkflowRequest, context: Context
     ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
         _check_session_id(request.session_id)
-        template, resolved, team = self._plan(
+        template, resolved, team = await self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
         # Admitted once valid (a refused request costs nothing), before any
@@ -266,7 +269,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 # Once on disk (run_dir set), the run is history: the learner
                 # counts it now rather than reading it back.
                 if finished.run_dir:
-                    self._learner.record(served_run(finished))
+                    self._learner.record(await asyncio.to_thread(served_run, finished))
 
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -347,7 +350,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 [("run_id", "not a run id (UTC date-time, then a ULID: 20260117-052959-01kf...)")]
             )
         if (in_progress := IN_PROGRESS.get(request.run_id)) is not None:
-            return executor_pb2.GetRunResponse(run=served_run(in_progress.snapshot()))
+            served = await asyncio.to_thread(served_run, in_progress.snapshot())
+            return executor_pb2.GetRunResponse(run=served)
         try:
             run = await asyncio.to_thread(self._runs.load, request.run_id)
         except CorruptRunError as error:
