@@ -23,6 +23,7 @@ from executor_service.templates.catalog import load_catalog
 from executor_service.workflow_run import drain_runs
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
+from memory_service.servicekit.private_files import private_opener, restrict_umask
 
 SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
 
@@ -128,7 +129,7 @@ class MemoryDetail:
 def _probe_write(folder: Path) -> bool:
     probe = folder / ".readiness-probe"
     try:
-        with probe.open("wb") as handle:
+        with open(probe, "wb", opener=private_opener) as handle:
             handle.write(b"ok")
             handle.flush()
             os.fsync(handle.fileno())
@@ -145,6 +146,7 @@ async def serve(settings: ExecutorSettings) -> None:
 
 def main() -> None:
     """Console entry point."""
+    restrict_umask()  # Before anything is written: run files are the owner's only.
     settings = ExecutorSettings()
     configure_logging("executor", settings.log_level)
     asyncio.run(serve(settings))

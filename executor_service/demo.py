@@ -29,6 +29,7 @@ from executor_service.cli_render_insights import (
     print_search,
 )
 from executor_service.devstack import ServiceProcess, auth_note, executor_process, memory_process
+from memory_service.servicekit.private_files import private_dir, private_opener, restrict_umask
 
 DEMO_DIR = Path(".attune-data/demo")
 QUERY = "successful python package runs with test coverage above 80%"
@@ -194,13 +195,13 @@ async def story(executor: ServiceProcess, memory: ServiceProcess, data_dir: Path
 
 def main() -> int:
     """Runs the demo; 0 when every step behaved."""
+    restrict_umask()  # The children inherit it; they also set it themselves.
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    DEMO_DIR.mkdir(parents=True)
-    data_dir = DEMO_DIR.resolve()
+    data_dir = private_dir(DEMO_DIR.resolve())
     say(f"Attune services demo (data and service logs in {data_dir})")
     with (
-        (data_dir / "memory.log").open("w") as memory_log,
-        (data_dir / "executor.log").open("w") as executor_log,
+        open(data_dir / "memory.log", "w", opener=private_opener) as memory_log,
+        open(data_dir / "executor.log", "w", opener=private_opener) as executor_log,
     ):
         memory = memory_process(data_dir, log=memory_log)
         executor: ServiceProcess | None = None

@@ -27,6 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from memory_service.security.crypto import generate_key
+from memory_service.servicekit.private_files import FILE_MODE, private_dir, restrict_umask
 
 EXECUTOR_SERVICE = "attune.executor.v1.ExecutorService"
 MEMORY_SERVICE = "attune.memory.v1.MemoryService"
@@ -144,8 +145,8 @@ def development_key_file(data_dir: Path) -> Path:
     """
     path = data_dir / DEV_KEY_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        private_dir(data_dir)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         with os.fdopen(descriptor, "w") as key_file:
             key_file.write(f"dev:{generate_key()}\n")
     return path
@@ -215,8 +216,8 @@ def executor_process(
 
 def main() -> int:
     """Serves both services until Ctrl-C or SIGTERM; 0 if both stopped cleanly."""
-    data_dir = Path(os.environ.get("ATTUNE_DATA_DIR", ".attune-data")).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    restrict_umask()  # The children inherit it; they also set it themselves.
+    data_dir = private_dir(Path(os.environ.get("ATTUNE_DATA_DIR", ".attune-data")).resolve())
     memory_port = int(os.environ.get("MEMORY_PORT", "50052"))
     executor_port = int(os.environ.get("EXECUTOR_PORT", "50051"))
     memory = memory_process(data_dir, port=memory_port)

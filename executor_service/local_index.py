@@ -9,6 +9,9 @@ answered:
   word the memory service scrubbed matches on neither side;
 - it is classified (`classify`, on the pattern as sent, as the memory
   service does), so `classification` filters agree;
+- a run whose pattern holds a secret is left out, as the memory service
+  refuses it (only runs written before answers were scanned up front can
+  hold one, so only `open` looks);
 - SENSITIVE runs live in their own index, as the memory service keeps them
   apart from the rest: full-text statistics (BM25), fuzzy corrections and
   the words query understanding knows are each index's own, and results
@@ -54,6 +57,8 @@ from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
 from memory_service.search.index import Hit, SearchIndex, rank_key
 from memory_service.search.query import Term
+from memory_service.security.secrets import find_secrets
+from memory_service.servicekit.private_files import private_file
 from memory_service.write_pipeline import classified_and_scrubbed
 
 log = logging.getLogger("attune.executor.local_index")
@@ -62,7 +67,7 @@ INDEX_DIR = "local-index"
 # Bump whenever what is indexed for a run changes (run_to_pattern, the
 # scrubbing or classification applied here, the index layout): a cache
 # written by another version is rebuilt instead of answering differently.
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: runs whose pattern holds a secret are left out
 _HALVES = ("open.sqlite3", "sensitive.sqlite3")
 _MANIFEST = "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 # Runs indexed per transaction while rebuilding or catching up: bounds the
@@ -197,7 +202,13 @@ class LocalIndex:
                     run = _read_run(runs.root, run_id)  # An unreadable run is logged and skipped.
                     if run is None:
                         continue
-                    self._put(as_memory_stores(run_to_pattern(run, catalog.get(run.template_id))))
+                    pattern = run_to_pattern(run, catalog.get(run.template_id))
+                    if find_secrets(pattern):
+                        # Refused by the memory service, so not searchable here
+                        # either; read again at each start (only runs from before
+                        # answers were scanned up front can hold one).
+                        continue
+                    self._put(as_memory_stores(pattern))
                     added += 1
         return added, len(gone)
 
@@ -228,10 +239,11 @@ class LocalIndex:
         return ids
 
     def _connect(self, fresh: bool) -> None:
-        self._folder.mkdir(parents=True, exist_ok=True)
         for name in _HALVES:
+            # Owner-only before SQLite opens it: its -wal and -shm take its mode.
+            path = private_file(self._folder / name)
             # Autocommit: transactions are explicit, so each run's rows commit together.
-            db = sqlite3.connect(self._folder / name, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._connections.append(db)
             db.execute("PRAGMA journal_mode=WAL")
             # A cache: losing the newest commits to a power cut is fine (the
@@ -262,6 +274,7 @@ class LocalIndex:
         Never raises for the cache's sake: the run is already on disk, and a
         run missing here is indexed from its files at the next start.
         """
+        # No secret check here: a run's answers were scanned before it started.
         stored = as_memory_stores(pattern)
         try:
             with _transaction(self._open_db), _transaction(self._sensitive_db):

@@ -22,6 +22,8 @@ from ulid import ULID
 
 from attune.executor.v1 import executor_pb2
 from executor_service.report import render_report
+from executor_service.run_privacy import served_run
+from memory_service.servicekit.private_files import DIR_MODE, FILE_MODE, private_dir
 
 
 class CorruptRunError(Exception):
@@ -55,7 +57,7 @@ def _write_all_synced(files: dict[Path, bytes]) -> None:
     descriptors = []
     try:
         for path, data in files.items():
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             descriptors.append(descriptor)
             view = memoryview(data)
             while view:
@@ -80,7 +82,7 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         # Leftovers of writes interrupted by a crash are never visible runs.
         shutil.rmtree(self.root / _STAGING, ignore_errors=True)
         # A persisted run never changes, so a parsed run can be kept.
@@ -99,8 +101,8 @@ class RunStore:
         """
         final = self.root / run.run_id
         run.run_dir = str(final.resolve())
-        staging = self.root / _STAGING / run.run_id
-        staging.mkdir(parents=True)
+        staging = private_dir(self.root / _STAGING) / run.run_id
+        staging.mkdir(DIR_MODE)
         # One conversion of the run; the other files are views of it.
         record = json_format.MessageToDict(run, preserving_proto_field_name=True)
         files = {
@@ -120,7 +122,8 @@ class RunStore:
         return final
 
     def load(self, run_id: str) -> executor_pb2.Run | None:
-        """The run, or None if no finished run has that id.
+        """The run as served (`served_run`: PII scrubbed from its free text),
+        or None if no finished run has that id.
 
         Raises CorruptRunError when the run's files exist but cannot be read.
         """
@@ -132,12 +135,12 @@ class RunStore:
             if not path.is_file():
                 return None
             try:
-                cached = json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
+                parsed = json_format.Parse(path.read_text(encoding="utf-8"), executor_pb2.Run())
             except (json_format.ParseError, OSError, UnicodeDecodeError) as error:
                 raise CorruptRunError(
                     f"run {run_id}: result.json is unreadable ({error})"
                 ) from None
-            self._loaded[run_id] = cached
+            cached = self._loaded[run_id] = served_run(parsed)
         copy = executor_pb2.Run()
         copy.CopyFrom(cached)
         return copy

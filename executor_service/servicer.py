@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2
 from executor_service import __version__
+from executor_service.answer_secrets import secret_error_info, secret_violations
 from executor_service.breaker import BreakerOpenError
 from executor_service.composition import PlannedAgent, compose_team
 from executor_service.convert import (
@@ -41,6 +43,8 @@ from executor_service.memory_client import (
     caller_authorization,
 )
 from executor_service.patterns import run_to_pattern
+from executor_service.run_admission import Lease, RunAdmission, caller_key
+from executor_service.run_privacy import served_run
 from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError, RunStore, new_run_id
 from executor_service.runners.base import Runner
@@ -87,6 +91,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self._deliverer = deliverer
         self._local_index = local_index
         self._memory = deliverer.client
+        self._admission = RunAdmission(
+            max_in_flight=settings.max_runs_in_flight,
+            max_in_flight_per_caller=settings.max_runs_in_flight_per_caller,
+            per_minute_per_caller=settings.runs_per_minute_per_caller,
+            per_minute=settings.runs_per_minute,
+        )
 
     # --- templates -----------------------------------------------------------
 
@@ -125,7 +135,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
 
     # --- planning and running --------------------------------------------------
 
-    def _plan(
+    async def _plan(
         self,
         template_id: str,
         answers: Any,
@@ -135,13 +145,26 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise invalid_argument([("tier_strategy", f"{strategy} is not a defined value")])
         template = self._template(template_id)
         resolved, violations = resolve_answers(template, answers)
+        # Secrets are refused here, before anything is written (the run's
+        # files would keep them), in the answers that are otherwise valid;
+        # on a worker thread, as scanning up to 4 KiB per answer is CPU work.
+        invalid = {field for field, _ in violations}
+        holding_secrets = await asyncio.to_thread(
+            secret_violations,
+            answers,
+            [question.id for question in template.questions if question.id not in invalid],
+        )
+        violations += holding_secrets
         if violations:
             shown = "; ".join(f"{field}: {text}" for field, text in violations[:3])
-            raise invalid_argument(
+            error = invalid_argument(
                 violations,
                 f"{len(violations)} invalid answer(s) for template {template.id!r}: {shown[:500]}"
                 + (" ..." if len(violations) > 3 else ""),
             )
+            if holding_secrets:
+                error.details += (secret_error_info(),)
+            raise error
         # Learned has no override here: the template's strategies are its
         # starting point, see _learned_if_asked.
         override: TierStrategy | None = STRATEGY_FROM_PROTO.get(strategy)
@@ -157,7 +180,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def PlanWorkflow(
         self, request: executor_pb2.PlanWorkflowRequest, context: Context
     ) -> executor_pb2.PlanWorkflowResponse:
-        template, resolved, team = self._plan(
+        template, resolved, team = await self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
         team = await self._learned_if_asked(
@@ -186,9 +209,30 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self, request: executor_pb2.RunWorkflowRequest, context: Context
     ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
         _check_session_id(request.session_id)
-        template, resolved, team = self._plan(
+        template, resolved, team = await self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
+        # Admitted once valid (a refused request costs nothing), before any
+        # work; the run's task holds the slot from when it exists until done.
+        caller = caller_key(caller_authorization(context.invocation_metadata()), context.peer())
+        lease = self._admission.admit(caller)
+        try:
+            run = self._admitted_run(request, context, template, team, resolved, lease)
+            async with contextlib.aclosing(run) as events:
+                async for event in events:
+                    yield event
+        finally:
+            lease.release_unless_held()
+
+    async def _admitted_run(
+        self,
+        request: executor_pb2.RunWorkflowRequest,
+        context: Context,
+        template: Template,
+        team: list[PlannedAgent],
+        resolved: dict[str, Any],
+        lease: Lease,
+    ) -> AsyncGenerator[executor_pb2.RunWorkflowResponse, None]:
         # Before the runner exists: it may hold a connection to close.
         team = await self._learned_if_asked(
             request.tier_strategy, template.id, team, request.runner
@@ -226,11 +270,13 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 # Once on disk (run_dir set), the run is history: the learner
                 # counts it now rather than reading it back.
                 if finished.run_dir:
-                    self._learner.record(finished)
+                    self._learner.record(await asyncio.to_thread(served_run, finished))
 
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        workflow = WorkflowRun(run, team, runner, self._settings.max_concurrent_agents, finish)
+        workflow = WorkflowRun(
+            run, team, runner, self._settings.max_concurrent_agents, finish, lease.hold_until
+        )
         log.info("run started", extra={"run_id": run.run_id, "template_id": template.id})
         started_event = executor_pb2.RunStarted(
             team=[_planned_to_proto(agent) for agent in team], runner=run.runner, seed=seed
@@ -305,7 +351,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 [("run_id", "not a run id (UTC date-time, then a ULID: 20260117-052959-01kf...)")]
             )
         if (in_progress := IN_PROGRESS.get(request.run_id)) is not None:
-            return executor_pb2.GetRunResponse(run=in_progress.snapshot())
+            served = await asyncio.to_thread(served_run, in_progress.snapshot())
+            return executor_pb2.GetRunResponse(run=served)
         try:
             run = await asyncio.to_thread(self._runs.load, request.run_id)
         except CorruptRunError as error:

@@ -143,6 +143,32 @@ class ExecutorSettings(ServerSettings):
     max_concurrent_agents: int = Field(
         default=4, ge=1, description="How many agents of one run may execute at once."
     )
+    max_runs_in_flight: int = Field(
+        default=64,
+        ge=0,
+        description=(
+            "Most runs in flight at once, from every caller together; more are refused with "
+            "RESOURCE_EXHAUSTED. 0: no limit."
+        ),
+    )
+    max_runs_in_flight_per_caller: int = Field(
+        default=16,
+        ge=0,
+        description="Most runs one caller may have in flight at once. 0: no limit.",
+    )
+    runs_per_minute_per_caller: int = Field(
+        default=600,
+        ge=0,
+        description=(
+            "Runs one caller may start per minute (a token bucket: a minute's worth at once, "
+            "then at the steady rate). 0: no limit."
+        ),
+    )
+    runs_per_minute: int = Field(
+        default=1200,
+        ge=0,
+        description="Runs all callers together may start per minute (token bucket). 0: no limit.",
+    )
     templates_dir: Path | None = Field(
         default=None,
         description="Extra templates (*.yaml, *.yml, *.json) served beside the built-in ones.",

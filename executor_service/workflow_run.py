@@ -54,8 +54,10 @@ class WorkflowRun:
         runner: Runner,
         concurrency: int,
         finish: Finish,
+        on_task: Callable[[asyncio.Task[None]], None] | None = None,
     ) -> None:
         self.run = run
+        self._on_task = on_task  # Told of the run's task as soon as it exists.
         self._team = team
         self._runner = runner
         self._execution = TeamExecution(team, runner, concurrency, self._emit)
@@ -91,6 +93,8 @@ class WorkflowRun:
         fails at once still leaves a run recorded (as cancelled).
         """
         task = asyncio.create_task(self._execute(deadline))
+        if self._on_task is not None:
+            self._on_task(task)
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
         IN_PROGRESS[self.run.run_id] = self

@@ -24,6 +24,7 @@ from memory_service.security.redis_audit import RedisStreamAuditLog
 from memory_service.semantic import Semantic
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
+from memory_service.servicekit.private_files import restrict_umask
 from memory_service.servicer import MemoryServicer
 from memory_service.settings import MemorySettings
 from memory_service.store.factory import open_store
@@ -156,6 +157,7 @@ async def serve(settings: MemorySettings) -> None:
 
 def main() -> None:
     """Console entry point."""
+    restrict_umask()  # Before anything is written: the store and audit are the owner's only.
     settings = MemorySettings()
     configure_logging("memory", settings.log_level)
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from memory_service.security.crypto import DecryptionError, KeyConfigError, Keyring, MissingKeyError
+from memory_service.servicekit.private_files import restrict_umask
 from memory_service.settings import MemorySettings
 from memory_service.store.base import StoreUnavailableError
 from memory_service.store.factory import open_store
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "so older keys can be removed. Reads the memory service's MEMORY_* settings.",
     ).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    restrict_umask()  # It may create the store's files, as the service would.
     try:
         resealed, total, active = asyncio.run(reencrypt(MemorySettings()))
     except (MissingKeyError, KeyConfigError, DecryptionError) as error:

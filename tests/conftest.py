@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +96,17 @@ class Stack:
             await self.executor.stop()
         if self.memory is not None:
             await self.memory.stop()
+
+
+@pytest.fixture
+def common_umask() -> Iterator[None]:
+    """The umask most systems start with (022: files 0644, directories 0755), for
+    tests showing that the services' own modes, not the umask, keep files private."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @pytest.fixture(autouse=True)

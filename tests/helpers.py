@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -84,3 +86,13 @@ async def store_insight(
 def violations_of(error: grpc.aio.AioRpcError) -> dict[str, str]:
     """The BadRequest field violations of an error, by field."""
     return dict(field_violations(error))
+
+
+def loose_modes(root: Path) -> list[str]:
+    """Every path under root (root too) that a group or other user may use."""
+    loose = []
+    for path in [root, *root.rglob("*")]:
+        mode = path.lstat().st_mode
+        if stat.S_IMODE(mode) & 0o077:
+            loose.append(f"{path} {stat.filemode(mode)}")
+    return loose

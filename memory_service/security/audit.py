@@ -47,6 +47,7 @@ from memory_service.search.filter import (
 from memory_service.servicekit.errors import invalid_argument
 from memory_service.servicekit.logging import request_id_var
 from memory_service.servicekit.paging import decode_cursor, encode_cursor, page_bounds
+from memory_service.servicekit.private_files import private_dir, private_opener
 
 logger = logging.getLogger(__name__)
 
@@ -352,9 +353,9 @@ class FileAuditLog:
     # --- writing (under self._lock, in a worker thread) ---
 
     def _open(self) -> IO[bytes]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         # Owner-only: the log names users and what they touched.
-        handle = open(self.path, "ab", opener=lambda p, flags: os.open(p, flags, 0o600))  # noqa: SIM115
+        handle = open(self.path, "ab", opener=private_opener)  # noqa: SIM115
         size = handle.tell()
         if size:
             with open(self.path, "rb") as reader:

@@ -22,6 +22,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from memory_service.servicekit.interceptors import ObservabilityInterceptor
+from memory_service.servicekit.private_files import private_dir, private_opener
 from memory_service.servicekit.settings import ServerSettings
 
 log = logging.getLogger("attune.server")
@@ -186,7 +187,8 @@ class RunningService:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
+    with open(temporary, "w", opener=private_opener) as handle:
+        handle.write(text)
     temporary.replace(path)

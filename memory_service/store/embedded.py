@@ -26,6 +26,7 @@ from memory_service.search.filter import Node
 from memory_service.search.index import Group, Hit, Recency
 from memory_service.search.query import Term
 from memory_service.security.crypto import Keyring, MissingKeyError
+from memory_service.servicekit.private_files import private_file
 from memory_service.store.base import PatternConflictError, PutOutcome
 from memory_service.store.context import ContextItem, now_us
 from memory_service.store.secure_index import SecureIndex, is_sensitive
@@ -89,8 +90,8 @@ class EmbeddedStore:
         await self._run(self._open)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Owner-only before SQLite opens it: its -wal and -shm take its mode.
+        db = sqlite3.connect(private_file(self.path), isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")

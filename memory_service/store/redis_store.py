@@ -104,6 +104,7 @@ from memory_service.search.index import (
 )
 from memory_service.search.query import Term
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
+from memory_service.servicekit.private_files import private_file
 from memory_service.store import secure_index
 from memory_service.store.base import PatternConflictError, PutOutcome, StoreUnavailableError
 from memory_service.store.context import ContextItem, now_us
@@ -474,7 +475,6 @@ class RedisStore:
         with sealed patterns and no key at all is a MissingKeyError, as is
         Redis holding them.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._connect_cache()
         except (sqlite3.DatabaseError, _OutdatedCacheError, DecryptionError) as error:
@@ -497,7 +497,8 @@ class RedisStore:
             raise
 
     def _connect_cache(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Owner-only before SQLite opens it: its -wal and -shm take its mode.
+        db = sqlite3.connect(private_file(self.path), isolation_level=None, check_same_thread=False)
         self._db = db
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=OFF")  # A cache: Redis has every write.
