@@ -31,7 +31,7 @@ def encode_token(offset: int, query: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-MAX_TOKEN_LENGTH = 512
+MAX_TOKEN_LENGTH = 1024
 # The largest offset a token may carry: far beyond any real listing, and small
 # enough that offset + page size stays a valid SQLite integer (a forged 2**63
 # would overflow) and an exact JSON number.
@@ -61,7 +61,8 @@ def decode_token(token: str, query: str) -> int:
 
 def encode_cursor(after: str, query: str) -> str:
     """A token resuming after the item `after`: stable while items are added."""
-    raw = json.dumps({"a": after, "q": _query_key(query)}).encode()
+    # Raw UTF-8, not \u escapes: an id of astral characters stays a short token.
+    raw = json.dumps({"a": after, "q": _query_key(query)}, ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
