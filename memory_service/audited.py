@@ -4,7 +4,8 @@
 the caller (UNAUTHENTICATED), checks the request's namespace is well formed
 (INVALID_ARGUMENT) and authorizes the action there (PERMISSION_DENIED); the
 method then receives the Principal. Whatever happens, allowed or denied, one
-audit record names the principal, namespace, action and outcome.
+audit record names the principal, namespace, action and outcome; a write's
+record is durable before it is acknowledged.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from memory_service.security.identity import (
     authorize,
     authorize_all_namespaces,
 )
-from memory_service.servicekit.errors import ServiceError, invalid_argument
+from memory_service.servicekit.errors import ServiceError, invalid_argument, unavailable
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -50,6 +51,24 @@ class Gated(Protocol):
 
     authenticator: Authenticator
     audit_log: BufferedAudit | None
+
+
+# Calls that change stored data: their record is durable before the reply.
+MUTATING = frozenset({Action.WRITE, Action.DELETE})
+
+
+async def commit_audit(audit_log: BufferedAudit, records: Sequence[AuditRecord]) -> None:
+    """Appends the records of acknowledged writes durably; UNAVAILABLE if the log failed.
+
+    The write itself has happened: writes are idempotent on their ids, so
+    the caller may retry, and the retry is audited.
+    """
+    try:
+        await audit_log.commit(records)
+    except (OSError, RuntimeError):
+        raise unavailable(
+            "the write was applied but its audit record could not be stored; retry it"
+        ) from None
 
 
 def nothing(request: Any, response: Any) -> tuple[Sequence[str], int]:
@@ -115,16 +134,19 @@ def guarded(
             finally:
                 ids, count = summary(request, response) if response is not None else ((), 0)
                 if self.audit_log is not None and not (itemized and response is not None):
-                    self.audit_log.submit(
-                        AuditRecord(
-                            principal=principal.user_id if principal is not None else "",
-                            namespace=str(getattr(request, "namespace", "")),
-                            action=action,
-                            outcome=outcome,
-                            pattern_ids=tuple(ids),
-                            result_count=count,
-                        )
+                    record = AuditRecord(
+                        principal=principal.user_id if principal is not None else "",
+                        namespace=str(getattr(request, "namespace", "")),
+                        action=action,
+                        outcome=outcome,
+                        pattern_ids=tuple(ids),
+                        result_count=count,
                     )
+                    if outcome == "OK" and needs in MUTATING:
+                        # Acknowledged only once its record is durable.
+                        await commit_audit(self.audit_log, [record])
+                    else:
+                        self.audit_log.submit(record)
 
         return handler
 

@@ -14,7 +14,7 @@ import grpc
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.audit_buffer import BufferedAudit
-from memory_service.audited import Scope, guarded
+from memory_service.audited import Scope, commit_audit, guarded
 from memory_service.patterns import (
     MAX_BATCH,
     MAX_CONTEXT_ID,
@@ -247,9 +247,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if self.audit_log is not None:
             # One record per item, in its namespace and with its own outcome:
             # a denied item is audited as denied, and each namespace's admin
-            # sees the writes into it.
-            for item, result in zip(request.requests, results, strict=True):
-                self.audit_log.submit(
+            # sees the writes into it. Durable before the reply (see guarded).
+            await commit_audit(
+                self.audit_log,
+                [
                     AuditRecord(
                         principal=principal.user_id,
                         namespace=item.namespace,
@@ -257,7 +258,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                         outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
                         pattern_ids=(item.pattern.id,),
                     )
-                )
+                    for item, result in zip(request.requests, results, strict=True)
+                ],
+            )
         return memory_pb2.BatchStorePatternsResponse(results=results)
 
     @guarded(AuditAction.GET, Action.READ, lambda q, r: ([q.pattern_id], 1))

@@ -283,10 +283,11 @@ class FileAuditLog:
 
     Writes run in a worker thread under a lock, so the event loop never waits
     on the disk and records from many tasks (or threads) land as whole lines.
-    Each record is flushed to the OS before write() returns: a crash of the
-    process loses nothing. fsync is off by default because it costs a disk
-    round trip per record; with fsync=True a record also survives a machine
-    crash or power loss once write() returns.
+    Each batch is flushed to the OS before write_many() returns: a crash of
+    the process loses nothing. A batch is fsynced when the caller asks
+    (`sync=True`: BufferedAudit does for acknowledged writes, as the
+    embedded store fsyncs their commit), or always with fsync=True; then it
+    also survives a machine crash or power loss. One fsync serves a batch.
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int, *, fsync: bool = False) -> None:
@@ -353,43 +354,44 @@ class FileAuditLog:
                 os.replace(newer, older)
         self._file = self._open()
 
-    def _append(self, body: str) -> None:
+    def _append(self, bodies: Sequence[str], sync: bool) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the audit log is closed")
             if self._file is None:
                 self._next_seq = self._recover_seq()
                 self._file = self._open()
-            # seq is assigned here, under the lock, so file order is seq order.
-            line = f'{{"seq":{self._next_seq},{body[1:]}\n'.encode()
-            size = self._file.tell()
-            if size and size + len(line) > self.max_bytes:
-                self._rotate()
-                assert self._file is not None
-            self._file.write(line)
+            for body in bodies:
+                # seq is assigned here, under the lock, so file order is seq order.
+                line = f'{{"seq":{self._next_seq},{body[1:]}\n'.encode()
+                size = self._file.tell()
+                if size and size + len(line) > self.max_bytes:
+                    self._rotate()
+                    assert self._file is not None
+                self._file.write(line)
+                self._next_seq += 1
+            # One flush (and fsync) per batch: concurrent writers share the cost.
             self._file.flush()
-            if self.fsync:
+            if self.fsync or sync:
                 os.fsync(self._file.fileno())
-            self._next_seq += 1
 
     async def write(self, record: AuditRecord) -> None:
         """Appends one record; OSError (e.g. disk full) propagates to the caller."""
-        # ensure_ascii: every line is plain ASCII, so no byte can split it.
-        body = json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=True)
-        await asyncio.to_thread(self._append, body)
+        await self.write_many([record])
 
-    async def write_many(self, records: Sequence[AuditRecord]) -> None:
-        """Appends records in order, with one trip to a worker thread."""
+    async def write_many(self, records: Sequence[AuditRecord], *, sync: bool = False) -> None:
+        """Appends records in order, with one trip to a worker thread.
+
+        Flushed to the OS before this returns (a killed process loses
+        nothing); `sync` (or fsync=True) also fsyncs, so the records survive
+        a machine crash too.
+        """
+        # ensure_ascii: every line is plain ASCII, so no byte can split it.
         bodies = [
             json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=True)
             for record in records
         ]
-
-        def append_all() -> None:
-            for body in bodies:
-                self._append(body)
-
-        await asyncio.to_thread(append_all)
+        await asyncio.to_thread(self._append, bodies, sync)
 
     def close(self) -> None:
         """Closes the file; later writes raise RuntimeError."""
