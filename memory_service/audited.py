@@ -5,7 +5,9 @@ the caller (UNAUTHENTICATED), checks the request's namespace is well formed
 (INVALID_ARGUMENT) and authorizes the action there (PERMISSION_DENIED); the
 method then receives the Principal. Whatever happens, allowed or denied, one
 audit record names the principal, namespace, action and outcome; a write's
-record is durable before it is acknowledged.
+record is durable before it is acknowledged. Refused calls draw on a budget
+per peer (see denials.py): past it they answer RESOURCE_EXHAUSTED and are
+audited folded.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from memory_service.audit_buffer import BufferedAudit
+from memory_service.denials import DENIED_CODES, DenialLimiter
 from memory_service.patterns import Violation, namespace_violations
 from memory_service.security.audit import AuditRecord
 from memory_service.security.identity import (
@@ -51,6 +54,7 @@ class Gated(Protocol):
 
     authenticator: Authenticator
     audit_log: BufferedAudit | None
+    denials: DenialLimiter | None
 
 
 # Calls that change stored data: their record is durable before the reply.
@@ -116,6 +120,7 @@ def guarded(
         @functools.wraps(method)
         async def handler(self: Gated, request: Request, context: Any) -> Response:
             outcome, response, principal = "OK", None, None
+            peer, limited = str(context.peer() or ""), False
             try:
                 principal = self.authenticator.authenticate(context.invocation_metadata() or ())
                 _admit(principal, request, needs, scope, validate)
@@ -123,6 +128,11 @@ def guarded(
                 return response
             except ServiceError as error:
                 outcome = error.code.name
+                if self.denials is not None and error.code in DENIED_CODES:
+                    user = principal.user_id if principal is not None else ""
+                    if wait := self.denials.charge(peer, user):
+                        outcome, limited = grpc.StatusCode.RESOURCE_EXHAUSTED.name, True
+                        raise self.denials.exhausted(peer, wait) from None
                 raise
             except grpc.aio.AbortError:
                 code = context.code()
@@ -141,8 +151,11 @@ def guarded(
                         outcome=outcome,
                         pattern_ids=tuple(ids),
                         result_count=count,
+                        peer=peer,
                     )
-                    if outcome == "OK" and needs in MUTATING:
+                    if limited and self.denials is not None:
+                        self.denials.fold(record, peer)  # A flood adds few records.
+                    elif outcome == "OK" and needs in MUTATING:
                         # Acknowledged only once its record is durable.
                         await commit_audit(self.audit_log, [record])
                     else:

@@ -15,6 +15,7 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.audit_buffer import BufferedAudit
 from memory_service.audited import Scope, commit_audit, guarded
+from memory_service.denials import DenialLimiter
 from memory_service.patterns import (
     MAX_BATCH,
     MAX_CONTEXT_ID,
@@ -124,6 +125,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         semantic: Semantic | None = None,
         context_ttl: tuple[float, float] = (3600.0, 86400.0),
         audit_log: BufferedAudit | None = None,
+        denials: DenialLimiter | None = None,
     ) -> None:
         # Unreachable: UNAVAILABLE with its reason; a missing key: FAILED_PRECONDITION.
         self._store: PatternStore = store_errors_as_status(store)
@@ -132,6 +134,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self._semantic = semantic
         self._context_ttl = context_ttl  # (default, maximum) seconds
         self.audit_log = audit_log  # Every RPC writes one record here (see guarded).
+        self.denials = denials  # The budget of refused calls per peer (see guarded).
 
     def _prepare(
         self, request: memory_pb2.StorePatternRequest, principal: Principal, field_prefix: str

@@ -87,6 +87,8 @@ AUDIT_SCHEMA = Schema(
         "request_id": FieldSpec(FieldType.STRING),
         "pattern_ids": FieldSpec(FieldType.STRING, repeated=True),
         "result_count": FieldSpec(FieldType.NUMBER),
+        "peer": FieldSpec(FieldType.STRING),
+        "repeat_count": FieldSpec(FieldType.NUMBER),
     }
 )
 
@@ -107,6 +109,10 @@ class AuditRecord:
     the caller could not be authenticated); action is an AuditAction value;
     outcome is a gRPC status code name ("OK", "PERMISSION_DENIED", ...).
     request_id defaults to the current RPC's, from the logging context.
+    peer is the caller's address as gRPC names it ("ipv4:10.0.0.7:51234").
+    repeat_count is how many calls the record stands for: more than 1 only
+    for calls refused by the denied-calls budget, folded into one record
+    (see memory_service/denials.py).
     """
 
     principal: str
@@ -117,6 +123,8 @@ class AuditRecord:
     result_count: int = 0
     event_time: datetime = field(default_factory=_now)
     request_id: str = field(default_factory=request_id_var.get)
+    peer: str = ""
+    repeat_count: int = 1
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__ once, at construction.
@@ -130,6 +138,8 @@ class AuditRecord:
         ids = tuple(_clip(i) for i in self.pattern_ids[:MAX_PATTERN_IDS])
         object.__setattr__(self, "pattern_ids", ids)
         object.__setattr__(self, "result_count", max(0, min(int(self.result_count), _INT32_MAX)))
+        object.__setattr__(self, "peer", _clip(self.peer))
+        object.__setattr__(self, "repeat_count", max(1, min(int(self.repeat_count), _INT32_MAX)))
 
     def to_proto(self) -> memory_pb2.AuditEvent:
         """The record as the API's AuditEvent."""
@@ -141,6 +151,8 @@ class AuditRecord:
             result_count=self.result_count,
             outcome=self.outcome,
             request_id=self.request_id,
+            peer=self.peer,
+            repeat_count=self.repeat_count,
         )
         event.event_time.FromDatetime(self.event_time)
         return event
@@ -156,6 +168,8 @@ class AuditRecord:
             "result_count": self.result_count,
             "outcome": self.outcome,
             "request_id": self.request_id,
+            "peer": self.peer,
+            "repeat_count": self.repeat_count,
         }
 
     @classmethod
@@ -163,20 +177,22 @@ class AuditRecord:
         """The record of a to_json() mapping; ValueError/TypeError/KeyError if it is not one."""
         ids = data.get("pattern_ids", [])
         count = data.get("result_count", 0)
+        repeats = data.get("repeat_count", 1)  # Absent from records of older versions.
         strings = {
             name: data.get(name, "")
-            for name in ("principal", "namespace", "action", "outcome", "request_id")
+            for name in ("principal", "namespace", "action", "outcome", "request_id", "peer")
         }
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ValueError("pattern_ids is not a list of strings")
-        if type(count) is not int:
-            raise ValueError("result_count is not an integer")
+        if type(count) is not int or type(repeats) is not int:
+            raise ValueError("result_count or repeat_count is not an integer")
         if not all(isinstance(value, str) for value in strings.values()):
             raise ValueError("a text field is not a string")
         return cls(
             event_time=parse_timestamp(str(data["event_time"])),
             pattern_ids=tuple(ids),
             result_count=count,
+            repeat_count=repeats,
             **strings,
         )
 
@@ -191,6 +207,8 @@ class AuditRecord:
             "request_id": self.request_id,
             "pattern_ids": list(self.pattern_ids),
             "result_count": self.result_count,
+            "peer": self.peer,
+            "repeat_count": self.repeat_count,
         }
 
 

@@ -1300,6 +1300,8 @@ class AuditEvent(_message.Message):
     RESULT_COUNT_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    REPEAT_COUNT_FIELD_NUMBER: _builtins.int
     principal: _builtins.str
     """The principal that made the access; "anonymous" when authentication is
     off.
@@ -1316,6 +1318,15 @@ class AuditEvent(_message.Message):
     """
     request_id: _builtins.str
     """The request id of the RPC."""
+    peer: _builtins.str
+    """The caller's address as gRPC names it, for example "ipv4:10.0.0.7:51234".
+    Empty in records written before this field existed.
+    """
+    repeat_count: _builtins.int
+    """How many calls the record stands for: 1, or more when calls refused by
+    the denied-calls budget (RESOURCE_EXHAUSTED) from one peer were folded
+    into one record per window. 0 (unset) in older records means 1.
+    """
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the access happened."""
@@ -1335,10 +1346,12 @@ class AuditEvent(_message.Message):
         result_count: _builtins.int = ...,
         outcome: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        peer: _builtins.str = ...,
+        repeat_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "event_time", b"event_time", "namespace", b"namespace", "outcome", b"outcome", "pattern_ids", b"pattern_ids", "principal", b"principal", "request_id", b"request_id", "result_count", b"result_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "event_time", b"event_time", "namespace", b"namespace", "outcome", b"outcome", "pattern_ids", b"pattern_ids", "peer", b"peer", "principal", b"principal", "repeat_count", b"repeat_count", "request_id", b"request_id", "result_count", b"result_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
