@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -30,12 +31,13 @@ from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction, AuditRecord
 from memory_service.security.identity import Action, Authenticator, Principal, authorize
+from memory_service.security.pii import scrub_text
 from memory_service.security.secrets import scan_text
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_token, encode_token
 from memory_service.store.base import PatternConflictError, PatternStore
-from memory_service.store.context import ContextItem
+from memory_service.store.context import ContextItem, ContextOwnedError
 from memory_service.store.guard import store_errors_as_status
 from memory_service.write_pipeline import Retention, secure
 
@@ -452,8 +454,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             raise invalid_argument(
                 [("value", f"longer than the limit of {MAX_CONTEXT_VALUE} bytes")]
             )
-        # Short-term or not, a secret is never stored. (PII may stay for the
-        # session's lifetime: it is scrubbed if the entry is promoted.)
+        # Short-term or not, a secret is never stored. PII stays in a private
+        # entry: only its writer reads it back (their own data, for the
+        # session's lifetime), and it is scrubbed if promoted. A shared entry
+        # is scrubbed now, since other principals read it.
         found = [
             (field, kind)
             for field, text in (
@@ -472,10 +476,28 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else default_ttl
         if ttl <= 0:
             raise invalid_argument([("ttl", "must be positive")])
-        item = await self._store.set_context(
-            request.namespace, request.session_id, request.key, request.value, min(ttl, max_ttl)
+        value, scrubbed = request.value, Counter[str]()
+        if request.shared:
+            value, scrubbed = scrub_text(request.value, request.key)
+        try:
+            item = await self._store.set_context(
+                request.namespace,
+                request.session_id,
+                request.key,
+                value,
+                min(ttl, max_ttl),
+                owner=principal.user_id,
+                shared=request.shared,
+            )
+        except ContextOwnedError:
+            raise _not_owner(request.namespace, request.session_id, request.key) from None
+        return memory_pb2.SetContextResponse(
+            entry=_entry(request.session_id, item),
+            scrubbed=[
+                memory_pb2.ScrubCount(kind=kind, count=count)
+                for kind, count in sorted(scrubbed.items())
+            ],
         )
-        return memory_pb2.SetContextResponse(entry=_entry(request.session_id, item))
 
     @guarded(
         AuditAction.CONTEXT,
@@ -486,7 +508,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     async def GetContext(
         self, request: memory_pb2.GetContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.GetContextResponse:
-        items = await self._store.get_context(request.namespace, request.session_id, request.key)
+        items = await self._store.get_context(
+            request.namespace, request.session_id, request.key, viewer=principal.user_id
+        )
         return memory_pb2.GetContextResponse(
             entries=[_entry(request.session_id, item) for item in items]
         )
@@ -501,7 +525,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self, request: memory_pb2.DeleteContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.DeleteContextResponse:
         deleted = await self._store.delete_context(
-            request.namespace, request.session_id, request.key
+            request.namespace, request.session_id, request.key, owner=principal.user_id
         )
         return memory_pb2.DeleteContextResponse(deleted_count=deleted)
 
@@ -514,11 +538,15 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     async def PromoteContext(
         self, request: memory_pb2.PromoteContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.PromoteContextResponse:
-        items = await self._store.get_context(request.namespace, request.session_id, request.key)
+        items = await self._store.get_context(
+            request.namespace, request.session_id, request.key, viewer=principal.user_id
+        )
         if not items:
             raise not_found(
                 "context entry", f"{request.namespace}/{request.session_id}/{request.key}"
             )
+        if items[0].owner != principal.user_id:  # Shared by another: seen, not theirs.
+            raise _not_owner(request.namespace, request.session_id, request.key)
         pattern = memory_pb2.Pattern(
             id=request.pattern_id,
             type=memory_pb2.PATTERN_TYPE_PROMOTED_CONTEXT,
@@ -532,7 +560,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         if stored.pattern.classification == common_pb2.CLASSIFICATION_SENSITIVE:
             # Now sealed as a pattern: its plaintext must not linger in context.
-            await self._store.delete_context(request.namespace, request.session_id, request.key)
+            await self._store.delete_context(
+                request.namespace, request.session_id, request.key, owner=principal.user_id
+            )
         return memory_pb2.PromoteContextResponse(store=stored)
 
     @guarded(AuditAction.AUDIT, Action.ADMIN, lambda q, r: ((), len(r.events)), Scope.ANY_NAMESPACE)
@@ -555,8 +585,19 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
 
 
+def _not_owner(namespace: str, session_id: str, key: str) -> ServiceError:
+    # Only for a shared entry, which the caller sees anyway: no oracle.
+    return ServiceError(
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"the shared context entry {namespace}/{session_id}/{key} belongs to another "
+        "principal; only its owner changes, deletes or promotes it",
+    )
+
+
 def _entry(session_id: str, item: ContextItem) -> memory_pb2.ContextEntry:
-    entry = memory_pb2.ContextEntry(session_id=session_id, key=item.key, value=item.value)
+    entry = memory_pb2.ContextEntry(
+        session_id=session_id, key=item.key, value=item.value, shared=item.shared
+    )
     entry.expire_time.FromMicroseconds(item.expire_us)
     entry.update_time.FromMicroseconds(item.update_us)
     return entry
