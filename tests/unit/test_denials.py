@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import grpc
 import pytest
@@ -96,3 +97,27 @@ def test_ipv6_peers_share_a_budget_per_64(
 @given(st.text(max_size=80))
 def test_any_peer_string_has_a_host(peer: str) -> None:
     assert isinstance(peer_host(peer), str)
+
+
+TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300)
+
+
+@given(TEXT, TEXT, st.integers(-(2**40), 2**40))
+def test_audit_records_keep_peer_and_repeats_through_json_and_proto(
+    principal: str, peer: str, repeats: int
+) -> None:
+    record = AuditRecord(
+        principal=principal, namespace="ns", action="get", peer=peer, repeat_count=repeats
+    )
+    assert 1 <= record.repeat_count <= 2**31 - 1
+    assert len(record.peer) <= 256
+    line = json.dumps(record.to_json(), ensure_ascii=True)
+    assert AuditRecord.from_json(json.loads(line)) == record
+    event = record.to_proto()
+    assert (event.peer, event.repeat_count) == (record.peer, record.repeat_count)
+
+
+def test_records_of_older_versions_stand_for_one_call() -> None:
+    older = {"event_time": "2025-06-01T12:00:00Z", "principal": "alice", "action": "get"}
+    record = AuditRecord.from_json(older)
+    assert (record.peer, record.repeat_count) == ("", 1)
