@@ -4,7 +4,8 @@ File format: UTF-8 JSON Lines, one record per line, oldest first:
 
     {"seq":42,"event_time":"2025-06-01T12:00:00.123456Z","principal":"alice",
      "namespace":"team-a","action":"get","pattern_ids":["p1"],"result_count":1,
-     "outcome":"OK","request_id":"01J..."}
+     "outcome":"OK","request_id":"01J...","peer":"ipv4:10.0.0.7:51234",
+     "repeat_count":1}
 
 (one line in the file). `seq` increases by one per record across rotations
 and restarts; it orders records and anchors page tokens, which stay valid
