@@ -68,7 +68,8 @@ async def test_a_flood_is_limited_and_the_log_keeps_real_records(memory: Secured
     assert unauthenticated + exhausted == FLOOD, set(codes)
     # The burst, plus what the 1/s refill added while the flood ran.
     assert BURST <= unauthenticated <= BURST + 30
-    assert codes[:BURST] == [grpc.StatusCode.UNAUTHENTICATED] * BURST
+    # The whole burst is answered at once, within the first wave (in any order).
+    assert codes[:IN_FLIGHT].count(grpc.StatusCode.UNAUTHENTICATED) >= BURST
     limited = next(e for e in errors if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
     status = rpc_status.from_call(limited)  # type: ignore[arg-type]
     assert status is not None
