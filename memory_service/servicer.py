@@ -252,20 +252,24 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if self.audit_log is not None:
             # One record per item, in its namespace and with its own outcome:
             # a denied item is audited as denied, and each namespace's admin
-            # sees the writes into it. Durable before the reply (see guarded).
-            await commit_audit(
-                self.audit_log,
-                [
-                    AuditRecord(
-                        principal=principal.user_id,
-                        namespace=item.namespace,
-                        action=AuditAction.STORE,
-                        outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
-                        pattern_ids=(item.pattern.id,),
-                    )
-                    for item, result in zip(request.requests, results, strict=True)
-                ],
-            )
+            # sees the writes into it. Stored items' records are durable
+            # before the reply (see guarded); failed items' go off the path.
+            stored: list[AuditRecord] = []
+            for item, result in zip(request.requests, results, strict=True):
+                record = AuditRecord(
+                    principal=principal.user_id,
+                    namespace=item.namespace,
+                    action=AuditAction.STORE,
+                    outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
+                    pattern_ids=(item.pattern.id,),
+                    peer=str(context.peer() or ""),
+                )
+                if result.code:
+                    self.audit_log.submit(record)
+                else:
+                    stored.append(record)
+            if stored:
+                await commit_audit(self.audit_log, stored)
         return memory_pb2.BatchStorePatternsResponse(results=results)
 
     @guarded(AuditAction.GET, Action.READ, lambda q, r: ([q.pattern_id], 1))
