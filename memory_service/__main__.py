@@ -10,6 +10,7 @@ import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.audit_buffer import BufferedAudit
+from memory_service.denials import DenialLimiter
 from memory_service.retention_sweep import RetentionSweep
 from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
 from memory_service.security.audit import FileAuditLog
@@ -124,6 +125,12 @@ async def start(settings: MemorySettings) -> RunningService:
             settings.audit_backups,
         )
     audit_log = BufferedAudit(audit_backend)
+    denials = DenialLimiter(
+        settings.denied_calls_per_second,
+        settings.denied_calls_burst,
+        settings.denied_audit_window_seconds,
+        emit=audit_log.submit,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)
@@ -135,6 +142,7 @@ async def start(settings: MemorySettings) -> RunningService:
             context_ttl=ttl,
             audit_log=audit_log,
             max_pattern_bytes=settings.max_pattern_bytes,
+            denials=denials,
         )
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
 
@@ -146,7 +154,7 @@ async def start(settings: MemorySettings) -> RunningService:
     await managed.start()
     sweep.start()
     return RunningService(
-        managed, sweep.stop, store.close, close_provider, audit_log.close, *closers
+        managed, sweep.stop, store.close, close_provider, denials.close, audit_log.close, *closers
     )
 
 

@@ -4,7 +4,10 @@
 the caller (UNAUTHENTICATED), checks the request's namespace is well formed
 (INVALID_ARGUMENT) and authorizes the action there (PERMISSION_DENIED); the
 method then receives the Principal. Whatever happens, allowed or denied, one
-audit record names the principal, namespace, action and outcome.
+audit record names the principal, namespace, action and outcome; a write's
+record is durable before it is acknowledged. Refused calls draw on a budget
+per peer (see denials.py): past it they answer RESOURCE_EXHAUSTED and are
+audited folded.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import grpc
 
 from memory_service.audit_buffer import BufferedAudit
 from memory_service.audit_privacy import sensitive_pattern_ids
+from memory_service.denials import DENIED_CODES, DenialLimiter
 from memory_service.patterns import Violation, namespace_violations
 from memory_service.security.audit import AuditRecord
 from memory_service.security.identity import (
@@ -27,7 +31,7 @@ from memory_service.security.identity import (
     authorize,
     authorize_all_namespaces,
 )
-from memory_service.servicekit.errors import ServiceError, invalid_argument
+from memory_service.servicekit.errors import ServiceError, invalid_argument, unavailable
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -51,6 +55,25 @@ class Gated(Protocol):
 
     authenticator: Authenticator
     audit_log: BufferedAudit | None
+    denials: DenialLimiter | None
+
+
+# Calls that change stored data: their record is durable before the reply.
+MUTATING = frozenset({Action.WRITE, Action.DELETE})
+
+
+async def commit_audit(audit_log: BufferedAudit, records: Sequence[AuditRecord]) -> None:
+    """Appends the records of acknowledged writes durably; UNAVAILABLE if the log failed.
+
+    The write itself has happened: writes are idempotent on their ids, so
+    the caller may retry, and the retry is audited.
+    """
+    try:
+        await audit_log.commit(records)
+    except (OSError, RuntimeError):
+        raise unavailable(
+            "the write was applied but its audit record could not be stored; retry it"
+        ) from None
 
 
 def nothing(request: Any, response: Any) -> tuple[Sequence[str], int]:
@@ -98,6 +121,7 @@ def guarded(
         @functools.wraps(method)
         async def handler(self: Gated, request: Request, context: Any) -> Response:
             outcome, response, principal = "OK", None, None
+            peer, limited = str(context.peer() or ""), False
             try:
                 principal = self.authenticator.authenticate(context.invocation_metadata() or ())
                 _admit(principal, request, needs, scope, validate)
@@ -105,6 +129,11 @@ def guarded(
                 return response
             except ServiceError as error:
                 outcome = error.code.name
+                if self.denials is not None and error.code in DENIED_CODES:
+                    user = principal.user_id if principal is not None else ""
+                    if wait := self.denials.charge(peer, user):
+                        outcome, limited = grpc.StatusCode.RESOURCE_EXHAUSTED.name, True
+                        raise self.denials.exhausted(peer, wait) from None
                 raise
             except grpc.aio.AbortError:
                 code = context.code()
@@ -116,18 +145,24 @@ def guarded(
             finally:
                 ids, count = summary(request, response) if response is not None else ((), 0)
                 if self.audit_log is not None and not (itemized and response is not None):
-                    self.audit_log.submit(
-                        AuditRecord(
-                            principal=principal.user_id if principal is not None else "",
-                            namespace=str(getattr(request, "namespace", "")),
-                            action=action,
-                            outcome=outcome,
-                            pattern_ids=tuple(ids),
-                            result_count=count,
-                            # Only the principal reads back ids of SENSITIVE patterns.
-                            private_ids=sensitive_pattern_ids(response),
-                        )
+                    record = AuditRecord(
+                        principal=principal.user_id if principal is not None else "",
+                        namespace=str(getattr(request, "namespace", "")),
+                        action=action,
+                        outcome=outcome,
+                        pattern_ids=tuple(ids),
+                        result_count=count,
+                        peer=peer,
+                        # Only the principal reads back ids of SENSITIVE patterns.
+                        private_ids=sensitive_pattern_ids(response),
                     )
+                    if limited and self.denials is not None:
+                        self.denials.fold(record, peer)  # A flood adds few records.
+                    elif outcome == "OK" and needs in MUTATING:
+                        # Acknowledged only once its record is durable.
+                        await commit_audit(self.audit_log, [record])
+                    else:
+                        self.audit_log.submit(record)
 
         return handler
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,8 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.audit_buffer import BufferedAudit
 from memory_service.audit_privacy import sensitive_pattern_ids
-from memory_service.audited import Scope, guarded
+from memory_service.audited import Scope, commit_audit, guarded
+from memory_service.denials import DenialLimiter
 from memory_service.patterns import (
     MAX_BATCH,
     MAX_CONTEXT_ID,
@@ -30,6 +32,7 @@ from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction, AuditRecord
 from memory_service.security.identity import Action, Authenticator, Principal, authorize
+from memory_service.security.pii import scrub_text
 from memory_service.security.secrets import scan_text
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
@@ -49,7 +52,7 @@ from memory_service.sizes import (
     unservable,
 )
 from memory_service.store.base import PatternConflictError, PatternStore
-from memory_service.store.context import ContextItem
+from memory_service.store.context import ContextItem, ContextOwnedError
 from memory_service.store.guard import store_errors_as_status
 from memory_service.write_pipeline import Retention, secure
 
@@ -140,6 +143,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         context_ttl: tuple[float, float] = (3600.0, 86400.0),
         audit_log: BufferedAudit | None = None,
         max_pattern_bytes: int = DEFAULT_MAX_PATTERN_BYTES,
+        denials: DenialLimiter | None = None,
     ) -> None:
         # Unreachable: UNAVAILABLE with its reason; a missing key: FAILED_PRECONDITION.
         self._store: PatternStore = store_errors_as_status(store)
@@ -150,6 +154,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self.audit_log = audit_log  # Every RPC writes one record here (see guarded).
         # The largest pattern as stored: every one fits any response (see sizes.py).
         self._max_pattern_bytes = min(max_pattern_bytes, RESPONSE_BUDGET - ITEM_OVERHEAD)
+        self.denials = denials  # The budget of refused calls per peer (see guarded).
 
     def _prepare(
         self, request: memory_pb2.StorePatternRequest, principal: Principal, field_prefix: str
@@ -279,18 +284,25 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if self.audit_log is not None:
             # One record per item, in its namespace and with its own outcome:
             # a denied item is audited as denied, and each namespace's admin
-            # sees the writes into it.
+            # sees the writes into it. Stored items' records are durable
+            # before the reply (see guarded); failed items' go off the path.
+            stored: list[AuditRecord] = []
             for item, result in zip(request.requests, results, strict=True):
-                self.audit_log.submit(
-                    AuditRecord(
-                        principal=principal.user_id,
-                        namespace=item.namespace,
-                        action=AuditAction.STORE,
-                        outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
-                        pattern_ids=(item.pattern.id,),
-                        private_ids=_private_item(item, result),
-                    )
+                record = AuditRecord(
+                    principal=principal.user_id,
+                    namespace=item.namespace,
+                    action=AuditAction.STORE,
+                    outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
+                    pattern_ids=(item.pattern.id,),
+                    peer=str(context.peer() or ""),
+                    private_ids=_private_item(item, result),
                 )
+                if result.code:
+                    self.audit_log.submit(record)
+                else:
+                    stored.append(record)
+            if stored:
+                await commit_audit(self.audit_log, stored)
         return memory_pb2.BatchStorePatternsResponse(results=results)
 
     @guarded(AuditAction.GET, Action.READ, lambda q, r: ([q.pattern_id], 1))
@@ -329,16 +341,17 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if self.audit_log is not None:
             # Private when it was SENSITIVE, or when it appeared between the two calls.
             private = deleted and (before is None or sensitive_pattern_ids(before))
-            self.audit_log.submit(
-                AuditRecord(
-                    principal=principal.user_id,
-                    namespace=request.namespace,
-                    action=AuditAction.DELETE,
-                    pattern_ids=(request.pattern_id,),
-                    result_count=int(deleted),
-                    private_ids=(request.pattern_id,) if private else (),
-                )
+            record = AuditRecord(
+                principal=principal.user_id,
+                namespace=request.namespace,
+                action=AuditAction.DELETE,
+                pattern_ids=(request.pattern_id,),
+                result_count=int(deleted),
+                peer=str(context.peer() or ""),
+                private_ids=(request.pattern_id,) if private else (),
             )
+            # Acknowledged only once its record is durable, as every write (see guarded).
+            await commit_audit(self.audit_log, [record])
         return memory_pb2.DeletePatternResponse(deleted=deleted)
 
     @guarded(
@@ -513,8 +526,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             raise invalid_argument(
                 [("value", f"longer than the limit of {MAX_CONTEXT_VALUE} bytes")]
             )
-        # Short-term or not, a secret is never stored. (PII may stay for the
-        # session's lifetime: it is scrubbed if the entry is promoted.)
+        # Short-term or not, a secret is never stored. PII stays in a private
+        # entry: only its writer reads it back (their own data, for the
+        # session's lifetime), and it is scrubbed if promoted. A shared entry
+        # is scrubbed now, since other principals read it.
         found = [
             (field, kind)
             for field, text in (
@@ -533,10 +548,28 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else default_ttl
         if ttl <= 0:
             raise invalid_argument([("ttl", "must be positive")])
-        item = await self._store.set_context(
-            request.namespace, request.session_id, request.key, request.value, min(ttl, max_ttl)
+        value, scrubbed = request.value, Counter[str]()
+        if request.shared:
+            value, scrubbed = scrub_text(request.value, request.key)
+        try:
+            item = await self._store.set_context(
+                request.namespace,
+                request.session_id,
+                request.key,
+                value,
+                min(ttl, max_ttl),
+                owner=principal.user_id,
+                shared=request.shared,
+            )
+        except ContextOwnedError:
+            raise _not_owner(request.namespace, request.session_id, request.key) from None
+        return memory_pb2.SetContextResponse(
+            entry=_entry(request.session_id, item),
+            scrubbed=[
+                memory_pb2.ScrubCount(kind=kind, count=count)
+                for kind, count in sorted(scrubbed.items())
+            ],
         )
-        return memory_pb2.SetContextResponse(entry=_entry(request.session_id, item))
 
     @guarded(
         AuditAction.CONTEXT,
@@ -547,7 +580,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     async def GetContext(
         self, request: memory_pb2.GetContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.GetContextResponse:
-        items = await self._store.get_context(request.namespace, request.session_id, request.key)
+        items = await self._store.get_context(
+            request.namespace, request.session_id, request.key, viewer=principal.user_id
+        )
         return memory_pb2.GetContextResponse(
             entries=[_entry(request.session_id, item) for item in items]
         )
@@ -562,7 +597,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self, request: memory_pb2.DeleteContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.DeleteContextResponse:
         deleted = await self._store.delete_context(
-            request.namespace, request.session_id, request.key
+            request.namespace, request.session_id, request.key, owner=principal.user_id
         )
         return memory_pb2.DeleteContextResponse(deleted_count=deleted)
 
@@ -575,11 +610,15 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     async def PromoteContext(
         self, request: memory_pb2.PromoteContextRequest, context: Context, principal: Principal
     ) -> memory_pb2.PromoteContextResponse:
-        items = await self._store.get_context(request.namespace, request.session_id, request.key)
+        items = await self._store.get_context(
+            request.namespace, request.session_id, request.key, viewer=principal.user_id
+        )
         if not items:
             raise not_found(
                 "context entry", f"{request.namespace}/{request.session_id}/{request.key}"
             )
+        if items[0].owner != principal.user_id:  # Shared by another: seen, not theirs.
+            raise _not_owner(request.namespace, request.session_id, request.key)
         pattern = memory_pb2.Pattern(
             id=request.pattern_id,
             type=memory_pb2.PATTERN_TYPE_PROMOTED_CONTEXT,
@@ -593,7 +632,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         if stored.pattern.classification == common_pb2.CLASSIFICATION_SENSITIVE:
             # Now sealed as a pattern: its plaintext must not linger in context.
-            await self._store.delete_context(request.namespace, request.session_id, request.key)
+            await self._store.delete_context(
+                request.namespace, request.session_id, request.key, owner=principal.user_id
+            )
         return memory_pb2.PromoteContextResponse(store=stored)
 
     @guarded(AuditAction.AUDIT, Action.ADMIN, lambda q, r: ((), len(r.events)), Scope.ANY_NAMESPACE)
@@ -654,8 +695,19 @@ def _within_response(
     return kept
 
 
+def _not_owner(namespace: str, session_id: str, key: str) -> ServiceError:
+    # Only for a shared entry, which the caller sees anyway: no oracle.
+    return ServiceError(
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"the shared context entry {namespace}/{session_id}/{key} belongs to another "
+        "principal; only its owner changes, deletes or promotes it",
+    )
+
+
 def _entry(session_id: str, item: ContextItem) -> memory_pb2.ContextEntry:
-    entry = memory_pb2.ContextEntry(session_id=session_id, key=item.key, value=item.value)
+    entry = memory_pb2.ContextEntry(
+        session_id=session_id, key=item.key, value=item.value, shared=item.shared
+    )
     entry.expire_time.FromMicroseconds(item.expire_us)
     entry.update_time.FromMicroseconds(item.update_us)
     return entry

@@ -83,6 +83,25 @@ class MemorySettings(ServerSettings):
         description="With the redis store, the audit log is the stream `<prefix>:audit`, shared "
         "by every replica; it is trimmed to about this many records (XADD MAXLEN ~).",
     )
+    denied_calls_per_second: float = Field(
+        default=1.0,
+        gt=0,
+        description="Calls answered UNAUTHENTICATED or PERMISSION_DENIED are budgeted per "
+        "peer address and principal: refilled at this rate; past the budget such calls answer "
+        "RESOURCE_EXHAUSTED and are audited folded. Allowed calls are never limited.",
+    )
+    denied_calls_burst: int = Field(
+        default=60,
+        ge=1,
+        description="How many unauthenticated or denied calls a peer (per principal) may make "
+        "at once before the budget applies.",
+    )
+    denied_audit_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Calls refused by the denied-calls budget are audited as one record per "
+        "peer, principal and action per window, with the number of calls it stands for.",
+    )
     auth_disabled: bool = Field(
         default=False,
         description="Turn authentication off: every caller is an admin of every namespace. "

@@ -4,7 +4,8 @@ File format: UTF-8 JSON Lines, one record per line, oldest first:
 
     {"seq":42,"event_time":"2025-06-01T12:00:00.123456Z","principal":"alice",
      "namespace":"team-a","action":"get","pattern_ids":["p1"],"result_count":1,
-     "outcome":"OK","request_id":"01J..."}
+     "outcome":"OK","request_id":"01J...","peer":"ipv4:10.0.0.7:51234",
+     "repeat_count":1}
 
 (one line in the file). `seq` increases by one per record across rotations
 and restarts; it orders records and anchors page tokens, which stay valid
@@ -91,6 +92,8 @@ AUDIT_SCHEMA = Schema(
         "request_id": FieldSpec(FieldType.STRING),
         "pattern_ids": FieldSpec(FieldType.STRING, repeated=True),
         "result_count": FieldSpec(FieldType.NUMBER),
+        "peer": FieldSpec(FieldType.STRING),
+        "repeat_count": FieldSpec(FieldType.NUMBER),
     }
 )
 
@@ -114,6 +117,10 @@ class AuditRecord:
     private_ids are those of pattern_ids that name SENSITIVE patterns: only
     the principal (their owner: nobody else can touch one) reads them back,
     everyone else sees REDACTED_ID in their place (see `seen_by`).
+    peer is the caller's address as gRPC names it ("ipv4:10.0.0.7:51234").
+    repeat_count is how many calls the record stands for: more than 1 only
+    for calls refused by the denied-calls budget, folded into one record
+    (see memory_service/denials.py).
     """
 
     principal: str
@@ -125,6 +132,8 @@ class AuditRecord:
     event_time: datetime = field(default_factory=_now)
     request_id: str = field(default_factory=request_id_var.get)
     private_ids: tuple[str, ...] = ()
+    peer: str = ""
+    repeat_count: int = 1
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__ once, at construction.
@@ -140,6 +149,8 @@ class AuditRecord:
         private = tuple(_clip(i) for i in self.private_ids[:MAX_PATTERN_IDS])
         object.__setattr__(self, "private_ids", private)
         object.__setattr__(self, "result_count", max(0, min(int(self.result_count), _INT32_MAX)))
+        object.__setattr__(self, "peer", _clip(self.peer))
+        object.__setattr__(self, "repeat_count", max(1, min(int(self.repeat_count), _INT32_MAX)))
 
     def seen_by(self, reader: str | None) -> AuditRecord:
         """The record as `reader` may read it: another user's SENSITIVE pattern
@@ -160,6 +171,8 @@ class AuditRecord:
             result_count=self.result_count,
             outcome=self.outcome,
             request_id=self.request_id,
+            peer=self.peer,
+            repeat_count=self.repeat_count,
         )
         event.event_time.FromDatetime(self.event_time)
         return event
@@ -175,6 +188,8 @@ class AuditRecord:
             "result_count": self.result_count,
             "outcome": self.outcome,
             "request_id": self.request_id,
+            "peer": self.peer,
+            "repeat_count": self.repeat_count,
         }
         if self.private_ids:  # Absent otherwise, as in records written before it existed.
             data["private_ids"] = list(self.private_ids)
@@ -186,15 +201,16 @@ class AuditRecord:
         ids = data.get("pattern_ids", [])
         private = data.get("private_ids", [])
         count = data.get("result_count", 0)
+        repeats = data.get("repeat_count", 1)  # Absent from records of older versions.
         strings = {
             name: data.get(name, "")
-            for name in ("principal", "namespace", "action", "outcome", "request_id")
+            for name in ("principal", "namespace", "action", "outcome", "request_id", "peer")
         }
         for listed in (ids, private):
             if not isinstance(listed, list) or not all(isinstance(i, str) for i in listed):
                 raise ValueError("pattern_ids or private_ids is not a list of strings")
-        if type(count) is not int:
-            raise ValueError("result_count is not an integer")
+        if type(count) is not int or type(repeats) is not int:
+            raise ValueError("result_count or repeat_count is not an integer")
         if not all(isinstance(value, str) for value in strings.values()):
             raise ValueError("a text field is not a string")
         return cls(
@@ -202,6 +218,7 @@ class AuditRecord:
             pattern_ids=tuple(ids),
             private_ids=tuple(private),
             result_count=count,
+            repeat_count=repeats,
             **strings,
         )
 
@@ -216,6 +233,8 @@ class AuditRecord:
             "request_id": self.request_id,
             "pattern_ids": list(self.pattern_ids),
             "result_count": self.result_count,
+            "peer": self.peer,
+            "repeat_count": self.repeat_count,
         }
 
 
@@ -321,10 +340,11 @@ class FileAuditLog:
 
     Writes run in a worker thread under a lock, so the event loop never waits
     on the disk and records from many tasks (or threads) land as whole lines.
-    Each record is flushed to the OS before write() returns: a crash of the
-    process loses nothing. fsync is off by default because it costs a disk
-    round trip per record; with fsync=True a record also survives a machine
-    crash or power loss once write() returns.
+    Each batch is flushed to the OS before write_many() returns: a crash of
+    the process loses nothing. A batch is fsynced when the caller asks
+    (`sync=True`: BufferedAudit does for acknowledged writes, as the
+    embedded store fsyncs their commit), or always with fsync=True; then it
+    also survives a machine crash or power loss. One fsync serves a batch.
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int, *, fsync: bool = False) -> None:
@@ -391,43 +411,44 @@ class FileAuditLog:
                 os.replace(newer, older)
         self._file = self._open()
 
-    def _append(self, body: str) -> None:
+    def _append(self, bodies: Sequence[str], sync: bool) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the audit log is closed")
             if self._file is None:
                 self._next_seq = self._recover_seq()
                 self._file = self._open()
-            # seq is assigned here, under the lock, so file order is seq order.
-            line = f'{{"seq":{self._next_seq},{body[1:]}\n'.encode()
-            size = self._file.tell()
-            if size and size + len(line) > self.max_bytes:
-                self._rotate()
-                assert self._file is not None
-            self._file.write(line)
+            for body in bodies:
+                # seq is assigned here, under the lock, so file order is seq order.
+                line = f'{{"seq":{self._next_seq},{body[1:]}\n'.encode()
+                size = self._file.tell()
+                if size and size + len(line) > self.max_bytes:
+                    self._rotate()
+                    assert self._file is not None
+                self._file.write(line)
+                self._next_seq += 1
+            # One flush (and fsync) per batch: concurrent writers share the cost.
             self._file.flush()
-            if self.fsync:
+            if self.fsync or sync:
                 os.fsync(self._file.fileno())
-            self._next_seq += 1
 
     async def write(self, record: AuditRecord) -> None:
         """Appends one record; OSError (e.g. disk full) propagates to the caller."""
-        # ensure_ascii: every line is plain ASCII, so no byte can split it.
-        body = json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=True)
-        await asyncio.to_thread(self._append, body)
+        await self.write_many([record])
 
-    async def write_many(self, records: Sequence[AuditRecord]) -> None:
-        """Appends records in order, with one trip to a worker thread."""
+    async def write_many(self, records: Sequence[AuditRecord], *, sync: bool = False) -> None:
+        """Appends records in order, with one trip to a worker thread.
+
+        Flushed to the OS before this returns (a killed process loses
+        nothing); `sync` (or fsync=True) also fsyncs, so the records survive
+        a machine crash too.
+        """
+        # ensure_ascii: every line is plain ASCII, so no byte can split it.
         bodies = [
             json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=True)
             for record in records
         ]
-
-        def append_all() -> None:
-            for body in bodies:
-                self._append(body)
-
-        await asyncio.to_thread(append_all)
+        await asyncio.to_thread(self._append, bodies, sync)
 
     def close(self) -> None:
         """Closes the file; later writes raise RuntimeError."""

@@ -124,8 +124,11 @@ class RedisStreamAuditLog:
         """Appends one record; AuditLogUnavailableError if Redis did not take it."""
         await self.write_many([record])
 
-    async def write_many(self, records: Sequence[AuditRecord]) -> None:
+    async def write_many(self, records: Sequence[AuditRecord], *, sync: bool = False) -> None:
         """Appends records in order, with any held-back batch first.
+
+        Done once Redis has applied the XADDs, sync or not: durability past
+        a Redis restart is Redis's own (appendonly, appendfsync).
 
         AuditLogUnavailableError if Redis did not take them (the new records
         are then held for one retry); RuntimeError once closed.

@@ -28,20 +28,27 @@ from memory_service.search.query import Term
 from memory_service.security.crypto import Keyring, MissingKeyError
 from memory_service.servicekit.private_files import private_file
 from memory_service.store.base import PatternConflictError, PutOutcome
-from memory_service.store.context import ContextItem, now_us
+from memory_service.store.context import ContextItem, ContextOwnedError, now_us, visible
 from memory_service.store.secure_index import SecureIndex, is_sensitive
 
 T = TypeVar("T")
 
+# `space` is the owner's user id for a private entry and "" for a shared one,
+# so one owner's private entry and a shared entry under the same key coexist.
+# The table of earlier versions (`contexts`) had no owner: its short-lived
+# entries are dropped, because nobody may be assumed to own them.
 CONTEXT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS contexts (
+DROP TABLE IF EXISTS contexts;
+CREATE TABLE IF NOT EXISTS context_entries (
     namespace TEXT NOT NULL,
     session_id TEXT NOT NULL,
+    space TEXT NOT NULL,
     key TEXT NOT NULL,
+    owner TEXT NOT NULL,
     value TEXT NOT NULL,
     update_us INTEGER NOT NULL,
     expire_us INTEGER NOT NULL,
-    PRIMARY KEY (namespace, session_id, key)
+    PRIMARY KEY (namespace, session_id, space, key)
 );
 """
 # (namespace, pattern, replace, the caller's future)
@@ -191,7 +198,7 @@ class EmbeddedStore:
             with index.transaction():
                 # Expired context entries go too: otherwise one stays on disk
                 # until its session is written again, which may be never.
-                db.execute("DELETE FROM contexts WHERE expire_us <= ?", (now_us(),))
+                db.execute("DELETE FROM context_entries WHERE expire_us <= ?", (now_us(),))
                 return index.purge(self._clock())
 
         return await self._run(work)
@@ -269,23 +276,53 @@ class EmbeddedStore:
     # --- short-term context ----------------------------------------------------------
 
     async def set_context(
-        self, namespace: str, session_id: str, key: str, value: str, ttl_seconds: float
+        self,
+        namespace: str,
+        session_id: str,
+        key: str,
+        value: str,
+        ttl_seconds: float,
+        *,
+        owner: str,
+        shared: bool = False,
     ) -> ContextItem:
         def work() -> ContextItem:
             db, _ = self._open_index()
             now = now_us()
-            item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6))
+            item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6), owner, shared)
             db.execute("BEGIN IMMEDIATE")
             try:
                 # Expired entries of the session go as soon as it is written again.
                 db.execute(
-                    "DELETE FROM contexts WHERE namespace = ? AND session_id = ? "
+                    "DELETE FROM context_entries WHERE namespace = ? AND session_id = ? "
                     "AND expire_us <= ?",
                     (namespace, session_id, now),
                 )
+                holder = db.execute(
+                    "SELECT owner FROM context_entries WHERE namespace = ? AND session_id = ? "
+                    "AND space = '' AND key = ?",
+                    (namespace, session_id, key),
+                ).fetchone()
+                if shared and holder is not None and holder[0] != owner:
+                    raise ContextOwnedError(key)
+                # The owner's entry under the other visibility moves, not doubles.
                 db.execute(
-                    "INSERT OR REPLACE INTO contexts VALUES (?, ?, ?, ?, ?, ?)",
-                    (namespace, session_id, key, value, item.update_us, item.expire_us),
+                    "DELETE FROM context_entries WHERE namespace = ? AND session_id = ? "
+                    "AND key = ? AND owner = ? AND space = ?",
+                    (namespace, session_id, key, owner, owner if shared else ""),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO context_entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        namespace,
+                        session_id,
+                        "" if shared else owner,
+                        key,
+                        owner,
+                        value,
+                        item.update_us,
+                        item.expire_us,
+                    ),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -296,26 +333,32 @@ class EmbeddedStore:
 
         return await self._run(work)
 
-    async def get_context(self, namespace: str, session_id: str, key: str) -> list[ContextItem]:
+    async def get_context(
+        self, namespace: str, session_id: str, key: str, *, viewer: str
+    ) -> list[ContextItem]:
         def work() -> list[ContextItem]:
             db, _ = self._open_index()
             rows = db.execute(
-                "SELECT key, value, update_us, expire_us FROM contexts "
-                "WHERE namespace = ? AND session_id = ? AND (? = '' OR key = ?) "
-                "AND expire_us > ? ORDER BY key",
-                (namespace, session_id, key, key, now_us()),
+                "SELECT key, value, update_us, expire_us, owner, space FROM context_entries "
+                "WHERE namespace = ? AND session_id = ? AND space IN (?, '') "
+                "AND (? = '' OR key = ?) AND expire_us > ?",
+                (namespace, session_id, viewer, key, key, now_us()),
             ).fetchall()
-            return [ContextItem(str(k), str(v), int(u), int(e)) for k, v, u, e in rows]
+            items = (
+                ContextItem(str(k), str(v), int(u), int(e), str(o), s == "")
+                for k, v, u, e, o, s in rows
+            )
+            return visible(items, viewer)
 
         return await self._run(work)
 
-    async def delete_context(self, namespace: str, session_id: str, key: str) -> int:
+    async def delete_context(self, namespace: str, session_id: str, key: str, *, owner: str) -> int:
         def work() -> int:
             db, _ = self._open_index()
             cursor = db.execute(
-                "DELETE FROM contexts WHERE namespace = ? AND session_id = ? "
-                "AND (? = '' OR key = ?) AND expire_us > ?",
-                (namespace, session_id, key, key, now_us()),
+                "DELETE FROM context_entries WHERE namespace = ? AND session_id = ? "
+                "AND owner = ? AND space IN (?, '') AND (? = '' OR key = ?) AND expire_us > ?",
+                (namespace, session_id, owner, owner, key, key, now_us()),
             )
             return cursor.rowcount
 

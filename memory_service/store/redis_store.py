@@ -107,7 +107,7 @@ from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyE
 from memory_service.servicekit.private_files import private_file
 from memory_service.store import secure_index
 from memory_service.store.base import PatternConflictError, PutOutcome, StoreUnavailableError
-from memory_service.store.context import ContextItem, now_us
+from memory_service.store.context import ContextItem, ContextOwnedError, now_us, visible
 from memory_service.store.embedded import conflicts, stamped
 from memory_service.store.secure_index import (
     Current,
@@ -264,12 +264,45 @@ return {epoch, entries}
 
 # KEYS: the entry, the session's key set. ARGV: the entry JSON, TTL in ms, the key.
 # Redis expires the entry; the set lives as long as its longest entry.
+# KEYS: the owner's private entry and its session set, the shared entry and
+# its session set. ARGV: entry JSON, TTL ms, key, owner, "1" to share.
+# Returns 0 (nothing written) when another owner's shared entry holds the key.
+# The owner's entry under the other visibility moves rather than doubles.
 SET_CONTEXT_SCRIPT = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-local left = redis.call('PTTL', KEYS[2])
-if left < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+local held = redis.call('GET', KEYS[3])
+local holder = held and cjson.decode(held)['o']
+local mine, mine_set, gone, gone_set = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if ARGV[5] == '1' then
+  if holder and holder ~= ARGV[4] then return 0 end
+  mine, mine_set, gone, gone_set = KEYS[3], KEYS[4], KEYS[1], KEYS[2]
+elseif holder ~= ARGV[4] then
+  gone = nil
+end
+redis.call('SET', mine, ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', mine_set, ARGV[3])
+local left = redis.call('PTTL', mine_set)
+if left < tonumber(ARGV[2]) then redis.call('PEXPIRE', mine_set, ARGV[2]) end
+if gone then
+  redis.call('DEL', gone)
+  redis.call('SREM', gone_set, ARGV[3])
+end
 return 1
+"""
+
+# KEYS: entries, then their session set last. ARGV: owner, then each entry's key.
+# Deletes the entries the owner holds; returns how many.
+DELETE_CONTEXT_SCRIPT = """
+local deleted = 0
+local set = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  local raw = redis.call('GET', KEYS[i])
+  if raw and cjson.decode(raw)['o'] == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    redis.call('SREM', set, ARGV[i + 1])
+    deleted = deleted + 1
+  end
+end
+return deleted
 """
 
 # KEYS: shared pattern hashes (one namespace, so one slot). ARGV: the key base, then
@@ -390,6 +423,7 @@ class RedisStore:
         self._fetch = _Script(FETCH_SCRIPT)
         self._reseal_script = _Script(RESEAL_SCRIPT)
         self._set_context = _Script(SET_CONTEXT_SCRIPT)
+        self._delete_context = _Script(DELETE_CONTEXT_SCRIPT)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-cache")
         self._db: sqlite3.Connection | None = None
         self._index: SecureIndex | None = None
@@ -896,43 +930,64 @@ class RedisStore:
     # --- reads ---------------------------------------------------------------------
 
     # --- short-term context ----------------------------------------------------------
-    # An entry is one string key with a Redis TTL; a set lists a session's keys.
-    # Both share the namespace's hash tag, so Cluster keeps them on one node.
+    # An entry is one string key with a Redis TTL; a set lists a session's keys
+    # of one space: an owner's private entries, or the session's shared ones
+    # (see store/context.py). All share the namespace's hash tag, so Cluster
+    # keeps them on one node. Keys of earlier versions (`ctx:`, `ctxkeys:`)
+    # had no owner: nothing reads them, and they expire with their TTL.
 
-    def _context_key(self, namespace: str, session_id: str, key: str) -> str:
-        # The session id's length first: session "a", key "b:c" and session
-        # "a:b", key "c" must not name the same entry.
-        return self._key(namespace, f"ctx:{len(session_id)}:{session_id}:{key}")
+    def _context_key(self, namespace: str, session_id: str, space: str, key: str) -> str:
+        # Lengths first: no (space, session, key) can name another's entry.
+        return self._key(
+            namespace, f"ctxe:{len(space)}:{space}:{len(session_id)}:{session_id}:{key}"
+        )
 
-    def _context_keys(self, namespace: str, session_id: str) -> str:
-        return self._key(namespace, f"ctxkeys:{session_id}")
+    def _context_keys(self, namespace: str, session_id: str, space: str) -> str:
+        return self._key(namespace, f"ctxs:{len(space)}:{space}:{session_id}")
 
     async def set_context(
-        self, namespace: str, session_id: str, key: str, value: str, ttl_seconds: float
+        self,
+        namespace: str,
+        session_id: str,
+        key: str,
+        value: str,
+        ttl_seconds: float,
+        *,
+        owner: str,
+        shared: bool = False,
     ) -> ContextItem:
         now = now_us()
-        item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6))
-        entry = json.dumps({"v": value, "u": item.update_us, "e": item.expire_us})
-        await self._script(
+        item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6), owner, shared)
+        entry = json.dumps({"v": value, "u": item.update_us, "e": item.expire_us, "o": owner})
+        written = await self._script(
             f"setting context {key!r}",
             self._set_context,
             [
-                self._context_key(namespace, session_id, key),
-                self._context_keys(namespace, session_id),
+                self._context_key(namespace, session_id, owner, key),
+                self._context_keys(namespace, session_id, owner),
+                self._context_key(namespace, session_id, "", key),
+                self._context_keys(namespace, session_id, ""),
             ],
-            [entry, max(1, int(ttl_seconds * 1000)), key],
+            [entry, max(1, int(ttl_seconds * 1000)), key, owner, "1" if shared else "0"],
         )
+        if not written:
+            raise ContextOwnedError(key)
         return item
 
-    async def get_context(self, namespace: str, session_id: str, key: str) -> list[ContextItem]:
-        keys = [key] if key else sorted(await self._session_keys(namespace, session_id))
+    async def _space_items(
+        self, namespace: str, session_id: str, space: str, key: str
+    ) -> list[ContextItem]:
+        """The unexpired entries of one space of the session (one key, or all)."""
+        keys = [key] if key else sorted(await self._session_keys(namespace, session_id, space))
         if not keys:
             return []
         entries = await self._redis(
             "reading context",
             cast(
                 Awaitable[list[bytes | None]],
-                self._client.mget([self._context_key(namespace, session_id, k) for k in keys]),
+                self._client.mget(
+                    [self._context_key(namespace, session_id, space, k) for k in keys]
+                ),
             ),
         )
         now = now_us()
@@ -942,35 +997,53 @@ class RedisStore:
                 continue  # Expired: Redis dropped it.
             data = json.loads(raw)
             if int(data["e"]) > now:
-                found.append(ContextItem(name, str(data["v"]), int(data["u"]), int(data["e"])))
+                found.append(
+                    ContextItem(
+                        name,
+                        str(data["v"]),
+                        int(data["u"]),
+                        int(data["e"]),
+                        str(data["o"]),
+                        not space,
+                    )
+                )
         return found
 
-    async def _session_keys(self, namespace: str, session_id: str) -> list[str]:
+    async def get_context(
+        self, namespace: str, session_id: str, key: str, *, viewer: str
+    ) -> list[ContextItem]:
+        mine = await self._space_items(namespace, session_id, viewer, key)
+        shared = await self._space_items(namespace, session_id, "", key)
+        return visible([*mine, *shared], viewer)
+
+    async def _session_keys(self, namespace: str, session_id: str, space: str) -> list[str]:
         members = await self._redis(
             "listing context",
             cast(
                 Awaitable[set[bytes]],
-                self._client.smembers(self._context_keys(namespace, session_id)),
+                self._client.smembers(self._context_keys(namespace, session_id, space)),
             ),
         )
         return [_text(member) for member in members]
 
-    async def delete_context(self, namespace: str, session_id: str, key: str) -> int:
-        present = await self.get_context(namespace, session_id, key)
-        if not present:
-            return 0
-        names = [self._context_key(namespace, session_id, item.key) for item in present]
-        await self._redis("deleting context", cast(Awaitable[int], self._client.delete(*names)))
-        await self._redis(
-            "deleting context",
-            cast(
-                Awaitable[int],
-                self._client.srem(
-                    self._context_keys(namespace, session_id), *[item.key for item in present]
-                ),
-            ),
-        )
-        return len(present)
+    async def delete_context(self, namespace: str, session_id: str, key: str, *, owner: str) -> int:
+        deleted = 0
+        for space in (owner, ""):
+            names = [key] if key else await self._session_keys(namespace, session_id, space)
+            if not names:
+                continue
+            deleted += int(
+                await self._script(
+                    "deleting context",
+                    self._delete_context,
+                    [
+                        *(self._context_key(namespace, session_id, space, k) for k in names),
+                        self._context_keys(namespace, session_id, space),
+                    ],
+                    [owner, *names],
+                )
+            )
+        return deleted
 
     async def get(
         self, namespace: str, pattern_id: str, *, viewer: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,22 @@ from tests.integration.secured_memory import (
 
 SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
 Call = Callable[["memory_pb2_grpc.MemoryServiceAsyncStub", Any], Awaitable[Any]]
+
+
+async def _set_then_promote(stub: memory_pb2_grpc.MemoryServiceAsyncStub, metadata: Any) -> Any:
+    """Promotes an entry of the caller's own (a context entry is its owner's alone)."""
+    with contextlib.suppress(grpc.aio.AioRpcError):  # A caller who may not write.
+        await stub.SetContext(
+            memory_pb2.SetContextRequest(namespace=TEAM_A, session_id="own", key="k", value="v"),
+            metadata=metadata,
+        )
+    return await stub.PromoteContext(
+        memory_pb2.PromoteContextRequest(
+            namespace=TEAM_A, session_id="own", key="k", pattern_id="p-promoted"
+        ),
+        metadata=metadata,
+    )
+
 
 # One valid call of every RPC on TEAM_A, and the role it needs.
 CALLS: dict[str, tuple[str, Call]] = {
@@ -82,15 +99,7 @@ CALLS: dict[str, tuple[str, Call]] = {
             memory_pb2.DeleteContextRequest(namespace=TEAM_A, session_id="s"), metadata=m
         ),
     ),
-    "PromoteContext": (
-        "writer",
-        lambda s, m: s.PromoteContext(
-            memory_pb2.PromoteContextRequest(
-                namespace=TEAM_A, session_id="seed-session", key="k", pattern_id="p-promoted"
-            ),
-            metadata=m,
-        ),
-    ),
+    "PromoteContext": ("writer", lambda s, m: _set_then_promote(s, m)),
     "ListAuditEvents": (
         "admin",
         lambda s, m: s.ListAuditEvents(

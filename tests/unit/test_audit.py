@@ -158,6 +158,8 @@ async def test_append_writes_one_json_line_per_record(log: FileAuditLog) -> None
         "result_count": 0,
         "outcome": "OK",
         "request_id": "req-0",
+        "peer": "",
+        "repeat_count": 1,
     }
     assert await read_all(log) == written[::-1]
 

@@ -1015,12 +1015,17 @@ class ContextEntry(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    SHARED_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The session the entry belongs to."""
     key: _builtins.str
     """The key within the session: 1 to 128 characters."""
     value: _builtins.str
     """The value, UTF-8 text of at most 64 KiB (JSON by convention)."""
+    shared: _builtins.bool
+    """Whether every reader of the namespace may read the entry. False: only
+    the principal that set it reads, changes, deletes or promotes it.
+    """
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the entry expires."""
@@ -1037,10 +1042,11 @@ class ContextEntry(_message.Message):
         value: _builtins.str = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        shared: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "key", b"key", "session_id", b"session_id", "update_time", b"update_time", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "key", b"key", "session_id", b"session_id", "shared", b"shared", "update_time", b"update_time", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1057,6 +1063,7 @@ class SetContextRequest(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
+    SHARED_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     """The namespace of the session. Required."""
     session_id: _builtins.str
@@ -1065,6 +1072,13 @@ class SetContextRequest(_message.Message):
     """The key. Required."""
     value: _builtins.str
     """The value. At most 64 KiB."""
+    shared: _builtins.bool
+    """Share the entry with every reader of the namespace. False (the
+    default): the entry is the caller's own; other principals neither see
+    it nor change it, and it is kept as given. True: readers see it, only
+    the caller may change, delete or promote it, and personal data in the
+    value is scrubbed before it is stored, as in a pattern's content.
+    """
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
         """The time to live. Unset: the service's default. Capped at the
@@ -1079,10 +1093,11 @@ class SetContextRequest(_message.Message):
         key: _builtins.str = ...,
         value: _builtins.str = ...,
         ttl: _duration_pb2.Duration | None = ...,
+        shared: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "namespace", b"namespace", "session_id", b"session_id", "ttl", b"ttl", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "namespace", b"namespace", "session_id", b"session_id", "shared", b"shared", "ttl", b"ttl", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1095,18 +1110,26 @@ class SetContextResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRY_FIELD_NUMBER: _builtins.int
+    SCRUBBED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def entry(self) -> Global___ContextEntry:
         """The entry as stored, with its expiry."""
+
+    @_builtins.property
+    def scrubbed(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScrubCount]:
+        """How many items of each kind of personal data were scrubbed from the
+        value (shared entries only).
+        """
 
     def __init__(
         self,
         *,
         entry: Global___ContextEntry | None = ...,
+        scrubbed: _abc.Iterable[Global___ScrubCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "scrubbed", b"scrubbed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1300,6 +1323,8 @@ class AuditEvent(_message.Message):
     RESULT_COUNT_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    REPEAT_COUNT_FIELD_NUMBER: _builtins.int
     principal: _builtins.str
     """The principal that made the access; "anonymous" when authentication is
     off.
@@ -1316,6 +1341,15 @@ class AuditEvent(_message.Message):
     """
     request_id: _builtins.str
     """The request id of the RPC."""
+    peer: _builtins.str
+    """The caller's address as gRPC names it, for example "ipv4:10.0.0.7:51234".
+    Empty in records written before this field existed.
+    """
+    repeat_count: _builtins.int
+    """How many calls the record stands for: 1, or more when calls refused by
+    the denied-calls budget (RESOURCE_EXHAUSTED) from one peer were folded
+    into one record per window. 0 (unset) in older records means 1.
+    """
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the access happened."""
@@ -1335,10 +1369,12 @@ class AuditEvent(_message.Message):
         result_count: _builtins.int = ...,
         outcome: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        peer: _builtins.str = ...,
+        repeat_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "event_time", b"event_time", "namespace", b"namespace", "outcome", b"outcome", "pattern_ids", b"pattern_ids", "principal", b"principal", "request_id", b"request_id", "result_count", b"result_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "event_time", b"event_time", "namespace", b"namespace", "outcome", b"outcome", "pattern_ids", b"pattern_ids", "peer", b"peer", "principal", b"principal", "repeat_count", b"repeat_count", "request_id", b"request_id", "result_count", b"result_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -164,28 +164,32 @@ class MemoryServiceServicer:
 
     def SetContext(self, request, context):
         """Sets one short-term context entry for a session, with a time to live.
+        An entry belongs to the principal that set it: private unless shared.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetContext(self, request, context):
-        """Reads a session's unexpired context entries.
+        """Reads a session's unexpired context entries that the caller may see:
+        its own, and shared ones. Another principal's private entry is never
+        shown: the answer is the same as for an entry that does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteContext(self, request, context):
-        """Deletes one context entry, or all of a session's entries.
+        """Deletes one context entry, or all of a session's entries, of the
+        caller's own; other principals' entries are left as they are.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PromoteContext(self, request, context):
-        """Promotes a context entry to a long-term pattern. The pattern passes the
-        same security pipeline as StorePattern.
+        """Promotes a context entry of the caller's own to a long-term pattern. The
+        pattern passes the same security pipeline as StorePattern.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

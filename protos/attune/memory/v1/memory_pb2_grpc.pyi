@@ -63,14 +63,21 @@ class MemoryServiceStub:
     CountPatterns: _grpc.UnaryUnaryMultiCallable[_memory_pb2.CountPatternsRequest, _memory_pb2.CountPatternsResponse]
     """Counts patterns matching a filter, optionally grouped by a field."""
     SetContext: _grpc.UnaryUnaryMultiCallable[_memory_pb2.SetContextRequest, _memory_pb2.SetContextResponse]
-    """Sets one short-term context entry for a session, with a time to live."""
+    """Sets one short-term context entry for a session, with a time to live.
+    An entry belongs to the principal that set it: private unless shared.
+    """
     GetContext: _grpc.UnaryUnaryMultiCallable[_memory_pb2.GetContextRequest, _memory_pb2.GetContextResponse]
-    """Reads a session's unexpired context entries."""
+    """Reads a session's unexpired context entries that the caller may see:
+    its own, and shared ones. Another principal's private entry is never
+    shown: the answer is the same as for an entry that does not exist.
+    """
     DeleteContext: _grpc.UnaryUnaryMultiCallable[_memory_pb2.DeleteContextRequest, _memory_pb2.DeleteContextResponse]
-    """Deletes one context entry, or all of a session's entries."""
+    """Deletes one context entry, or all of a session's entries, of the
+    caller's own; other principals' entries are left as they are.
+    """
     PromoteContext: _grpc.UnaryUnaryMultiCallable[_memory_pb2.PromoteContextRequest, _memory_pb2.PromoteContextResponse]
-    """Promotes a context entry to a long-term pattern. The pattern passes the
-    same security pipeline as StorePattern.
+    """Promotes a context entry of the caller's own to a long-term pattern. The
+    pattern passes the same security pipeline as StorePattern.
     """
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_memory_pb2.ListAuditEventsRequest, _memory_pb2.ListAuditEventsResponse]
     """Reads the audit log, newest first. Admins only."""
@@ -108,14 +115,21 @@ class MemoryServiceAsyncStub(MemoryServiceStub):
     CountPatterns: _aio.UnaryUnaryMultiCallable[_memory_pb2.CountPatternsRequest, _memory_pb2.CountPatternsResponse]  # type: ignore[assignment]
     """Counts patterns matching a filter, optionally grouped by a field."""
     SetContext: _aio.UnaryUnaryMultiCallable[_memory_pb2.SetContextRequest, _memory_pb2.SetContextResponse]  # type: ignore[assignment]
-    """Sets one short-term context entry for a session, with a time to live."""
+    """Sets one short-term context entry for a session, with a time to live.
+    An entry belongs to the principal that set it: private unless shared.
+    """
     GetContext: _aio.UnaryUnaryMultiCallable[_memory_pb2.GetContextRequest, _memory_pb2.GetContextResponse]  # type: ignore[assignment]
-    """Reads a session's unexpired context entries."""
+    """Reads a session's unexpired context entries that the caller may see:
+    its own, and shared ones. Another principal's private entry is never
+    shown: the answer is the same as for an entry that does not exist.
+    """
     DeleteContext: _aio.UnaryUnaryMultiCallable[_memory_pb2.DeleteContextRequest, _memory_pb2.DeleteContextResponse]  # type: ignore[assignment]
-    """Deletes one context entry, or all of a session's entries."""
+    """Deletes one context entry, or all of a session's entries, of the
+    caller's own; other principals' entries are left as they are.
+    """
     PromoteContext: _aio.UnaryUnaryMultiCallable[_memory_pb2.PromoteContextRequest, _memory_pb2.PromoteContextResponse]  # type: ignore[assignment]
-    """Promotes a context entry to a long-term pattern. The pattern passes the
-    same security pipeline as StorePattern.
+    """Promotes a context entry of the caller's own to a long-term pattern. The
+    pattern passes the same security pipeline as StorePattern.
     """
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_memory_pb2.ListAuditEventsRequest, _memory_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """Reads the audit log, newest first. Admins only."""
@@ -198,7 +212,9 @@ class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _memory_pb2.SetContextRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_memory_pb2.SetContextResponse, _abc.Awaitable[_memory_pb2.SetContextResponse]]:
-        """Sets one short-term context entry for a session, with a time to live."""
+        """Sets one short-term context entry for a session, with a time to live.
+        An entry belongs to the principal that set it: private unless shared.
+        """
 
     @_abc_1.abstractmethod
     def GetContext(
@@ -206,7 +222,10 @@ class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _memory_pb2.GetContextRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_memory_pb2.GetContextResponse, _abc.Awaitable[_memory_pb2.GetContextResponse]]:
-        """Reads a session's unexpired context entries."""
+        """Reads a session's unexpired context entries that the caller may see:
+        its own, and shared ones. Another principal's private entry is never
+        shown: the answer is the same as for an entry that does not exist.
+        """
 
     @_abc_1.abstractmethod
     def DeleteContext(
@@ -214,7 +233,9 @@ class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _memory_pb2.DeleteContextRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_memory_pb2.DeleteContextResponse, _abc.Awaitable[_memory_pb2.DeleteContextResponse]]:
-        """Deletes one context entry, or all of a session's entries."""
+        """Deletes one context entry, or all of a session's entries, of the
+        caller's own; other principals' entries are left as they are.
+        """
 
     @_abc_1.abstractmethod
     def PromoteContext(
@@ -222,8 +243,8 @@ class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _memory_pb2.PromoteContextRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_memory_pb2.PromoteContextResponse, _abc.Awaitable[_memory_pb2.PromoteContextResponse]]:
-        """Promotes a context entry to a long-term pattern. The pattern passes the
-        same security pipeline as StorePattern.
+        """Promotes a context entry of the caller's own to a long-term pattern. The
+        pattern passes the same security pipeline as StorePattern.
         """
 
     @_abc_1.abstractmethod

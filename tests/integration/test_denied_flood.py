@@ -1,0 +1,124 @@
+"""A flood of refused calls cannot flush the audit log, nor limit a legitimate caller."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from attune.memory.v1 import memory_pb2
+from tests.integration.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
+
+FLOOD = 1500
+IN_FLIGHT = 50
+# A small log (two 64 KiB files): the flood's plain records would rotate it twice over.
+LOG_BYTES = 64 * 1024
+BURST = 40
+
+
+@pytest.fixture
+async def memory(tmp_path: Path) -> AsyncIterator[SecuredMemory]:
+    async with secured_memory(
+        tmp_path, audit_max_bytes=LOG_BYTES, audit_backups=1, denied_calls_burst=BURST
+    ) as running:
+        yield running
+
+
+def audit_lines(data_dir: Path) -> list[dict[str, object]]:
+    lines = []
+    for path in (data_dir / "audit.log.1", data_dir / "audit.log"):
+        if path.exists():
+            lines += [json.loads(line) for line in path.read_text().splitlines() if line]
+    return lines
+
+
+async def flood(memory: SecuredMemory) -> list[grpc.aio.AioRpcError]:
+    """FLOOD unauthenticated GetPattern calls, IN_FLIGHT at a time; their errors."""
+    stub = memory.stub()
+    errors: list[grpc.aio.AioRpcError] = []
+    request = memory_pb2.GetPatternRequest(namespace=TEAM_A, pattern_id="p-real")
+    forged = (("authorization", "Bearer " + "Z" * 32),)
+    for _ in range(0, FLOOD, IN_FLIGHT):
+        calls = [stub.GetPattern(request, metadata=forged, timeout=10) for _ in range(IN_FLIGHT)]
+        for outcome in await asyncio.gather(*calls, return_exceptions=True):
+            assert isinstance(outcome, grpc.aio.AioRpcError), "a forged token was accepted"
+            errors.append(outcome)
+    return errors
+
+
+async def test_a_flood_is_limited_and_the_log_keeps_real_records(memory: SecuredMemory) -> None:
+    stub = memory.stub()
+    await stub.StorePattern(insight("p-real", "a real insight"), metadata=memory.auth("alice"))
+    data_dir = memory.stack.memory_settings().data_dir
+    # Reading the audit log flushes it; root's read is itself one record.
+    await stub.ListAuditEvents(memory_pb2.ListAuditEventsRequest(), metadata=memory.auth("root"))
+    before = len(audit_lines(data_dir))
+
+    errors = await flood(memory)
+
+    codes = [error.code() for error in errors]
+    unauthenticated = codes.count(grpc.StatusCode.UNAUTHENTICATED)
+    exhausted = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert unauthenticated + exhausted == FLOOD, set(codes)
+    # The burst, plus what the 1/s refill added while the flood ran.
+    assert BURST <= unauthenticated <= BURST + 30
+    # The whole burst is answered at once, within the first wave (in any order).
+    assert codes[:IN_FLIGHT].count(grpc.StatusCode.UNAUTHENTICATED) >= BURST
+    limited = next(e for e in errors if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+    status = rpc_status.from_call(limited)  # type: ignore[arg-type]
+    assert status is not None
+    retry = error_details_pb2.RetryInfo()
+    assert any(d.Unpack(retry) for d in status.details if d.Is(retry.DESCRIPTOR))
+    assert 0 < retry.retry_delay.ToNanoseconds() <= 2 * 10**9
+
+    # An authenticated caller from the same address is never limited.
+    stored = await stub.StorePattern(
+        insight("p-after", "stored during the flood"), metadata=memory.auth("alice")
+    )
+    assert stored.pattern.id == "p-after"
+    # A denied authenticated caller has a budget of its own: a plain denial.
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await stub.StorePattern(insight("p-carol", "x"), metadata=memory.auth("carol"))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    await stub.ListAuditEvents(memory_pb2.ListAuditEventsRequest(), metadata=memory.auth("root"))
+    lines = audit_lines(data_dir)
+    # The real record before the flood survived it.
+    assert any(line["principal"] == "alice" and line["pattern_ids"] == ["p-real"] for line in lines)
+    # One record per call within the budget, one for the first limited call;
+    # the rest wait in a window that has not ended. Besides: root's two reads
+    # (each audited after it answers), alice's store and carol's denial.
+    assert len(lines) - before <= unauthenticated + 1 + 4
+    folded = [line for line in lines if line["outcome"] == "RESOURCE_EXHAUSTED"]
+    assert len(folded) == 1
+    assert folded[0]["peer"]
+    assert folded[0]["principal"] == ""
+
+
+async def test_folded_calls_are_counted_when_the_service_stops(tmp_path: Path) -> None:
+    async with secured_memory(
+        tmp_path, denied_calls_burst=1, denied_calls_per_second=0.001
+    ) as memory:
+        stub = memory.stub()
+        codes = []
+        for _ in range(12):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.CountPatterns(memory_pb2.CountPatternsRequest(namespace=TEAM_A))
+            codes.append(refused.value.code())
+        assert (
+            codes == [grpc.StatusCode.UNAUTHENTICATED] + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 11
+        )
+        data_dir = memory.stack.memory_settings().data_dir
+    # Stopping closed every window: the 10 calls after the first are one record.
+    lines = [line for line in audit_lines(data_dir) if line["action"] == "count"]
+    assert [(line["outcome"], line["repeat_count"]) for line in lines] == [
+        ("UNAUTHENTICATED", 1),
+        ("RESOURCE_EXHAUSTED", 1),
+        ("RESOURCE_EXHAUSTED", 10),
+    ]
