@@ -19,6 +19,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
 from tests.integration.secured_memory import TEAM_A, SecuredMemory, secured_memory
+from tests.proto_strategies import varint
 
 MEMORY = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"]
 EXECUTOR = executor_pb2.DESCRIPTOR.services_by_name["ExecutorService"]
@@ -26,16 +27,6 @@ SERVICES: tuple[ServiceDescriptor, ...] = (MEMORY, EXECUTOR)
 # The executor's own memory identity: a writer of TEAM_A, where its patterns go.
 EXECUTOR_USER = "alice"
 Metadata = tuple[tuple[str, str], ...]
-
-
-def varint(value: int) -> bytes:
-    """`value` as a protobuf base-128 varint."""
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def length_delimited(number: int, payload: bytes) -> bytes:

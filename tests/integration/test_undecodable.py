@@ -28,17 +28,10 @@ from tests.integration.secured_pair import (
     length_delimited,
     method_path,
     secured_pair,
-    varint,
 )
+from tests.proto_strategies import TOO_DEEP
 
 GARBAGE = b"\xff\xff\xff\xff\x0f\x00"
-UNKNOWN_GROUP_TAG = (999 << 3) | 3  # field 999, wire type 3 (start group)
-
-
-def too_deep() -> bytes:
-    """Unknown groups nested 101 deep: any message type refuses them."""
-    start, end = varint(UNKNOWN_GROUP_TAG), varint(UNKNOWN_GROUP_TAG + 1)
-    return start * 101 + end * 101
 
 
 def bad_utf8(message: Descriptor, depth: int = 0) -> bytes | None:
@@ -55,7 +48,7 @@ def bad_utf8(message: Descriptor, depth: int = 0) -> bytes | None:
 
 
 def undecodable_bodies(method: MethodDescriptor) -> dict[str, bytes]:
-    bodies = {"garbage": GARBAGE, "too deep": too_deep()}
+    bodies = {"garbage": GARBAGE, "too deep": TOO_DEEP}
     if (utf8 := bad_utf8(method.input_type)) is not None:
         bodies["bad utf-8"] = utf8
     return bodies
