@@ -19,7 +19,7 @@ valid encodings (truncation, a flipped byte, trailing garbage).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -131,15 +131,22 @@ def weighted(usual: Strategy, rare: Strategy, odds: int = 3) -> Strategy:
 # often has every field valid and reaches the code behind validation; a
 # hinted field (a namespace, say) is usually required, and so is a message.
 SCALAR_PRESENT = st.integers(0, 2).map(lambda n: n == 0)
-HINTED_PRESENT = st.integers(0, 9).map(lambda n: n > 0)
-MESSAGE_PRESENT = st.booleans()
+HINTED_PRESENT = st.integers(0, 9).map(lambda n: n < 9)
+MESSAGE_PRESENT = st.integers(0, 2).map(lambda n: n < 2)
 
 
 class MessageStrategies:
     """Strategies for messages of any type, with name hints, nesting up to `max_depth`."""
 
-    def __init__(self, hints: Hints | None = None, huge: int = 2_000, max_depth: int = 4) -> None:
+    def __init__(
+        self,
+        hints: Hints | None = None,
+        huge: int = 2_000,
+        max_depth: int = 4,
+        optional: Collection[str] = (),
+    ) -> None:
         self.hints = dict(hints or {})
+        self.optional = frozenset(optional)  # Hinted, yet set no more often than others.
         self.huge = huge
         self.max_depth = max_depth
         self._cache: dict[tuple[str, int], Strategy] = {}
@@ -160,7 +167,7 @@ class MessageStrategies:
         return generic if hint is None or not hinted else weighted(hint, generic)
 
     def _presence(self, field: FieldDescriptor) -> Strategy:
-        if field.name in self.hints:
+        if field.name in self.hints and field.name not in self.optional:
             return HINTED_PRESENT
         return SCALAR_PRESENT if field.message_type is None else MESSAGE_PRESENT
 

@@ -23,6 +23,7 @@ names the results file (default: in pytest's temporary directory).
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import json
 import os
@@ -37,6 +38,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -74,7 +76,8 @@ UNCLEAN = {
 }
 LEAKS = ("Traceback", "Unexpected <class", "Error'>", 'File "')
 
-SEEDED_PATTERNS = ("p-1", "p-2", "p-sensitive")
+# More than a default page of each, so answers carry next-page tokens to forge.
+SEEDED_PATTERNS = (*(f"p-{n}" for n in range(60)), "p-sensitive")
 NAMESPACES = (TEAM_A, TEAM_A, TEAM_B, "default")
 # Callers by weight: mostly an admin of every namespace, so calls reach the handlers.
 CALLERS = ("root", "root", "root", "root", "alice", "carol", "dave", "", "bad")
@@ -89,6 +92,18 @@ def _pathological(size: int) -> list[str]:
         "a=" + "b&c=" * (size // 4),
         " ".join(f"w{i}x" for i in range(size // 5)),
     ]
+
+
+# Filters that compile, so the requests carrying them go past validation.
+VALID_FILTERS = [
+    "",
+    "type = INSIGHT",
+    'tags:"uploads"',
+    'create_time > "2020-01-01T00:00:00Z"',
+    "total_cost_usd >= 0",
+    "pinned = false",
+    'template_id = "python_package_publish"',
+]
 
 
 def _literals() -> Strategy:
@@ -144,6 +159,28 @@ def _page_tokens() -> Strategy:
     return st.one_of(forged, cursors, st.sampled_from(["", "e30", "%%%", "a" * 600]))
 
 
+def forged_pages(token: str) -> list[tuple[int, str]]:
+    """A real next-page token with its offset pushed past int64 (issue 10, finding 8).
+
+    Tokens are bound to their query, so only a token the service issued for
+    this very request reaches the paging code behind that check.
+    """
+    if not token:
+        return []
+    data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    if "o" not in data:
+        return []  # A cursor, not an offset.
+    forged = []
+    for offset in (2**63, 2**64 + 1, 10**30):
+        raw = json.dumps({**data, "o": offset}).encode()
+        forged.append((offset, base64.urlsafe_b64encode(raw).decode().rstrip("=")))
+    return forged
+
+
+# Hinted fields a request usually leaves empty.
+OPTIONAL_HINTS = ("page_token", "filter", "order_by", "group_by", "runner", "session_id")
+
+
 def hints(run_ids: list[str]) -> dict[str, Strategy]:
     """Field values (by field name, in any message) that pass validation often."""
     catalog = load_catalog(None).catalog
@@ -153,8 +190,8 @@ def hints(run_ids: list[str]) -> dict[str, Strategy]:
     text = st.sampled_from(words + _pathological(HUGE))
     return {
         "namespace": st.sampled_from(NAMESPACES),
-        "pattern_id": st.sampled_from([*SEEDED_PATTERNS, "p-missing"]),
-        "id": st.sampled_from([*SEEDED_PATTERNS, "p-new"]),
+        "pattern_id": st.sampled_from(["p-1", "p-2", "p-sensitive", "p-missing"]),
+        "id": st.sampled_from(["p-1", "p-2", "p-sensitive", "p-new"]),
         "template_id": st.sampled_from(templates),
         "run_id": st.sampled_from(run_ids or ["r-none"]),
         "session_id": st.sampled_from(["s-1", "s-2"]),
@@ -163,8 +200,8 @@ def hints(run_ids: list[str]) -> dict[str, Strategy]:
         "query": text,
         "content": text,
         "value": text,
-        "filter": filters(),
-        "order_by": st.sampled_from(["create_time desc", "total_cost_usd, id", "nope desc", ","]),
+        "filter": st.one_of(st.sampled_from(VALID_FILTERS), filters()),
+        "order_by": st.sampled_from(["", "create_time desc", "id", "total_cost_usd, id", "nope"]),
         "group_by": st.sampled_from(["template_id", "agents.tier", "tags", "nope"]),
         "page_token": _page_tokens(),
         "answers[]": st.sampled_from(questions),
@@ -250,48 +287,68 @@ class Fuzzer:
     def _channel(self, method: MethodDescriptor) -> grpc.Channel:
         return self.channels[method.containing_service.full_name]
 
-    def call(self, method: MethodDescriptor, body: bytes, caller: str) -> grpc.StatusCode:
-        """Sends one request; fails the test on an unclean answer."""
+    def call(self, method: MethodDescriptor, body: bytes, caller: str) -> None:
+        """Sends one request, then forged next pages of its answer; fails on an unclean answer."""
+        answer = self._send(method, body, caller)
+        if answer is None or method.server_streaming:
+            return
+        token = getattr(
+            GetMessageClass(method.output_type).FromString(answer), "next_page_token", ""
+        )
+        for offset, forged in forged_pages(token):
+            request = GetMessageClass(method.input_type).FromString(body)
+            setattr(request, "page_token", forged)  # noqa: B010 - a field named at run time.
+            note = f"(its next page, the token forged to offset {offset}: {forged!r})"
+            self._send(method, request.SerializeToString(), caller, note)
+
+    def _send(
+        self, method: MethodDescriptor, body: bytes, caller: str, note: str = ""
+    ) -> bytes | None:
+        """The (last) answer of one call, or None if it failed cleanly."""
         channel, metadata = self._channel(method), self.metadata(caller)
         started = time.perf_counter()
-        code, message = grpc.StatusCode.OK, ""
+        code, message, answer = grpc.StatusCode.OK, "", None
         # No serializers: the bytes go out as they are.
         send: Any = (channel.unary_stream if method.server_streaming else channel.unary_unary)(
             method_path(method)
         )
         try:
-            answer = send(body, metadata=metadata, timeout=CALL_DEADLINE)
             if method.server_streaming:
-                for _ in answer:
-                    pass
+                answers = list(send(body, metadata=metadata, timeout=CALL_DEADLINE))
+                answer = answers[-1] if answers else None
+            else:
+                answer = send(body, metadata=metadata, timeout=CALL_DEADLINE)
         except grpc.RpcError as error:
             failed: Any = error
             code, message = failed.code(), failed.details() or ""
         elapsed = time.perf_counter() - started
         self.tallies.setdefault(method.full_name, Tally()).add(code, elapsed, len(body), message)
-        assert code not in UNCLEAN, f"{method.full_name}: {code.name} {message[:300]!r}"
+        assert code not in UNCLEAN, f"{method.full_name}: {code.name} {message[:300]!r} {note}"
         assert not any(leak in message for leak in LEAKS), f"{method.full_name}: {message!r}"
-        return code
+        return answer
 
     def seed(self) -> None:
-        """A few patterns and one run, so reads, searches and run lookups find something."""
+        """Patterns and a run, so reads, searches, pages and run lookups find something."""
         memory = memory_pb2_grpc.MemoryServiceStub(self.channels[MEMORY.full_name])
-        for pattern_id in SEEDED_PATTERNS:
-            classification = 3 if pattern_id == "p-sensitive" else 0
-            memory.StorePattern(
-                memory_pb2.StorePatternRequest(
-                    namespace=TEAM_A,
-                    pattern=memory_pb2.Pattern(
-                        id=pattern_id,
-                        type=memory_pb2.PATTERN_TYPE_INSIGHT,
-                        content=f"retry flaky uploads with backoff {pattern_id}",
-                        tags=["uploads"],
-                        classification=classification,  # type: ignore[arg-type]
-                    ),
+        writes = [
+            memory_pb2.StorePatternRequest(
+                namespace=TEAM_A,
+                pattern=memory_pb2.Pattern(
+                    id=pattern_id,
+                    type=memory_pb2.PATTERN_TYPE_INSIGHT,
+                    content=f"retry flaky uploads with backoff {pattern_id}",
+                    tags=["uploads"],
+                    classification=3 if pattern_id == "p-sensitive" else 0,  # type: ignore[arg-type]
                 ),
-                metadata=self.metadata("alice"),
-                timeout=10,
             )
+            for pattern_id in SEEDED_PATTERNS
+        ]
+        stored = memory.BatchStorePatterns(
+            memory_pb2.BatchStorePatternsRequest(requests=writes),
+            metadata=self.metadata("alice"),
+            timeout=30,
+        )
+        assert [result.code for result in stored.results] == [0] * len(writes), stored
         executor = executor_pb2_grpc.ExecutorServiceStub(self.channels[EXECUTOR.full_name])
         for event in executor.RunWorkflow(
             executor_pb2.RunWorkflowRequest(
@@ -392,7 +449,7 @@ def requests_for(method: MethodDescriptor, strategies: MessageStrategies) -> Str
 @pytest.mark.timeout(0)
 @pytest.mark.parametrize("method", every_method(), ids=lambda method: method.full_name)
 def test_every_answer_is_a_clean_status(fuzzer: Fuzzer, method: MethodDescriptor) -> None:
-    strategies = MessageStrategies(hints(fuzzer.run_ids), huge=HUGE)
+    strategies = MessageStrategies(hints(fuzzer.run_ids), huge=HUGE, optional=OPTIONAL_HINTS)
 
     @settings(
         max_examples=EXAMPLES,
