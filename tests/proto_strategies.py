@@ -8,7 +8,7 @@ maps, nested messages (so Timestamp, Duration and Struct too, whose seconds,
 nanos and numbers get the same boundaries), and at most one member of each
 oneof. Nothing is written per message type.
 
-`Hints` lets a caller bias string fields by name (a namespace the caller may
+`Hints` lets a caller bias fields by name (a namespace the caller may
 use, a template that exists) so requests also reach the code behind
 validation; a hinted field still draws generic values one time in four.
 
@@ -117,8 +117,10 @@ def _scalar(field: FieldDescriptor, huge: int) -> Strategy:
         return _bytes(huge)
     if kind == field.TYPE_ENUM:
         assert field.enum_type is not None
+        # Mostly a defined value other than the zero (UNSPECIFIED) one; any int32 too.
         defined = [value.number for value in field.enum_type.values]
-        return weighted(st.sampled_from(defined), _integers(INT32))  # Undefined numbers too.
+        named = [number for number in defined if number] or defined
+        return weighted(st.sampled_from(named), _integers(INT32))
     raise TypeError(f"no strategy for field {field.full_name} of type {kind}")
 
 
@@ -159,11 +161,14 @@ class MessageStrategies:
         return self._cache[key]
 
     def _value(self, field: FieldDescriptor, depth: int, hinted: bool = True) -> Strategy:
-        """One value of a (non-repeated view of a) field; hints apply to string fields."""
+        """One value of a (non-repeated view of a) field."""
         if field.message_type is not None:
-            return self.messages(field.message_type, depth + 1)
-        generic = _scalar(field, self.huge)
-        hint = self.hints.get(field.name) if field.type == field.TYPE_STRING else None
+            generic = self.messages(field.message_type, depth + 1)
+        else:
+            generic = _scalar(field, self.huge)
+        # Hints are strings or messages: an enum or number of the same name keeps its own.
+        takes_hint = field.message_type is not None or field.type == field.TYPE_STRING
+        hint = self.hints.get(field.name) if takes_hint else None
         return generic if hint is None or not hinted else weighted(hint, generic)
 
     def _presence(self, field: FieldDescriptor) -> Strategy:

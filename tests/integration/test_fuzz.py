@@ -7,6 +7,8 @@ plain (synchronous) channels. Each RPC gets well-typed random requests with
 boundary values (tests/proto_strategies.py), damaged encodings and bytes that
 do not decode, mostly from an admin caller so calls pass the gate and reach
 the handlers, sometimes from a narrower one, without a token or with a bad one.
+Every paged answer's next-page token is also sent back forged to offsets past
+int64, since only a token issued for that very query gets past its check.
 
 Every answer must be a clean status: never UNKNOWN, INTERNAL, UNAVAILABLE
 (a crashed server) or DEADLINE_EXCEEDED (a call that hangs), never a
@@ -17,7 +19,9 @@ latency per RPC are printed and written to a JSON results file.
 `ATTUNE_FUZZ_EXAMPLES` (default 120 per RPC) and `ATTUNE_FUZZ_HUGE` (the
 length of huge strings, default 4,000) raise the effort: `make fuzz` runs
 thousands per RPC with strings past every size limit. `ATTUNE_FUZZ_RESULTS`
-names the results file (default: in pytest's temporary directory).
+names the results file (default: in pytest's temporary directory);
+`ATTUNE_FUZZ_CALL_DEADLINE` bounds each call (30 s) and
+`ATTUNE_FUZZ_TEST_TIMEOUT` each RPC's run (300 s; 0 for none).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.forms import to_form_value
@@ -60,12 +65,14 @@ from tests.integration.secured_pair import (
     method_path,
     secured_pair,
 )
-from tests.proto_strategies import MessageStrategies, Strategy, mutated, undecodable
+from tests.proto_strategies import MessageStrategies, Strategy, mutated, texts, undecodable
 
 EXAMPLES = int(os.environ.get("ATTUNE_FUZZ_EXAMPLES", "120"))
 HUGE = int(os.environ.get("ATTUNE_FUZZ_HUGE", "4000"))
 RESULTS = os.environ.get("ATTUNE_FUZZ_RESULTS", "")
 CALL_DEADLINE = float(os.environ.get("ATTUNE_FUZZ_CALL_DEADLINE", "30"))
+# Seconds one RPC's whole run may take (0: no limit, for long runs).
+TEST_TIMEOUT = int(os.environ.get("ATTUNE_FUZZ_TEST_TIMEOUT", "300"))
 
 # Codes that mean the server failed, not the caller: a bug, a crash, a hang.
 UNCLEAN = {
@@ -181,6 +188,29 @@ def forged_pages(token: str) -> list[tuple[int, str]]:
 OPTIONAL_HINTS = ("page_token", "filter", "order_by", "group_by", "runner", "session_id")
 
 
+# Content the write pipeline must refuse or scrub: a secret, an email, an SSN.
+TOUCHY = [
+    "key AKIAZ7Q4M2W8R5T1Y6UX here",
+    "mail victim.person@example.org now",
+    "ssn 078-05-1120",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----",
+]
+
+
+@st.composite
+def patterns(draw: Callable[[Strategy], Any], text: Strategy) -> memory_pb2.Pattern:
+    """Patterns valid but for their free text, so stores reach the write pipeline."""
+    content: str = draw(st.one_of(text, st.sampled_from(TOUCHY), texts(HUGE)))
+    return memory_pb2.Pattern(
+        id=draw(st.sampled_from(["p-1", "p-new", "p-sensitive", "p-other"])),
+        type=draw(st.sampled_from(memory_pb2.PatternType.values()[1:])),
+        classification=draw(st.sampled_from(common_pb2.Classification.values()[1:])),
+        content=content,
+        tags=draw(st.lists(st.one_of(st.sampled_from(TOUCHY), texts(40)), max_size=3)),
+        template_id=draw(st.sampled_from(["", "python_package_publish"])),
+    )
+
+
 def hints(run_ids: list[str]) -> dict[str, Strategy]:
     """Field values (by field name, in any message) that pass validation often."""
     catalog = load_catalog(None).catalog
@@ -207,6 +237,7 @@ def hints(run_ids: list[str]) -> dict[str, Strategy]:
         "answers[]": st.sampled_from(questions),
         "form_responses[]": st.sampled_from(questions),
         "tier_distribution[]": st.sampled_from(["cheap", "capable", "premium"]),
+        "pattern": patterns(text),
     }
 
 
@@ -446,7 +477,7 @@ def requests_for(method: MethodDescriptor, strategies: MessageStrategies) -> Str
     return st.integers(0, 9).flatmap(lambda n: encoded if n < 8 else damaged if n == 8 else garbage)
 
 
-@pytest.mark.timeout(0)
+@pytest.mark.timeout(TEST_TIMEOUT)
 @pytest.mark.parametrize("method", every_method(), ids=lambda method: method.full_name)
 def test_every_answer_is_a_clean_status(fuzzer: Fuzzer, method: MethodDescriptor) -> None:
     strategies = MessageStrategies(hints(fuzzer.run_ids), huge=HUGE, optional=OPTIONAL_HINTS)
