@@ -96,6 +96,16 @@ format: $(VENV_STAMP) $(NODE_STAMP) ## Apply ruff and buf formatting.
 test: $(VENV_STAMP) $(NODE_STAMP) redis-tools ## Run unit, integration, e2e and polyglot tests (fails if none ran).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The long fuzz run: requests per RPC, and the length of huge strings (past every size limit).
+FUZZ_EXAMPLES ?= 2000
+FUZZ_HUGE ?= 300000
+
+.PHONY: fuzz
+fuzz: $(VENV_STAMP) ## Fuzz every RPC of both services long (FUZZ_EXAMPLES per RPC); results in fuzz-results.json.
+	ATTUNE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ATTUNE_FUZZ_HUGE=$(FUZZ_HUGE) ATTUNE_FUZZ_CALL_DEADLINE=60 \
+	  ATTUNE_FUZZ_TEST_TIMEOUT=0 ATTUNE_FUZZ_RESULTS=$(abspath fuzz-results.json) \
+	  $(BIN)/pytest tests/integration/test_fuzz.py -p no:randomly $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: $(VENV_STAMP) ## Run the benchmarks in tests/bench (not part of `make test`).
 	$(BIN)/pytest tests/bench -p no:timeout -s $(PYTEST_ARGS)

@@ -30,6 +30,7 @@ from memory_service.servicer import MemoryServicer
 from memory_service.settings import MemorySettings
 from memory_service.store.factory import open_store
 from memory_service.store.redis_store import RedisStore
+from memory_service.undecodable_audit import audit_undecodable
 from memory_service.write_pipeline import DAY_SECONDS, Retention
 
 SERVICE_NAME = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
@@ -150,7 +151,8 @@ async def start(settings: MemorySettings) -> RunningService:
         if provider is not None:
             await provider.aclose()
 
-    managed = ManagedServer(settings, SERVICE_NAME, register, store.ping)
+    undecodable = audit_undecodable(SERVICE_NAME, authenticator, audit_log)
+    managed = ManagedServer(settings, SERVICE_NAME, register, store.ping, undecodable)
     await managed.start()
     sweep.start()
     return RunningService(

@@ -4,6 +4,9 @@ Every RPC gets a request id (from `x-request-id`, else new) and a trace id
 (from a W3C `traceparent`, else new) in the logging context. Exceptions
 become precise statuses: `ServiceError` as given, `NotImplementedError` as
 UNIMPLEMENTED naming the RPC, anything else as INTERNAL without a traceback.
+Requests are decoded tolerantly (see decoding.py): unknown fields are dropped,
+and undecodable bytes answer INVALID_ARGUMENT, logged as a warning and
+reported to the optional `on_undecodable` hook (the memory service audits them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ from typing import Any, cast
 
 import grpc
 
+from memory_service.servicekit.decoding import (
+    Undecodable,
+    UndecodableHook,
+    tolerant,
+    undecodable_error,
+)
 from memory_service.servicekit.errors import ServiceError
 from memory_service.servicekit.logging import request_id_var, trace_id_var
 
@@ -67,6 +76,22 @@ class _Call:
         log.error("unhandled error in %s", self.method, exc_info=error)
         await context.abort(self.code, f"internal error (request id {self.request_id})")
 
+    def refuse_undecodable(
+        self,
+        request: Undecodable,
+        context: grpc.aio.ServicerContext[Any, Any],
+        hook: UndecodableHook | None,
+    ) -> ServiceError:
+        """The error answering an undecodable request, once logged and reported."""
+        # A client's mistake, not ours: a warning without a traceback.
+        log.warning("undecodable request", extra={"method": self.method, "bytes": request.size})
+        if hook is not None:
+            try:
+                hook(self.method, context)
+            except Exception:
+                log.exception("undecodable-request hook failed in %s", self.method)
+        return undecodable_error(self.method)
+
     def finish(self) -> None:
         level = logging.DEBUG if self.method.startswith(_QUIET_PREFIXES) else logging.INFO
         log.log(
@@ -95,11 +120,15 @@ def _code_after(
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
-def _wrap_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+def _wrap_unary(
+    method: str, behavior: UnaryBehavior, hook: UndecodableHook | None
+) -> UnaryBehavior:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, context.invocation_metadata())
         call.enter()
         try:
+            if isinstance(request, Undecodable):
+                raise call.refuse_undecodable(request, context, hook)
             return await behavior(request, context)
         except BaseException as error:
             if _is_passthrough(error):
@@ -112,13 +141,17 @@ def _wrap_unary(method: str, behavior: UnaryBehavior) -> UnaryBehavior:
     return handle
 
 
-def _wrap_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
+def _wrap_stream(
+    method: str, behavior: StreamBehavior, hook: UndecodableHook | None
+) -> StreamBehavior:
     async def handle(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncGenerator[Any, None]:
         call = _Call(method, context.invocation_metadata())
         call.enter()
         try:
+            if isinstance(request, Undecodable):
+                raise call.refuse_undecodable(request, context, hook)
             responses = behavior(request, context)
             if inspect.isawaitable(responses):
                 # A handler that streams with context.write() instead of yield.
@@ -143,7 +176,13 @@ def _wrap_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
 
 
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps unary-unary and unary-stream handlers; passes others through."""
+    """Wraps unary-unary and unary-stream handlers; passes others through.
+
+    `on_undecodable` is told of every call whose request bytes do not decode.
+    """
+
+    def __init__(self, on_undecodable: UndecodableHook | None = None) -> None:
+        self._on_undecodable = on_undecodable
 
     async def intercept_service(
         self,
@@ -155,18 +194,21 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
+        method, hook = handler_call_details.method, self._on_undecodable
+        deserializer = handler.request_deserializer
+        if deserializer is not None:
+            deserializer = tolerant(deserializer)
         # Under grpc.aio the behaviours are coroutine and async-generator functions.
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, cast(UnaryBehavior, handler.unary_unary)),
-                request_deserializer=handler.request_deserializer,
+                _wrap_unary(method, cast(UnaryBehavior, handler.unary_unary), hook),
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, cast(StreamBehavior, handler.unary_stream)),
-                request_deserializer=handler.request_deserializer,
+                _wrap_stream(method, cast(StreamBehavior, handler.unary_stream), hook),
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler

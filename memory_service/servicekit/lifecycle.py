@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from memory_service.servicekit.decoding import UndecodableHook
 from memory_service.servicekit.interceptors import ObservabilityInterceptor
 from memory_service.servicekit.private_files import private_dir, private_opener
 from memory_service.servicekit.settings import ServerSettings
@@ -79,12 +80,14 @@ class ManagedServer:
         service_name: str,
         register: Callable[[grpc.aio.Server], None],
         readiness: ReadinessProbe,
+        on_undecodable: UndecodableHook | None = None,
     ) -> None:
         self.settings = settings
         self.service_name = service_name
         self.health = HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[ObservabilityInterceptor()], options=server_options(settings)
+            interceptors=[ObservabilityInterceptor(on_undecodable)],
+            options=server_options(settings),
         )
         register(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -1,0 +1,46 @@
+"""Auditing memory calls whose request bytes do not decode.
+
+Such a call never reaches the gate in audited.py (there is no request to
+read a namespace from), so the server's interceptor reports it here: one
+DENIED record with outcome INVALID_ARGUMENT, naming the caller when its
+token authenticates. Health and reflection calls are not audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import grpc
+
+from memory_service.audit_buffer import BufferedAudit
+from memory_service.security.audit import AuditAction, AuditRecord
+from memory_service.security.identity import Authenticator
+from memory_service.servicekit.decoding import UndecodableHook
+from memory_service.servicekit.errors import ServiceError
+
+
+def audit_undecodable(
+    service_name: str, authenticator: Authenticator, audit_log: BufferedAudit
+) -> UndecodableHook:
+    """A hook auditing undecodable calls of `service_name` (its full proto name)."""
+    prefix = f"/{service_name}/"
+
+    def hook(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if not method.startswith(prefix):
+            return
+        try:
+            metadata = cast(Sequence[tuple[str, str | bytes]], context.invocation_metadata() or ())
+            principal = authenticator.authenticate(metadata).user_id
+        except ServiceError:
+            principal = ""  # As the gate records a caller it could not authenticate.
+        audit_log.submit(
+            AuditRecord(
+                principal=principal,
+                namespace="",
+                action=AuditAction.DENIED,
+                outcome=grpc.StatusCode.INVALID_ARGUMENT.name,
+            )
+        )
+
+    return hook
