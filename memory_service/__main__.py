@@ -151,7 +151,7 @@ async def start(settings: MemorySettings) -> RunningService:
         if provider is not None:
             await provider.aclose()
 
-    undecodable = audit_undecodable(SERVICE_NAME, authenticator, audit_log)
+    undecodable = audit_undecodable(SERVICE_NAME, authenticator, audit_log, denials)
     managed = ManagedServer(settings, SERVICE_NAME, register, store.ping, undecodable)
     await managed.start()
     sweep.start()

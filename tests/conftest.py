@@ -68,6 +68,10 @@ class Stack:
         )
         self.executor = await start_executor(settings)
 
+    def channel(self, port: int) -> grpc.aio.Channel:
+        """A channel to a port on this machine, closed with the stack."""
+        return self._channel(port)
+
     def _channel(self, port: int) -> grpc.aio.Channel:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.channels.append(channel)

@@ -88,6 +88,8 @@ class _Call:
         if hook is not None:
             try:
                 hook(self.method, context)
+            except ServiceError as refusal:
+                return refusal  # The hook's own answer: a flood over its budget, say.
             except Exception:
                 log.exception("undecodable-request hook failed in %s", self.method)
         return undecodable_error(self.method)

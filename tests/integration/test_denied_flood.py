@@ -122,3 +122,33 @@ async def test_folded_calls_are_counted_when_the_service_stops(tmp_path: Path) -
         ("RESOURCE_EXHAUSTED", 1),
         ("RESOURCE_EXHAUSTED", 10),
     ]
+
+
+async def test_a_flood_of_undecodable_bytes_draws_on_the_same_budget(tmp_path: Path) -> None:
+    async with secured_memory(
+        tmp_path, denied_calls_burst=3, denied_calls_per_second=0.001
+    ) as memory:
+        # Bytes no protobuf parser accepts: a field tag with wire type 7.
+        channel = memory.stack.channel(memory.stack.memory_port)
+        garbage: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/attune.memory.v1.MemoryService/GetPattern"
+        )
+        codes = []
+        for _ in range(40):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await garbage(b"\x0f\xff\xff", timeout=10)
+            codes.append(refused.value.code())
+        assert (
+            codes
+            == [grpc.StatusCode.INVALID_ARGUMENT] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 37
+        )
+        data_dir = memory.stack.memory_settings().data_dir
+    lines = [line for line in audit_lines(data_dir) if line["action"] == "denied"]
+    # Three plain records, the first limited call, then the other 36 as one.
+    assert [(line["outcome"], line["repeat_count"]) for line in lines] == [
+        ("INVALID_ARGUMENT", 1),
+        ("INVALID_ARGUMENT", 1),
+        ("INVALID_ARGUMENT", 1),
+        ("RESOURCE_EXHAUSTED", 1),
+        ("RESOURCE_EXHAUSTED", 36),
+    ]
