@@ -54,6 +54,7 @@ from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
 from memory_service.search.index import Hit, SearchIndex, rank_key
 from memory_service.search.query import Term
+from memory_service.security.pii import ScrubBudgetExceededError
 from memory_service.write_pipeline import classified_and_scrubbed
 
 log = logging.getLogger("attune.executor.local_index")
@@ -70,14 +71,19 @@ _MANIFEST = "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TE
 _BATCH = 500
 
 
-def as_memory_stores(pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
+def as_memory_stores(pattern: memory_pb2.Pattern) -> memory_pb2.Pattern | None:
     """The pattern as the memory service's write pipeline stores it, as far
     as search can tell: classified on the pattern as sent, then PII-scrubbed.
 
     Owner and expiry are left out: no filter can name them, and the memory
-    service's retention settings are not the executor's.
+    service's retention settings are not the executor's. None when it holds
+    more text than scrubbing may check: the memory service refuses it too.
     """
-    stored, _, _ = classified_and_scrubbed(pattern)
+    try:
+        stored, _, _ = classified_and_scrubbed(pattern)
+    except ScrubBudgetExceededError:
+        log.warning("run not indexed: too much text to scrub", extra={"run_id": pattern.id})
+        return None
     return stored
 
 
@@ -197,8 +203,10 @@ class LocalIndex:
                     run = _read_run(runs.root, run_id)  # An unreadable run is logged and skipped.
                     if run is None:
                         continue
-                    self._put(as_memory_stores(run_to_pattern(run, catalog.get(run.template_id))))
-                    added += 1
+                    stored = as_memory_stores(run_to_pattern(run, catalog.get(run.template_id)))
+                    if stored is not None:
+                        self._put(stored)
+                        added += 1
         return added, len(gone)
 
     def _reuse(self) -> set[str]:
@@ -262,6 +270,8 @@ class LocalIndex:
         run missing here is indexed from its files at the next start.
         """
         stored = as_memory_stores(pattern)
+        if stored is None:
+            return
         try:
             with _transaction(self._open_db), _transaction(self._sensitive_db):
                 self._put(stored)

@@ -29,6 +29,7 @@ from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction, AuditRecord
 from memory_service.security.identity import Action, Authenticator, Principal, authorize
+from memory_service.security.pii import PhoneBudget
 from memory_service.security.secrets import scan_text
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
@@ -36,7 +37,7 @@ from memory_service.servicekit.paging import decode_token, encode_token
 from memory_service.store.base import PatternConflictError, PatternStore
 from memory_service.store.context import ContextItem
 from memory_service.store.guard import store_errors_as_status
-from memory_service.write_pipeline import Retention, secure
+from memory_service.write_pipeline import Retention, off_loop, secure
 
 log = logging.getLogger("attune.memory")
 
@@ -133,15 +134,22 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self._context_ttl = context_ttl  # (default, maximum) seconds
         self.audit_log = audit_log  # Every RPC writes one record here (see guarded).
 
-    def _prepare(
-        self, request: memory_pb2.StorePatternRequest, principal: Principal, field_prefix: str
+    async def _prepare(
+        self,
+        request: memory_pb2.StorePatternRequest,
+        principal: Principal,
+        field_prefix: str,
+        budget: PhoneBudget | None = None,
     ) -> tuple[memory_pb2.Pattern, dict[str, int]]:
         """The pattern as it may be stored: valid, free of secrets, scrubbed, classified."""
         if violations := store_violations(request, field_prefix):
-            raise invalid_argument(violations)
+            raise invalid_argument(violations)  # Sizes are checked before any scan.
         authorize(principal, request.namespace, Action.WRITE)
-        secured = secure(
-            request.pattern, principal, self._retention, time.time_ns() // 1000, field_prefix
+        now_us = time.time_ns() // 1000
+        secured = await off_loop(
+            lambda: secure(
+                request.pattern, principal, self._retention, now_us, field_prefix, budget
+            )
         )
         return secured.pattern, dict(secured.scrubbed)
 
@@ -187,7 +195,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     async def _store_one(
         self, request: memory_pb2.StorePatternRequest, principal: Principal
     ) -> memory_pb2.StorePatternResponse:
-        pattern, scrubbed = self._prepare(request, principal, "")
+        pattern, scrubbed = await self._prepare(request, principal, "")
         if self._semantic is not None and _embeddable(pattern):
             await self._semantic.embed_patterns([pattern])
         return await self._commit(request, pattern, scrubbed)
@@ -222,9 +230,12 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         # Each item is checked on its own (namespace rights included): one bad
         # item fails alone.
         ready: list[tuple[int, memory_pb2.Pattern, dict[str, int]]] = []
+        budget = PhoneBudget()  # One for the whole batch: it bounds the request's CPU.
         for index, item in enumerate(request.requests):
             try:
-                pattern, scrubbed = self._prepare(item, principal, f"requests[{index}].")
+                pattern, scrubbed = await self._prepare(
+                    item, principal, f"requests[{index}].", budget
+                )
                 ready.append((index, pattern, scrubbed))
             except ServiceError as error:
                 results[index].code = error.code.value[0]
@@ -448,15 +459,17 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             )
         # Short-term or not, a secret is never stored. (PII may stay for the
         # session's lifetime: it is scrubbed if the entry is promoted.)
-        found = [
-            (field, kind)
-            for field, text in (
-                ("session_id", request.session_id),
-                ("key", request.key),
-                ("value", request.value),
-            )
-            for kind in scan_text(text, request.key if field == "value" else "")
-        ]
+        found = await off_loop(
+            lambda: [
+                (field, kind)
+                for field, text in (
+                    ("session_id", request.session_id),
+                    ("key", request.key),
+                    ("value", request.value),
+                )
+                for kind in scan_text(text, request.key if field == "value" else "")
+            ]
+        )
         if found:
             raise invalid_argument(
                 (field, f"contains a {kind}; secrets are never stored (value not shown)")
