@@ -25,7 +25,7 @@ from memory_service.patterns import (
 )
 from memory_service.search.filter import FilterError, compile_filter
 from memory_service.search.index import Hit, Recency
-from memory_service.search.planning import PlanError, plan_search
+from memory_service.search.planning import PlanError, plan_search, size_violations
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction, AuditRecord
 from memory_service.security.identity import Action, Authenticator, Principal, authorize
@@ -306,6 +306,8 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         violations = namespace_violations(request.namespace)
         if not 0 <= request.page_size <= MAX_SEARCH_PAGE:
             violations.append(("page_size", f"must be between 0 and {MAX_SEARCH_PAGE}"))
+        # Sizes first: nothing reads the query or filter before they are bounded.
+        violations += size_violations(request.query, request.filter)
         if violations:
             raise invalid_argument(violations)
         vocabulary = await self._store.query_vocabulary(request.namespace)
