@@ -10,11 +10,12 @@ worst read waited as long as the costly request ran (6 to 15 s).
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import string
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -39,27 +40,33 @@ async def _seed_bystander(stack: Stack) -> None:
 
 
 def _read_until(address: str, started: threading.Event, stop: threading.Event) -> list[float]:
-    """Reads the bystander's pattern back to back until `stop`: the time between answers.
+    """Reads the bystander's pattern back to back until `stop`: the times between answers.
 
     Between answers, not per call: a stall that holds the interpreter lock
-    (a long regex does) stops this thread too, before it could start a clock.
+    (a long regex does) stops this thread too, before it could start a
+    clock. From the first answer to the last, read after `stop`, every
+    moment lies in one of the gaps.
     """
     gaps: list[float] = []
     with grpc.insecure_channel(address) as channel:
         stub = memory_pb2_grpc.MemoryServiceStub(channel)
         request = memory_pb2.GetPatternRequest(namespace=OTHER, pattern_id="cheap")
+        stub.GetPattern(request, timeout=120)
         last = time.monotonic()
-        while not (stop.is_set() and gaps):
+        started.set()
+        finished = False
+        while not finished:
+            finished = stop.is_set()  # Then this read is the last.
             stub.GetPattern(request, timeout=120)
             now = time.monotonic()
-            if started.is_set():
-                gaps.append(now - last)
+            gaps.append(now - last)
             last = now
-            started.set()
     return gaps
 
 
-async def _worst_read_during(stack: Stack, costly: Awaitable[object]) -> tuple[object, float]:
+async def _worst_read_during(
+    stack: Stack, costly: Callable[[], Awaitable[object]]
+) -> tuple[object, float]:
     """The costly call's outcome (its result or its error), and the longest wait meanwhile."""
     started, stop = threading.Event(), threading.Event()
     reader = asyncio.ensure_future(
@@ -68,7 +75,7 @@ async def _worst_read_during(stack: Stack, costly: Awaitable[object]) -> tuple[o
     await asyncio.to_thread(started.wait, 30)  # The reader is going before the costly call.
     outcome: object
     try:
-        outcome = await costly
+        outcome = await costly()  # Called only now: a call starts when it is made.
     except grpc.aio.AioRpcError as error:
         outcome = error
     finally:
@@ -84,8 +91,10 @@ async def test_a_quadratic_looking_url_does_not_stall_other_namespaces(stack: St
         type=memory_pb2.PATTERN_TYPE_INSIGHT,
         content="http://a.example/?" + "key" * 32_000,  # 96K characters: 15 s before.
     )
-    costly = stack.memory_stub().StorePattern(
-        memory_pb2.StorePatternRequest(namespace="writer", pattern=pattern), timeout=120
+    costly = functools.partial(
+        stack.memory_stub().StorePattern,
+        memory_pb2.StorePatternRequest(namespace="writer", pattern=pattern),
+        timeout=120,
     )
     outcome, worst = await _worst_read_during(stack, costly)
     assert isinstance(outcome, memory_pb2.StorePatternResponse)
@@ -95,7 +104,8 @@ async def test_a_quadratic_looking_url_does_not_stall_other_namespaces(stack: St
 async def test_a_secret_scan_of_a_large_context_value_does_not_stall(stack: Stack) -> None:
     await _seed_bystander(stack)
     value = ("http://a.example/?" + "key" * MAX_CONTEXT_VALUE)[:MAX_CONTEXT_VALUE]  # 6.4 s before.
-    costly = stack.memory_stub().SetContext(
+    costly = functools.partial(
+        stack.memory_stub().SetContext,
         memory_pb2.SetContextRequest(namespace="writer", session_id="s", key="k", value=value),
         timeout=120,
     )
@@ -116,8 +126,10 @@ async def test_scrubbing_a_large_numeric_pattern_happens_off_the_event_loop(stac
         type=memory_pb2.PATTERN_TYPE_INSIGHT,
         content="".join(rows)[:MAX_CONTENT_BYTES],
     )
-    costly = stack.memory_stub().StorePattern(
-        memory_pb2.StorePatternRequest(namespace="writer", pattern=pattern), timeout=120
+    costly = functools.partial(
+        stack.memory_stub().StorePattern,
+        memory_pb2.StorePatternRequest(namespace="writer", pattern=pattern),
+        timeout=120,
     )
     outcome, worst = await _worst_read_during(stack, costly)
     assert isinstance(outcome, memory_pb2.StorePatternResponse)
@@ -130,8 +142,10 @@ async def test_an_oversized_query_is_refused_at_once(stack: Stack, size: int) ->
     query = ("failed runs that cost more than $5 with 3 agents last week " * (size // 60 + 1))[
         :size
     ]
-    costly = stack.memory_stub().SearchPatterns(
-        memory_pb2.SearchPatternsRequest(namespace="reader", query=query), timeout=120
+    costly = functools.partial(
+        stack.memory_stub().SearchPatterns,
+        memory_pb2.SearchPatternsRequest(namespace="reader", query=query),
+        timeout=120,
     )
     outcome, worst = await _worst_read_during(stack, costly)
     assert isinstance(outcome, grpc.aio.AioRpcError)
@@ -143,8 +157,8 @@ async def test_an_oversized_query_is_refused_at_once(stack: Stack, size: int) ->
 async def test_an_oversized_search_runs_is_refused_by_the_executor_at_once(stack: Stack) -> None:
     await _seed_bystander(stack)
     query = ("failed runs that cost more than $5 with 3 agents last week " * 1700)[:100_000]
-    costly = stack.executor_stub().SearchRuns(
-        executor_pb2.SearchRunsRequest(query=query), timeout=120
+    costly = functools.partial(
+        stack.executor_stub().SearchRuns, executor_pb2.SearchRunsRequest(query=query), timeout=120
     )
     outcome, worst = await _worst_read_during(stack, costly)
     assert isinstance(outcome, grpc.aio.AioRpcError)
@@ -174,8 +188,10 @@ async def test_correcting_against_a_huge_vocabulary_does_not_stall(stack: Stack)
         )
     # A legal query: 1,016 characters of words no pattern holds, each a typo candidate.
     query = words(200, 7, 9)[:1016]
-    costly = stub.SearchPatterns(
-        memory_pb2.SearchPatternsRequest(namespace="huge", query=query), timeout=120
+    costly = functools.partial(
+        stub.SearchPatterns,
+        memory_pb2.SearchPatternsRequest(namespace="huge", query=query),
+        timeout=120,
     )
     outcome, worst = await _worst_read_during(stack, costly)
     assert isinstance(outcome, memory_pb2.SearchPatternsResponse)
