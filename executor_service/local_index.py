@@ -57,6 +57,7 @@ from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
 from memory_service.search.index import Hit, SearchIndex, rank_key
 from memory_service.search.query import Term
+from memory_service.security.pii import ScrubBudgetExceededError
 from memory_service.security.secrets import find_secrets
 from memory_service.servicekit.private_files import private_file
 from memory_service.write_pipeline import classified_and_scrubbed
@@ -75,14 +76,19 @@ _MANIFEST = "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TE
 _BATCH = 500
 
 
-def as_memory_stores(pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
+def as_memory_stores(pattern: memory_pb2.Pattern) -> memory_pb2.Pattern | None:
     """The pattern as the memory service's write pipeline stores it, as far
     as search can tell: classified on the pattern as sent, then PII-scrubbed.
 
     Owner and expiry are left out: no filter can name them, and the memory
-    service's retention settings are not the executor's.
+    service's retention settings are not the executor's. None when it holds
+    more text than scrubbing may check: the memory service refuses it too.
     """
-    stored, _, _ = classified_and_scrubbed(pattern)
+    try:
+        stored, _, _ = classified_and_scrubbed(pattern)
+    except ScrubBudgetExceededError:
+        log.warning("run not indexed: too much text to scrub", extra={"run_id": pattern.id})
+        return None
     return stored
 
 
@@ -208,8 +214,10 @@ class LocalIndex:
                         # either; read again at each start (only runs from before
                         # answers were scanned up front can hold one).
                         continue
-                    self._put(as_memory_stores(pattern))
-                    added += 1
+                    stored = as_memory_stores(pattern)
+                    if stored is not None:
+                        self._put(stored)
+                        added += 1
         return added, len(gone)
 
     def _reuse(self) -> set[str]:
@@ -276,6 +284,8 @@ class LocalIndex:
         """
         # No secret check here: a run's answers were scanned before it started.
         stored = as_memory_stores(pattern)
+        if stored is None:
+            return
         try:
             with _transaction(self._open_db), _transaction(self._sensitive_db):
                 self._put(stored)

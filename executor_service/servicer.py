@@ -55,7 +55,7 @@ from executor_service.templates.models import Template, TierStrategy
 from executor_service.templates.proto import template_to_proto
 from executor_service.workflow_run import IN_PROGRESS, WorkflowRun
 from memory_service.search.filter import FilterError, compile_filter, matches
-from memory_service.search.planning import PlanError, SearchPlan, plan_search
+from memory_service.search.planning import PlanError, SearchPlan, plan_search, size_violations
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found, unavailable
 from memory_service.servicekit.paging import (
     decode_cursor,
@@ -372,6 +372,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self, request: executor_pb2.SearchRunsRequest, context: Context
     ) -> executor_pb2.SearchRunsResponse:
         limit = page_bounds(request.page_size, 10, 100)
+        # Sizes first: nothing reads the query or filter before they are bounded.
+        if violations := size_violations(request.query, request.filter):
+            raise invalid_argument(violations)
         # A caller who sent credentials searches memory as themselves, so their
         # namespaces and visibility apply. The header is passed explicitly,
         # not through a context variable like the request id: credentials

@@ -28,11 +28,11 @@ from memory_service.patterns import (
 )
 from memory_service.search.filter import FilterError, compile_filter
 from memory_service.search.index import Hit, Recency
-from memory_service.search.planning import PlanError, plan_search
+from memory_service.search.planning import PlanError, plan_search, size_violations
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction, AuditRecord
 from memory_service.security.identity import Action, Authenticator, Principal, authorize
-from memory_service.security.pii import scrub_text
+from memory_service.security.pii import PhoneBudget, scrub_text
 from memory_service.security.secrets import scan_text
 from memory_service.semantic import Ranked, Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
@@ -54,7 +54,7 @@ from memory_service.sizes import (
 from memory_service.store.base import PatternConflictError, PatternStore
 from memory_service.store.context import ContextItem, ContextOwnedError
 from memory_service.store.guard import store_errors_as_status
-from memory_service.write_pipeline import Retention, secure
+from memory_service.write_pipeline import Retention, off_loop, secure
 
 log = logging.getLogger("attune.memory")
 
@@ -156,8 +156,12 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self._max_pattern_bytes = min(max_pattern_bytes, RESPONSE_BUDGET - ITEM_OVERHEAD)
         self.denials = denials  # The budget of refused calls per peer (see guarded).
 
-    def _prepare(
-        self, request: memory_pb2.StorePatternRequest, principal: Principal, field_prefix: str
+    async def _prepare(
+        self,
+        request: memory_pb2.StorePatternRequest,
+        principal: Principal,
+        field_prefix: str,
+        budget: PhoneBudget | None = None,
     ) -> tuple[memory_pb2.Pattern, dict[str, int]]:
         """The pattern as it may be stored: valid, free of secrets, scrubbed, classified."""
         violations = store_violations(request, field_prefix)
@@ -169,8 +173,11 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if violations:
             raise invalid_argument(violations)
         authorize(principal, request.namespace, Action.WRITE)
-        secured = secure(
-            request.pattern, principal, self._retention, time.time_ns() // 1000, field_prefix
+        now_us = time.time_ns() // 1000
+        secured = await off_loop(
+            lambda: secure(
+                request.pattern, principal, self._retention, now_us, field_prefix, budget
+            )
         )
         return secured.pattern, dict(secured.scrubbed)
 
@@ -221,7 +228,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     async def _store_one(
         self, request: memory_pb2.StorePatternRequest, principal: Principal
     ) -> memory_pb2.StorePatternResponse:
-        pattern, scrubbed = self._prepare(request, principal, "")
+        pattern, scrubbed = await self._prepare(request, principal, "")
         if self._semantic is not None and _embeddable(pattern):
             await self._semantic.embed_patterns([pattern])
         return await self._commit(request, pattern, scrubbed)
@@ -256,9 +263,12 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         # Each item is checked on its own (namespace rights included): one bad
         # item fails alone.
         ready: list[tuple[int, memory_pb2.Pattern, dict[str, int]]] = []
+        budget = PhoneBudget()  # One for the whole batch: it bounds the request's CPU.
         for index, item in enumerate(request.requests):
             try:
-                pattern, scrubbed = self._prepare(item, principal, f"requests[{index}].")
+                pattern, scrubbed = await self._prepare(
+                    item, principal, f"requests[{index}].", budget
+                )
                 ready.append((index, pattern, scrubbed))
             except ServiceError as error:
                 results[index].code = error.code.value[0]
@@ -365,6 +375,8 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         violations = namespace_violations(request.namespace)
         if not 0 <= request.page_size <= MAX_SEARCH_PAGE:
             violations.append(("page_size", f"must be between 0 and {MAX_SEARCH_PAGE}"))
+        # Sizes first: nothing reads the query or filter before they are bounded.
+        violations += size_violations(request.query, request.filter)
         if violations:
             raise invalid_argument(violations)
         vocabulary = await self._store.query_vocabulary(request.namespace, viewer=principal.user_id)
@@ -530,15 +542,17 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         # entry: only its writer reads it back (their own data, for the
         # session's lifetime), and it is scrubbed if promoted. A shared entry
         # is scrubbed now, since other principals read it.
-        found = [
-            (field, kind)
-            for field, text in (
-                ("session_id", request.session_id),
-                ("key", request.key),
-                ("value", request.value),
-            )
-            for kind in scan_text(text, request.key if field == "value" else "")
-        ]
+        found = await off_loop(
+            lambda: [
+                (field, kind)
+                for field, text in (
+                    ("session_id", request.session_id),
+                    ("key", request.key),
+                    ("value", request.value),
+                )
+                for kind in scan_text(text, request.key if field == "value" else "")
+            ]
+        )
         if found:
             raise invalid_argument(
                 (field, f"contains a {kind}; secrets are never stored (value not shown)")
@@ -550,7 +564,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             raise invalid_argument([("ttl", "must be positive")])
         value, scrubbed = request.value, Counter[str]()
         if request.shared:
-            value, scrubbed = scrub_text(request.value, request.key)
+            value, scrubbed = await off_loop(lambda: scrub_text(request.value, request.key))
         try:
             item = await self._store.set_context(
                 request.namespace,

@@ -9,8 +9,11 @@ sets the expiry from the classification, unless the pattern is pinned.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -19,11 +22,22 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from memory_service.security.classify import classify
 from memory_service.security.identity import ERROR_DOMAIN, Principal
-from memory_service.security.pii import scrub_pattern
+from memory_service.security.pii import PhoneBudget, ScrubBudgetExceededError, scrub_pattern
 from memory_service.security.secrets import find_secrets
 from memory_service.servicekit.errors import ServiceError
 
 DAY_SECONDS = 86400.0
+T = TypeVar("T")
+
+# Scanning is CPU-bound, so it never runs on the event loop, where it would
+# stall every other call. Two threads: one costly write leaves the other for
+# everyone else's, and the event loop keeps a fair share of the interpreter.
+_SCAN_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="write-scan")
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """Runs the scanning `work` on the scan threads."""
+    return await asyncio.get_running_loop().run_in_executor(_SCAN_THREADS, work)
 
 
 @dataclass(frozen=True)
@@ -83,18 +97,44 @@ def secret_rejection(pattern: memory_pb2.Pattern, field_prefix: str) -> ServiceE
 
 
 def classified_and_scrubbed(
-    pattern: memory_pb2.Pattern,
+    pattern: memory_pb2.Pattern, budget: PhoneBudget | None = None
 ) -> tuple[memory_pb2.Pattern, dict[str, int], str]:
     """A scrubbed copy with its classification set; the counts and the reason.
 
     Classified on the pattern as sent (an explicit classification wins), so
     scrubbing never hides a sensitive word from the rules. The executor's
     fallback index calls this too, so both sides index the same text.
+    Raises ScrubBudgetExceededError past the budget (see pii.PHONE_CANDIDATE_BUDGET).
     """
     classification, reason = classify(pattern)
-    stored, scrubbed = scrub_pattern(pattern)  # Always a copy: the input stays as it is.
+    # Always a copy: the input stays as it is.
+    stored, scrubbed = scrub_pattern(pattern, budget)
     stored.classification = classification
     return stored, scrubbed, reason
+
+
+def _unscrubbable(field_prefix: str) -> ServiceError:
+    """INVALID_ARGUMENT: the text is too long to check for personal data.
+
+    Not RESOURCE_EXHAUSTED: the same pattern always fails, so a retry (an
+    executor's outbox replay, say) must not send it again.
+    """
+    field = f"{field_prefix}pattern"
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"{field} holds more number-like text than can be checked for personal data "
+        "(phone numbers); nothing was stored: store it in smaller patterns",
+        [
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=field, description="too much number-like text to scrub"
+                    )
+                ]
+            ),
+            error_details_pb2.ErrorInfo(reason="SCRUB_BUDGET_EXCEEDED", domain=ERROR_DOMAIN),
+        ],
+    )
 
 
 def secure(
@@ -103,11 +143,20 @@ def secure(
     retention: Retention,
     now_us: int,
     field_prefix: str = "",
+    budget: PhoneBudget | None = None,
 ) -> SecuredWrite:
-    """The pattern as it may be stored; raises INVALID_ARGUMENT if it holds a secret."""
+    """The pattern as it may be stored; raises INVALID_ARGUMENT if it holds a
+    secret, or more text than scrubbing may check (`budget`, which a batch shares).
+
+    CPU-bound (the scanners are linear, phone numbers dearest): the memory
+    service runs it on its scan threads, never on the event loop.
+    """
     if (rejection := secret_rejection(pattern, field_prefix)) is not None:
         raise rejection
-    stored, scrubbed, reason = classified_and_scrubbed(pattern)
+    try:
+        stored, scrubbed, reason = classified_and_scrubbed(pattern, budget)
+    except ScrubBudgetExceededError:
+        raise _unscrubbable(field_prefix) from None
     stored.owner = principal.user_id
     if stored.pinned:
         stored.ClearField("expire_time")

@@ -19,6 +19,7 @@ bound of the earliest expiry and adds the clause only once it has passed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -113,6 +114,11 @@ _LN2 = 0.6931471805599453
 RANK_SQL = f"ln(max(k, 1e-12)) - h * {_LN2}"
 # Words worth correcting: letters only, long enough that an edit is a typo.
 _FUZZY_WORD = re.compile(r"[^\W\d_]{4,}")
+# The corrector's work is bounded whatever the query and the vocabulary: at
+# most this many terms of a query are corrected (the first ones), each
+# against at most this many known words of a length it can be within reach of.
+MAX_CORRECTED_TERMS = 8
+MAX_FUZZY_CANDIDATES = 30_000
 _ORDERABLE = {"create_time": "d.create_time_us", "id": "d.doc_id"}
 # Rows a read leaves out once something in the namespace has expired.
 _LIVE = " AND (d.expire_us = 0 OR d.expire_us > ?)"
@@ -226,6 +232,9 @@ class SearchIndex:
         # Per namespace, how many documents name each template id and numeric
         # question id: counted, so a word leaves with the last document naming it.
         self._query_words: dict[str, tuple[Counter[str], Counter[str]]] = {}
+        # Per namespace, the vocabulary by word length: the words and their
+        # ranks in it. Made when a correction needs it, dropped on change.
+        self._by_length: dict[str, dict[int, tuple[list[str], list[int]]]] = {}
         # Per namespace, at most the earliest expire_us of its documents (None:
         # none expires). Writes only lower it; it is recomputed outside
         # transactions, so a rollback never leaves it too high.
@@ -275,7 +284,10 @@ class SearchIndex:
                 (cursor.lastrowid, token, text),
             )
         if namespace in self._vocabulary:
-            self._vocabulary[namespace].update(w.lower() for w in _FUZZY_WORD.findall(text))
+            vocabulary = self._vocabulary[namespace]
+            known = len(vocabulary)
+            vocabulary.update(w.lower() for w in _FUZZY_WORD.findall(text))
+            self._grow_by_length(namespace, vocabulary, known)
         self._count_query_words(namespace, pattern, 1)
 
     def delete(self, namespace: str, pattern_id: str) -> bool:
@@ -299,6 +311,7 @@ class SearchIndex:
         if removed is None:
             # Its words are unknown: both word lists are rebuilt when next needed.
             self._vocabulary.pop(namespace, None)
+            self._by_length.pop(namespace, None)
             self._query_words.pop(namespace, None)
             return True
         self._count_query_words(namespace, removed, -1)
@@ -310,6 +323,7 @@ class SearchIndex:
         for word in gone:
             if vocabulary[word] <= 0:
                 del vocabulary[word]
+                self._by_length.pop(namespace, None)  # Made again when next needed.
         return True
 
     def expired(self, now_us: int) -> list[tuple[str, str]]:
@@ -351,6 +365,7 @@ class SearchIndex:
         """Drops what is cached in memory of a namespace (vocabularies, expiry
         bound); it is read again from the tables when next needed."""
         self._vocabulary.pop(namespace, None)
+        self._by_length.pop(namespace, None)
         self._query_words.pop(namespace, None)
         self._earliest.pop(namespace, None)
 
@@ -526,12 +541,15 @@ class SearchIndex:
         live, params = self._live(namespace)
         if live:
             gone: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
-            for (body,) in self._db.execute(
-                "SELECT body FROM docs WHERE namespace = ? AND expire_us > 0 AND expire_us <= ?",
+            for body, doc_id in self._db.execute(
+                "SELECT body, doc_id FROM docs "
+                "WHERE namespace = ? AND expire_us > 0 AND expire_us <= ?",
                 [namespace, *params],
             ):
-                expired = query_words(memory_pb2.Pattern.FromString(body))
-                for counter, words in zip(gone, expired, strict=True):
+                pattern = decode_pattern(body, namespace, doc_id)
+                if pattern is None:  # Damaged: its words stay counted until it is purged.
+                    continue
+                for counter, words in zip(gone, query_words(pattern), strict=True):
                     counter.update(words)
             templates, numeric = templates - gone[0], numeric - gone[1]
         return sorted(templates), sorted(numeric)
@@ -577,23 +595,75 @@ class SearchIndex:
             self._vocabulary[namespace] = words
         return self._vocabulary[namespace]
 
+    def _grow_by_length(self, namespace: str, vocabulary: Counter[str], known: int) -> None:
+        """Adds the words `vocabulary` gained past its first `known` to the lengths."""
+        by_length = self._by_length.get(namespace)
+        if by_length is None:
+            return
+        added = len(vocabulary) - known
+        # New words come last, in order; a rank need only follow that order.
+        fresh = reversed(list(itertools.islice(reversed(vocabulary), added)))
+        for rank, word in enumerate(fresh, start=_next_rank(by_length)):
+            words, ranks = by_length.setdefault(len(word), ([], []))
+            words.append(word)
+            ranks.append(rank)
+
+    def _words_by_length(self, namespace: str) -> dict[int, tuple[list[str], list[int]]]:
+        """The namespace's vocabulary by word length: the words, and their ranks in it."""
+        if namespace not in self._by_length:
+            by_length: dict[int, tuple[list[str], list[int]]] = {}
+            for rank, word in enumerate(self._vocabulary_words(namespace)):
+                words, ranks = by_length.setdefault(len(word), ([], []))
+                words.append(word)
+                ranks.append(rank)
+            self._by_length[namespace] = by_length
+        return self._by_length[namespace]
+
+    def _corrections(self, namespace: str, word: str) -> list[str]:
+        """Up to three known words within reach of `word`, nearest first.
+
+        Only words whose length is within the edit limit can be (an edit
+        changes the length by one at most), and ties go to the word the
+        vocabulary met first: the same answer as trying every known word.
+        """
+        limit = 2 if len(word) >= 7 else 1
+        by_length = self._words_by_length(namespace)
+        share = MAX_FUZZY_CANDIDATES // (2 * limit + 1)
+        words: list[str] = []
+        ranks: list[int] = []
+        for length in range(len(word) - limit, len(word) + limit + 1):
+            known, rank = by_length.get(length, ([], []))
+            words += known[:share]
+            ranks += rank[:share]
+        found = process.extract(
+            word, words, scorer=Levenshtein.distance, score_cutoff=limit, limit=None
+        )
+        found.sort(key=lambda hit: (hit[1], ranks[hit[2]]))
+        return [known for known, _, _ in found[:3]]
+
     def expand(self, namespace: str, terms: list[Term]) -> tuple[list[list[Term]], list[str]]:
         """Each term with its fuzzy alternatives, and "typed->matched" notes.
 
         Only a single whole word that no document contains is corrected: up
         to three known words within one edit (two for words of 7+ letters).
+        At most MAX_CORRECTED_TERMS terms are corrected, so a long query
+        against a huge vocabulary costs no more than a short one.
         """
         vocabulary = self._vocabulary_words(namespace)
         expanded: list[list[Term]] = []
         notes: list[str] = []
+        corrected = 0
         for term in terms:
             options = [term]
             word = term.words[0] if len(term.words) == 1 else ""
-            if not term.prefix and _FUZZY_WORD.fullmatch(word) and word not in vocabulary:
-                limit = 2 if len(word) >= 7 else 1
-                for candidate, _, _ in process.extract(
-                    word, list(vocabulary), scorer=Levenshtein.distance, score_cutoff=limit, limit=3
-                ):
+            if (
+                corrected < MAX_CORRECTED_TERMS
+                and not term.prefix
+                and _FUZZY_WORD.fullmatch(word)
+                and word not in vocabulary
+            ):
+                corrected += 1
+                for candidate in self._corrections(namespace, word):
                     options.append(Term((candidate,)))
                     notes.append(f"{word}->{candidate}")
             expanded.append(options)
@@ -760,6 +830,10 @@ class SearchIndex:
             if hit:
                 found.append(candidate)
         return tuple(found)
+
+
+def _next_rank(by_length: dict[int, tuple[list[str], list[int]]]) -> int:
+    return 1 + max((ranks[-1] for _, ranks in by_length.values() if ranks), default=-1)
 
 
 def rank_key(hit: Hit, recency: Recency | None, has_terms: bool) -> tuple[float, int]:

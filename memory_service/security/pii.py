@@ -188,14 +188,50 @@ _PHONE_CUE = _cue("phone|tel|telephone|mobile|cell|fax|call|text|sms|whatsapp|co
 _PHONE_FORMATTED = re.compile(r"^\+|\(\d+\)|\d[\s.-]+\d")
 
 
-def _phones(text: str, _key: str) -> Iterator[Span]:
-    matcher = phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID)
+# phonenumbers checks each candidate (a run of digits and punctuation, and
+# pieces of it) at about 0.1 ms, and numeric text has about one per 6 to 10
+# characters, so this is what scrubbing costs. It silently stops looking
+# after `max_tries` failed candidates (65535 by default), which left the rest
+# of a long text unscrubbed. Here one budget of that size is shared by every
+# text of a write, and running out refuses the write (`ScrubBudgetExceededError`)
+# rather than storing text no one looked at: bounded CPU, and nothing missed.
+PHONE_CANDIDATE_BUDGET = 65535
+
+
+class ScrubBudgetExceededError(Exception):
+    """The text holds more phone-number candidates than the budget lets us check."""
+
+
+class PhoneBudget:
+    """Phone-number candidates that may still be checked; shared by the texts of one write."""
+
+    def __init__(self, candidates: int = PHONE_CANDIDATE_BUDGET) -> None:
+        self.left = candidates
+
+
+def _phones(text: str, _key: str, budget: PhoneBudget | None = None) -> Iterator[Span]:
+    budget = budget or PhoneBudget()
+    if budget.left <= 0:
+        raise ScrubBudgetExceededError
+    # A candidate shorter than a phone number's fewest digits holds none:
+    # skipped, it costs nothing and spends no try.
+    matcher = phonenumbers.PhoneNumberMatcher(
+        text,
+        "US",
+        leniency=phonenumbers.Leniency.VALID,
+        max_tries=budget.left,
+        min_candidate_length=_PHONE_MIN_DIGITS,
+    )
     for match in matcher:
+        budget.left = matcher._max_tries  # The count it keeps (not exposed).
         if not _stands_alone(text, match.start, match.end):
             continue
         written = unicodedata.normalize("NFKC", match.raw_string)
         if _PHONE_FORMATTED.search(written) or _cued(_PHONE_CUE, text, match.start):
             yield match.start, match.end
+    budget.left = matcher._max_tries
+    if budget.left <= 0:
+        raise ScrubBudgetExceededError  # It stopped looking: the rest of the text is unchecked.
 
 
 _SUFFIXES = (
@@ -294,7 +330,9 @@ _SCRUBBERS: tuple[tuple[str, str, Finder, Gate], ...] = (
 )
 
 
-def _scrub(text: str, key: str, prefilter: bool) -> tuple[str, Counter[str]]:
+def _scrub(
+    text: str, key: str, prefilter: bool, budget: PhoneBudget | None = None
+) -> tuple[str, Counter[str]]:
     counts: Counter[str] = Counter()
     shape = ""  # computed when first needed, again after each replacement
     for kind, token, finder, gate in _SCRUBBERS:
@@ -306,7 +344,8 @@ def _scrub(text: str, key: str, prefilter: bool) -> tuple[str, Counter[str]]:
             if not gate(text, shape):
                 continue
         spans: list[Span] = []
-        for span in sorted(finder(text, key)):
+        found = _phones(text, key, budget) if finder is _phones else finder(text, key)
+        for span in sorted(found):
             if not spans or span[0] >= spans[-1][1]:  # IPv4 and IPv6 may overlap
                 spans.append(span)
         for start, end in reversed(spans):
@@ -334,15 +373,16 @@ def _scrub_text_reference(text: str, key: str = "") -> tuple[str, Counter[str]]:
 class _Scrubber:
     """Scrubs the free text of one pattern in place, counting by kind."""
 
-    def __init__(self, prefilter: bool) -> None:
+    def __init__(self, prefilter: bool, budget: PhoneBudget | None) -> None:
         self.prefilter = prefilter
+        self.budget = budget or PhoneBudget()  # One for the whole pattern.
         self.counts: Counter[str] = Counter()
 
     def text(self, text: str, key: str) -> str | None:
         """The scrubbed text, or None if it stays as it is."""
         if not text:
             return None
-        scrubbed, found = _scrub(text, key, self.prefilter)
+        scrubbed, found = _scrub(text, key, self.prefilter, self.budget)
         if not found:
             return None
         self.counts.update(found)
@@ -366,11 +406,11 @@ class _Scrubber:
 
 
 def _scrub_pattern(
-    pattern: memory_pb2.Pattern, prefilter: bool
+    pattern: memory_pb2.Pattern, prefilter: bool, budget: PhoneBudget | None = None
 ) -> tuple[memory_pb2.Pattern, dict[str, int]]:
     scrubbed = memory_pb2.Pattern()
     scrubbed.CopyFrom(pattern)  # the caller's pattern stays as it is
-    scrubber = _Scrubber(prefilter)
+    scrubber = _Scrubber(prefilter, budget)
     content = scrubber.text(scrubbed.content, "")
     if content is not None:
         scrubbed.content = content
@@ -384,13 +424,17 @@ def _scrub_pattern(
     return scrubbed, dict(scrubber.counts)
 
 
-def scrub_pattern(pattern: memory_pb2.Pattern) -> tuple[memory_pb2.Pattern, dict[str, int]]:
+def scrub_pattern(
+    pattern: memory_pb2.Pattern, budget: PhoneBudget | None = None
+) -> tuple[memory_pb2.Pattern, dict[str, int]]:
     """A scrubbed copy of the pattern, and the count of replacements by kind.
 
     The input is left as it is. Kinds with no replacement are left out of
-    the counts, so an empty dict means the copy equals the input.
+    the counts, so an empty dict means the copy equals the input. Raises
+    ScrubBudgetExceededError when the pattern holds more phone-number candidates
+    than `budget` (shared by several patterns, or a fresh one) lets it check.
     """
-    return _scrub_pattern(pattern, prefilter=True)
+    return _scrub_pattern(pattern, prefilter=True, budget=budget)
 
 
 def _scrub_pattern_reference(

@@ -252,6 +252,7 @@ def test_the_indexed_pattern_is_classified_and_scrubbed_like_the_memory_services
     run = make_run(0, package_name="call 650-253-0000 about it")
     pattern = run_to_pattern(run, None)
     stored = as_memory_stores(pattern)
+    assert stored is not None
     assert stored.classification == common_pb2.CLASSIFICATION_INTERNAL
     assert "[PHONE]" in stored.content
     assert "650" not in stored.form_responses["package_name"].string_value
