@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.integration.secured_memory import SecuredMemory, secured_memory
 from tests.redis_servers import REDIS_CLI, REDIS_SERVER, RedisCluster, RedisServer, cluster
 
 
@@ -49,3 +51,16 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 def key_prefix() -> str:
     """A prefix for every Redis key of one test, so tests never see each other's data."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def secured_memory_each_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
+) -> AsyncIterator[SecuredMemory]:
+    """A secured memory service on the embedded store, then on a real redis-server."""
+    overrides: dict[str, object] = {}
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        overrides = {"store": "redis", "redis_url": server.url, "redis_key_prefix": key_prefix}
+    async with secured_memory(tmp_path, **overrides) as running:
+        yield running

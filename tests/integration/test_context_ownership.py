@@ -7,29 +7,19 @@ read by every reader and changed only by its owner, with PII scrubbed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import grpc
 import pytest
 
 from attune.memory.v1 import memory_pb2
-from tests.integration.secured_memory import TEAM_A, SecuredMemory, secured_memory
-from tests.redis_servers import RedisServer
+from tests.integration.secured_memory import TEAM_A, SecuredMemory
 
 PII = "mail jane.doe@example.com or call (650) 253-0000"
 
 
-@pytest.fixture(params=["embedded", "redis"])
-async def memory(
-    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
-) -> AsyncIterator[SecuredMemory]:
-    overrides: dict[str, object] = {}
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        overrides = {"store": "redis", "redis_url": server.url, "redis_key_prefix": key_prefix}
-    async with secured_memory(tmp_path, **overrides) as running:
-        yield running
+@pytest.fixture
+def memory(secured_memory_each_backend: SecuredMemory) -> SecuredMemory:
+    """The secured memory service, once per backend."""
+    return secured_memory_each_backend
 
 
 def setting(

@@ -9,17 +9,13 @@ SENSITIVE id (finding 11 of issue 10), the audit log a namespace admin reads
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import grpc
 import pytest
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.forms import to_form_value
-from tests.integration.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
-from tests.redis_servers import RedisServer
+from tests.integration.secured_memory import TEAM_A, SecuredMemory, insight
 
 SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
 INTERNAL = common_pb2.CLASSIFICATION_INTERNAL
@@ -31,16 +27,10 @@ QUERY = "payroll export runs with headcount >= 10"
 REDACTED_ID = "(sensitive)"
 
 
-@pytest.fixture(params=["embedded", "redis"])
-async def memory(
-    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
-) -> AsyncIterator[SecuredMemory]:
-    overrides: dict[str, object] = {}
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        overrides = {"store": "redis", "redis_url": server.url, "redis_key_prefix": key_prefix}
-    async with secured_memory(tmp_path, **overrides) as running:
-        yield running
+@pytest.fixture
+def memory(secured_memory_each_backend: SecuredMemory) -> SecuredMemory:
+    """The secured memory service, once per backend."""
+    return secured_memory_each_backend
 
 
 def payroll(pattern_id: str, classification: int) -> memory_pb2.StorePatternRequest:
