@@ -7,7 +7,7 @@ corrupt bytes) and read exactly what the server sent back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +76,14 @@ class SecuredPair:
 
 
 @asynccontextmanager
-async def secured_pair(tmp_path: Path, **executor_overrides: object) -> AsyncIterator[SecuredPair]:
-    """Memory with tokens and encryption, and an executor with its own memory token."""
-    async with secured_memory(tmp_path) as memory:
+async def secured_pair(
+    tmp_path: Path,
+    memory_overrides: Mapping[str, object] | None = None,
+    **executor_overrides: object,
+) -> AsyncIterator[SecuredPair]:
+    """Memory with tokens and encryption (and `memory_overrides`), and an
+    executor with its own memory token."""
+    async with secured_memory(tmp_path, **(memory_overrides or {})) as memory:
         stack = memory.stack
         stack.executor_overrides = {
             "memory_token": memory.tokens[EXECUTOR_USER],
