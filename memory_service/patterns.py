@@ -15,6 +15,10 @@ from attune.memory.v1 import memory_pb2
 MAX_CONTENT_BYTES = 256 * 1024
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 64
+# Form answers a pattern may carry, and the length of each question id: every
+# distinct id becomes a word query understanding considers on each search.
+MAX_FORM_RESPONSES = 256
+MAX_FORM_KEY_LENGTH = 128
 MAX_METADATA_DEPTH = 8
 MAX_BATCH = 500
 # A short-term context session id or key: 1 to this many characters.
@@ -152,6 +156,12 @@ def store_violations(request: memory_pb2.StorePatternRequest, prefix: str = "") 
         found.append((f"{at}type", "required"))
     if len(pattern.content.encode()) > MAX_CONTENT_BYTES:
         found.append((f"{at}content", f"longer than the limit of {MAX_CONTENT_BYTES} bytes"))
+    if len(pattern.form_responses) > MAX_FORM_RESPONSES:
+        found.append((f"{at}form_responses", f"more than {MAX_FORM_RESPONSES} answers"))
+    elif any(not 1 <= len(key) <= MAX_FORM_KEY_LENGTH for key in pattern.form_responses):
+        found.append(
+            (f"{at}form_responses", f"question ids must be 1 to {MAX_FORM_KEY_LENGTH} characters")
+        )
     if len(pattern.tags) > MAX_TAGS:
         found.append((f"{at}tags", f"more than {MAX_TAGS} tags"))
     for index, tag in enumerate(pattern.tags):

@@ -126,6 +126,11 @@ _LIVE = " AND (d.expire_us = 0 OR d.expire_us > ?)"
 log = logging.getLogger("attune.search.index")
 
 
+# Query words (template ids, numeric question ids) of a namespace that query
+# understanding considers: far more than any real catalog holds.
+MAX_QUERY_WORDS = 10_000
+
+
 class UnreadablePatternError(Exception):
     """A stored pattern whose bytes do not parse (damaged at rest): reads of
     it fail alone, lists and searches leave it out."""
@@ -212,6 +217,13 @@ class StoredDoc:
 
     pattern: memory_pb2.Pattern
     fingerprint: str
+
+
+def _most_common(words: Counter[str]) -> list[str]:
+    """At most MAX_QUERY_WORDS of the words, the most used first kept, sorted."""
+    if len(words) <= MAX_QUERY_WORDS:
+        return sorted(words)
+    return sorted(word for word, _ in words.most_common(MAX_QUERY_WORDS))
 
 
 class SearchIndex:
@@ -552,7 +564,9 @@ class SearchIndex:
                 for counter, words in zip(gone, query_words(pattern), strict=True):
                     counter.update(words)
             templates, numeric = templates - gone[0], numeric - gone[1]
-        return sorted(templates), sorted(numeric)
+        # The most common words only: what a search weighs stays bounded
+        # however many distinct ids writers have sent.
+        return _most_common(templates), _most_common(numeric)
 
     def _load_query_words(self, namespace: str) -> tuple[Counter[str], Counter[str]]:
         queries = (
