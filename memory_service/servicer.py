@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.audit_buffer import BufferedAudit
 from memory_service.audit_privacy import sensitive_pattern_ids
 from memory_service.audited import Scope, commit_audit, guarded
-from memory_service.denials import DenialLimiter
+from memory_service.denials import DENIED_CODES, DenialLimiter
 from memory_service.patterns import (
     MAX_BATCH,
     MAX_CONTEXT_ID,
@@ -61,6 +62,7 @@ log = logging.getLogger("attune.memory")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 _CODES = {code.value[0]: code.name for code in grpc.StatusCode}
+_DENIED_NAMES = frozenset(code.name for code in DENIED_CODES)
 DEFAULT_SEARCH_PAGE = 10
 MAX_SEARCH_PAGE = 100
 MAX_CONTEXT_VALUE = 64 * 1024
@@ -297,6 +299,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             # sees the writes into it. Stored items' records are durable
             # before the reply (see guarded); failed items' go off the path.
             stored: list[AuditRecord] = []
+            peer = str(context.peer() or "")
             for item, result in zip(request.requests, results, strict=True):
                 record = AuditRecord(
                     principal=principal.user_id,
@@ -304,16 +307,31 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                     action=AuditAction.STORE,
                     outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
                     pattern_ids=(item.pattern.id,),
-                    peer=str(context.peer() or ""),
+                    peer=peer,
                     private_ids=_private_item(item, result),
                 )
-                if result.code:
-                    self.audit_log.submit(record)
-                else:
+                if not result.code:
                     stored.append(record)
+                elif not self._over_denial_budget(record, result, peer):
+                    self.audit_log.submit(record)
             if stored:
                 await commit_audit(self.audit_log, stored)
         return memory_pb2.BatchStorePatternsResponse(results=results)
+
+    def _over_denial_budget(
+        self, record: AuditRecord, result: memory_pb2.BatchStorePatternResult, peer: str
+    ) -> bool:
+        """Whether a denied batch item is past the caller's refused-calls budget:
+        then it answers RESOURCE_EXHAUSTED and is audited folded, as single
+        calls are (see denials.py), so a batch of denials cannot flood the log."""
+        if self.denials is None or record.outcome not in _DENIED_NAMES:
+            return False
+        if not (wait := self.denials.charge(peer, record.principal)):
+            return False
+        exhausted = self.denials.exhausted(peer, wait)
+        result.code, result.message = exhausted.code.value[0], exhausted.message
+        self.denials.fold(dataclasses.replace(record, outcome=exhausted.code.name), peer)
+        return True
 
     @guarded(AuditAction.GET, Action.READ, lambda q, r: ([q.pattern_id], 1))
     async def GetPattern(

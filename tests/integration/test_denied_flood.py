@@ -152,3 +152,32 @@ async def test_a_flood_of_undecodable_bytes_draws_on_the_same_budget(tmp_path: P
         ("RESOURCE_EXHAUSTED", 1),
         ("RESOURCE_EXHAUSTED", 36),
     ]
+
+
+async def test_denied_items_of_a_batch_draw_on_the_same_budget(tmp_path: Path) -> None:
+    async with secured_memory(
+        tmp_path, denied_calls_burst=5, denied_calls_per_second=0.001
+    ) as memory:
+        stub = memory.stub()
+        # carol only reads team-a: every item is denied. A batch of denials
+        # must not write a record per item past the budget.
+        batch = memory_pb2.BatchStorePatternsRequest(
+            requests=[insight(f"p-{n}", "not allowed") for n in range(40)]
+        )
+        answer = await stub.BatchStorePatterns(batch, metadata=memory.auth("carol"))
+        denied = grpc.StatusCode.PERMISSION_DENIED.value[0]
+        exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert [r.code for r in answer.results] == [denied] * 5 + [exhausted] * 35
+        # An allowed writer's batch from the same address is unaffected.
+        allowed = await stub.BatchStorePatterns(
+            memory_pb2.BatchStorePatternsRequest(requests=[insight("p-ok", "fine")]),
+            metadata=memory.auth("alice"),
+        )
+        assert [r.code for r in allowed.results] == [0]
+        data_dir = memory.stack.memory_settings().data_dir
+    lines = [line for line in audit_lines(data_dir) if line["principal"] == "carol"]
+    assert [(line["outcome"], line["repeat_count"]) for line in lines] == [
+        *[("PERMISSION_DENIED", 1)] * 5,
+        ("RESOURCE_EXHAUSTED", 1),
+        ("RESOURCE_EXHAUSTED", 34),
+    ]
