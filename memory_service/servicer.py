@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
@@ -67,6 +69,11 @@ DEFAULT_SEARCH_PAGE = 10
 MAX_SEARCH_PAGE = 100
 MAX_CONTEXT_VALUE = 64 * 1024
 DEFAULT_LIST_PAGE = 50
+# Groups one CountPatterns answer carries (tags or template ids can be many).
+MAX_GROUPS = 1000
+# Entries one principal may keep in one session: a bound on what a session
+# holds, so a read of it stays a bounded answer.
+MAX_CONTEXT_ENTRIES = 32
 MAX_LIST_PAGE = 1000
 DEFAULT_HALF_LIFE = 30 * 24 * 3600.0
 # Fields CountPatterns can group by: scalar fields and agents' fields.
@@ -333,6 +340,31 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self.denials.fold(dataclasses.replace(record, outcome=exhausted.code.name), peer)
         return True
 
+    async def _check_session_room(
+        self, request: memory_pb2.SetContextRequest, principal: Principal
+    ) -> None:
+        """RESOURCE_EXHAUSTED when a new key would pass the caller's entries per session."""
+        items = await self._store.get_context(
+            request.namespace, request.session_id, "", viewer=principal.user_id
+        )
+        own = {item.key for item in items if item.owner == principal.user_id}
+        if request.key in own or len(own) < MAX_CONTEXT_ENTRIES:
+            return
+        quota = error_details_pb2.QuotaFailure(
+            violations=[
+                error_details_pb2.QuotaFailure.Violation(
+                    subject=f"session:{request.namespace}/{request.session_id}",
+                    description=f"at most {MAX_CONTEXT_ENTRIES} entries per principal and session",
+                )
+            ]
+        )
+        raise ServiceError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the session already holds {MAX_CONTEXT_ENTRIES} of your entries; "
+            "delete one or let it expire",
+            [quota],
+        )
+
     @guarded(AuditAction.GET, Action.READ, lambda q, r: ([q.pattern_id], 1))
     async def GetPattern(
         self, request: memory_pb2.GetPatternRequest, context: Context, principal: Principal
@@ -432,7 +464,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                 self._store, request.namespace, plan, hybrid, size, offset, principal.user_id
             )
             if isinstance(ranked, Ranked):
-                results, cut = fit_page(ranked.results, _result_size, _result_id, RESPONSE_BUDGET)
+                results, cut = fit_page(ranked.results, _message_size, _result_id, RESPONSE_BUDGET)
                 after = next_offset(offset, size, cut)
                 return memory_pb2.SearchPatternsResponse(
                     results=results,
@@ -458,7 +490,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         # A page stays within what a client can receive (see sizes.py).
         results, cut = fit_page(
             [_result(hit, request.explain) for hit in hits],
-            _result_size,
+            _message_size,
             _result_id,
             RESPONSE_BUDGET,
         )
@@ -531,8 +563,11 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         total, groups = await self._store.count(
             request.namespace, condition, request.group_by, viewer=principal.user_id
         )
+        # Largest first, so the cap keeps the groups that matter most.
+        groups = sorted(groups, key=lambda group: -group.count)
         return memory_pb2.CountPatternsResponse(
             total_count=total,
+            truncated=len(groups) > MAX_GROUPS,
             groups=[
                 memory_pb2.PatternGroup(
                     key=group.key,
@@ -542,7 +577,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                     total_cost_usd=group.total_cost_usd,
                     mean_cost_usd=group.total_cost_usd / group.count if group.count else 0.0,
                 )
-                for group in groups
+                for group in groups[:MAX_GROUPS]
             ],
         )
 
@@ -580,6 +615,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         ttl = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else default_ttl
         if ttl <= 0:
             raise invalid_argument([("ttl", "must be positive")])
+        await self._check_session_room(request, principal)
         value, scrubbed = request.value, Counter[str]()
         if request.shared:
             value, scrubbed = await off_loop(lambda: scrub_text(request.value, request.key))
@@ -615,9 +651,15 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         items = await self._store.get_context(
             request.namespace, request.session_id, request.key, viewer=principal.user_id
         )
-        return memory_pb2.GetContextResponse(
-            entries=[_entry(request.session_id, item) for item in items]
+        # The caller's own first: others' shared entries cannot crowd them out.
+        ordered = sorted(items, key=lambda item: item.owner != principal.user_id)
+        entries, cut = fit_page(
+            [_entry(request.session_id, item) for item in ordered],
+            _message_size,
+            _entry_key,
+            RESPONSE_BUDGET,
         )
+        return memory_pb2.GetContextResponse(entries=entries, truncated=cut is not None)
 
     @guarded(
         AuditAction.CONTEXT,
@@ -693,12 +735,16 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
 
 
+def _message_size(message: Message) -> int:
+    return message.ByteSize()
+
+
+def _entry_key(entry: memory_pb2.ContextEntry) -> str:
+    return entry.key
+
+
 def _pattern_id(pattern: memory_pb2.Pattern) -> str:
     return pattern.id
-
-
-def _result_size(result: memory_pb2.SearchResult) -> int:
-    return result.ByteSize()
 
 
 def _result_id(result: memory_pb2.SearchResult) -> str:

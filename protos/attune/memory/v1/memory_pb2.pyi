@@ -984,21 +984,27 @@ class CountPatternsResponse(_message.Message):
 
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
     """How many patterns match the filter."""
+    truncated: _builtins.bool
+    """True when more groups matched than the response carries: the largest
+    are returned; narrow the filter to see the others.
+    """
     @_builtins.property
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatternGroup]:
-        """The groups, largest first."""
+        """The groups, largest first: at most 1,000 of them."""
 
     def __init__(
         self,
         *,
         total_count: _builtins.int = ...,
         groups: _abc.Iterable[Global___PatternGroup] | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "total_count", b"total_count", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1172,18 +1178,26 @@ class GetContextResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """True when entries were left out to keep the response within what a
+    client accepts (4 MiB); ask for them by key.
+    """
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContextEntry]:
-        """The unexpired entries, by key."""
+        """The unexpired entries: the caller's own first, then others' shared
+        ones, each by key.
+        """
 
     def __init__(
         self,
         *,
         entries: _abc.Iterable[Global___ContextEntry] | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
