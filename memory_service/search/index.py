@@ -137,9 +137,15 @@ class UnreadablePatternError(Exception):
 
 
 def decode_pattern(body: bytes, namespace: str, doc_id: object = "") -> memory_pb2.Pattern | None:
-    """The stored pattern, or None (logged) when its bytes do not parse."""
+    """The stored pattern, or None (logged) when its bytes do not parse.
+
+    Unknown fields are dropped: a version before requests were cleaned of
+    them may have stored some, and nothing unchecked is ever served.
+    """
     try:
-        return memory_pb2.Pattern.FromString(body)
+        pattern = memory_pb2.Pattern.FromString(body)
+        pattern.DiscardUnknownFields()
+        return pattern
     except DecodeError:
         log.warning(
             "stored pattern unreadable; left out",

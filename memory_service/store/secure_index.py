@@ -193,7 +193,9 @@ class SecureIndex:
         self, namespace: str, pattern_id: str, envelope: bytes
     ) -> memory_pb2.Pattern:
         plaintext = self._keyring.decrypt(envelope, associated_data(namespace, pattern_id))
-        return memory_pb2.Pattern.FromString(plaintext)
+        pattern = memory_pb2.Pattern.FromString(plaintext)
+        pattern.DiscardUnknownFields()  # As decode_pattern: nothing unchecked is served.
+        return pattern
 
     def close(self) -> None:
         """Releases the in-memory index (the caller closes its own connection)."""

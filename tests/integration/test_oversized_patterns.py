@@ -315,3 +315,32 @@ async def test_the_executor_searches_a_namespace_of_large_patterns(stack: Stack)
         assert not answer.degraded
         assert 0 < len(answer.hits) < 20  # As many as one response carries.
         assert answer.ByteSize() <= CLIENT_LIMIT
+
+
+async def test_unknown_fields_stored_by_an_older_version_are_never_served(
+    backend: Backend,
+) -> None:
+    # Field 999, length-delimited, holding a secret: what a version before
+    # requests dropped unknown fields (issue 10, finding 4) may have stored.
+    secret = b"AKIAZ7Q4M2W8R5T1Y6UX victim.person@example.org"
+    extra = b"\xba\x3e" + bytes([len(secret)]) + secret
+    carrying = memory_pb2.Pattern.FromString(insight("old").SerializeToString() + extra)
+    assert secret in carrying.SerializeToString()  # The parser kept it.
+    direct = await backend.direct()
+    await direct.put(NS, carrying, False)
+    await direct.close()
+    running = await serving(backend)
+    try:
+        stub = running.memory_stub()
+        got = await stub.GetPattern(
+            memory_pb2.GetPatternRequest(namespace=NS, pattern_id="old"), timeout=10
+        )
+        listed = await stub.ListPatterns(memory_pb2.ListPatternsRequest(namespace=NS), timeout=10)
+        found = await stub.SearchPatterns(
+            memory_pb2.SearchPatternsRequest(namespace=NS, query="coverage"), timeout=10
+        )
+        assert got.pattern.id == "old"
+        for answer in (got, listed, found):
+            assert secret not in answer.SerializeToString()
+    finally:
+        await running.close()
