@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -244,3 +246,21 @@ def _exhausted(refusal: _Refusal) -> ServiceError:
         details.append(retry)
         message += f"; retry in {refusal.retry_after:.1f} s"
     return ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, details)
+
+
+def check_free_disk(path: Path, minimum: int) -> None:
+    """RESOURCE_EXHAUSTED when the disk holding `path` has less than `minimum`
+    bytes free: a run writes files, and a full disk fails every service on it."""
+    if minimum <= 0:
+        return
+    free = shutil.disk_usage(path).free
+    if free >= minimum:
+        return
+    raise _exhausted(
+        _Refusal(
+            "executor",
+            f"the run directory's disk has {free} bytes free, under the floor of {minimum} "
+            "(EXECUTOR_MIN_FREE_DISK_BYTES); free some space or delete old runs",
+            None,
+        )
+    )

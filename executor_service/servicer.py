@@ -43,7 +43,7 @@ from executor_service.memory_client import (
     caller_authorization,
 )
 from executor_service.patterns import run_to_pattern
-from executor_service.run_admission import Lease, RunAdmission, caller_key
+from executor_service.run_admission import Lease, RunAdmission, caller_key, check_free_disk
 from executor_service.run_privacy import served_run
 from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError, RunStore, new_run_id
@@ -215,6 +215,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         # Admitted once valid (a refused request costs nothing), before any
         # work; the run's task holds the slot from when it exists until done.
         caller = caller_key(caller_authorization(context.invocation_metadata()), context.peer())
+        check_free_disk(self._runs.root, self._settings.min_free_disk_bytes)
         lease = self._admission.admit(caller)
         try:
             run = self._admitted_run(request, context, template, team, resolved, lease)

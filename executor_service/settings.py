@@ -169,6 +169,11 @@ class ExecutorSettings(ServerSettings):
         ge=0,
         description="Runs all callers together may start per minute (token bucket). 0: no limit.",
     )
+    min_free_disk_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Free disk under the data directory below which runs are refused. 0: none.",
+    )
     templates_dir: Path | None = Field(
         default=None,
         description="Extra templates (*.yaml, *.yml, *.json) served beside the built-in ones.",

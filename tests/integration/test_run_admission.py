@@ -4,6 +4,7 @@ RetryInfo; other callers unaffected; slots freed however a run ends."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -175,3 +176,19 @@ async def test_failed_runs_and_runs_that_never_start_free_their_slot(tmp_path: P
                 await run_to_end(stub, request)
             assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert (await run_to_end_as(stub, None)).status == executor_pb2.RUN_STATUS_FAILED
+
+
+async def test_runs_are_refused_below_the_free_disk_floor(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    # A floor above what the disk has free: nothing is written, the reason named.
+    async with running_stack(tmp_path, min_free_disk_bytes=free * 2) as stack:
+        stub = stack.executor_stub()
+        violations, delay = quota(await refused(stub, "alice"))
+        assert [subject for subject, _ in violations] == ["executor"]
+        assert "EXECUTOR_MIN_FREE_DISK_BYTES" in violations[0][1]
+        assert delay is None
+        runs = stack.root / "executor" / "runs"
+        assert not [p for p in runs.iterdir() if not p.name.startswith(".")]
+    # Under the floor of what it has, runs go ahead.
+    async with running_stack(tmp_path / "ok", min_free_disk_bytes=1) as stack:
+        assert (await run_to_end_as(stack.executor_stub(), "alice")).run_id
