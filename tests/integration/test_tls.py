@@ -10,7 +10,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from attune.executor.v1 import executor_pb2_grpc
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.servicekit.tls import ClientTls
 from tests.conftest import Stack
@@ -208,26 +207,16 @@ async def test_executor_stores_its_pattern_over_mutual_tls(tmp_path: Path, pki: 
             "memory_tls_key_file": executor_client.key,
             "memory_tls_server_name": SERVER_NAME,
         },
+        client_tls=pki.client_tls(),
     )
     await running.start_memory()
     await running.start_executor()
-    tls = pki.client_tls()
     try:
-        assert running.executor is not None
-        channel = grpc.aio.secure_channel(
-            running.executor_address, tls.credentials(), options=tls.options()
-        )
-        running.channels.append(channel)
-        events = await run_to_end(
-            executor_pb2_grpc.ExecutorServiceStub(channel), run_request(**PUBLISH_DEFAULT_ANSWERS)
-        )
+        request = run_request(**PUBLISH_DEFAULT_ANSWERS)
+        events = await run_to_end(running.executor_stub(), request)
         stored = [event.pattern_stored for event in events if event.HasField("pattern_stored")]
         assert len(stored) == 1, [event.WhichOneof("event") for event in events]
-        memory = grpc.aio.secure_channel(
-            running.memory_address, tls.credentials(), options=tls.options()
-        )
-        running.channels.append(memory)
-        found = await memory_pb2_grpc.MemoryServiceStub(memory).GetPattern(
+        found = await running.memory_stub().GetPattern(
             memory_pb2.GetPatternRequest(namespace="default", pattern_id=stored[0].pattern_id),
             timeout=5,
         )
