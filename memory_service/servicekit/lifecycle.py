@@ -124,7 +124,7 @@ class ManagedServer:
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
         if self.health_server is not None:
-            health_address = f"127.0.0.1:{self.settings.health_port}"
+            health_address = f"{self.settings.health_host}:{self.settings.health_port}"
             self.health_port = self.health_server.add_insecure_port(health_address)
             if self.health_port == 0:
                 raise RuntimeError(f"could not bind {health_address}")
@@ -143,7 +143,7 @@ class ManagedServer:
             extra={"service_name": self.service_name, "port": self.port, "transport": transport},
         )
         if self.health_server is not None:
-            log.info("serving health in plaintext on loopback", extra={"port": self.health_port})
+            log.info("serving health alone in plaintext", extra={"port": self.health_port})
         return self.port
 
     async def _probe_once(self) -> None:

@@ -103,8 +103,15 @@ class ServerSettings(BaseSettings):
         ge=0,
         le=65535,
         description=(
-            "If set, a plaintext port on 127.0.0.1 serving only the health service (for "
-            "probes that cannot speak TLS); 0 picks a free one."
+            "If set, a plaintext port serving only the health service (for probes that "
+            "cannot speak TLS), on the health host; 0 picks a free one."
+        ),
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Interface of the health port. Loopback keeps it inside the pod (exec probes); "
+            "kubelet's own gRPC probe dials the pod IP, so it needs 0.0.0.0."
         ),
     )
 
