@@ -107,7 +107,7 @@ class ManagedServer:
         files = settings.tls_files
         self.certificates = ReloadingServerCertificates(files) if files else None
         # Probes that cannot speak TLS (kubelet's gRPC probe) get a plaintext
-        # port on loopback serving nothing but the same health servicer.
+        # port serving nothing but the same health servicer.
         self.health_server: grpc.aio.Server | None = None
         self.health_port = 0
         if settings.health_port is not None:

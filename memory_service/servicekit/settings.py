@@ -10,11 +10,10 @@ from pydantic_settings import BaseSettings
 
 from memory_service.servicekit.tls import (
     LOOPBACK_HOSTS,
+    ReloadingServerCertificates,
     ServerTlsFiles,
     TlsConfigError,
-    check_certificates,
-    check_pair,
-    read_pem,
+    check_both_or_neither,
 )
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -132,17 +131,12 @@ class ServerSettings(BaseSettings):
         # Checked (and the files read) here, at start: a half-configured TLS
         # must stop the service, never fall back to plaintext.
         cert, key, ca = (self._setting(f"TLS_{n}_FILE") for n in ("CERT", "KEY", "CLIENT_CA"))
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            given, missing = (cert, key) if self.tls_key_file is None else (key, cert)
-            raise ValueError(f"{given} is set without {missing}: set both, or neither")
-        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise ValueError(f"{ca} needs {cert} and {key}: mutual TLS is TLS first")
         try:
-            if self.tls_cert_file is not None and self.tls_key_file is not None:
-                chain = read_pem(self.tls_cert_file, cert)
-                check_pair(chain, read_pem(self.tls_key_file, key), cert, key)
-            if self.tls_client_ca_file is not None:
-                check_certificates(read_pem(self.tls_client_ca_file, ca), ca)
+            check_both_or_neither(self.tls_cert_file, self.tls_key_file, cert, key)
+            if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+                raise TlsConfigError(f"{ca} needs {cert} and {key}: mutual TLS is TLS first")
+            if (files := self.tls_files) is not None:
+                ReloadingServerCertificates(files)  # Reads and checks every file once.
         except TlsConfigError as error:
             raise ValueError(str(error)) from None
         plaintext = self.tls_cert_file is None

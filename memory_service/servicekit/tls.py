@@ -54,6 +54,17 @@ def check_pair(chain: bytes, key: bytes, cert_setting: str, key_setting: str) ->
         raise TlsConfigError(f"{key_setting} does not match the certificate in {cert_setting}")
 
 
+def check_both_or_neither(
+    cert_file: Path | None, key_file: Path | None, cert_setting: str, key_setting: str
+) -> None:
+    """TlsConfigError if only one of a certificate and its key is given."""
+    if (cert_file is None) != (key_file is None):
+        given, missing = (
+            (cert_setting, key_setting) if key_file is None else (key_setting, cert_setting)
+        )
+        raise TlsConfigError(f"{given} is set without {missing}: set both, or neither")
+
+
 def check_certificates(data: bytes, setting: str) -> None:
     """TlsConfigError unless the bytes hold at least one PEM certificate."""
     try:
@@ -99,8 +110,8 @@ class ReloadingServerCertificates:
 
     def __init__(self, files: ServerTlsFiles) -> None:
         self.files = files
-        self._signatures = self._stat()
         self._current = self._load()  # At start, a bad file is an error, not a warning.
+        self._signatures = self._stat()
         self.reloads = 0
 
     def _stat(self) -> tuple[tuple[int, int, int], ...]:
@@ -189,9 +200,7 @@ def client_tls_from_files(
 ) -> ClientTls:
     """Reads a client's TLS files; TlsConfigError naming the setting (names: ca, cert, key)."""
     ca_name, cert_name, key_name = names
-    if (cert_file is None) != (key_file is None):
-        given, missing = (cert_name, key_name) if key_file is None else (key_name, cert_name)
-        raise TlsConfigError(f"{given} is set without {missing}: set both, or neither")
+    check_both_or_neither(cert_file, key_file, cert_name, key_name)
     ca = read_pem(ca_file, ca_name) if ca_file is not None else None
     if ca is not None:
         check_certificates(ca, ca_name)

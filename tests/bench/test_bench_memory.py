@@ -28,11 +28,20 @@ from memory_service.patterns import fingerprint
 from memory_service.search.index import SearchIndex
 from memory_service.security.crypto import generate_key
 from memory_service.security.identity import hash_token
+from memory_service.servicekit.tls import ClientTls
 from memory_service.store.embedded import stamped
 from tests.bench.echo_server import METHOD
-from tests.bench.harness import echo_samples, echo_server, report, summary, time_calls
+from tests.bench.harness import (
+    channel,
+    echo_samples,
+    echo_server,
+    report,
+    summary,
+    time_calls,
+)
 from tests.corpus.generate import corpus
 from tests.redis_servers import standalone
+from tests.tls_certs import SERVER_NAME, CertificateAuthority
 
 STORES = int(os.environ.get("BENCH_STORES", "1000"))
 CONCURRENCY = 64
@@ -87,13 +96,15 @@ def secured_settings(root: Path) -> dict[str, str]:
     return {"TOKENS_FILE": str(tokens), "ENCRYPTION_KEYS": f"bench:{generate_key()}"}
 
 
-async def store_figures(address: str, label: str, echo_address: str) -> dict[str, float]:
+async def store_figures(
+    address: str, label: str, echo_address: str, tls: ClientTls | None = None
+) -> dict[str, float]:
     patterns = variants(STORES + THROUGHPUT_CALLS)
     async with (
-        grpc.aio.insecure_channel(address) as channel,
-        grpc.aio.insecure_channel(echo_address) as echo_channel,
+        channel(address, tls) as memory_channel,
+        channel(echo_address, tls) as echo_channel,
     ):
-        stub = memory_pb2_grpc.MemoryServiceStub(channel)
+        stub = memory_pb2_grpc.MemoryServiceStub(memory_channel)
         counter = iter(range(len(patterns)))
 
         async def store_one(_: int = 0) -> None:
@@ -230,3 +241,47 @@ async def test_memory_service_figures(tmp_path: Path) -> None:
         f"{'met' if ready <= 30 else 'MISSED'}); index built offline in {built:.0f} s"
     )
     report("bench_memory", rows, verdicts)
+
+
+async def test_memory_store_over_mutual_tls(tmp_path: Path) -> None:
+    """StorePattern (embedded) over mutual TLS, against a TLS echo and a plaintext echo."""
+    ca = CertificateAuthority(tmp_path / "pki")
+    server, client = ca.server(), ca.client()
+    tls = ClientTls(ca.cert_pem, client.cert_pem, client.key_pem, SERVER_NAME)
+    rows: dict[str, dict[str, float]] = {}
+    verdicts: dict[str, str] = {}
+    with (
+        echo_server(tmp_path) as plain_address,
+        echo_server(tmp_path, (server.cert, server.key)) as tls_address,
+    ):
+        plain = rows["bare gRPC echo (plaintext)"] = summary(
+            await echo_samples(plain_address, 2000)
+        )
+        echo = rows["bare gRPC echo (TLS)"] = summary(
+            await echo_samples(tls_address, 2000, tls=tls)
+        )
+        settings = {
+            **secured_settings(tmp_path / "tls"),
+            "TLS_CERT_FILE": str(server.cert),
+            "TLS_KEY_FILE": str(server.key),
+            "TLS_CLIENT_CA_FILE": str(ca.cert),
+        }
+        memory = memory_process(tmp_path / "tls", LOG_LEVEL="warning", settings=settings)
+        memory.tls = tls
+        memory.start()
+        try:
+            figures = await store_figures(memory.address, "tls", tls_address, tls)
+        finally:
+            memory.terminate()
+    rows["StorePattern over mutual TLS (embedded)"] = figures
+    over_tls, over_plain = figures["p50_ms"] / echo["p50_ms"], figures["p50_ms"] / plain["p50_ms"]
+    verdicts["StorePattern p50 / TLS echo p50"] = (
+        f"{over_tls:.2f}x (target <= 2x: {'met' if over_tls <= 2 else 'MISSED'})"
+    )
+    verdicts["StorePattern p50 / plaintext echo p50"] = f"{over_plain:.2f}x"
+    verdicts["TLS echo p50 / plaintext echo p50"] = f"{echo['p50_ms'] / plain['p50_ms']:.2f}x"
+    share = figures["per_second"] / figures["echo_per_second"]
+    verdicts[f"store throughput at {CONCURRENCY} in flight over mutual TLS"] = (
+        f"{figures['per_second']:.0f}/s = {share:.0%} of the TLS echo's"
+    )
+    report("bench_memory_tls", rows, verdicts)
