@@ -54,7 +54,7 @@ class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInter
 
     An interceptor rather than a metadata argument at each call site, so no
     command (present or future) can forget it. Call credentials would need
-    TLS, which the executor's port does not speak.
+    TLS, which a development executor on loopback does not speak.
     """
 
     def __init__(self, token: str) -> None:
