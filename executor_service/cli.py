@@ -16,7 +16,7 @@ from rich.markdown import Markdown
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from executor_service.cli_client import connect, reported_failures
+from executor_service.cli_client import EXIT_INVALID, connect, reported_failures, use_tls
 from executor_service.cli_insights import register_insights
 from executor_service.cli_live import final_run, follow
 from executor_service.cli_options import (
@@ -27,6 +27,10 @@ from executor_service.cli_options import (
     Interactive,
     TemplateId,
     Timeout,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    TlsServerName,
     Token,
     resolve_cli_answers,
 )
@@ -39,6 +43,7 @@ from executor_service.cli_render import (
     templates_table,
 )
 from executor_service.report import render_report
+from memory_service.servicekit.tls import TlsConfigError, client_tls_from_files
 
 MAX_TEMPLATE_PAGES = 100  # A guard against a server that never stops paging.
 
@@ -57,6 +62,27 @@ runs_app = typer.Typer(help="List and read past runs.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 app.add_typer(runs_app, name="runs")
 register_insights(app)
+
+
+@app.callback()
+def transport(
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    tls_server_name: TlsServerName = None,
+) -> None:
+    """Plaintext by default; any --tls-* option (or ATTUNE_TLS_* variable) connects over TLS."""
+    if tls_ca is None and tls_cert is None and tls_key is None:
+        use_tls(None)
+        return
+    try:
+        tls = client_tls_from_files(
+            tls_ca, tls_cert, tls_key, tls_server_name, ("--tls-ca", "--tls-cert", "--tls-key")
+        )
+    except TlsConfigError as error:
+        make_console(stderr=True).print(f"invalid TLS option (nothing was sent): {error}")
+        raise typer.Exit(EXIT_INVALID) from None
+    use_tls(tls)
 
 
 class Strategy(StrEnum):

@@ -26,6 +26,7 @@ from executor_service.cli_live import StreamEndedError
 from executor_service.cli_render import violations_table
 from memory_service.security.identity import bearer_token
 from memory_service.servicekit.errors import ServiceError, field_violations
+from memory_service.servicekit.tls import ClientTls
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -53,7 +54,7 @@ class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInter
 
     An interceptor rather than a metadata argument at each call site, so no
     command (present or future) can forget it. Call credentials would need
-    TLS, which the executor's port does not speak.
+    TLS, which a development executor on loopback does not speak.
     """
 
     def __init__(self, token: str) -> None:
@@ -103,13 +104,31 @@ def checked_token(token: str) -> str:
     return token
 
 
+class _Transport:
+    # Set once per invocation by the top-level --tls-* options, before any
+    # command connects; None is plaintext.
+    tls: ClientTls | None = None
+
+
+def use_tls(tls: ClientTls | None) -> None:
+    """Every later `connect` uses this TLS (None: plaintext)."""
+    _Transport.tls = tls
+
+
+def _channel(address: str) -> grpc.Channel:
+    tls = _Transport.tls
+    if tls is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, tls.credentials(), options=tls.options())
+
+
 @contextmanager
 def connect(
     address: str, token: str | None = None
 ) -> Iterator[executor_pb2_grpc.ExecutorServiceStub]:
     """A stub on a channel that is closed afterwards; every call carries the token, if any."""
     header = checked_token(token) if token is not None else None
-    with grpc.insecure_channel(address) as channel:
+    with _channel(address) as channel:
         calls = grpc.intercept_channel(channel, _BearerToken(header)) if header else channel
         yield executor_pb2_grpc.ExecutorServiceStub(calls)
 

@@ -31,6 +31,43 @@ Token = Annotated[
         ),
     ),
 ]
+TlsCa = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-ca",
+        envvar="ATTUNE_TLS_CA",
+        show_default=False,
+        help="Connect over TLS, trusting the CAs in this PEM file to sign the executor's "
+        "certificate.",
+    ),
+]
+TlsCert = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        envvar="ATTUNE_TLS_CERT",
+        show_default=False,
+        help="Your client certificate (PEM), for an executor that requires mutual TLS.",
+    ),
+]
+TlsKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key",
+        envvar="ATTUNE_TLS_KEY",
+        show_default=False,
+        help="The private key (PEM) of --tls-cert.",
+    ),
+]
+TlsServerName = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-server-name",
+        envvar="ATTUNE_TLS_SERVER_NAME",
+        show_default=False,
+        help="The name the executor's certificate must carry, if not the host in --address.",
+    ),
+]
 Timeout = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Deadline of each call, in seconds.")
 ]

@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from memory_service.security.crypto import generate_key
 from memory_service.servicekit.private_files import FILE_MODE, private_dir, restrict_umask
+from memory_service.servicekit.tls import ClientTls
 
 EXECUTOR_SERVICE = "attune.executor.v1.ExecutorService"
 MEMORY_SERVICE = "attune.memory.v1.MemoryService"
@@ -44,8 +45,11 @@ class ServiceProcess:
         settings: Mapping[str, str],
         state_dir: Path,
         log: IO[str] | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.module = module
+        # How this process's own checks connect, when the service serves TLS.
+        self.tls = tls
         self.service_name = service_name
         self.port_file = state_dir / f"{module}.port"
         self._prefix = prefix
@@ -90,9 +94,15 @@ class ServiceProcess:
             self._env[self._prefix + "PORT"] = str(self.port)
         return self.start(timeout)
 
+    def channel(self) -> grpc.Channel:
+        """A channel to the service: over TLS when `tls` is set."""
+        if self.tls is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, self.tls.credentials(), self.tls.options())
+
     def health(self, service: str, timeout: float = 5.0) -> int:
         """The health status of `service` ("" is liveness)."""
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub: Any = health_pb2_grpc.HealthStub(channel)  # Its type stubs list no methods.
             response = stub.Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout, wait_for_ready=True
@@ -101,7 +111,7 @@ class ServiceProcess:
 
     def wait_serving(self, timeout: float) -> None:
         """Blocks on the health Watch stream until readiness is SERVING."""
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub: Any = health_pb2_grpc.HealthStub(channel)
             watch = stub.Watch(
                 health_pb2.HealthCheckRequest(service=self.service_name),

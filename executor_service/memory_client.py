@@ -47,6 +47,7 @@ from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Answer
 from memory_service.patterns import MAX_CONTEXT_ID
 from memory_service.servicekit.logging import request_id_var, trace_id_var
+from memory_service.servicekit.tls import ClientTls
 
 log = logging.getLogger("attune.executor.memory")
 
@@ -197,6 +198,7 @@ class MemoryClient:
         store_timeout_seconds: float | None = None,
         search_timeout_seconds: float | None = None,
         breaker: CircuitBreaker | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.address = address
         self.namespace = namespace
@@ -206,7 +208,11 @@ class MemoryClient:
         self.breaker = breaker or CircuitBreaker(failure_threshold=5, reset_seconds=5.0)
         # Kept as a SecretStr, so no repr or log of the client can show it.
         self._token = token
-        self._channel = grpc.aio.insecure_channel(address, options=list(CHANNEL_OPTIONS))
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(address, options=list(CHANNEL_OPTIONS))
+        else:
+            options = [*CHANNEL_OPTIONS, *tls.options()]
+            self._channel = grpc.aio.secure_channel(address, tls.credentials(), options=options)
         self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
         self.reachable: bool | None = None
         self.last_error = ""
@@ -238,6 +244,7 @@ class MemoryClient:
             breaker=CircuitBreaker(
                 settings.breaker_failure_threshold, settings.breaker_reset_seconds
             ),
+            tls=settings.memory_tls,
         )
 
     def metadata(self, authorization: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:

@@ -12,6 +12,7 @@ from memory_service.patterns import NAMESPACE_PATTERN
 from memory_service.security.identity import bearer_token
 from memory_service.servicekit.errors import ServiceError
 from memory_service.servicekit.settings import ServerSettings
+from memory_service.servicekit.tls import ClientTls, TlsConfigError, client_tls_from_files
 
 
 class ExecutorSettings(ServerSettings):
@@ -241,7 +242,58 @@ class ExecutorSettings(ServerSettings):
     )
 
     # The token in effect, from the variable or the file; see memory_bearer_token.
+    memory_tls_ca_file: Path | None = Field(
+        default=None,
+        description=(
+            "PEM bundle of the CAs that sign the memory service's certificate: when set (or a "
+            "client certificate is), the executor reaches memory over TLS and verifies its name."
+        ),
+    )
+    memory_tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate the executor presents to the memory service (mutual TLS).",
+    )
+    memory_tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of `EXECUTOR_MEMORY_TLS_CERT_FILE`."
+    )
+    memory_tls_server_name: str | None = Field(
+        default=None,
+        description=(
+            "The name the memory service's certificate must carry, when it differs from the "
+            "host in `EXECUTOR_MEMORY_ADDRESS` (e.g. an IP address or a load balancer)."
+        ),
+    )
+
     _memory_bearer: SecretStr | None = PrivateAttr(default=None)
+    _memory_tls: ClientTls | None = PrivateAttr(default=None)
+
+    @property
+    def memory_tls(self) -> ClientTls | None:
+        """The TLS of the channel to the memory service; None for plaintext."""
+        return self._memory_tls
+
+    @model_validator(mode="after")
+    def _resolve_memory_tls(self) -> ExecutorSettings:
+        # Read at start, as the token is: a missing file stops the executor
+        # instead of every store failing later.
+        files = (self.memory_tls_ca_file, self.memory_tls_cert_file, self.memory_tls_key_file)
+        if all(path is None for path in files):
+            return self
+        try:
+            self._memory_tls = client_tls_from_files(
+                self.memory_tls_ca_file,
+                self.memory_tls_cert_file,
+                self.memory_tls_key_file,
+                self.memory_tls_server_name,
+                (
+                    "EXECUTOR_MEMORY_TLS_CA_FILE",
+                    "EXECUTOR_MEMORY_TLS_CERT_FILE",
+                    "EXECUTOR_MEMORY_TLS_KEY_FILE",
+                ),
+            )
+        except TlsConfigError as error:
+            raise ValueError(str(error)) from None
+        return self
 
     @property
     def memory_bearer_token(self) -> SecretStr | None:

@@ -16,7 +16,11 @@ from memory_service.sizes import DEFAULT_MAX_PATTERN_BYTES, MAX_PATTERN_BYTES_LI
 class MemorySettings(ServerSettings):
     """Everything the memory service reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="MEMORY_", extra="ignore")
+    # A configuration error names the setting, never echoes the values
+    # (MEMORY_ENCRYPTION_KEYS is one of them).
+    model_config = SettingsConfigDict(
+        env_prefix="MEMORY_", extra="ignore", hide_input_in_errors=True
+    )
 
     port: int = Field(default=50052, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     data_dir: Path = Field(

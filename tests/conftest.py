@@ -18,6 +18,7 @@ from executor_service.settings import ExecutorSettings
 from memory_service.__main__ import start as start_memory
 from memory_service.security.crypto import generate_key
 from memory_service.servicekit.lifecycle import RunningService
+from memory_service.servicekit.tls import ClientTls
 from memory_service.settings import MemorySettings
 
 
@@ -34,6 +35,8 @@ class Stack:
     memory_overrides: dict[str, object] = field(default_factory=dict)
     # One key per stack, kept across restarts: SENSITIVE patterns stay readable.
     encryption_keys: str = field(default_factory=lambda: f"test:{generate_key()}")
+    # How the stack's own channels connect when the services serve TLS.
+    client_tls: ClientTls | None = None
 
     def memory_settings(self) -> MemorySettings:
         # Authentication is off unless a test configures tokens: most tests
@@ -73,7 +76,12 @@ class Stack:
         return self._channel(port)
 
     def _channel(self, port: int) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        address = f"127.0.0.1:{port}"
+        tls = self.client_tls
+        if tls is None:
+            channel = grpc.aio.insecure_channel(address)
+        else:
+            channel = grpc.aio.secure_channel(address, tls.credentials(), options=tls.options())
         self.channels.append(channel)
         return channel
 

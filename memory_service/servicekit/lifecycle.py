@@ -25,6 +25,7 @@ from memory_service.servicekit.decoding import UndecodableHook
 from memory_service.servicekit.interceptors import ObservabilityInterceptor
 from memory_service.servicekit.private_files import private_dir, private_opener
 from memory_service.servicekit.settings import ServerSettings
+from memory_service.servicekit.tls import ReloadingServerCertificates
 
 log = logging.getLogger("attune.server")
 
@@ -103,19 +104,46 @@ class ManagedServer:
         self._readiness_task: asyncio.Task[None] | None = None
         self._ready: bool | None = None
         self.port = 0
+        files = settings.tls_files
+        self.certificates = ReloadingServerCertificates(files) if files else None
+        # Probes that cannot speak TLS (kubelet's gRPC probe) get a plaintext
+        # port serving nothing but the same health servicer.
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        if settings.health_port is not None:
+            self.health_server = grpc.aio.server(options=server_options(settings))
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
 
     async def start(self) -> int:
         """Binds, starts serving, and returns the bound port."""
         address = f"{self.settings.host}:{self.settings.port}"
-        self.port = self.server.add_insecure_port(address)
+        if self.certificates is not None:
+            self.port = self.server.add_secure_port(address, self.certificates.credentials())
+        else:
+            self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
+        if self.health_server is not None:
+            health_address = f"{self.settings.health_host}:{self.settings.health_port}"
+            self.health_port = self.health_server.add_insecure_port(health_address)
+            if self.health_port == 0:
+                raise RuntimeError(f"could not bind {health_address}")
+            await self.health_server.start()
         await self.server.start()
         await self._probe_once()
         self._readiness_task = asyncio.create_task(self._readiness_loop())
         if self.settings.port_file is not None:
             _write_atomically(self.settings.port_file, f"{self.port}\n")
-        log.info("serving", extra={"service_name": self.service_name, "port": self.port})
+        transport = "plaintext"
+        if self.certificates is not None:
+            mutual = self.certificates.files.client_ca_file is not None
+            transport = "mutual TLS" if mutual else "TLS"
+        log.info(
+            "serving",
+            extra={"service_name": self.service_name, "port": self.port, "transport": transport},
+        )
+        if self.health_server is not None:
+            log.info("serving health alone in plaintext", extra={"port": self.health_port})
         return self.port
 
     async def _probe_once(self) -> None:
@@ -147,6 +175,8 @@ class ManagedServer:
                 await self._readiness_task
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.grace_period_seconds)
+        if self.health_server is not None:
+            await self.health_server.stop(None)
         log.info("stopped")
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
+
+from memory_service.servicekit.tls import (
+    LOOPBACK_HOSTS,
+    ReloadingServerCertificates,
+    ServerTlsFiles,
+    TlsConfigError,
+    check_both_or_neither,
+)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -62,3 +70,80 @@ class ServerSettings(BaseSettings):
             "the connection is closed."
         ),
     )
+    # Transport security. Plaintext on a loopback host is the development
+    # default; anywhere else it must be chosen explicitly, as turning
+    # authentication off must be.
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description=(
+            "PEM certificate chain the server presents; with the key file, the port serves TLS. "
+            "Re-read when the file changes (no restart)."
+        ),
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of the certificate (unencrypted)."
+    )
+    tls_client_ca_file: Path | None = Field(
+        default=None,
+        description=(
+            "PEM bundle of the CAs that sign client certificates: when set, every client must "
+            "present a certificate they signed (mutual TLS). Needs the certificate and key."
+        ),
+    )
+    plaintext_allowed: bool = Field(
+        default=False,
+        description=(
+            "Serve plaintext on a host other than a loopback address. Without TLS files the "
+            "service refuses to start on such a host unless this is true."
+        ),
+    )
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=(
+            "If set, a plaintext port serving only the health service (for probes that "
+            "cannot speak TLS), on the health host; 0 picks a free one."
+        ),
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Interface of the health port. Loopback keeps it inside the pod (exec probes); "
+            "kubelet's own gRPC probe dials the pod IP, so it needs 0.0.0.0."
+        ),
+    )
+
+    def _setting(self, name: str) -> str:
+        return f"{self.model_config.get('env_prefix', '')}{name}".upper()
+
+    @property
+    def tls_files(self) -> ServerTlsFiles | None:
+        """The TLS files to serve with; None for plaintext."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        prefix = str(self.model_config.get("env_prefix", "")).upper()
+        ca = self.tls_client_ca_file
+        return ServerTlsFiles(self.tls_cert_file, self.tls_key_file, ca, prefix)
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> ServerSettings:
+        # Checked (and the files read) here, at start: a half-configured TLS
+        # must stop the service, never fall back to plaintext.
+        cert, key, ca = (self._setting(f"TLS_{n}_FILE") for n in ("CERT", "KEY", "CLIENT_CA"))
+        try:
+            check_both_or_neither(self.tls_cert_file, self.tls_key_file, cert, key)
+            if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+                raise TlsConfigError(f"{ca} needs {cert} and {key}: mutual TLS is TLS first")
+            if (files := self.tls_files) is not None:
+                ReloadingServerCertificates(files)  # Reads and checks every file once.
+        except TlsConfigError as error:
+            raise ValueError(str(error)) from None
+        plaintext = self.tls_cert_file is None
+        if plaintext and self.host not in LOOPBACK_HOSTS and not self.plaintext_allowed:
+            raise ValueError(
+                f"{self._setting('HOST')}={self.host} would serve plaintext beyond this "
+                f"machine: set {cert} and {key} (TLS), or "
+                f"{self._setting('PLAINTEXT_ALLOWED')}=true to choose plaintext"
+            )
+        return self

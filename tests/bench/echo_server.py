@@ -2,6 +2,7 @@
 
 No interceptor, no logging, raw bytes in and out: the cost of one gRPC round
 trip on this machine, measured in the same run as the thing compared to it.
+Given a certificate and key after the port file, it serves TLS instead.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ async def _stream(
         yield b"x" * 64
 
 
-async def serve(port_file: Path) -> None:
+async def serve(port_file: Path, tls_files: list[str]) -> None:
     server = grpc.aio.server()
     handler = grpc.method_handlers_generic_handler(
         "attune.bench.Echo",
@@ -39,11 +40,16 @@ async def serve(port_file: Path) -> None:
         },
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls_files:  # cert and key: the baseline of a TLS service.
+        cert, key = (Path(name).read_bytes() for name in tls_files)
+        credentials = grpc.ssl_server_credentials([(key, cert)])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     port_file.write_text(f"{port}\n")
     await server.wait_for_termination()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1])))
+    asyncio.run(serve(Path(sys.argv[1]), sys.argv[2:]))

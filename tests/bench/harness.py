@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from memory_service.servicekit.tls import ClientTls
 from tests.bench.echo_server import METHOD, STREAM_METHOD
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
@@ -33,11 +34,21 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+def channel(address: str, tls: ClientTls | None = None) -> grpc.aio.Channel:
+    """A channel to address: plaintext, or TLS as `tls` says."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, tls.credentials(), options=tls.options())
+
+
 @contextmanager
-def echo_server(tmp: Path) -> Iterator[str]:
-    """The echo server as its own process; yields its address."""
-    port_file = tmp / "echo.port"
-    child = subprocess.Popen([sys.executable, "-m", "tests.bench.echo_server", str(port_file)])
+def echo_server(tmp: Path, tls_files: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """The echo server as its own process (over TLS with a cert and key); yields its address."""
+    port_file = tmp / ("echo-tls.port" if tls_files else "echo.port")
+    extra = [str(path) for path in tls_files or ()]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.echo_server", str(port_file), *extra]
+    )
     try:
         deadline = time.monotonic() + 20
         while not port_file.exists():
@@ -61,10 +72,12 @@ async def time_calls(call: Callable[[], Awaitable[Any]], count: int, warmup: int
     return samples
 
 
-async def echo_samples(address: str, count: int, payload: bytes = b"x" * 64) -> list[float]:
+async def echo_samples(
+    address: str, count: int, payload: bytes = b"x" * 64, tls: ClientTls | None = None
+) -> list[float]:
     """Round-trip times of the bare echo."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        echo: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
+    async with channel(address, tls) as open_channel:
+        echo: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = open_channel.unary_unary(METHOD)
 
         async def call() -> bytes:
             response: bytes = await echo(payload, timeout=10)

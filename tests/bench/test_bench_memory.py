@@ -28,11 +28,20 @@ from memory_service.patterns import fingerprint
 from memory_service.search.index import SearchIndex
 from memory_service.security.crypto import generate_key
 from memory_service.security.identity import hash_token
+from memory_service.servicekit.tls import ClientTls
 from memory_service.store.embedded import stamped
 from tests.bench.echo_server import METHOD
-from tests.bench.harness import echo_samples, echo_server, report, summary, time_calls
+from tests.bench.harness import (
+    channel,
+    echo_samples,
+    echo_server,
+    report,
+    summary,
+    time_calls,
+)
 from tests.corpus.generate import corpus
 from tests.redis_servers import standalone
+from tests.tls_certs import SERVER_NAME, CertificateAuthority
 
 STORES = int(os.environ.get("BENCH_STORES", "1000"))
 CONCURRENCY = 64
@@ -87,13 +96,15 @@ def secured_settings(root: Path) -> dict[str, str]:
     return {"TOKENS_FILE": str(tokens), "ENCRYPTION_KEYS": f"bench:{generate_key()}"}
 
 
-async def store_figures(address: str, label: str, echo_address: str) -> dict[str, float]:
+async def store_figures(
+    address: str, label: str, echo_address: str, tls: ClientTls | None = None
+) -> dict[str, float]:
     patterns = variants(STORES + THROUGHPUT_CALLS)
     async with (
-        grpc.aio.insecure_channel(address) as channel,
-        grpc.aio.insecure_channel(echo_address) as echo_channel,
+        channel(address, tls) as memory_channel,
+        channel(echo_address, tls) as echo_channel,
     ):
-        stub = memory_pb2_grpc.MemoryServiceStub(channel)
+        stub = memory_pb2_grpc.MemoryServiceStub(memory_channel)
         counter = iter(range(len(patterns)))
 
         async def store_one(_: int = 0) -> None:
@@ -230,3 +241,60 @@ async def test_memory_service_figures(tmp_path: Path) -> None:
         f"{'met' if ready <= 30 else 'MISSED'}); index built offline in {built:.0f} s"
     )
     report("bench_memory", rows, verdicts)
+
+
+async def test_memory_store_over_mutual_tls(tmp_path: Path) -> None:
+    """StorePattern (embedded) over mutual TLS and in plaintext, vs TLS and plaintext echoes."""
+    ca = CertificateAuthority(tmp_path / "pki")
+    server, client = ca.server(), ca.client()
+    tls = ClientTls(ca.cert_pem, client.cert_pem, client.key_pem, SERVER_NAME)
+    served = {
+        "TLS_CERT_FILE": str(server.cert),
+        "TLS_KEY_FILE": str(server.key),
+        "TLS_CLIENT_CA_FILE": str(ca.cert),
+    }
+    rows: dict[str, dict[str, float]] = {}
+    with (
+        echo_server(tmp_path) as plain_address,
+        echo_server(tmp_path, (server.cert, server.key)) as tls_address,
+    ):
+        plain = rows["bare gRPC echo (plaintext)"] = summary(
+            await echo_samples(plain_address, 2000)
+        )
+        echo = rows["bare gRPC echo (TLS)"] = summary(
+            await echo_samples(tls_address, 2000, tls=tls)
+        )
+        stores: dict[str, dict[str, float]] = {}
+        for label, extra, client_tls, echo_address in (
+            ("plaintext", {}, None, plain_address),
+            ("mutual TLS", served, tls, tls_address),
+        ):
+            root = tmp_path / label.replace(" ", "-")
+            settings = {**secured_settings(root), **extra}
+            memory = memory_process(root, LOG_LEVEL="warning", settings=settings)
+            memory.tls = client_tls
+            memory.start()
+            try:
+                name = label.replace(" ", "-").lower()
+                figures = await store_figures(memory.address, name, echo_address, client_tls)
+            finally:
+                memory.terminate()
+            stores[label] = rows[f"StorePattern, {label} (embedded)"] = figures
+    secured, bare = stores["mutual TLS"], stores["plaintext"]
+    over_tls, over_plain = secured["p50_ms"] / echo["p50_ms"], secured["p50_ms"] / plain["p50_ms"]
+    verdicts = {
+        "StorePattern over mTLS p50 / TLS echo p50": (
+            f"{over_tls:.2f}x (target <= 2x: {'met' if over_tls <= 2 else 'MISSED'})"
+        ),
+        "StorePattern over mTLS p50 / plaintext echo p50": f"{over_plain:.2f}x",
+        "StorePattern plaintext p50 / plaintext echo p50": (
+            f"{bare['p50_ms'] / plain['p50_ms']:.2f}x"
+        ),
+        "StorePattern p50, mTLS / plaintext": f"{secured['p50_ms'] / bare['p50_ms']:.2f}x",
+        "TLS echo p50 / plaintext echo p50": f"{echo['p50_ms'] / plain['p50_ms']:.2f}x",
+        f"store throughput at {CONCURRENCY} in flight, mTLS / plaintext": (
+            f"{secured['per_second']:.0f}/s vs {bare['per_second']:.0f}/s "
+            f"({secured['per_second'] / secured['echo_per_second']:.0%} of the TLS echo's)"
+        ),
+    }
+    report("bench_memory_tls", rows, verdicts)

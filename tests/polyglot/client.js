@@ -4,9 +4,13 @@
 // usable from another language, this fails.
 //
 // Usage: node tests/polyglot/client.js <executor host:port> <memory host:port>
+// TLS, as the attune CLI: ATTUNE_TLS_CA (PEM file of the CAs to trust) turns
+// it on; ATTUNE_TLS_CERT and ATTUNE_TLS_KEY add a client certificate (mutual
+// TLS); ATTUNE_TLS_SERVER_NAME is the name the servers' certificates carry.
 // Success: one JSON line {"ok":true,"run_id":...,"checks":[...]} on stdout, exit 0.
 // Failure: the reason on stderr, exit 1.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -163,13 +167,28 @@ async function getTemplateNotFound(executor) {
   throw new Error(`GetTemplate("nope"): succeeded, expected NOT_FOUND; got ${shown}`);
 }
 
+function transport(env) {
+  // Plaintext unless a CA is given; the options name the server to verify.
+  if (!env.ATTUNE_TLS_CA) return { credentials: grpc.credentials.createInsecure(), options: {} };
+  check(!env.ATTUNE_TLS_CERT === !env.ATTUNE_TLS_KEY, 'set ATTUNE_TLS_CERT and ATTUNE_TLS_KEY together');
+  const read = (name) => (env[name] ? fs.readFileSync(env[name]) : null);
+  const credentials = grpc.credentials.createSsl(
+    read('ATTUNE_TLS_CA'),
+    read('ATTUNE_TLS_KEY'),
+    read('ATTUNE_TLS_CERT'),
+  );
+  const name = env.ATTUNE_TLS_SERVER_NAME;
+  const options = name ? { 'grpc.ssl_target_name_override': name, 'grpc.default_authority': name } : {};
+  return { credentials, options };
+}
+
 async function main(argv) {
   check(argv.length === 2, 'usage: node client.js <executor host:port> <memory host:port>');
   const [executorAddress, memoryAddress] = argv;
   const { ExecutorService, MemoryService } = loadServices();
-  const credentials = grpc.credentials.createInsecure();
-  const executor = new ExecutorService(executorAddress, credentials);
-  const memory = new MemoryService(memoryAddress, credentials);
+  const { credentials, options } = transport(process.env);
+  const executor = new ExecutorService(executorAddress, credentials, options);
+  const memory = new MemoryService(memoryAddress, credentials, options);
   const checks = [];
   try {
     const runId = await runWorkflow(executor);

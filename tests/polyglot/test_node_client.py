@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from attune.executor.v1 import executor_pb2
+from memory_service.servicekit.tls import ClientTls
 from tests.conftest import Stack
+from tests.tls_certs import SERVER_NAME, CertificateAuthority
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = REPO / "tests" / "polyglot" / "client.js"
@@ -37,13 +41,16 @@ def node_or_fail() -> str:
     return node
 
 
-async def run_client(node: str, *args: str) -> tuple[int, str, str]:
-    """Runs client.js with args; its exit code, stdout and stderr."""
+async def run_client(
+    node: str, *args: str, env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Runs client.js with args (and extra environment); its exit code, stdout and stderr."""
     process = await asyncio.create_subprocess_exec(
         node,
         str(CLIENT.relative_to(REPO)),
         *args,
         cwd=REPO,
+        env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -57,11 +64,62 @@ async def run_client(node: str, *args: str) -> tuple[int, str, str]:
     return process.returncode, stdout.decode(), stderr.decode()
 
 
+@pytest.fixture
+async def mutual_tls_stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, dict[str, str]]]:
+    """Both services over mutual TLS, and the client's ATTUNE_TLS_* environment."""
+    ca = CertificateAuthority(tmp_path / "pki")
+    server, executor_client, user = ca.server(), ca.client("executor"), ca.client("user")
+    served = {
+        "tls_cert_file": server.cert,
+        "tls_key_file": server.key,
+        "tls_client_ca_file": ca.cert,
+    }
+    running = Stack(
+        tmp_path,
+        memory_overrides=dict(served),
+        executor_overrides={
+            **served,
+            "memory_tls_ca_file": ca.cert,
+            "memory_tls_cert_file": executor_client.cert,
+            "memory_tls_key_file": executor_client.key,
+            "memory_tls_server_name": SERVER_NAME,
+        },
+        client_tls=ClientTls(ca.cert_pem, user.cert_pem, user.key_pem, SERVER_NAME),
+    )
+    await running.start_memory()
+    await running.start_executor()
+    env = {
+        "ATTUNE_TLS_CA": str(ca.cert),
+        "ATTUNE_TLS_CERT": str(user.cert),
+        "ATTUNE_TLS_KEY": str(user.key),
+        "ATTUNE_TLS_SERVER_NAME": SERVER_NAME,
+    }
+    try:
+        yield running, env
+    finally:
+        await running.close()
+
+
 # Above the client's own limit, so a hang is reported by run_client, not killed blind.
 @pytest.mark.timeout(CLIENT_TIMEOUT_SECONDS + 30)
 async def test_node_client_drives_both_services(stack: Stack) -> None:
+    await drive_both_services(stack)
+
+
+@pytest.mark.timeout(CLIENT_TIMEOUT_SECONDS + 30)
+async def test_node_client_drives_both_services_over_mutual_tls(
+    mutual_tls_stack: tuple[Stack, dict[str, str]],
+) -> None:
+    stack, env = mutual_tls_stack
+    await drive_both_services(stack, env)
+
+
+async def drive_both_services(stack: Stack, env: Mapping[str, str] | None = None) -> None:
+    """The Node client's checks against the stack, and its run seen from Python."""
     node = node_or_fail()
-    code, stdout, stderr = await run_client(node, stack.executor_address, stack.memory_address)
+    code, stdout, stderr = await run_client(
+        node, stack.executor_address, stack.memory_address, env=env
+    )
     assert code == 0, f"the Node client failed (exit {code}):\n{stderr}{stdout}"
 
     lines = stdout.strip().splitlines()
