@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import grpc
 
 from memory_service.servicekit.tls import ClientTls
 from tests.bench.echo_server import METHOD, STREAM_METHOD
+from tests.tls_certs import SERVER_NAME, CertificateAuthority, Issued
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
@@ -112,3 +114,27 @@ def report(name: str, rows: dict[str, dict[str, float]], verdicts: dict[str, str
     (RESULTS_DIR / f"{name}.json").write_text(
         json.dumps({"rows": rows, "verdicts": verdicts}, indent=2) + "\n"
     )
+
+
+@dataclass(frozen=True)
+class MutualTls:
+    """A throwaway CA's server and client material for a benchmark."""
+
+    ca: CertificateAuthority
+    server: Issued
+    client: Issued
+    tls: ClientTls  # What a client presents and trusts.
+    served: dict[str, str]  # A server's *_TLS_* settings, without the prefix.
+
+
+def mutual_tls(tmp: Path) -> MutualTls:
+    """A CA under tmp, a server and a client certificate, and the settings serving them."""
+    ca = CertificateAuthority(tmp / "pki")
+    server, client = ca.server(), ca.client()
+    served = {
+        "TLS_CERT_FILE": str(server.cert),
+        "TLS_KEY_FILE": str(server.key),
+        "TLS_CLIENT_CA_FILE": str(ca.cert),
+    }
+    tls = ClientTls(ca.cert_pem, client.cert_pem, client.key_pem, SERVER_NAME)
+    return MutualTls(ca, server, client, tls, served)

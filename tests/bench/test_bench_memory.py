@@ -35,13 +35,13 @@ from tests.bench.harness import (
     channel,
     echo_samples,
     echo_server,
+    mutual_tls,
     report,
     summary,
     time_calls,
 )
 from tests.corpus.generate import corpus
 from tests.redis_servers import standalone
-from tests.tls_certs import SERVER_NAME, CertificateAuthority
 
 STORES = int(os.environ.get("BENCH_STORES", "1000"))
 CONCURRENCY = 64
@@ -245,14 +245,8 @@ async def test_memory_service_figures(tmp_path: Path) -> None:
 
 async def test_memory_store_over_mutual_tls(tmp_path: Path) -> None:
     """StorePattern (embedded) over mutual TLS and in plaintext, vs TLS and plaintext echoes."""
-    ca = CertificateAuthority(tmp_path / "pki")
-    server, client = ca.server(), ca.client()
-    tls = ClientTls(ca.cert_pem, client.cert_pem, client.key_pem, SERVER_NAME)
-    served = {
-        "TLS_CERT_FILE": str(server.cert),
-        "TLS_KEY_FILE": str(server.key),
-        "TLS_CLIENT_CA_FILE": str(ca.cert),
-    }
+    pki = mutual_tls(tmp_path)
+    server, tls, served = pki.server, pki.tls, pki.served
     rows: dict[str, dict[str, float]] = {}
     with (
         echo_server(tmp_path) as plain_address,

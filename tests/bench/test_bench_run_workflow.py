@@ -12,24 +12,38 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.devstack import executor_process, memory_process
+from executor_service.devstack import ServiceProcess, executor_process, memory_process
+from memory_service.servicekit.tls import ClientTls
 from tests.bench.harness import (
+    channel,
     echo_samples,
     echo_server,
+    mutual_tls,
     report,
     stream_samples,
     summary,
 )
+from tests.tls_certs import SERVER_NAME
 
 RUNS = int(os.environ.get("BENCH_RUNS", "300"))
 ECHOES = int(os.environ.get("BENCH_ECHOES", "2000"))
 TARGET_RATIO = 10.0
 PHASES = ("run_started", "last_agent", "run_persisted", "run_finished")
+
+
+def bench_request() -> executor_pb2.RunWorkflowRequest:
+    """The run every RunWorkflow benchmark makes: 7 agents, simulated, seeded."""
+    return executor_pb2.RunWorkflowRequest(
+        template_id="python_package_publish",
+        answers={"package_name": common_pb2.FormValue(string_value="bench")},
+        seed=1,
+    )
 
 
 async def test_run_workflow_overhead(tmp_path: Path) -> None:
@@ -45,11 +59,7 @@ async def test_run_workflow_overhead(tmp_path: Path) -> None:
             echo = summary(await echo_samples(echo_address, ECHOES))
             async with grpc.aio.insecure_channel(executor.address) as channel:
                 stub = executor_pb2_grpc.ExecutorServiceStub(channel)
-                request = executor_pb2.RunWorkflowRequest(
-                    template_id="python_package_publish",
-                    answers={"package_name": common_pb2.FormValue(string_value="bench")},
-                    seed=1,
-                )
+                request = bench_request()
                 for index in range(RUNS + 10):
                     started = time.perf_counter()
                     marks: dict[str, float] = {}
@@ -89,5 +99,81 @@ async def test_run_workflow_overhead(tmp_path: Path) -> None:
             "p95 ratio RunWorkflow / echo": f"{runs['p95_ms'] / echo['p95_ms']:.1f}x",
             "p50 ratio RunWorkflow / bare stream": f"{runs['p50_ms'] / stream['p50_ms']:.1f}x",
             "median time to each phase": timeline,
+        },
+    )
+
+
+async def run_samples(address: str, count: int, tls: ClientTls | None = None) -> list[float]:
+    """Seconds of `count` RunWorkflow calls end to end (after 10 warm-up runs)."""
+    times: list[float] = []
+    async with channel(address, tls) as open_channel:
+        stub = executor_pb2_grpc.ExecutorServiceStub(open_channel)
+        request = bench_request()
+        for index in range(count + 10):
+            started = time.perf_counter()
+            async for event in stub.RunWorkflow(request, timeout=30):
+                if event.WhichOneof("event") == "run_finished":
+                    delivery = event.run_finished.run.pattern_delivery
+                    assert delivery == executor_pb2.PATTERN_DELIVERY_STORED
+            if index >= 10:
+                times.append(time.perf_counter() - started)
+    return times
+
+
+async def test_run_workflow_over_mutual_tls(tmp_path: Path) -> None:
+    """RunWorkflow with both hops (client to executor, executor to memory) over
+    mutual TLS, and in plaintext, against TLS and plaintext echoes in the same run."""
+    pki = mutual_tls(tmp_path)
+    ca, server, client, tls, served = pki.ca, pki.server, pki.client, pki.tls, pki.served
+    to_memory = {
+        "MEMORY_TLS_CA_FILE": str(ca.cert),
+        "MEMORY_TLS_CERT_FILE": str(client.cert),
+        "MEMORY_TLS_KEY_FILE": str(client.key),
+        "MEMORY_TLS_SERVER_NAME": SERVER_NAME,
+    }
+    rows: dict[str, dict[str, float]] = {}
+    with (
+        echo_server(tmp_path) as plain_address,
+        echo_server(tmp_path, (server.cert, server.key)) as tls_address,
+    ):
+        plain = rows["bare gRPC echo (plaintext)"] = summary(
+            await echo_samples(plain_address, ECHOES)
+        )
+        echo = rows["bare gRPC echo (TLS)"] = summary(
+            await echo_samples(tls_address, ECHOES, tls=tls)
+        )
+    figures: dict[str, dict[str, float]] = {}
+    for label, secure in (("plaintext", False), ("mutual TLS", True)):
+        root = tmp_path / label.replace(" ", "-")
+        processes: list[ServiceProcess] = []
+        try:
+            memory = memory_process(root, LOG_LEVEL="warning", settings=served if secure else None)
+            memory.tls = tls if secure else None
+            processes.append(memory.start())
+            # Any: each is an EXECUTOR_* variable, none of executor_process's own arguments.
+            extra: dict[str, Any] = {**served, **to_memory} if secure else {}
+            executor = executor_process(
+                root, memory.address, LOG_LEVEL="warning", RUNNER="simulated", **extra
+            )
+            executor.tls = tls if secure else None
+            processes.append(executor.start())
+            samples = await run_samples(executor.address, RUNS, tls if secure else None)
+        finally:
+            for process in reversed(processes):
+                process.terminate()
+        figures[label] = rows[f"RunWorkflow, {label} (both hops)"] = summary(samples)
+    secured, bare = figures["mutual TLS"], figures["plaintext"]
+    report(
+        "bench_run_workflow_tls",
+        rows,
+        {
+            "RunWorkflow over mTLS p50 / TLS echo p50": (
+                f"{secured['p50_ms'] / echo['p50_ms']:.1f}x"
+            ),
+            "RunWorkflow over mTLS p50 / plaintext echo p50": (
+                f"{secured['p50_ms'] / plain['p50_ms']:.1f}x"
+            ),
+            "RunWorkflow p50, mTLS / plaintext": f"{secured['p50_ms'] / bare['p50_ms']:.2f}x",
+            "TLS echo p50 / plaintext echo p50": f"{echo['p50_ms'] / plain['p50_ms']:.2f}x",
         },
     )
