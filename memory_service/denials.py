@@ -34,6 +34,7 @@ from google.rpc import error_details_pb2
 
 from memory_service.security.audit import AuditRecord
 from memory_service.servicekit.errors import ServiceError
+from memory_service.servicekit.rate import TokenBucket, peer_address
 
 # The outcomes that draw on the budget.
 DENIED_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
@@ -45,23 +46,16 @@ _IPV6_PREFIX = 64
 
 def peer_host(peer: str) -> str:
     """The budget's address of a gRPC peer string: the IP without port (IPv6: its /64)."""
-    kind, _, rest = peer.partition(":")
+    kind = peer.partition(":")[0]
+    if kind not in ("ipv4", "ipv6"):
+        return kind or "unknown"  # unix sockets and the like: one local peer
+    address = peer_address(peer)
     if kind == "ipv4":
-        return rest.rpartition(":")[0] or rest
-    if kind == "ipv6":
-        address = rest.rpartition(":")[0].strip("[]") if rest.startswith("[") else rest
-        try:
-            network = ipaddress.IPv6Network(f"{address}/{_IPV6_PREFIX}", strict=False)
-        except ValueError:
-            return address
-        return str(network)
-    return kind or "unknown"  # unix sockets and the like: one local peer
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
+        return address
+    try:
+        return str(ipaddress.IPv6Network(f"{address}/{_IPV6_PREFIX}", strict=False))
+    except ValueError:
+        return address
 
 
 @dataclass
@@ -89,7 +83,7 @@ class DenialLimiter:
         self.window_seconds = window_seconds
         self._emit = emit
         self._clock = clock
-        self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
+        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
         self._folds: dict[tuple[str, str, str], _Fold] = {}
         self._timers: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
 
@@ -97,16 +91,16 @@ class DenialLimiter:
         """Takes one token for a refused call: 0.0, or the seconds until one is back."""
         key = (peer_host(peer), principal)
         now = self._clock()
-        bucket = self._buckets.pop(key, None) or _Bucket(float(self.burst), now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.per_second)
-        bucket.stamp = now
+        bucket = self._buckets.pop(key, None) or TokenBucket.full(
+            self.burst, now, period=self.burst / self.per_second
+        )
         self._buckets[key] = bucket  # Most recently used last.
         while len(self._buckets) > MAX_TRACKED:
             self._buckets.popitem(last=False)
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return 0.0
-        return (1 - bucket.tokens) / self.per_second
+        if wait := bucket.wait(now):
+            return wait
+        bucket.take(now)
+        return 0.0
 
     def exhausted(self, peer: str, retry_after: float) -> ServiceError:
         """RESOURCE_EXHAUSTED for a call over its budget, with RetryInfo and QuotaFailure."""

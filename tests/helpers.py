@@ -96,3 +96,13 @@ def loose_modes(root: Path) -> list[str]:
         if stat.S_IMODE(mode) & 0o077:
             loose.append(f"{path} {stat.filemode(mode)}")
     return loose
+
+
+class ManualClock:
+    """A monotonic clock the test moves by hand (`clock.now += 5`)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -12,20 +12,11 @@ from hypothesis import strategies as st
 
 from memory_service.denials import DenialLimiter, peer_host
 from memory_service.security.audit import AuditAction, AuditRecord
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import ManualClock
 
 
 def limiter(
-    emitted: list[AuditRecord], clock: Clock, burst: int = 3, per_second: float = 2.0
+    emitted: list[AuditRecord], clock: ManualClock, burst: int = 3, per_second: float = 2.0
 ) -> DenialLimiter:
     return DenialLimiter(per_second, burst, 60.0, emit=emitted.append, clock=clock)
 
@@ -34,7 +25,7 @@ PEER = "ipv4:10.0.0.7:51234"
 
 
 def test_the_burst_then_the_refill_rate() -> None:
-    clock = Clock()
+    clock = ManualClock()
     budget = limiter([], clock)
     assert [budget.charge(PEER, "") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert budget.charge(PEER, "") == pytest.approx(0.5)  # One token at 2/s.
@@ -46,7 +37,7 @@ def test_the_burst_then_the_refill_rate() -> None:
 
 
 def test_budgets_are_per_peer_host_and_principal() -> None:
-    budget = limiter([], Clock(), burst=1)
+    budget = limiter([], ManualClock(), burst=1)
     assert budget.charge(PEER, "") == 0.0
     assert budget.charge("ipv4:10.0.0.7:60000", "") > 0  # Another port, same host.
     assert budget.charge(PEER, "alice") == 0.0  # A principal has its own.
@@ -54,7 +45,7 @@ def test_budgets_are_per_peer_host_and_principal() -> None:
 
 
 def test_exhausted_carries_retry_info_and_quota_failure() -> None:
-    error = limiter([], Clock()).exhausted(PEER, 1.5)
+    error = limiter([], ManualClock()).exhausted(PEER, 1.5)
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     retry, quota = error.details
     assert retry.retry_delay.ToMilliseconds() == 1500  # type: ignore[attr-defined]
@@ -69,7 +60,7 @@ def denied(action: str = AuditAction.GET, namespace: str = "team-a") -> AuditRec
 
 async def test_folding_writes_the_first_and_counts_the_rest() -> None:
     emitted: list[AuditRecord] = []
-    budget = limiter(emitted, Clock())
+    budget = limiter(emitted, ManualClock())
     for n in range(25):
         budget.fold(denied(namespace=f"ns-{n}"), PEER)  # The namespace never splits a fold.
     budget.fold(denied(AuditAction.STORE), PEER)

@@ -9,20 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from executor_service.run_admission import RunAdmission, TokenBucket, caller_key, peer_host
+from executor_service.run_admission import RunAdmission, caller_key
 from memory_service.servicekit.errors import ServiceError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from memory_service.servicekit.rate import TokenBucket, peer_address
+from tests.helpers import ManualClock
 
 
 def admission(
-    clock: Clock,
+    clock: ManualClock,
     max_in_flight: int = 0,
     max_in_flight_per_caller: int = 0,
     per_minute_per_caller: int = 0,
@@ -40,7 +34,7 @@ def admission(
 def test_a_bucket_never_admits_more_than_its_burst_plus_its_rate(
     capacity: int, gaps: list[float]
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     gate = admission(clock, per_minute_per_caller=capacity)
     admitted: list[float] = []
     codes: set[grpc.StatusCode] = set()
@@ -62,7 +56,7 @@ def test_a_bucket_never_admits_more_than_its_burst_plus_its_rate(
 
 
 def test_a_refused_caller_is_told_when_to_retry_and_others_pass() -> None:
-    clock = Clock()
+    clock = ManualClock()
     gate = admission(clock, per_minute_per_caller=2)
     gate.admit("alice").release()
     gate.admit("alice").release()
@@ -75,7 +69,7 @@ def test_a_refused_caller_is_told_when_to_retry_and_others_pass() -> None:
 
 
 def test_in_flight_slots_are_counted_and_released_once() -> None:
-    clock = Clock()
+    clock = ManualClock()
     gate = admission(clock, max_in_flight=3, max_in_flight_per_caller=2)
     first = gate.admit("alice")
     gate.admit("alice")
@@ -92,7 +86,7 @@ def test_in_flight_slots_are_counted_and_released_once() -> None:
 
 
 def test_idle_callers_are_forgotten() -> None:
-    clock = Clock()
+    clock = ManualClock()
     gate = admission(clock, per_minute_per_caller=5)
     for n in range(3000):
         gate.admit(f"token:{n}").release()
@@ -115,7 +109,7 @@ def test_a_peer_is_its_address_without_the_port(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int
 ) -> None:
     peer = f"ipv4:{address}:{port}" if address.version == 4 else f"ipv6:[{address}]:{port}"
-    assert peer_host(peer) == str(address)
+    assert peer_address(peer) == str(address)
     assert caller_key((), peer) == f"peer:{address}"
 
 
