@@ -254,7 +254,10 @@ async def test_timeout_fails_the_attempt(server: FakeLLMServer, runners: Runners
 
     assert_failed_without_cost(outcome)
     assert "timed out after 0.2 s" in outcome.error
-    assert len(server.requests) == 2  # Timeouts are retried too.
+    # Timeouts are retried too. Counted by the client: on a loaded machine the
+    # server thread may not have read the second request before it timed out.
+    assert "gave up after 2 tries" in outcome.error
+    assert 1 <= len(server.requests) <= 2
 
 
 async def test_refused_connection_fails_the_attempt(runners: Runners) -> None:
