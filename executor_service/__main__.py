@@ -21,17 +21,43 @@ from executor_service.servicer import ExecutorServicer
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import load_catalog
 from executor_service.workflow_run import drain_runs
+from memory_service.audit_buffer import BufferedAudit
+from memory_service.denials import DenialLimiter
+from memory_service.security.audit import FileAuditLog
+from memory_service.security.identity import (
+    EXECUTOR_ROLE_NAMES,
+    AuthConfigError,
+    Authenticator,
+    configured_authenticator,
+)
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicekit.private_files import private_opener, restrict_umask
+from memory_service.undecodable_audit import audit_undecodable
 
 SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
 
 log = logging.getLogger("attune.executor")
 
 
+class ConfigurationError(Exception):
+    """The settings cannot make a safe executor; the message says what to set."""
+
+
+def authenticator_for(settings: ExecutorSettings) -> Authenticator:
+    """Tokens from the tokens file, or nobody checked when explicitly turned off."""
+    try:
+        return configured_authenticator(
+            settings.tokens_file, settings.auth_disabled, "EXECUTOR_", EXECUTOR_ROLE_NAMES
+        )
+    except AuthConfigError as error:
+        raise ConfigurationError(str(error)) from None
+
+
 async def start(settings: ExecutorSettings) -> RunningService:
-    """Loads templates and runs, starts the outbox replay, starts serving."""
+    """Loads templates and runs, starts the outbox replay, starts serving;
+    ConfigurationError if the settings are unsafe."""
+    authenticator = authenticator_for(settings)
     loaded = load_catalog(settings.templates_dir)
     for problem in loaded.problems:
         log.warning("template not served", extra={"problem": str(problem)})
@@ -57,8 +83,31 @@ async def start(settings: ExecutorSettings) -> RunningService:
 
     client.breaker.subscribe(on_breaker)
 
+    audit_log = BufferedAudit(
+        FileAuditLog(
+            settings.audit_log or settings.data_dir / "audit.log",
+            settings.audit_max_bytes,
+            settings.audit_backups,
+        )
+    )
+    denials = DenialLimiter(
+        settings.denied_calls_per_second,
+        settings.denied_calls_burst,
+        settings.denied_audit_window_seconds,
+        emit=audit_log.submit,
+    )
+
     def register(server: grpc.aio.Server) -> None:
-        servicer = ExecutorServicer(settings, catalog, runs, deliverer, local_index)
+        servicer = ExecutorServicer(
+            settings,
+            catalog,
+            runs,
+            deliverer,
+            local_index,
+            authenticator=authenticator,
+            audit_log=audit_log,
+            denials=denials,
+        )
         executor_pb2_grpc.add_ExecutorServiceServicer_to_server(servicer, server)
 
     memory_detail = MemoryDetail(client)
@@ -76,7 +125,8 @@ async def start(settings: ExecutorSettings) -> RunningService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    managed = ManagedServer(settings, SERVICE_NAME, register, runs_writable)
+    undecodable = audit_undecodable(SERVICE_NAME, authenticator, audit_log, denials)
+    managed = ManagedServer(settings, SERVICE_NAME, register, runs_writable, undecodable)
     await managed.start()
     log.info(
         "executor ready",
@@ -93,7 +143,9 @@ async def start(settings: ExecutorSettings) -> RunningService:
     async def close_index() -> None:
         await asyncio.to_thread(local_index.close)  # Checkpoints its WAL.
 
-    return RunningService(managed, drain, stop_replay, client.close, close_index)
+    return RunningService(
+        managed, drain, stop_replay, client.close, close_index, denials.close, audit_log.close
+    )
 
 
 class MemoryDetail:
@@ -149,7 +201,11 @@ def main() -> None:
     restrict_umask()  # Before anything is written: run files are the owner's only.
     settings = ExecutorSettings()
     configure_logging("executor", settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ConfigurationError as error:
+        log.critical("cannot start: %s", error)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

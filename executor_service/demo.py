@@ -213,7 +213,7 @@ def main() -> int:
             )
             executor = executor_process(data_dir, memory.address, log=executor_log)
             executor.start()
-            say(f"  executor serving on {executor.address}")
+            say(f"  executor serving on {executor.address} ({auth_note(executor)})")
             asyncio.run(story(executor, memory, data_dir))
             say("\n9. Stop the executor (SIGTERM)")
             say(f"  executor exited with code {executor.terminate()}")

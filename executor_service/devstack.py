@@ -52,7 +52,7 @@ class ServiceProcess:
         self.tls = tls
         self.service_name = service_name
         self.port_file = state_dir / f"{module}.port"
-        self._prefix = prefix
+        self.prefix = prefix
         self._env = {**os.environ, **{prefix + key: value for key, value in settings.items()}}
         self._env[prefix + "PORT_FILE"] = str(self.port_file)
         self._log = log
@@ -61,7 +61,7 @@ class ServiceProcess:
 
     def setting(self, key: str) -> str | None:
         """The value the process gets for a setting (without its prefix), if any."""
-        return self._env.get(self._prefix + key)
+        return self._env.get(self.prefix + key)
 
     @property
     def address(self) -> str:
@@ -91,7 +91,7 @@ class ServiceProcess:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"{self.module} is still running")
         if self.port:
-            self._env[self._prefix + "PORT"] = str(self.port)
+            self._env[self.prefix + "PORT"] = str(self.port)
         return self.start(timeout)
 
     def channel(self) -> grpc.Channel:
@@ -147,6 +147,11 @@ _KEY_SETTINGS = ("ENCRYPTION_KEYS", "ENCRYPTION_KEY_FILE")
 DEV_KEY_FILE = "dev-encryption.key"
 
 
+def _auth_configured(prefix: str, settings: Mapping[str, str]) -> bool:
+    """Whether the settings or the environment say how the service authenticates."""
+    return any(key in settings or f"{prefix}{key}" in os.environ for key in _AUTH_SETTINGS)
+
+
 def development_key_file(data_dir: Path) -> Path:
     """A key file for SENSITIVE patterns of a development stack, made once and kept.
 
@@ -185,23 +190,25 @@ def memory_process(
         **(settings or {}),
         **extra,
     }
-    configured = any(key in settings or f"MEMORY_{key}" in os.environ for key in _AUTH_SETTINGS)
-    if auth_disabled and not configured:
+    if auth_disabled and not _auth_configured("MEMORY_", settings):
         settings["AUTH_DISABLED"] = "true"
     if not any(key in settings or f"MEMORY_{key}" in os.environ for key in _KEY_SETTINGS):
         settings["ENCRYPTION_KEY_FILE"] = str(development_key_file(data_dir))
     return ServiceProcess("memory_service", MEMORY_SERVICE, "MEMORY_", settings, data_dir, log)
 
 
-def auth_note(memory: ServiceProcess) -> str:
-    """How the memory service authenticates, for a development stack's banner."""
-    if (memory.setting("AUTH_DISABLED") or "").lower() in {"1", "true", "yes", "on"}:
-        note = "memory authentication off, for local development"
-    else:
-        note = "memory authentication on, by MEMORY_TOKENS_FILE"
-    if (key_file := memory.setting("ENCRYPTION_KEY_FILE") or "").endswith(DEV_KEY_FILE):
-        note += f"; SENSITIVE patterns sealed with the development key {key_file}"
-    return note
+def auth_note(*services: ServiceProcess) -> str:
+    """How the services authenticate, for a development stack's banner."""
+    notes = []
+    for service in services:
+        name = service.prefix.removesuffix("_").lower()
+        if (service.setting("AUTH_DISABLED") or "").lower() in {"1", "true", "yes", "on"}:
+            notes.append(f"{name} authentication off, for local development")
+        else:
+            notes.append(f"{name} authentication on, by {service.prefix}TOKENS_FILE")
+        if (key_file := service.setting("ENCRYPTION_KEY_FILE") or "").endswith(DEV_KEY_FILE):
+            notes.append(f"SENSITIVE patterns sealed with the development key {key_file}")
+    return "; ".join(notes)
 
 
 def executor_process(
@@ -210,15 +217,22 @@ def executor_process(
     *,
     port: int = 0,
     log: IO[str] | None = None,
+    auth_disabled: bool = True,
     **extra: str,
 ) -> ServiceProcess:
-    """An executor under data_dir that stores patterns at memory_address."""
+    """An executor under data_dir that stores patterns at memory_address.
+
+    `auth_disabled` turns its callers' authentication off unless the
+    keyword arguments or the environment already say how to authenticate.
+    """
     settings = {
         "PORT": str(port),
         "DATA_DIR": str(data_dir / "executor"),
         "MEMORY_ADDRESS": memory_address,
         **extra,
     }
+    if auth_disabled and not _auth_configured("EXECUTOR_", settings):
+        settings["AUTH_DISABLED"] = "true"
     return ServiceProcess(
         "executor_service", EXECUTOR_SERVICE, "EXECUTOR_", settings, data_dir, log
     )
@@ -245,7 +259,7 @@ def main() -> int:
         executor.start()
         print(
             f"serving: executor {executor.address}, memory {memory.address} "
-            f"(data in {data_dir}; {auth_note(memory)}); Ctrl-C to stop",
+            f"(data in {data_dir}; {auth_note(memory, executor)}); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
         )

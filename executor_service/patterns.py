@@ -10,6 +10,7 @@ from attune.memory.v1 import memory_pb2
 from executor_service.convert import RUNNER_NAMES, tier_name
 from executor_service.forms import answer_text, from_form_value
 from executor_service.templates.models import Template
+from memory_service.security.identity import ANONYMOUS_USER_ID
 
 
 def _text(value: common_pb2.FormValue) -> str:
@@ -61,6 +62,9 @@ def run_to_pattern(run: executor_pb2.Run, template: Template | None) -> memory_p
         content=run_summary(run, template),
         run_id=run.run_id,
         runner=RUNNER_NAMES.get(run.runner, "unknown"),
+        # Stored on the owner's behalf, so memory applies their visibility
+        # (see MemoryClient.store); with authentication off, as the executor.
+        owner="" if run.owner == ANONYMOUS_USER_ID else run.owner,
     )
     pattern.create_time.CopyFrom(run.create_time)
     pattern.total_duration.CopyFrom(run.total_duration)

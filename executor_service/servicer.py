@@ -8,7 +8,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from executor_service.delivery import PatternDeliverer
 from executor_service.engine import strategy_to_proto
 from executor_service.estimate import estimate_cost
 from executor_service.forms import from_form_value, resolve_answers, to_form_value
+from executor_service.gate import gated, gated_stream
 from executor_service.learning.protos import choice_to_proto, suggestion_to_proto
 from executor_service.learning.requests import partial_answers
 from executor_service.learning.service import Learner
@@ -54,8 +55,12 @@ from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Template, TierStrategy
 from executor_service.templates.proto import template_to_proto
 from executor_service.workflow_run import IN_PROGRESS, WorkflowRun
+from memory_service.audit_buffer import BufferedAudit
+from memory_service.denials import DenialLimiter
 from memory_service.search.filter import FilterError, compile_filter, matches
 from memory_service.search.planning import PlanError, SearchPlan, plan_search, size_violations
+from memory_service.security.audit import AuditAction
+from memory_service.security.identity import Action, Authenticator, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found, unavailable
 from memory_service.servicekit.paging import (
     decode_cursor,
@@ -74,6 +79,38 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
+# What each call touched, for its audit record.
+
+
+def _count_of(field: str) -> Callable[[Any, Any], tuple[Sequence[str], int]]:
+    def summary(request: Any, response: Any) -> tuple[Sequence[str], int]:
+        return (), len(getattr(response, field))
+
+    return summary
+
+
+def _started_run_id(event: executor_pb2.RunWorkflowResponse) -> str:
+    return event.run_id
+
+
+def _run_read(
+    request: executor_pb2.GetRunRequest, response: executor_pb2.GetRunResponse
+) -> tuple[Sequence[str], int]:
+    return (response.run.run_id,), 1
+
+
+def _runs_listed(
+    request: executor_pb2.ListRunsRequest, response: executor_pb2.ListRunsResponse
+) -> tuple[Sequence[str], int]:
+    return [run.run_id for run in response.runs], len(response.runs)
+
+
+def _hits_found(
+    request: executor_pb2.SearchRunsRequest, response: executor_pb2.SearchRunsResponse
+) -> tuple[Sequence[str], int]:
+    return [hit.run_id for hit in response.hits], len(response.hits)
+
+
 class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     """Runs workflows and answers for their runs."""
 
@@ -84,7 +121,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         runs: RunStore,
         deliverer: PatternDeliverer,
         local_index: LocalIndex,
+        *,
+        authenticator: Authenticator,
+        audit_log: BufferedAudit,
+        denials: DenialLimiter | None = None,
     ) -> None:
+        self.authenticator = authenticator  # Every RPC's caller is one (see gate.py).
+        self.audit_log = audit_log  # Every RPC writes one record here (see gate.py).
+        self.denials = denials
+        self.namespace = settings.memory_namespace  # Where the executor's runs live.
         self._settings = settings
         self._catalog = catalog
         self._runs = runs
@@ -113,8 +158,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             )
         return template
 
+    @gated(AuditAction.TEMPLATES, Action.READ, _count_of("templates"))
     async def ListTemplates(
-        self, request: executor_pb2.ListTemplatesRequest, context: Context
+        self, request: executor_pb2.ListTemplatesRequest, context: Context, principal: Principal
     ) -> executor_pb2.ListTemplatesResponse:
         size = page_bounds(request.page_size, 50, 200)
         offset = decode_token(request.page_token, "templates")
@@ -126,8 +172,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             next_page_token=encode_token(offset + size, "templates") if more else "",
         )
 
+    @gated(AuditAction.TEMPLATES, Action.READ)
     async def GetTemplate(
-        self, request: executor_pb2.GetTemplateRequest, context: Context
+        self, request: executor_pb2.GetTemplateRequest, context: Context, principal: Principal
     ) -> executor_pb2.GetTemplateResponse:
         return executor_pb2.GetTemplateResponse(
             template=template_to_proto(self._template(request.template_id))
@@ -177,8 +224,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             )
         return template, resolved, team
 
+    @gated(AuditAction.PLAN, Action.READ)
     async def PlanWorkflow(
-        self, request: executor_pb2.PlanWorkflowRequest, context: Context
+        self, request: executor_pb2.PlanWorkflowRequest, context: Context, principal: Principal
     ) -> executor_pb2.PlanWorkflowResponse:
         template, resolved, team = await self._plan(
             request.template_id, request.answers, request.tier_strategy
@@ -205,8 +253,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(error)) from None
         return runner, seed if name == "simulated" else 0
 
+    @gated_stream(AuditAction.RUN, Action.WRITE, _started_run_id)
     async def RunWorkflow(
-        self, request: executor_pb2.RunWorkflowRequest, context: Context
+        self, request: executor_pb2.RunWorkflowRequest, context: Context, principal: Principal
     ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
         _check_session_id(request.session_id)
         template, resolved, team = await self._plan(
@@ -214,11 +263,13 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
         # Admitted once valid (a refused request costs nothing), before any
         # work; the run's task holds the slot from when it exists until done.
-        caller = caller_key(caller_authorization(context.invocation_metadata()), context.peer())
+        caller = principal.user_id
+        if principal is Principal.ANONYMOUS:  # Authentication off: tell callers apart anyway.
+            caller = caller_key(caller_authorization(context.invocation_metadata()), context.peer())
         check_free_disk(self._runs.root, self._settings.min_free_disk_bytes)
         lease = self._admission.admit(caller)
         try:
-            run = self._admitted_run(request, context, template, team, resolved, lease)
+            run = self._admitted_run(request, context, principal, template, team, resolved, lease)
             async with contextlib.aclosing(run) as events:
                 async for event in events:
                     yield event
@@ -229,6 +280,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self,
         request: executor_pb2.RunWorkflowRequest,
         context: Context,
+        principal: Principal,
         template: Template,
         team: list[PlannedAgent],
         resolved: dict[str, Any],
@@ -258,6 +310,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             runner=RUNNER_FROM_NAME[runner.name],
             seed=seed,
             answers={key: to_form_value(value) for key, value in resolved.items()},
+            owner=principal.user_id,
         )
         run.create_time.GetCurrentTime()
         config = describe_config(run, team)
@@ -342,8 +395,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
 
     # --- reading runs ----------------------------------------------------------
 
+    @gated(AuditAction.GET, Action.READ, _run_read)
     async def GetRun(
-        self, request: executor_pb2.GetRunRequest, context: Context
+        self, request: executor_pb2.GetRunRequest, context: Context, principal: Principal
     ) -> executor_pb2.GetRunResponse:
         if not request.run_id:
             raise invalid_argument([("run_id", "required")])
@@ -369,8 +423,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_STORED
         return executor_pb2.GetRunResponse(run=run)
 
+    @gated(AuditAction.SEARCH, Action.READ, _hits_found)
     async def SearchRuns(
-        self, request: executor_pb2.SearchRunsRequest, context: Context
+        self, request: executor_pb2.SearchRunsRequest, context: Context, principal: Principal
     ) -> executor_pb2.SearchRunsResponse:
         limit = page_bounds(request.page_size, 10, 100)
         # Sizes first: nothing reads the query or filter before they are bounded.
@@ -463,8 +518,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             applied_filter=plan.applied_filter,
         )
 
+    @gated(AuditAction.STATUS, Action.READ)
     async def GetStatus(
-        self, request: executor_pb2.GetStatusRequest, context: Context
+        self, request: executor_pb2.GetStatusRequest, context: Context, principal: Principal
     ) -> executor_pb2.GetStatusResponse:
         outbox = self._deliverer.outbox
         depth, oldest = outbox.depth(), outbox.oldest_age_seconds()
@@ -485,8 +541,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             status.oldest_queued_age.FromNanoseconds(int(oldest * 1e9))
         return status
 
+    @gated(AuditAction.LIST, Action.READ, _runs_listed)
     async def ListRuns(
-        self, request: executor_pb2.ListRunsRequest, context: Context
+        self, request: executor_pb2.ListRunsRequest, context: Context, principal: Principal
     ) -> executor_pb2.ListRunsResponse:
         try:
             condition = compile_filter(request.filter, RUN_SCHEMA)
@@ -539,13 +596,18 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         name = resolve_runner_name(RUNNER_NAMES.get(runner), self._settings)
         return await self._learner.learned_team(template_id, team, name)
 
+    @gated(AuditAction.ANALYTICS, Action.READ)
     async def GetAnalytics(
-        self, request: executor_pb2.GetAnalyticsRequest, context: Context
+        self, request: executor_pb2.GetAnalyticsRequest, context: Context, principal: Principal
     ) -> executor_pb2.GetAnalyticsResponse:
         return await self._learner.analytics(request)
 
+    @gated(AuditAction.RECOMMEND, Action.READ)
     async def GetRecommendations(
-        self, request: executor_pb2.GetRecommendationsRequest, context: Context
+        self,
+        request: executor_pb2.GetRecommendationsRequest,
+        context: Context,
+        principal: Principal,
     ) -> executor_pb2.GetRecommendationsResponse:
         _check_session_id(request.session_id)
         template = self._template(request.template_id)
@@ -579,6 +641,17 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             similar_runs_degraded_reason=found.similar.degraded_reason,
         )
 
+    @gated(AuditAction.AUDIT, Action.ADMIN, lambda q, r: ((), len(r.events)))
+    async def ListAuditEvents(
+        self, request: executor_pb2.ListAuditEventsRequest, context: Context, principal: Principal
+    ) -> executor_pb2.ListAuditEventsResponse:
+        records, token = await self.audit_log.read(
+            None, request.filter, request.page_size, request.page_token, reader=principal.user_id
+        )
+        return executor_pb2.ListAuditEventsResponse(
+            events=[record.to_proto() for record in records], next_page_token=token
+        )
+
 
 def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str, Any]:
     """config.json of a run: what was run, how, and by which runner."""
@@ -588,6 +661,7 @@ def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str
         "template_version": run.template_version,
         "runner": RUNNER_NAMES[run.runner],
         "seed": run.seed,
+        "owner": run.owner,
         "created": datetime.now(UTC).isoformat(),
         "team": [
             {

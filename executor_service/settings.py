@@ -9,13 +9,14 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import SettingsConfigDict
 
 from memory_service.patterns import NAMESPACE_PATTERN
+from memory_service.security.access_settings import AccessSettings
 from memory_service.security.identity import bearer_token
 from memory_service.servicekit.errors import ServiceError
 from memory_service.servicekit.settings import ServerSettings
 from memory_service.servicekit.tls import ClientTls, TlsConfigError, client_tls_from_files
 
 
-class ExecutorSettings(ServerSettings):
+class ExecutorSettings(ServerSettings, AccessSettings):
     """Everything the executor reads from its environment."""
 
     # Some settings are secrets (API keys, the memory token): a configuration

@@ -16,10 +16,10 @@ from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvide
 from memory_service.security.audit import FileAuditLog
 from memory_service.security.crypto import DecryptionError, KeyConfigError, Keyring, MissingKeyError
 from memory_service.security.identity import (
+    MEMORY_ROLE_NAMES,
+    AuthConfigError,
     Authenticator,
-    NoAuthentication,
-    TokenAuthenticator,
-    TokenFileError,
+    configured_authenticator,
 )
 from memory_service.security.redis_audit import RedisStreamAuditLog
 from memory_service.semantic import Semantic
@@ -44,21 +44,12 @@ class ConfigurationError(Exception):
 
 def authenticator_for(settings: MemorySettings) -> Authenticator:
     """Tokens from the tokens file, or nobody checked when explicitly turned off."""
-    if settings.tokens_file is not None and settings.auth_disabled:
-        raise ConfigurationError(
-            "MEMORY_TOKENS_FILE and MEMORY_AUTH_DISABLED are both set: choose one"
+    try:
+        return configured_authenticator(
+            settings.tokens_file, settings.auth_disabled, "MEMORY_", MEMORY_ROLE_NAMES
         )
-    if settings.tokens_file is not None:
-        try:
-            return TokenAuthenticator.from_file(settings.tokens_file)
-        except TokenFileError as error:
-            raise ConfigurationError(str(error)) from None
-    if settings.auth_disabled:
-        return NoAuthentication()
-    raise ConfigurationError(
-        "authentication is not configured: set MEMORY_TOKENS_FILE to a tokens file, or "
-        "MEMORY_AUTH_DISABLED=true for local development only"
-    )
+    except AuthConfigError as error:
+        raise ConfigurationError(str(error)) from None
 
 
 def keyring_for(settings: MemorySettings) -> Keyring:

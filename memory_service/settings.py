@@ -9,11 +9,12 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from memory_service.security.access_settings import AccessSettings
 from memory_service.servicekit.settings import ServerSettings
 from memory_service.sizes import DEFAULT_MAX_PATTERN_BYTES, MAX_PATTERN_BYTES_LIMIT
 
 
-class MemorySettings(ServerSettings):
+class MemorySettings(ServerSettings, AccessSettings):
     """Everything the memory service reads from its environment."""
 
     # A configuration error names the setting, never echoes the values
@@ -70,53 +71,11 @@ class MemorySettings(ServerSettings):
     context_max_ttl_seconds: float = Field(
         default=86400.0, gt=0, description="Longest time to live a context entry may have."
     )
-    audit_log: Path | None = Field(
-        default=None,
-        description="The audit log file of the embedded store (JSON lines, rotated); unset: "
-        "audit.log in the data directory. On redis, every replica writes to one Redis stream.",
-    )
-    audit_max_bytes: int = Field(
-        default=10 * 1024 * 1024, gt=0, description="Size at which the audit log rotates."
-    )
-    audit_backups: int = Field(
-        default=5, ge=1, description="How many rotated audit log files are kept."
-    )
     audit_stream_max_entries: int = Field(
         default=1_000_000,
         gt=0,
         description="With the redis store, the audit log is the stream `<prefix>:audit`, shared "
         "by every replica; it is trimmed to about this many records (XADD MAXLEN ~).",
-    )
-    denied_calls_per_second: float = Field(
-        default=1.0,
-        gt=0,
-        description="Calls answered UNAUTHENTICATED or PERMISSION_DENIED are budgeted per "
-        "peer address and principal: refilled at this rate; past the budget such calls answer "
-        "RESOURCE_EXHAUSTED and are audited folded. Allowed calls are never limited.",
-    )
-    denied_calls_burst: int = Field(
-        default=60,
-        ge=1,
-        description="How many unauthenticated or denied calls a peer (per principal) may make "
-        "at once before the budget applies.",
-    )
-    denied_audit_window_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="Calls refused by the denied-calls budget are audited as one record per "
-        "peer, principal and action per window, with the number of calls it stands for.",
-    )
-    auth_disabled: bool = Field(
-        default=False,
-        description="Turn authentication off: every caller is an admin of every namespace. "
-        "Local development only (`make run`, `make serve`); logged loudly at start. The "
-        "service refuses to start unless this or `MEMORY_TOKENS_FILE` is set.",
-    )
-    tokens_file: Path | None = Field(
-        default=None,
-        description="The tokens file (YAML or JSON, e.g. a mounted Kubernetes secret): SHA-256 "
-        "of each bearer token with its user id, role and namespaces. See "
-        "`python -m memory_service.security.identity --help`.",
     )
     encryption_keys: SecretStr | None = Field(
         default=None,

@@ -63,11 +63,16 @@ class Stack:
         self.memory = None
 
     async def start_executor(self) -> None:
+        # As for memory: callers' authentication is off unless a test configures tokens.
+        overrides: dict[str, object] = {}
+        if "tokens_file" not in self.executor_overrides:
+            overrides["auth_disabled"] = True
+        overrides.update(self.executor_overrides)
         settings = ExecutorSettings(
             port=0,
             data_dir=self.root / "executor",
             memory_address=f"127.0.0.1:{self.memory_port}",
-            **self.executor_overrides,  # type: ignore[arg-type]
+            **overrides,  # type: ignore[arg-type]
         )
         self.executor = await start_executor(settings)
 

@@ -76,6 +76,13 @@ class AuditAction(StrEnum):
     PROMOTE = "promote"
     AUDIT = "audit"  # Reading the audit log is itself audited.
     DENIED = "denied"  # Refused before the action was known (e.g. unauthenticated).
+    # The executor's own actions; its runs are read with get, list and search.
+    TEMPLATES = "templates"
+    PLAN = "plan"
+    RUN = "run"
+    ANALYTICS = "analytics"
+    RECOMMEND = "recommend"
+    STATUS = "status"
 
 
 AUDIT_SCHEMA = Schema(

@@ -6,7 +6,7 @@ only the SHA-256 of each token, so the file itself grants nothing if leaked:
 
     - token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
       user_id: svc:executor
-      role: writer            # reader < writer < admin
+      role: writer            # reader < writer < admin (executor: viewer < runner < admin)
       namespaces: [team-a, team-b]
     - token_sha256: ...
       user_id: alice@example.com
@@ -32,7 +32,7 @@ import logging
 import re
 import secrets
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from pathlib import Path
@@ -41,7 +41,7 @@ from typing import Any, ClassVar, NoReturn, Protocol
 import grpc
 import yaml
 from google.rpc import error_details_pb2
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from memory_service.patterns import NAMESPACE_PATTERN
 from memory_service.servicekit.errors import ServiceError
@@ -83,6 +83,18 @@ class Role(IntEnum):
             return cls[text.strip().upper()]
         except KeyError:
             raise ValueError(f"must be one of {', '.join(r.label for r in cls)}") from None
+
+
+# Each service names the three ranks its own way in its tokens files; the
+# file format and everything else about tokens is shared.
+RoleNames = Mapping[str, Role]
+MEMORY_ROLE_NAMES: RoleNames = {"reader": Role.READER, "writer": Role.WRITER, "admin": Role.ADMIN}
+EXECUTOR_ROLE_NAMES: RoleNames = {"viewer": Role.READER, "runner": Role.WRITER, "admin": Role.ADMIN}
+
+
+def role_label(role: Role, names: RoleNames) -> str:
+    """The name `names` gives the role."""
+    return next(name for name, rank in names.items() if rank is role)
 
 
 class Action(StrEnum):
@@ -155,7 +167,12 @@ def _denied(
     raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, [info])
 
 
-def authorize(principal: Principal, namespace: str, action: Action) -> None:
+def authorize(
+    principal: Principal,
+    namespace: str,
+    action: Action,
+    role_names: RoleNames = MEMORY_ROLE_NAMES,
+) -> None:
     """Returns if the principal may act on the namespace; PERMISSION_DENIED otherwise.
 
     The empty namespace is never granted, not even by "*": a request that
@@ -164,7 +181,8 @@ def authorize(principal: Principal, namespace: str, action: Action) -> None:
     """
     needed = REQUIRED_ROLE[action]
     if principal.role < needed:
-        why = f"role {principal.role.label} is below the {needed.label} role it needs"
+        have, need = role_label(principal.role, role_names), role_label(needed, role_names)
+        why = f"role {have} is below the {need} role it needs"
         _denied(principal, namespace, action, why, "ROLE_TOO_LOW")
     if not namespace:
         why = "an empty namespace does not mean all namespaces"
@@ -234,12 +252,14 @@ class TokenEntry(BaseModel):
 
     @field_validator("role", mode="before")
     @classmethod
-    def _check_role(cls, value: Any) -> Role:
+    def _check_role(cls, value: Any, info: ValidationInfo) -> Role:
         if isinstance(value, Role):
             return value
-        if not isinstance(value, str):
-            raise ValueError(f"must be one of {', '.join(r.label for r in Role)}")
-        return Role.parse(value)
+        names: RoleNames = (info.context or {}).get("role_names", MEMORY_ROLE_NAMES)
+        role = names.get(value.strip().lower()) if isinstance(value, str) else None
+        if role is None:
+            raise ValueError(f"must be one of {', '.join(names)}")
+        return role
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -330,7 +350,9 @@ def _parse_document(path: Path, text: str) -> Any:
         raise TokenFileError(path, ["not valid YAML"]) from None
 
 
-def parse_token_entries(path: Path, data: Any) -> list[TokenEntry]:
+def parse_token_entries(
+    path: Path, data: Any, role_names: RoleNames = MEMORY_ROLE_NAMES
+) -> list[TokenEntry]:
     """Validates every entry of a parsed tokens file; TokenFileError lists all problems."""
     if data is None:
         raise TokenFileError(path, ["is empty; it must be a list of token entries"])
@@ -343,7 +365,7 @@ def parse_token_entries(path: Path, data: Any) -> list[TokenEntry]:
     first_index: dict[str, int] = {}
     for index, item in enumerate(data):
         try:
-            entry = TokenEntry.model_validate(item)
+            entry = TokenEntry.model_validate(item, context={"role_names": role_names})
         except ValidationError as error:
             problems.extend(_describe(index, e) for e in error.errors(include_input=False))
             continue
@@ -361,7 +383,7 @@ def parse_token_entries(path: Path, data: Any) -> list[TokenEntry]:
     return entries
 
 
-def load_tokens_file(path: Path) -> list[TokenEntry]:
+def load_tokens_file(path: Path, role_names: RoleNames = MEMORY_ROLE_NAMES) -> list[TokenEntry]:
     """Reads and validates a tokens file (.json as JSON, anything else as YAML)."""
     try:
         raw = path.read_bytes()
@@ -371,7 +393,7 @@ def load_tokens_file(path: Path) -> list[TokenEntry]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise TokenFileError(path, ["is not UTF-8 text"]) from None
-    return parse_token_entries(path, _parse_document(path, text))
+    return parse_token_entries(path, _parse_document(path, text), role_names)
 
 
 # --- authenticators ---------------------------------------------------------------
@@ -446,9 +468,9 @@ class TokenAuthenticator:
             self._by_hash[entry.token_sha256] = entry.principal()
 
     @classmethod
-    def from_file(cls, path: Path) -> TokenAuthenticator:
+    def from_file(cls, path: Path, role_names: RoleNames = MEMORY_ROLE_NAMES) -> TokenAuthenticator:
         """An authenticator for a tokens file; TokenFileError if it is invalid."""
-        return cls(load_tokens_file(path))
+        return cls(load_tokens_file(path, role_names))
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -474,6 +496,35 @@ class NoAuthentication:
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Principal:
         """Always the anonymous admin."""
         return Principal.ANONYMOUS
+
+
+class AuthConfigError(ValueError):
+    """Authentication settings that cannot make a safe service; says what to set."""
+
+
+def configured_authenticator(
+    tokens_file: Path | None, auth_disabled: bool, prefix: str, role_names: RoleNames
+) -> Authenticator:
+    """The tokens file's authenticator, or nobody checked when explicitly turned off.
+
+    Neither is an error, so a service never starts open by omission; `prefix`
+    names the service's settings (MEMORY_, EXECUTOR_) in the message.
+    """
+    if tokens_file is not None and auth_disabled:
+        raise AuthConfigError(
+            f"{prefix}TOKENS_FILE and {prefix}AUTH_DISABLED are both set: choose one"
+        )
+    if tokens_file is not None:
+        try:
+            return TokenAuthenticator.from_file(tokens_file, role_names)
+        except TokenFileError as error:
+            raise AuthConfigError(str(error)) from None
+    if auth_disabled:
+        return NoAuthentication()
+    raise AuthConfigError(
+        f"authentication is not configured: set {prefix}TOKENS_FILE to a tokens file, or "
+        f"{prefix}AUTH_DISABLED=true for local development only"
+    )
 
 
 # --- operator CLI -----------------------------------------------------------------
@@ -513,7 +564,7 @@ def _cmd_new_token(_: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     path = Path(args.path)
     try:
-        entries = load_tokens_file(path)
+        entries = load_tokens_file(path, _SERVICE_ROLE_NAMES[args.service])
     except TokenFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -522,11 +573,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+_SERVICE_ROLE_NAMES = {"memory": MEMORY_ROLE_NAMES, "executor": EXECUTOR_ROLE_NAMES}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Operator commands for tokens files."""
     parser = argparse.ArgumentParser(
         prog="python -m memory_service.security.identity",
-        description="Tokens for the memory service: hash, mint, check a tokens file.",
+        description="Tokens for the memory service and the executor: hash, mint, check a "
+        "tokens file.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
@@ -537,6 +592,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ).set_defaults(run=_cmd_new_token)
     check = commands.add_parser("check", help="validate a tokens file")
     check.add_argument("path")
+    check.add_argument(
+        "--service",
+        choices=sorted(_SERVICE_ROLE_NAMES),
+        default="memory",
+        help="whose role names the file uses: memory (reader, writer, admin) or executor "
+        "(viewer, runner, admin); default memory",
+    )
     check.set_defaults(run=_cmd_check)
     args = parser.parse_args(argv)
     code: int = args.run(args)

@@ -47,6 +47,7 @@ async def test_runs_spread_over_every_replica_in_the_address_list(tmp_path: Path
                 data_dir=tmp_path / "executor",
                 memory_address=target,
                 simulated_success=ALWAYS,
+                auth_disabled=True,
             )
         )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{executor.port}")

@@ -6,6 +6,7 @@ every run as files, and learns from past runs.
 """
 
 from attune.common.v1 import common_pb2 as _common_pb2
+from attune.memory.v1 import memory_pb2 as _memory_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -1029,6 +1030,7 @@ class Run(_message.Message):
     FINISH_TIME_FIELD_NUMBER: _builtins.int
     PATTERN_DELIVERY_FIELD_NUMBER: _builtins.int
     RUN_DIR_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run id: sortable by time, unique, for example
     "20260117-052959-01kf2c3r8t4x5y6z7a8b9c0d1e": UTC date and time, then a
@@ -1050,6 +1052,11 @@ class Run(_message.Message):
     """Where the run's pattern is."""
     run_dir: _builtins.str
     """The run directory on the executor's disk."""
+    owner: _builtins.str
+    """The user id of the caller who started the run ("anonymous" when the
+    executor's authentication is off; empty for runs made before runs had
+    owners). A SENSITIVE run is shown to its owner only.
+    """
     @_builtins.property
     def answers(self) -> _containers.MessageMap[_builtins.str, _common_pb2.FormValue]:
         """The answers after defaults were applied."""
@@ -1087,10 +1094,11 @@ class Run(_message.Message):
         finish_time: _timestamp_pb2.Timestamp | None = ...,
         pattern_delivery: Global___PatternDelivery.ValueType = ...,
         run_dir: _builtins.str = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "finish_time", b"finish_time", "total_duration", b"total_duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "answers", b"answers", "create_time", b"create_time", "finish_time", b"finish_time", "pattern_delivery", b"pattern_delivery", "run_dir", b"run_dir", "run_id", b"run_id", "runner", b"runner", "seed", b"seed", "status", b"status", "template_id", b"template_id", "template_version", b"template_version", "total_cost_usd", b"total_cost_usd", "total_duration", b"total_duration"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "answers", b"answers", "create_time", b"create_time", "finish_time", b"finish_time", "owner", b"owner", "pattern_delivery", b"pattern_delivery", "run_dir", b"run_dir", "run_id", b"run_id", "runner", b"runner", "seed", b"seed", "status", b"status", "template_id", b"template_id", "template_version", b"template_version", "total_cost_usd", b"total_cost_usd", "total_duration", b"total_duration"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2284,3 +2292,65 @@ class GetStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatusResponse: _TypeAlias = GetStatusResponse  # noqa: Y015
+
+@_typing.final
+class ListAuditEventsRequest(_message.Message):
+    """Request for ListAuditEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """A filter over principal, action, outcome and event_time, in the
+    documented AIP-160 subset (the memory service's ListAuditEvents filter).
+    """
+    page_size: _builtins.int
+    """The maximum number of events: default 100, at most 1000."""
+    page_token: _builtins.str
+    """A page token from a previous identical call."""
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditEventsRequest: _TypeAlias = ListAuditEventsRequest  # noqa: Y015
+
+@_typing.final
+class ListAuditEventsResponse(_message.Message):
+    """Response for ListAuditEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token for the next page; empty on the last page."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_memory_pb2.AuditEvent]:
+        """The events, newest first. Their namespace is the executor's; their
+        pattern_ids are the run ids a call touched.
+        """
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[_memory_pb2.AuditEvent] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditEventsResponse: _TypeAlias = ListAuditEventsResponse  # noqa: Y015

@@ -85,6 +85,11 @@ class ExecutorServiceStub:
                 request_serializer=attune_dot_executor_dot_v1_dot_executor__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=attune_dot_executor_dot_v1_dot_executor__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/attune.executor.v1.ExecutorService/ListAuditEvents',
+                request_serializer=attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -167,6 +172,14 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """Reads the executor's audit log, newest first: one record per RPC, in
+        the memory service's record shape. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +232,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=attune_dot_executor_dot_v1_dot_executor__pb2.GetStatusRequest.FromString,
                     response_serializer=attune_dot_executor_dot_v1_dot_executor__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -492,6 +510,33 @@ class ExecutorService:
             '/attune.executor.v1.ExecutorService/GetStatus',
             attune_dot_executor_dot_v1_dot_executor__pb2.GetStatusRequest.SerializeToString,
             attune_dot_executor_dot_v1_dot_executor__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attune.executor.v1.ExecutorService/ListAuditEvents',
+            attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsRequest.SerializeToString,
+            attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,10 @@ class ExecutorServiceStub:
     """Tier, form and similar-run recommendations learned from past runs."""
     GetStatus: _grpc.UnaryUnaryMultiCallable[_executor_pb2.GetStatusRequest, _executor_pb2.GetStatusResponse]
     """The executor's view of its dependencies and its backlog."""
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_executor_pb2.ListAuditEventsRequest, _executor_pb2.ListAuditEventsResponse]
+    """Reads the executor's audit log, newest first: one record per RPC, in
+    the memory service's record shape. Admins only.
+    """
 
 @_typing.type_check_only
 class ExecutorServiceAsyncStub(ExecutorServiceStub):
@@ -99,6 +103,10 @@ class ExecutorServiceAsyncStub(ExecutorServiceStub):
     """Tier, form and similar-run recommendations learned from past runs."""
     GetStatus: _aio.UnaryUnaryMultiCallable[_executor_pb2.GetStatusRequest, _executor_pb2.GetStatusResponse]  # type: ignore[assignment]
     """The executor's view of its dependencies and its backlog."""
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_executor_pb2.ListAuditEventsRequest, _executor_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """Reads the executor's audit log, newest first: one record per RPC, in
+    the memory service's record shape. Admins only.
+    """
 
 class ExecutorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Plans and runs workflows, and reads and searches their runs."""
@@ -191,5 +199,15 @@ class ExecutorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_executor_pb2.GetStatusResponse, _abc.Awaitable[_executor_pb2.GetStatusResponse]]:
         """The executor's view of its dependencies and its backlog."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _executor_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_executor_pb2.ListAuditEventsResponse, _abc.Awaitable[_executor_pb2.ListAuditEventsResponse]]:
+        """Reads the executor's audit log, newest first: one record per RPC, in
+        the memory service's record shape. Admins only.
+        """
 
 def add_ExecutorServiceServicer_to_server(servicer: ExecutorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
