@@ -20,6 +20,13 @@ caller's header instead so that the caller's namespaces and visibility apply.
 Writes and probes always carry the executor's token. Neither a token nor the
 header is ever logged.
 
+A call made for a user (`on_behalf_of=<user id>`) carries the executor's
+token and the metadata `attune-on-behalf-of: <user id>`: the memory service
+then acts as that user (owner, SENSITIVE visibility, private context) within
+the executor's own rights, provided the executor's tokens-file entry says
+`delegate: true`. A stored pattern whose `owner` is set goes on its owner's
+behalf.
+
 Besides patterns, the client remembers a session's recent form choices in the
 memory service's short-term context, one entry per template (`form:<id>`,
 the answers as a JSON object). Remembering is best effort: it runs as a
@@ -46,6 +53,8 @@ from executor_service.breaker import BreakerOpenError, CircuitBreaker, Outcome, 
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Answer
 from memory_service.patterns import MAX_CONTEXT_ID
+from memory_service.security.identity import ON_BEHALF_OF_HEADER
+from memory_service.servicekit.errors import error_reasons
 from memory_service.servicekit.logging import request_id_var, trace_id_var
 from memory_service.servicekit.tls import ClientTls
 
@@ -119,6 +128,13 @@ EXECUTOR_CREDENTIALS_HINT = (
     "the memory service refused the executor's own token: check EXECUTOR_MEMORY_TOKEN "
     "(or EXECUTOR_MEMORY_TOKEN_FILE) against the memory service's tokens file "
     "(a writer role on the executor's namespace)"
+)
+
+# What an operator should do when the memory service refuses the executor's
+# calls on behalf of users.
+DELEGATION_HINT = (
+    "the memory service does not let the executor act on behalf of users: set "
+    "`delegate: true` on the executor's entry in the memory service's tokens file"
 )
 
 AUTHORIZATION = "authorization"
@@ -247,10 +263,19 @@ class MemoryClient:
             tls=settings.memory_tls,
         )
 
-    def metadata(self, authorization: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+    def metadata(
+        self, authorization: Sequence[str] = (), *, on_behalf_of: str | None = None
+    ) -> tuple[tuple[str, str], ...]:
         """The call's metadata: the caller's request and trace ids, so both
         services' logs correlate, and credentials: `authorization` (a caller's
-        header, passed through) if given, else the executor's own token."""
+        header, passed through) if given, else the executor's own token, with
+        the ON_BEHALF_OF_HEADER naming `on_behalf_of` when given.
+
+        ValueError for both `authorization` and `on_behalf_of`: a delegated
+        call carries the executor's own token, never a caller's.
+        """
+        if authorization and on_behalf_of is not None:
+            raise ValueError("a call passes a caller's credentials or acts on their behalf")
         pairs = []
         if request_id := request_id_var.get():
             pairs.append(("x-request-id", request_id))
@@ -260,6 +285,8 @@ class MemoryClient:
             pairs += [(AUTHORIZATION, value) for value in authorization]
         elif self._token is not None:
             pairs.append((AUTHORIZATION, f"Bearer {self._token.get_secret_value()}"))
+        if on_behalf_of is not None:
+            pairs.append((ON_BEHALF_OF_HEADER, on_behalf_of))
         return tuple(pairs)
 
     def deadline(self, remaining: float | None, configured: float | None = None) -> float:
@@ -270,7 +297,12 @@ class MemoryClient:
             return configured
         return max(0.0, min(configured, remaining - 0.05))
 
-    def _record(self, error: grpc.aio.AioRpcError | None, passed_through: bool = False) -> None:
+    def _record(
+        self,
+        error: grpc.aio.AioRpcError | None,
+        passed_through: bool = False,
+        delegated: bool = False,
+    ) -> None:
         if error is None:
             self.reachable = True
             self.last_error = ""
@@ -284,19 +316,37 @@ class MemoryClient:
                 # executor's own link, and the message names that caller's
                 # user id, which GetStatus must not show to anyone else.
                 return
+            if "DELEGATION_NOT_GRANTED" in error_reasons(error):
+                self.last_error = f"{code.name}: {DELEGATION_HINT}"
+                return
+            if delegated:
+                # The executor's rights were refused, but the message names
+                # the user it acted for: GetStatus must not show that id.
+                self.last_error = (
+                    f"{code.name} on a call made on a user's behalf ({EXECUTOR_CREDENTIALS_HINT})"
+                )
+                return
             self.last_error = f"{code.name}: {error.details()} ({EXECUTOR_CREDENTIALS_HINT})"
             return
         self.last_error = f"{code.name}: {error.details()}"
 
     async def store(
-        self, pattern: memory_pb2.Pattern, remaining: float | None = None
+        self,
+        pattern: memory_pb2.Pattern,
+        remaining: float | None = None,
+        *,
+        on_behalf_of: str | None = None,
     ) -> memory_pb2.StorePatternResponse:
-        """Stores a pattern in the executor's namespace."""
+        """Stores a pattern in the executor's namespace, on behalf of
+        `on_behalf_of`, else of the pattern's `owner` when set, else as the
+        executor. The memory service sets the owner itself (an output-only
+        field, outside the dedupe fingerprint), so sending it changes nothing."""
         request = memory_pb2.StorePatternRequest(namespace=self.namespace, pattern=pattern)
         return await self._call(
             self._stub.StorePattern,
             request,
             remaining,
+            on_behalf_of=on_behalf_of if on_behalf_of is not None else pattern.owner or None,
             configured_seconds=self.store_timeout_seconds,
         )
 
@@ -306,30 +356,47 @@ class MemoryClient:
         remaining: float | None = None,
         *,
         authorization: Sequence[str] = (),
+        on_behalf_of: str | None = None,
     ) -> memory_pb2.SearchPatternsResponse:
         """Searches the executor's namespace, as the caller whose `authorization`
-        header values are given, else as the executor."""
+        header values are given, or on behalf of the user `on_behalf_of`,
+        else as the executor."""
         request.namespace = self.namespace
         return await self._call(
             self._stub.SearchPatterns,
             request,
             remaining,
             authorization,
+            on_behalf_of=on_behalf_of,
             configured_seconds=self.search_timeout_seconds,
         )
 
     async def remember(
-        self, session_id: str, key: str, value: str, remaining: float | None = None
+        self,
+        session_id: str,
+        key: str,
+        value: str,
+        remaining: float | None = None,
+        *,
+        on_behalf_of: str | None = None,
     ) -> memory_pb2.SetContextResponse:
-        """Sets a context entry of the session in the executor's namespace, with
-        the memory service's default TTL."""
+        """Sets a private context entry of the session in the executor's
+        namespace, with the memory service's default TTL: the executor's, or
+        the user's `on_behalf_of`."""
         request = memory_pb2.SetContextRequest(
             namespace=self.namespace, session_id=session_id, key=key, value=value
         )
-        return await self._call(self._stub.SetContext, request, remaining)
+        return await self._call(
+            self._stub.SetContext, request, remaining, on_behalf_of=on_behalf_of
+        )
 
     def remember_choices_later(
-        self, session_id: str, template_id: str, choices: Mapping[str, Answer]
+        self,
+        session_id: str,
+        template_id: str,
+        choices: Mapping[str, Answer],
+        *,
+        on_behalf_of: str | None = None,
     ) -> None:
         """Starts remembering the session's choices for the template, and
         returns at once: the caller never waits for, or fails with, the write."""
@@ -342,14 +409,16 @@ class MemoryClient:
             return
         # The task copies the current context, so its call and any warning
         # carry the request and trace ids of the run that started it.
-        task = asyncio.create_task(self._remember_quietly(session_id, key, value))
+        task = asyncio.create_task(self._remember_quietly(session_id, key, value, on_behalf_of))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _remember_quietly(self, session_id: str, key: str, value: str) -> None:
+    async def _remember_quietly(
+        self, session_id: str, key: str, value: str, on_behalf_of: str | None
+    ) -> None:
         # The client's own deadline, not the caller's: the run may end first.
         try:
-            await self.remember(session_id, key, value)
+            await self.remember(session_id, key, value, on_behalf_of=on_behalf_of)
         except grpc.aio.AioRpcError as error:
             # Neither the value nor the session id is logged: they are the user's.
             log.warning(
@@ -360,10 +429,19 @@ class MemoryClient:
             log.warning("form choices not remembered: memory channel closed", extra={"key": key})
 
     async def recent_choices(
-        self, session_id: str, template_id: str, remaining: float | None = None
+        self,
+        session_id: str,
+        template_id: str,
+        remaining: float | None = None,
+        *,
+        on_behalf_of: str | None = None,
     ) -> dict[str, Answer] | None:
-        """The session's remembered choices for the template; None if there are
-        none (never set, expired, or not in the shape remember writes).
+        """The session's remembered choices for the template, as the executor
+        or the user `on_behalf_of` remembered them; None if there are none
+        (never set, expired, or not in the shape remember writes).
+
+        Only a private entry counts: remember writes nothing else, and a
+        shared one may have been planted by another writer of the namespace.
 
         A failed call raises grpc.aio.AioRpcError, as store and search do, so
         the caller can tell "nothing remembered" from "could not ask".
@@ -371,9 +449,12 @@ class MemoryClient:
         request = memory_pb2.GetContextRequest(
             namespace=self.namespace, session_id=session_id, key=choices_key(template_id)
         )
-        response = await self._call(self._stub.GetContext, request, remaining)
+        response = await self._call(
+            self._stub.GetContext, request, remaining, on_behalf_of=on_behalf_of
+        )
         for entry in response.entries:
-            if entry.key == request.key:
+            # A private entry is the reader's own: memory shows no one else's.
+            if entry.key == request.key and not entry.shared:
                 return decode_choices(entry.value)
         return None
 
@@ -404,6 +485,7 @@ class MemoryClient:
         remaining: float | None,
         authorization: Sequence[str] = (),
         *,
+        on_behalf_of: str | None = None,
         configured_seconds: float | None = None,
     ) -> Response:
         """One call with its deadline, the caller's ids and credentials, through
@@ -411,15 +493,18 @@ class MemoryClient:
         last real error in place: it says why the breaker opened)."""
         configured = configured_seconds or self.timeout_seconds
         deadline = self.deadline(remaining, configured)
+        metadata = self.metadata(authorization, on_behalf_of=on_behalf_of)
         try:
             response = await self._guarded(
-                lambda: method(request, timeout=deadline, metadata=self.metadata(authorization)),
+                lambda: method(request, timeout=deadline, metadata=metadata),
                 cut_short=deadline < configured,
             )
         except BreakerOpenError:
             raise
         except grpc.aio.AioRpcError as error:
-            self._record(error, passed_through=bool(authorization))
+            self._record(
+                error, passed_through=bool(authorization), delegated=on_behalf_of is not None
+            )
             raise
         self._record(None)
         return response

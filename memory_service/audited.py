@@ -1,7 +1,8 @@
 """The gate every memory RPC passes: who is calling, may they, and an audit record.
 
 `guarded` wraps a servicer method. Before the method runs it authenticates
-the caller (UNAUTHENTICATED), checks the request's namespace is well formed
+the caller (UNAUTHENTICATED), resolves a delegating service's call to the
+user it acts for (identity.acting_principal), checks the request's namespace is well formed
 (INVALID_ARGUMENT) and authorizes the action there (PERMISSION_DENIED); the
 method then receives the Principal. Whatever happens, allowed or denied, one
 audit record names the principal, namespace, action and outcome; a write's
@@ -28,6 +29,7 @@ from memory_service.security.identity import (
     Action,
     Authenticator,
     Principal,
+    acting_principal,
     authorize,
     authorize_all_namespaces,
 )
@@ -123,7 +125,11 @@ def guarded(
             outcome, response, principal = "OK", None, None
             peer, limited = str(context.peer() or ""), False
             try:
-                principal = self.authenticator.authenticate(context.invocation_metadata() or ())
+                metadata = context.invocation_metadata() or ()
+                principal = self.authenticator.authenticate(metadata)
+                # From here on the call is the named user's, within the service's
+                # rights; refused, it stays the service's (budget and audit).
+                principal = acting_principal(principal, metadata)
                 _admit(principal, request, needs, scope, validate)
                 response = await method(self, request, context, principal)
                 return response
@@ -153,6 +159,7 @@ def guarded(
                         pattern_ids=tuple(ids),
                         result_count=count,
                         peer=peer,
+                        delegated_by=principal.delegated_by if principal is not None else "",
                         # Only the principal reads back ids of SENSITIVE patterns.
                         private_ids=sensitive_pattern_ids(response),
                     )

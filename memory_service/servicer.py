@@ -310,6 +310,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             for item, result in zip(request.requests, results, strict=True):
                 record = AuditRecord(
                     principal=principal.user_id,
+                    delegated_by=principal.delegated_by,
                     namespace=item.namespace,
                     action=AuditAction.STORE,
                     outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
@@ -403,6 +404,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             private = deleted and (before is None or sensitive_pattern_ids(before))
             record = AuditRecord(
                 principal=principal.user_id,
+                delegated_by=principal.delegated_by,
                 namespace=request.namespace,
                 action=AuditAction.DELETE,
                 pattern_ids=(request.pattern_id,),

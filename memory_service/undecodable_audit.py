@@ -3,7 +3,8 @@
 Such a call never reaches the gate in audited.py (there is no request to
 read a namespace from), so the server's interceptor reports it here: one
 DENIED record with outcome INVALID_ARGUMENT, naming the caller when its
-token authenticates. Health and reflection calls are not audited.
+token authenticates (the user a delegating service named, with the
+service as delegated_by, as the gate would). Health and reflection calls are not audited.
 
 Garbage is cheap to send, so these calls draw on the same per-peer budget
 as refused calls (denials.py): past it they answer RESOURCE_EXHAUSTED and
@@ -21,7 +22,7 @@ import grpc
 from memory_service.audit_buffer import BufferedAudit
 from memory_service.denials import DenialLimiter
 from memory_service.security.audit import AuditAction, AuditRecord
-from memory_service.security.identity import Authenticator
+from memory_service.security.identity import Authenticator, Principal, acting_principal
 from memory_service.servicekit.decoding import UndecodableHook
 from memory_service.servicekit.errors import ServiceError
 
@@ -39,14 +40,18 @@ def audit_undecodable(
     def hook(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if not method.startswith(prefix):
             return
+        caller: Principal | None = None  # As the gate, "" for one it could not authenticate.
+        metadata = cast(Sequence[tuple[str, str | bytes]], context.invocation_metadata() or ())
         try:
-            metadata = cast(Sequence[tuple[str, str | bytes]], context.invocation_metadata() or ())
-            principal = authenticator.authenticate(metadata).user_id
+            caller = authenticator.authenticate(metadata)
+            caller = acting_principal(caller, metadata)
         except ServiceError:
-            principal = ""  # As the gate records a caller it could not authenticate.
+            pass  # A refused delegation leaves the service as the caller, as in the gate.
+        principal = caller.user_id if caller is not None else ""
         peer = str(context.peer() or "")
         record = AuditRecord(
             principal=principal,
+            delegated_by=caller.delegated_by if caller is not None else "",
             namespace="",
             action=AuditAction.DENIED,
             outcome=grpc.StatusCode.INVALID_ARGUMENT.name,

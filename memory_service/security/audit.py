@@ -7,6 +7,9 @@ File format: UTF-8 JSON Lines, one record per line, oldest first:
      "outcome":"OK","request_id":"01J...","peer":"ipv4:10.0.0.7:51234",
      "repeat_count":1}
 
+plus "delegated_by":"svc:executor" on a record of a call a service made on
+the principal's behalf, and "private_ids" where they apply.
+
 (one line in the file). `seq` increases by one per record across rotations
 and restarts; it orders records and anchors page tokens, which stay valid
 while new records arrive. Files rotate by size like
@@ -101,6 +104,7 @@ AUDIT_SCHEMA = Schema(
         "result_count": FieldSpec(FieldType.NUMBER),
         "peer": FieldSpec(FieldType.STRING),
         "repeat_count": FieldSpec(FieldType.NUMBER),
+        "delegated_by": FieldSpec(FieldType.STRING),
     }
 )
 
@@ -128,6 +132,8 @@ class AuditRecord:
     repeat_count is how many calls the record stands for: more than 1 only
     for calls refused by the denied-calls budget, folded into one record
     (see memory_service/denials.py).
+    delegated_by is the service that made the call on the principal's behalf
+    (identity.acting_principal); "" when the principal called itself.
     """
 
     principal: str
@@ -141,6 +147,7 @@ class AuditRecord:
     private_ids: tuple[str, ...] = ()
     peer: str = ""
     repeat_count: int = 1
+    delegated_by: str = ""
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__ once, at construction.
@@ -158,6 +165,7 @@ class AuditRecord:
         object.__setattr__(self, "result_count", max(0, min(int(self.result_count), _INT32_MAX)))
         object.__setattr__(self, "peer", _clip(self.peer))
         object.__setattr__(self, "repeat_count", max(1, min(int(self.repeat_count), _INT32_MAX)))
+        object.__setattr__(self, "delegated_by", _clip(self.delegated_by))
 
     def seen_by(self, reader: str | None) -> AuditRecord:
         """The record as `reader` may read it: another user's SENSITIVE pattern
@@ -180,6 +188,7 @@ class AuditRecord:
             request_id=self.request_id,
             peer=self.peer,
             repeat_count=self.repeat_count,
+            delegated_by=self.delegated_by,
         )
         event.event_time.FromDatetime(self.event_time)
         return event
@@ -198,8 +207,11 @@ class AuditRecord:
             "peer": self.peer,
             "repeat_count": self.repeat_count,
         }
-        if self.private_ids:  # Absent otherwise, as in records written before it existed.
+        # Each absent otherwise, as in records written before it existed.
+        if self.private_ids:
             data["private_ids"] = list(self.private_ids)
+        if self.delegated_by:
+            data["delegated_by"] = self.delegated_by
         return data
 
     @classmethod
@@ -211,7 +223,15 @@ class AuditRecord:
         repeats = data.get("repeat_count", 1)  # Absent from records of older versions.
         strings = {
             name: data.get(name, "")
-            for name in ("principal", "namespace", "action", "outcome", "request_id", "peer")
+            for name in (
+                "principal",
+                "namespace",
+                "action",
+                "outcome",
+                "request_id",
+                "peer",
+                "delegated_by",  # Absent from records of older versions.
+            )
         }
         for listed in (ids, private):
             if not isinstance(listed, list) or not all(isinstance(i, str) for i in listed):
@@ -242,6 +262,7 @@ class AuditRecord:
             "result_count": self.result_count,
             "peer": self.peer,
             "repeat_count": self.repeat_count,
+            "delegated_by": self.delegated_by,
         }
 
 

@@ -8,6 +8,7 @@ only the SHA-256 of each token, so the file itself grants nothing if leaked:
       user_id: svc:executor
       role: writer            # reader < writer < admin (executor: viewer < runner < admin)
       namespaces: [team-a, team-b]
+      delegate: true          # may act on behalf of users (see acting_principal)
     - token_sha256: ...
       user_id: alice@example.com
       role: admin
@@ -17,6 +18,13 @@ Operators hash a token with `python -m memory_service.security.identity
 hash-token` (the token is read from stdin, never from the command line, so it
 stays out of shell history), or mint one with `new-token`, and validate a file
 with `check PATH`.
+
+A service whose entry says `delegate: true` may call on behalf of a user by
+adding the metadata `attune-on-behalf-of: <user id>` to its own credentials:
+the call then acts as that user (ownership, SENSITIVE visibility, private
+context entries, the audit record's principal) within the service's own role
+and namespaces, and its audit record names the service as `delegated_by`.
+So a service never lends its own identity to a caller (no confused deputy).
 
 No error message of this module ever contains a token, a token hash, or the
 raw authorization header.
@@ -118,11 +126,18 @@ REQUIRED_ROLE: dict[Action, Role] = {
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: who, with which role, over which namespaces."""
+    """An authenticated caller: who, with which role, over which namespaces.
+
+    may_delegate: a service that may act on behalf of users (its tokens-file
+    entry says `delegate: true`). delegated_by: for a principal acting
+    through a service (acting_principal), that service's user id; else "".
+    """
 
     user_id: str
     role: Role
     namespaces: frozenset[str]
+    may_delegate: bool = False
+    delegated_by: str = ""
 
     ANONYMOUS: ClassVar[Principal]
 
@@ -142,8 +157,11 @@ class Principal:
         return self.role >= REQUIRED_ROLE[action] and self.grants(namespace)
 
 
-# Used when authentication is off: local development only.
-Principal.ANONYMOUS = Principal(ANONYMOUS_USER_ID, Role.ADMIN, frozenset({ALL_NAMESPACES}))
+# Used when authentication is off: local development only. It may delegate,
+# so a development executor's calls on behalf of users behave as in production.
+Principal.ANONYMOUS = Principal(
+    ANONYMOUS_USER_ID, Role.ADMIN, frozenset({ALL_NAMESPACES}), may_delegate=True
+)
 
 
 def _clip(text: str) -> str:
@@ -229,6 +247,8 @@ class TokenEntry(BaseModel):
     user_id: str
     role: Role
     namespaces: frozenset[str]
+    # A service that may act on behalf of users (ON_BEHALF_OF_HEADER).
+    delegate: bool = False
 
     # Messages below never include the offending value: it may be a token.
     @field_validator("token_sha256", mode="before")
@@ -261,6 +281,14 @@ class TokenEntry(BaseModel):
             raise ValueError(f"must be one of {', '.join(names)}")
         return role
 
+    @field_validator("delegate", mode="before")
+    @classmethod
+    def _check_delegate(cls, value: Any) -> bool:
+        # Strictly a boolean: "yes" or 1 granting delegation by accident is too costly.
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _check_namespaces(cls, value: Any) -> frozenset[str]:
@@ -281,7 +309,7 @@ class TokenEntry(BaseModel):
 
     def principal(self) -> Principal:
         """The principal this entry authenticates."""
-        return Principal(self.user_id, self.role, self.namespaces)
+        return Principal(self.user_id, self.role, self.namespaces, may_delegate=self.delegate)
 
 
 class TokenFileError(ValueError):
@@ -527,6 +555,80 @@ def configured_authenticator(
     )
 
 
+# --- delegation -------------------------------------------------------------------
+
+# The metadata a delegating service adds to its own credentials.
+ON_BEHALF_OF_HEADER = "attune-on-behalf-of"
+
+
+def _malformed_delegation(problem: str) -> ServiceError:
+    return _unauthenticated(f"the {ON_BEHALF_OF_HEADER} header {problem}", "MALFORMED_DELEGATION")
+
+
+def _shown(value: str) -> str:
+    """A header value fit for a message: token-like runs redacted, then clipped."""
+    return repr(_clip(_TOKENISH.sub("…", value)))
+
+
+def _on_behalf_of(principal: Principal, values: Sequence[str | bytes]) -> str:
+    """The one well-formed user id of the header values; MALFORMED_DELEGATION otherwise."""
+    if len(values) > 1:
+        raise _malformed_delegation("is repeated; send it once")
+    value = values[0]
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise _malformed_delegation("is not ASCII") from None
+    if not _USER_ID.fullmatch(value):
+        raise _malformed_delegation(
+            f"must be a user id (1 to 128 characters of A-Z, a-z, 0-9, '.', '_', '@', "
+            f"':', '+' or '-'); got {_shown(value)}"
+        )
+    # "anonymous" is nobody's id once authentication is on: acting as it
+    # would borrow the development identity.
+    if value == ANONYMOUS_USER_ID and principal != Principal.ANONYMOUS:
+        raise _malformed_delegation(
+            f"names {ANONYMOUS_USER_ID!r}, which is reserved for unauthenticated development"
+        )
+    return value
+
+
+def acting_principal(
+    principal: Principal, metadata: Sequence[tuple[str, str | bytes]]
+) -> Principal:
+    """Who the call acts as: `principal`, or the user it names in the
+    ON_BEHALF_OF_HEADER metadata when it may delegate.
+
+    The acting principal keeps the caller's role and namespaces (a service
+    never gains rights by naming someone) but takes the named user's id, so
+    ownership, SENSITIVE visibility and private context follow that user.
+    UNAUTHENTICATED (MALFORMED_DELEGATION) for a repeated or malformed header,
+    PERMISSION_DENIED (DELEGATION_NOT_GRANTED) for a principal that may not
+    delegate. Messages never show a token-like part of the header.
+    """
+    values = [value for key, value in metadata if key.lower() == ON_BEHALF_OF_HEADER]
+    if not values:
+        return principal
+    user_id = _on_behalf_of(principal, values)
+    if not principal.may_delegate:
+        caller = _clip(principal.user_id)
+        message = (
+            f"user {caller!r} may not act on behalf of others: set `delegate: true` on its "
+            f"tokens-file entry if it is a service that should, or drop the "
+            f"{ON_BEHALF_OF_HEADER} header"
+        )
+        info = _error_info("DELEGATION_NOT_GRANTED", user_id=caller)
+        raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, [info])
+    return Principal(
+        user_id,
+        principal.role,
+        principal.namespaces,
+        may_delegate=False,
+        delegated_by=principal.user_id,
+    )
+
+
 # --- operator CLI -----------------------------------------------------------------
 
 
@@ -569,7 +671,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     users = len({entry.user_id for entry in entries})
-    print(f"{path}: {len(entries)} tokens for {users} users")
+    delegates = sum(entry.delegate for entry in entries)
+    print(
+        f"{path}: {len(entries)} tokens for {users} users; "
+        f"{delegates} may act on behalf of users (delegate: true)"
+    )
     return 0
 
 

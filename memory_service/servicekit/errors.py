@@ -95,3 +95,17 @@ def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[
             detail.Unpack(bad_request)
             found.extend((v.field, v.description) for v in bad_request.field_violations)
     return found
+
+
+def error_reasons(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
+    """The ErrorInfo reasons carried by a received error, if any."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is None:
+        return []
+    reasons: list[str] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reasons.append(info.reason)
+    return reasons

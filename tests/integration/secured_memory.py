@@ -16,10 +16,11 @@ import yaml
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.security.crypto import generate_key
-from memory_service.security.identity import hash_token
+from memory_service.security.identity import ON_BEHALF_OF_HEADER, hash_token
 from tests.conftest import Stack
 
 TEAM_A, TEAM_B = "team-a", "team-b"
+EXECUTOR = "svc:executor"
 
 # user id -> (role, namespaces)
 USERS: dict[str, tuple[str, list[str]]] = {
@@ -29,7 +30,10 @@ USERS: dict[str, tuple[str, list[str]]] = {
     "dave": ("writer", [TEAM_B]),
     "root": ("admin", ["*"]),
     "team-a-admin": ("admin", [TEAM_A]),
+    EXECUTOR: ("writer", [TEAM_A]),
 }
+# Users whose tokens-file entry says `delegate: true`: they may act on behalf of others.
+DELEGATES = frozenset({EXECUTOR})
 
 
 @dataclass
@@ -47,6 +51,10 @@ class SecuredMemory:
         """The call metadata of a user."""
         return (("authorization", f"Bearer {self.tokens[user]}"),)
 
+    def on_behalf_of(self, user: str, caller: str = EXECUTOR) -> tuple[tuple[str, str], ...]:
+        """The call metadata of `caller` (the executor) acting for `user`."""
+        return (*self.auth(caller), (ON_BEHALF_OF_HEADER, user))
+
 
 def write_tokens_file(path: Path, tokens: dict[str, str]) -> None:
     entries = [
@@ -55,6 +63,7 @@ def write_tokens_file(path: Path, tokens: dict[str, str]) -> None:
             "user_id": user,
             "role": role,
             "namespaces": namespaces,
+            **({"delegate": True} if user in DELEGATES else {}),
         }
         for user, (role, namespaces) in USERS.items()
     ]

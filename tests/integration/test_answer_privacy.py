@@ -14,13 +14,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
 from executor_service.forms import to_form_value
 from executor_service.run_store import RunStore, new_run_id
+from memory_service.servicekit.errors import error_reasons
 from tests.conftest import Stack, running_stack
 from tests.helpers import run_request, run_to_end, violations_of
 
@@ -29,18 +28,6 @@ ALPHABET = string.ascii_letters + string.digits
 
 def github_token() -> str:
     return "ghp_" + "".join(secrets.choice(ALPHABET) for _ in range(36))
-
-
-def error_reasons(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    reasons = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reasons.append(info.reason)
-    return reasons
 
 
 def files_holding(root: Path, needle: str) -> list[Path]:

@@ -135,6 +135,27 @@ def test_json_round_trip() -> None:
     assert AuditRecord.from_json(json.loads(json.dumps(item.to_json()))) == item
 
 
+def test_delegated_by_round_trips_and_older_records_read_without_it() -> None:
+    delegated = record(7, principal="alice", delegated_by="svc:executor")
+    data = delegated.to_json()
+    assert data["delegated_by"] == "svc:executor"
+    assert AuditRecord.from_json(json.loads(json.dumps(data))) == delegated
+    assert delegated.to_proto().delegated_by == "svc:executor"
+    older = record(7).to_json()
+    assert "delegated_by" not in older  # Absent unless set, as before the field existed.
+    assert AuditRecord.from_json(older).delegated_by == ""
+
+
+async def test_delegated_by_is_stored_and_filterable(log: FileAuditLog) -> None:
+    mine = record(1, principal="alice")
+    delegated = record(2, principal="alice", delegated_by="svc:executor")
+    await log.write_many([mine, delegated])
+    assert lines(log.path)[1]["delegated_by"] == "svc:executor"
+    assert await read_all(log) == [delegated, mine]
+    assert await read_all(log, filter_text='delegated_by = "svc:executor"') == [delegated]
+    assert await read_all(log, filter_text='delegated_by = ""') == [mine]
+
+
 def test_file_audit_log_is_an_audit_log(log: FileAuditLog) -> None:
     as_protocol: AuditLog = log
     assert as_protocol is log

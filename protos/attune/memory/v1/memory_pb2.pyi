@@ -1339,9 +1339,11 @@ class AuditEvent(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PEER_FIELD_NUMBER: _builtins.int
     REPEAT_COUNT_FIELD_NUMBER: _builtins.int
+    DELEGATED_BY_FIELD_NUMBER: _builtins.int
     principal: _builtins.str
     """The principal that made the access; "anonymous" when authentication is
-    off.
+    off. For a call a service made on a user's behalf, that user (see
+    delegated_by).
     """
     namespace: _builtins.str
     """The namespace accessed."""
@@ -1364,6 +1366,11 @@ class AuditEvent(_message.Message):
     the denied-calls budget (RESOURCE_EXHAUSTED) from one peer were folded
     into one record per window. 0 (unset) in older records means 1.
     """
+    delegated_by: _builtins.str
+    """The service that made the call on the principal's behalf (its
+    tokens-file entry says `delegate: true` and it sent the
+    attune-on-behalf-of header); empty when the principal called itself.
+    """
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the access happened."""
@@ -1385,10 +1392,11 @@ class AuditEvent(_message.Message):
         request_id: _builtins.str = ...,
         peer: _builtins.str = ...,
         repeat_count: _builtins.int = ...,
+        delegated_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "event_time", b"event_time", "namespace", b"namespace", "outcome", b"outcome", "pattern_ids", b"pattern_ids", "peer", b"peer", "principal", b"principal", "repeat_count", b"repeat_count", "request_id", b"request_id", "result_count", b"result_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "delegated_by", b"delegated_by", "event_time", b"event_time", "namespace", b"namespace", "outcome", b"outcome", "pattern_ids", b"pattern_ids", "peer", b"peer", "principal", b"principal", "repeat_count", b"repeat_count", "request_id", b"request_id", "result_count", b"result_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1407,8 +1415,8 @@ class ListAuditEventsRequest(_message.Message):
     namespace: _builtins.str
     """Restrict to one namespace; empty means every namespace (admins only)."""
     filter: _builtins.str
-    """A filter over principal, action, outcome and event_time, in the
-    documented AIP-160 subset.
+    """A filter over principal, action, outcome, event_time, delegated_by and
+    the other event fields, in the documented AIP-160 subset.
     """
     page_size: _builtins.int
     """The maximum number of events: default 100, at most 1000."""
