@@ -14,11 +14,8 @@ replicas; the servers' maximum connection age makes the client re-resolve
 now and then, so replicas added later get their share.
 
 Every call carries credentials, `authorization: Bearer <token>`: the
-executor's own token (EXECUTOR_MEMORY_TOKEN), except for a search made on
-behalf of a caller who sent credentials of their own, which carries the
-caller's header instead so that the caller's namespaces and visibility apply.
-Writes and probes always carry the executor's token. Neither a token nor the
-header is ever logged.
+executor's own token (EXECUTOR_MEMORY_TOKEN), never a caller's. Neither a
+token nor the header is ever logged.
 
 A call made for a user (`on_behalf_of=<user id>`) carries the executor's
 token and the metadata `attune-on-behalf-of: <user id>`: the memory service
@@ -41,7 +38,7 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -263,27 +260,17 @@ class MemoryClient:
             tls=settings.memory_tls,
         )
 
-    def metadata(
-        self, authorization: Sequence[str] = (), *, on_behalf_of: str | None = None
-    ) -> tuple[tuple[str, str], ...]:
+    def metadata(self, *, on_behalf_of: str | None = None) -> tuple[tuple[str, str], ...]:
         """The call's metadata: the caller's request and trace ids, so both
-        services' logs correlate, and credentials: `authorization` (a caller's
-        header, passed through) if given, else the executor's own token, with
-        the ON_BEHALF_OF_HEADER naming `on_behalf_of` when given.
-
-        ValueError for both `authorization` and `on_behalf_of`: a delegated
-        call carries the executor's own token, never a caller's.
-        """
-        if authorization and on_behalf_of is not None:
-            raise ValueError("a call passes a caller's credentials or acts on their behalf")
+        services' logs correlate, and credentials: the executor's own token,
+        with the ON_BEHALF_OF_HEADER naming `on_behalf_of` when given. A
+        caller's own credentials are never passed on."""
         pairs = []
         if request_id := request_id_var.get():
             pairs.append(("x-request-id", request_id))
         if len(trace_id := trace_id_var.get()) == 32:
             pairs.append(("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"))
-        if authorization:
-            pairs += [(AUTHORIZATION, value) for value in authorization]
-        elif self._token is not None:
+        if self._token is not None:
             pairs.append((AUTHORIZATION, f"Bearer {self._token.get_secret_value()}"))
         if on_behalf_of is not None:
             pairs.append((ON_BEHALF_OF_HEADER, on_behalf_of))
@@ -300,7 +287,6 @@ class MemoryClient:
     def _record(
         self,
         error: grpc.aio.AioRpcError | None,
-        passed_through: bool = False,
         delegated: bool = False,
     ) -> None:
         if error is None:
@@ -311,11 +297,6 @@ class MemoryClient:
         if code in UNREACHABLE_CODES:
             self.reachable = False
         if code in CREDENTIAL_CODES:
-            if passed_through:
-                # A caller's refused credentials say nothing about the
-                # executor's own link, and the message names that caller's
-                # user id, which GetStatus must not show to anyone else.
-                return
             if "DELEGATION_NOT_GRANTED" in error_reasons(error):
                 self.last_error = f"{code.name}: {DELEGATION_HINT}"
                 return
@@ -355,18 +336,15 @@ class MemoryClient:
         request: memory_pb2.SearchPatternsRequest,
         remaining: float | None = None,
         *,
-        authorization: Sequence[str] = (),
         on_behalf_of: str | None = None,
     ) -> memory_pb2.SearchPatternsResponse:
-        """Searches the executor's namespace, as the caller whose `authorization`
-        header values are given, or on behalf of the user `on_behalf_of`,
-        else as the executor."""
+        """Searches the executor's namespace on behalf of the user
+        `on_behalf_of` (their visibility applies), else as the executor."""
         request.namespace = self.namespace
         return await self._call(
             self._stub.SearchPatterns,
             request,
             remaining,
-            authorization,
             on_behalf_of=on_behalf_of,
             configured_seconds=self.search_timeout_seconds,
         )
@@ -483,7 +461,6 @@ class MemoryClient:
         method: Callable[..., Awaitable[Response]],
         request: Any,
         remaining: float | None,
-        authorization: Sequence[str] = (),
         *,
         on_behalf_of: str | None = None,
         configured_seconds: float | None = None,
@@ -493,7 +470,7 @@ class MemoryClient:
         last real error in place: it says why the breaker opened)."""
         configured = configured_seconds or self.timeout_seconds
         deadline = self.deadline(remaining, configured)
-        metadata = self.metadata(authorization, on_behalf_of=on_behalf_of)
+        metadata = self.metadata(on_behalf_of=on_behalf_of)
         try:
             response = await self._guarded(
                 lambda: method(request, timeout=deadline, metadata=metadata),
@@ -502,9 +479,7 @@ class MemoryClient:
         except BreakerOpenError:
             raise
         except grpc.aio.AioRpcError as error:
-            self._record(
-                error, passed_through=bool(authorization), delegated=on_behalf_of is not None
-            )
+            self._record(error, delegated=on_behalf_of is not None)
             raise
         self._record(None)
         return response

@@ -300,7 +300,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 for question_id, value in request.answers.items()
                 if (answer := from_form_value(value)) is not None
             }
-            self._memory.remember_choices_later(request.session_id, template.id, given)
+            self._memory.remember_choices_later(
+                request.session_id, template.id, given, on_behalf_of=acting_for(principal)
+            )
         started = time.perf_counter()
         run = executor_pb2.Run(
             run_id=new_run_id(),
@@ -431,15 +433,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         # Sizes first: nothing reads the query or filter before they are bounded.
         if violations := size_violations(request.query, request.filter):
             raise invalid_argument(violations)
-        # A caller who sent credentials searches memory as themselves, so their
-        # namespaces and visibility apply. The header is passed explicitly,
-        # not through a context variable like the request id: credentials
-        # must never reach a call made for anyone else, such as a store.
-        authorization = caller_authorization(context.invocation_metadata())
-        # The run files mirror that: the executor's SENSITIVE runs are the
-        # executor's own in memory, so someone searching as themselves does
-        # not see them from the files either (nor their words in the plan).
-        sensitive = not authorization
+        # Memory is searched as the caller (the executor acting on their
+        # behalf), never with the executor's own rights, so the caller's
+        # visibility applies there: no confused deputy. The run files mirror
+        # that: nobody but the anonymous developer sees another's SENSITIVE run.
+        on_behalf_of = acting_for(principal)
+        sensitive = principal is Principal.ANONYMOUS
         # Planned here too, with the same code as the memory service, so a bad
         # request fails the same way whether or not the memory service is up.
         try:
@@ -467,14 +466,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     disable_query_understanding=request.disable_query_understanding,
                 ),
                 context.time_remaining(),
-                authorization=authorization,
+                on_behalf_of=on_behalf_of,
             )
         except grpc.aio.AioRpcError as error:
             if error.code() in CREDENTIAL_CODES:
                 # Surfaced, in every mode, never degraded to the local files:
                 # a refusal is an answer, not an outage, and an answer from
                 # files would bypass the memory service's access control.
-                raise _refused(error, passed_through=bool(authorization)) from None
+                raise _refused(error, on_behalf_of) from None
             if error.code() not in UNREACHABLE_CODES:
                 raise ServiceError(error.code(), f"memory service: {error.details()}") from None
             if mode == executor_pb2.SEARCH_RUNS_MODE_MEMORY:
@@ -614,7 +613,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         resolved = partial_answers(template, request.answers)
         # The template's own strategies: what the recommendations compare against.
         team = compose_team(template, resolved)
-        authorization = caller_authorization(context.invocation_metadata())
+        on_behalf_of = acting_for(principal)
         try:
             found = await self._learner.recommend(
                 template,
@@ -623,14 +622,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 team=team,
                 runner=resolve_runner_name(None, self._settings),
                 session_id=request.session_id,
-                authorization=authorization,
+                on_behalf_of=on_behalf_of,
                 remaining=context.time_remaining(),
             )
         except grpc.aio.AioRpcError as error:
             # As in SearchRuns: a refusal is surfaced, never answered from
             # files, which would bypass the memory service's access control.
             if error.code() in CREDENTIAL_CODES:
-                raise _refused(error, passed_through=bool(authorization)) from None
+                raise _refused(error, on_behalf_of) from None
             raise ServiceError(error.code(), f"memory service: {error.details()}") from None
         return executor_pb2.GetRecommendationsResponse(
             tiers=[choice_to_proto(choice) for choice in found.tiers],
@@ -677,14 +676,21 @@ def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str
     }
 
 
-def _refused(error: grpc.aio.AioRpcError, passed_through: bool) -> ServiceError:
-    """The memory service's credentials refusal, as the caller's status, saying whose."""
-    if passed_through:
-        whose = "your credentials"
+def acting_for(principal: Principal) -> str | None:
+    """The user the executor acts for at the memory service: the caller, or
+    nobody (the executor itself) while authentication is off."""
+    return None if principal is Principal.ANONYMOUS else principal.user_id
+
+
+def _refused(error: grpc.aio.AioRpcError, on_behalf_of: str | None) -> ServiceError:
+    """The memory service's refusal of a call made for the caller, as the caller's
+    status, saying what an operator must check."""
+    if on_behalf_of is None:
+        whose = "the executor's own token (EXECUTOR_MEMORY_TOKEN)"
     else:
         whose = (
-            "the executor's own token (EXECUTOR_MEMORY_TOKEN); send your own as "
-            "'authorization: Bearer <token>' (attune --token)"
+            "the executor acting for you (its entry in the memory service's tokens file "
+            "needs the executor's namespace and `delegate: true`)"
         )
     return ServiceError(error.code(), f"memory service refused {whose}: {error.details()}")
 

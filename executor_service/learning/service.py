@@ -147,7 +147,7 @@ class Learner:
         team: Sequence[PlannedAgent],
         runner: str,
         session_id: str,
-        authorization: Sequence[str],
+        on_behalf_of: str | None,
         remaining: float | None,
     ) -> Recommendations:
         """Tiers, similar runs and suggested answers for a form being filled in.
@@ -157,8 +157,8 @@ class Learner:
         among them); while it is unreachable, the local index answers.
         """
         similar, choices = await asyncio.gather(
-            self._similar(template.id, resolved, authorization, remaining),
-            self._session_choices(session_id, template.id, remaining),
+            self._similar(template.id, resolved, on_behalf_of, remaining),
+            self._session_choices(session_id, template.id, on_behalf_of, remaining),
         )
         tiers = await self.tier_choices(template.id, team, runner)
         suggestions = session_suggestions(template, choices or {}, answered)
@@ -171,7 +171,7 @@ class Learner:
         self,
         template_id: str,
         resolved: Mapping[str, Answer],
-        authorization: Sequence[str],
+        on_behalf_of: str | None,
         remaining: float | None,
     ) -> SimilarRuns:
         # Template ids are [a-z0-9_]: nothing to escape in the literal.
@@ -184,7 +184,7 @@ class Learner:
                     disable_query_understanding=True,
                 ),
                 remaining,
-                authorization=authorization,
+                on_behalf_of=on_behalf_of,
             )
         except grpc.aio.AioRpcError as error:
             if error.code() not in UNREACHABLE_CODES:
@@ -205,14 +205,18 @@ class Learner:
         return SimilarRuns(_most_similar(resolved, patterns), executor_pb2.SEARCH_SOURCE_MEMORY)
 
     async def _session_choices(
-        self, session_id: str, template_id: str, remaining: float | None
+        self, session_id: str, template_id: str, on_behalf_of: str | None, remaining: float | None
     ) -> Mapping[str, Answer] | None:
         """The session's recent choices; None when there are none or memory
         cannot tell: suggestions are a convenience, never a reason to fail."""
         if not session_id:
             return None
         try:
-            return await self._memory.recent_choices(session_id, template_id, remaining)
+            # The caller's own choices only: memory keeps each user's entries
+            # of a session apart, so a session id names nothing of anyone else's.
+            return await self._memory.recent_choices(
+                session_id, template_id, remaining, on_behalf_of=on_behalf_of
+            )
         except grpc.aio.AioRpcError as error:
             log.warning(
                 "session choices unavailable for suggestions",

@@ -6,11 +6,12 @@ receives, and refuses them on demand with the statuses the real memory
 service gives. The executor is the real one, started as tests/conftest.py
 starts it; its client is not mocked.
 
-What is proven: the executor's own token goes with every store, outbox replay
-and probe; a SearchRuns caller's `authorization` header goes with that
-search instead, else the executor's token; refused credentials keep patterns
-queued and surface as the caller's status; no token is ever logged. Last, the
-`attune` CLI's token reaches a (recording) executor on every kind of call.
+What is proven: the executor's own token goes with every call to memory, and
+never a caller's; a store of a caller's run and a SearchRuns of a caller name
+that caller in `attune-on-behalf-of` (delegation: memory applies the caller's
+visibility), probes name nobody; refused credentials keep patterns queued and
+surface as the caller's status; no token is ever logged. Last, the `attune`
+CLI's token reaches a (recording) executor on every kind of call.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.cli import app
 from executor_service.cli_client import EXIT_INVALID, connect
+from memory_service.security.identity import hash_token
 from memory_service.servicekit.logging import JsonFormatter
 from tests.conftest import Stack
-from tests.helpers import eventually, run_request, run_to_end
+from tests.helpers import eventually, run_request
 
 EXECUTOR_TOKEN = "executor-token_4f1c9a7e2b6d8c0e3a5f"  # noqa: S105 - a test's own.
 USER_TOKEN = "user-token_9d2e7b4a1c6f8e0b3d5a"  # noqa: S105 - a test's own.
+USER_ID = "carol@example.com"
+ON_BEHALF_OF = "attune-on-behalf-of"
 MEMORY_SERVICE = "attune.memory.v1.MemoryService"
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -153,10 +157,20 @@ async def stack(
         mounted = tmp_path / "memory-token"
         mounted.write_text(f"{EXECUTOR_TOKEN}\n")  # As a secret file often ends.
         credentials = {"memory_token_file": mounted}
+    # The executor authenticates its callers: the user's token is the executor's to check.
+    tokens = tmp_path / "executor-tokens.yaml"
+    tokens.write_text(
+        f"- token_sha256: {hash_token(USER_TOKEN)}\n  user_id: {USER_ID}\n"
+        "  role: runner\n  namespaces: [default]\n"
+    )
     running = Stack(
         tmp_path,
         memory_port=memory.port,
-        executor_overrides={"outbox_replay_interval_seconds": 0.05, **credentials},
+        executor_overrides={
+            "outbox_replay_interval_seconds": 0.05,
+            "tokens_file": tokens,
+            **credentials,
+        },
     )
     await running.start_executor()
     try:
@@ -194,7 +208,7 @@ def search(query: str = "python package") -> executor_pb2.SearchRunsRequest:
 # --- which token goes where ------------------------------------------------------------
 
 
-async def test_stores_carry_the_executor_token_even_for_a_caller_with_their_own(
+async def test_stores_carry_the_executor_token_on_behalf_of_the_runs_owner(
     stack: Stack, memory: RecordingMemory, logs: pytest.LogCaptureFixture
 ) -> None:
     events = [
@@ -208,6 +222,7 @@ async def test_stores_carry_the_executor_token_even_for_a_caller_with_their_own(
     # store counts, the run's own among them.
     stores = memory.received("StorePattern")
     assert {tuple(store["authorization"]) for store in stores} == {(f"Bearer {EXECUTOR_TOKEN}",)}
+    assert {tuple(store[ON_BEHALF_OF]) for store in stores} == {(USER_ID,)}
     assert ["run-1"] in [store.get("x-request-id") for store in stores]  # Alongside, not instead.
     assert_no_token_logged(logs)
 
@@ -216,9 +231,10 @@ async def test_probes_carry_the_executor_token(stack: Stack, memory: RecordingMe
     # The probe runs on its own schedule from start-up: wait for its first call.
     await eventually(lambda: _async(memory.received("Check")), bool)
     assert set(map(tuple, memory.authorizations("Check"))) == {(f"Bearer {EXECUTOR_TOKEN}",)}
+    assert not any(ON_BEHALF_OF in check for check in memory.received("Check"))
 
 
-async def test_a_search_carries_the_callers_header_instead_of_the_executor_token(
+async def test_a_search_is_made_on_behalf_of_the_caller_never_with_their_token(
     stack: Stack, memory: RecordingMemory, logs: pytest.LogCaptureFixture
 ) -> None:
     response = await stack.executor_stub().SearchRuns(
@@ -226,33 +242,20 @@ async def test_a_search_carries_the_callers_header_instead_of_the_executor_token
     )
     assert response.source == executor_pb2.SEARCH_SOURCE_MEMORY
     (received,) = memory.received("SearchPatterns")
-    assert received["authorization"] == [f"Bearer {USER_TOKEN}"]
+    assert received["authorization"] == [f"Bearer {EXECUTOR_TOKEN}"]
+    assert received[ON_BEHALF_OF] == [USER_ID]
     assert received["x-request-id"] == ["search-1"]
     assert_no_token_logged(logs)
 
 
-async def test_a_search_without_caller_credentials_carries_the_executor_token(
+async def test_a_search_without_caller_credentials_never_reaches_memory(
     stack: Stack, memory: RecordingMemory
 ) -> None:
-    response = await stack.executor_stub().SearchRuns(search(), timeout=10)
-    assert response.source == executor_pb2.SEARCH_SOURCE_MEMORY
-    assert memory.authorizations("SearchPatterns") == [[f"Bearer {EXECUTOR_TOKEN}"]]
-
-
-async def test_the_callers_header_never_outlives_their_search(
-    stack: Stack, memory: RecordingMemory
-) -> None:
-    stub = stack.executor_stub()
-    await stub.SearchRuns(search(), timeout=10, metadata=user())
-    await stub.SearchRuns(search(), timeout=10)
-    await run_to_end(stub, run_request(package_name="demo"))
-    assert memory.authorizations("SearchPatterns") == [
-        [f"Bearer {USER_TOKEN}"],
-        [f"Bearer {EXECUTOR_TOKEN}"],
-    ]
-    stores = memory.authorizations("StorePattern")
-    assert stores
-    assert all(store == [f"Bearer {EXECUTOR_TOKEN}"] for store in stores)
+    # The confused deputy's first step: the executor lent its own rights to anyone.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.executor_stub().SearchRuns(search(), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert memory.received("SearchPatterns") == []
 
 
 # --- refused credentials --------------------------------------------------------------
@@ -269,14 +272,19 @@ async def test_a_refused_store_keeps_the_pattern_queued_and_names_the_setting(
 ) -> None:
     memory.refusals["StorePattern"] = code
     stub = stack.executor_stub()
-    events = await run_to_end(stub, run_request(package_name="demo"))
+    events = [
+        event
+        async for event in stub.RunWorkflow(
+            run_request(package_name="demo"), timeout=30, metadata=user()
+        )
+    ]
     run = events[-1].run_finished.run
     assert run.pattern_delivery == executor_pb2.PATTERN_DELIVERY_QUEUED
     (queued,) = [event.pattern_queued for event in events if event.HasField("pattern_queued")]
     assert queued.reason.startswith(code.name)
     assert "EXECUTOR_MEMORY_TOKEN" in queued.reason
 
-    status = await stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5)
+    status = await stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5, metadata=user())
     assert status.outbox_depth == 1
     assert status.rejected_pattern_count == 0
     assert "EXECUTOR_MEMORY_TOKEN" in status.last_memory_error
@@ -290,10 +298,12 @@ async def test_a_refused_store_keeps_the_pattern_queued_and_names_the_setting(
     # Once the token is accepted, the outbox replay delivers the pattern.
     del memory.refusals["StorePattern"]
     await eventually(
-        lambda: stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5),
+        lambda: stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5, metadata=user()),
         lambda s: s.outbox_depth == 0,
     )
-    stored = await stub.GetRun(executor_pb2.GetRunRequest(run_id=run.run_id), timeout=5)
+    stored = await stub.GetRun(
+        executor_pb2.GetRunRequest(run_id=run.run_id), timeout=5, metadata=user()
+    )
     assert stored.run.pattern_delivery == executor_pb2.PATTERN_DELIVERY_STORED
     assert all(a == [f"Bearer {EXECUTOR_TOKEN}"] for a in memory.authorizations("StorePattern"))
     assert_no_token_logged(logs)
@@ -313,22 +323,19 @@ async def test_a_refused_search_is_the_callers_status_never_a_degraded_answer(
     mode: executor_pb2.SearchRunsMode.ValueType,
 ) -> None:
     stub = stack.executor_stub()
-    await run_to_end(stub, run_request(package_name="demo"))  # A run the files could answer.
+    async for _ in stub.RunWorkflow(run_request(package_name="demo"), timeout=30, metadata=user()):
+        pass  # A run the files could answer.
     memory.refusals["SearchPatterns"] = code
     request = executor_pb2.SearchRunsRequest(query="python package", mode=mode)
 
     with pytest.raises(grpc.aio.AioRpcError) as as_user:
         await stub.SearchRuns(request, timeout=10, metadata=user())
     assert as_user.value.code() == code
-    assert "refused your credentials" in str(as_user.value.details())
+    assert "refused the executor acting for you" in str(as_user.value.details())
+    assert "delegate: true" in str(as_user.value.details())
     # A caller's refusal is theirs alone: the executor's status does not show it.
-    status = await stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5)
+    status = await stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5, metadata=user())
     assert "svc:someone" not in status.last_memory_error
-
-    with pytest.raises(grpc.aio.AioRpcError) as as_executor:
-        await stub.SearchRuns(request, timeout=10)
-    assert as_executor.value.code() == code
-    assert "EXECUTOR_MEMORY_TOKEN" in str(as_executor.value.details())
     assert_no_token_logged(logs)
 
 

@@ -164,9 +164,12 @@ async def test_calls_carry_the_executor_token_beside_the_request_id(client: Memo
     assert ("x-request-id", "req-1") in metadata
 
 
-async def test_a_callers_header_replaces_the_executor_token(client: MemoryClient) -> None:
-    metadata = client.metadata(("Bearer someone-else",))
-    assert authorization_of(metadata) == ["Bearer someone-else"]
+async def test_a_call_for_a_user_carries_the_executor_token_and_names_them(
+    client: MemoryClient,
+) -> None:
+    metadata = client.metadata(on_behalf_of="carol@example.com")
+    assert authorization_of(metadata) == [f"Bearer {TOKEN}"]
+    assert ("attune-on-behalf-of", "carol@example.com") in metadata
 
 
 async def test_without_a_token_no_header_is_sent() -> None:
