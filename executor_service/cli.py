@@ -51,8 +51,8 @@ app = typer.Typer(
     help=(
         "Plan, run and inspect Attune workflows on an executor.\n\n"
         "With --token (or the ATTUNE_TOKEN variable), every call carries "
-        "'authorization: Bearer <token>'; the executor passes it on to the memory service "
-        "when it searches, so your namespaces and visibility apply."
+        "'authorization: Bearer <token>', which authenticates you to the executor: a viewer "
+        "reads templates, plans and runs, a runner also runs workflows."
     ),
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

@@ -4,8 +4,9 @@ Exit codes: 0 done, 1 the executor failed or is unreachable, 2 invalid
 input (local or INVALID_ARGUMENT), 130 interrupted.
 
 With a token (--token or ATTUNE_TOKEN), every call carries
-`authorization: Bearer <token>`; the executor passes it on to the memory
-service for searches. The token is never printed, not even when malformed.
+`authorization: Bearer <token>`: it authenticates the caller to the
+executor (EXECUTOR_TOKENS_FILE). The token is never printed, not even when
+malformed.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ Token = Annotated[
         envvar="ATTUNE_TOKEN",
         show_default=False,
         help=(
-            "Your bearer token, sent as 'authorization: Bearer <token>' and passed on to the "
-            "memory service for searches. Prefer ATTUNE_TOKEN: an option shows in shell "
-            "history and ps."
+            "Your bearer token for the executor, sent as 'authorization: Bearer <token>': it "
+            "authenticates you to the executor, whose tokens file gives you a role (viewer, "
+            "runner or admin). Prefer ATTUNE_TOKEN: an option shows in shell history and ps."
         ),
     ),
 ]

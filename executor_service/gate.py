@@ -16,6 +16,7 @@ are audited folded.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -108,8 +109,10 @@ class _Call:
         if isinstance(error, grpc.aio.AbortError):
             code = self.context.code()
             self.outcome = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-        elif isinstance(error, GeneratorExit | StopAsyncIteration):
-            self.outcome = grpc.StatusCode.CANCELLED.name  # The caller went away.
+        elif isinstance(error, GeneratorExit | StopAsyncIteration | asyncio.CancelledError):
+            # The caller went away (or its deadline passed): gRPC cancels the
+            # handler's task, which is no fault of the executor's.
+            self.outcome = grpc.StatusCode.CANCELLED.name
         else:
             self.outcome = "INTERNAL"
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
+import yaml
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.forms import to_form_value
+from memory_service.security.identity import hash_token
 from memory_service.servicekit.errors import field_violations
 
 Answer = str | float | bool | list[str]
@@ -81,6 +83,30 @@ async def store_insight(
         ),
         timeout=5,
     )
+
+
+# user id -> (role, namespaces), as a tokens file grants them.
+Users = Mapping[str, tuple[str, Sequence[str]]]
+
+
+def write_tokens_file(
+    path: Path, users: Users, tokens: Mapping[str, str], delegates: Iterable[str] = ()
+) -> Path:
+    """A tokens file giving each user their role and namespaces, by their token's
+    hash; `delegates` may act on behalf of others (`delegate: true`)."""
+    delegating = set(delegates)
+    entries = [
+        {
+            "token_sha256": hash_token(tokens[user]),
+            "user_id": user,
+            "role": role,
+            "namespaces": list(namespaces),
+            **({"delegate": True} if user in delegating else {}),
+        }
+        for user, (role, namespaces) in users.items()
+    ]
+    path.write_text(yaml.safe_dump(entries))
+    return path
 
 
 def violations_of(error: grpc.aio.AioRpcError) -> dict[str, str]:

@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from executor_service.cli import app
-from executor_service.devstack import ServiceProcess, executor_process, memory_process
+from executor_service.devstack import ServiceProcess
+from tests.e2e.pair import process_pair
 
 pytestmark = pytest.mark.e2e
 
@@ -26,21 +27,8 @@ RUN_ID = re.compile(r"\b\d{8}-\d{6}-[0-9a-z]{26}\b")
 @pytest.fixture(scope="module")
 def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A memory service and an executor on free ports; the executor is yielded."""
-    root = tmp_path_factory.mktemp("cli")
-    with (
-        (root / "memory.log").open("w") as memory_log,
-        (root / "executor.log").open("w") as executor_log,
-    ):
-        memory = memory_process(root, log=memory_log)
-        running: ServiceProcess | None = None
-        try:
-            memory.start()
-            running = executor_process(root, memory.address, log=executor_log).start()
-            yield running
-        finally:
-            if running is not None:
-                running.kill()
-            memory.kill()
+    with process_pair(tmp_path_factory.mktemp("cli")) as running:
+        yield running
 
 
 @pytest.fixture

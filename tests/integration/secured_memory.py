@@ -12,12 +12,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.security.crypto import generate_key
-from memory_service.security.identity import ON_BEHALF_OF_HEADER, hash_token
+from memory_service.security.identity import ON_BEHALF_OF_HEADER
 from tests.conftest import Stack
+from tests.helpers import write_tokens_file
 
 TEAM_A, TEAM_B = "team-a", "team-b"
 EXECUTOR = "svc:executor"
@@ -56,26 +55,12 @@ class SecuredMemory:
         return (*self.auth(caller), (ON_BEHALF_OF_HEADER, user))
 
 
-def write_tokens_file(path: Path, tokens: dict[str, str]) -> None:
-    entries = [
-        {
-            "token_sha256": hash_token(tokens[user]),
-            "user_id": user,
-            "role": role,
-            "namespaces": namespaces,
-            **({"delegate": True} if user in DELEGATES else {}),
-        }
-        for user, (role, namespaces) in USERS.items()
-    ]
-    path.write_text(yaml.safe_dump(entries))
-
-
 @asynccontextmanager
 async def secured_memory(tmp_path: Path, **overrides: object) -> AsyncIterator[SecuredMemory]:
     """The memory service with tokens, an encryption key, and `overrides` settings."""
     tokens = {user: secrets.token_urlsafe(24) for user in USERS}
     tokens_file = tmp_path / "tokens.yaml"
-    write_tokens_file(tokens_file, tokens)
+    write_tokens_file(tokens_file, USERS, tokens, DELEGATES)
     key_line = f"k1:{generate_key()}"
     settings: dict[str, object] = {"tokens_file": tokens_file, "encryption_keys": key_line}
     settings.update(overrides)

@@ -26,7 +26,8 @@ from executor_service.devstack import memory_process
 from memory_service.search.filter import FilterError, Node, check_filter, matches, to_text
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 from memory_service.security.crypto import generate_key
-from tests.integration.secured_memory import TEAM_A, TEAM_B, USERS, write_tokens_file
+from tests.helpers import write_tokens_file
+from tests.integration.secured_memory import TEAM_A, TEAM_B, USERS
 from tests.unit.test_sql_filter import trees
 
 SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
@@ -63,7 +64,7 @@ class Service:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root: Path = tmp_path_factory.mktemp("isolation")
     tokens = {user: secrets.token_urlsafe(24) for user in USERS}
-    write_tokens_file(root / "tokens.yaml", tokens)
+    write_tokens_file(root / "tokens.yaml", USERS, tokens)
     process = memory_process(
         root,
         settings={
