@@ -22,6 +22,8 @@ from executor_service.runners.base import AttemptOutcome, Runner
 
 # emit(event field name, event message): one progress event of the stream.
 Emit = Callable[[str, Message], Awaitable[None]]
+# Told of each attempt as soon as it is recorded (its cost is spent by then).
+OnAttempt = Callable[[executor_pb2.Attempt], None]
 
 _FINAL = (
     executor_pb2.AGENT_STATUS_SUCCEEDED,
@@ -41,8 +43,16 @@ def strategy_to_proto(agent: PlannedAgent) -> common_pb2.TierStrategy.ValueType:
 class TeamExecution:
     """One execution of a team; `results` fills in as agents finish."""
 
-    def __init__(self, team: list[PlannedAgent], runner: Runner, concurrency: int, emit: Emit):
+    def __init__(
+        self,
+        team: list[PlannedAgent],
+        runner: Runner,
+        concurrency: int,
+        emit: Emit,
+        on_attempt: OnAttempt | None = None,
+    ):
         self._team = team
+        self._on_attempt = on_attempt
         self._runner = runner
         self._slots = asyncio.Semaphore(concurrency)
         self._emit = emit
@@ -127,6 +137,8 @@ class TeamExecution:
             )
             attempt.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
             result.attempts.append(attempt)
+            if self._on_attempt is not None:
+                self._on_attempt(attempt)
             result.final_tier = attempt.tier
             result.cost_usd += attempt.cost_usd
             result.duration.FromNanoseconds(

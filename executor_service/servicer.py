@@ -45,12 +45,14 @@ from executor_service.memory_client import (
 )
 from executor_service.patterns import run_to_pattern
 from executor_service.run_admission import Lease, RunAdmission, caller_key, check_free_disk
+from executor_service.run_policy import RunPolicy
 from executor_service.run_privacy import served_run
 from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError, RunStore, new_run_id
 from executor_service.runners.base import Runner
 from executor_service.runners.factory import RunnerConfigError, build_runner, resolve_runner_name
 from executor_service.settings import ExecutorSettings
+from executor_service.spend_limit import SpendLimit
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Template, TierStrategy
 from executor_service.templates.proto import template_to_proto
@@ -142,6 +144,10 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             per_minute_per_caller=settings.runs_per_minute_per_caller,
             per_minute=settings.runs_per_minute,
         )
+        self._policy = RunPolicy(
+            settings.allowed_runners, settings.allowed_tier_strategies, settings.runner
+        )
+        self._spend = SpendLimit(settings.max_spend_per_hour_per_caller_usd)
 
     # --- templates -----------------------------------------------------------
 
@@ -228,6 +234,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def PlanWorkflow(
         self, request: executor_pb2.PlanWorkflowRequest, context: Context, principal: Principal
     ) -> executor_pb2.PlanWorkflowResponse:
+        # No run policy here (run_policy.py): a plan runs and spends nothing,
+        # so any caller may see what any strategy would do.
         template, resolved, team = await self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
@@ -241,12 +249,18 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             estimated_cost=common_pb2.CostRange(min_usd=low, max_usd=high),
         )
 
-    def _runner(self, request: executor_pb2.RunWorkflowRequest) -> tuple[Runner, int]:
-        """The runner the request asks for (else the default), and its seed."""
+    def _runner_name(self, request: executor_pb2.RunWorkflowRequest) -> str:
+        """The runner the request asks for, else the default, resolved."""
         if request.runner not in common_pb2.Runner.values():
             raise invalid_argument([("runner", f"{request.runner} is not a defined value")])
         try:
-            name = resolve_runner_name(RUNNER_NAMES.get(request.runner), self._settings)
+            return resolve_runner_name(RUNNER_NAMES.get(request.runner), self._settings)
+        except RunnerConfigError as error:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(error)) from None
+
+    def _runner(self, name: str, request: executor_pb2.RunWorkflowRequest) -> tuple[Runner, int]:
+        """The named runner, and the request's seed (else a fresh one)."""
+        try:
             seed = request.seed if request.HasField("seed") else secrets.randbits(63)
             runner = build_runner(name, self._settings, seed)
         except RunnerConfigError as error:
@@ -258,6 +272,19 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self, request: executor_pb2.RunWorkflowRequest, context: Context, principal: Principal
     ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
         _check_session_id(request.session_id)
+        runner_name = self._runner_name(request)
+        if request.tier_strategy not in common_pb2.TierStrategy.values():
+            raise invalid_argument(
+                [("tier_strategy", f"{request.tier_strategy} is not a defined value")]
+            )
+        # Policy, not the request, says which runners and strategies a caller
+        # may use (see run_policy.py): refused before anything else is done.
+        self._policy.check(
+            principal,
+            runner_name,
+            request.runner != common_pb2.RUNNER_UNSPECIFIED,
+            request.tier_strategy,
+        )
         template, resolved, team = await self._plan(
             request.template_id, request.answers, request.tier_strategy
         )
@@ -267,9 +294,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         if principal is Principal.ANONYMOUS:  # Authentication off: tell callers apart anyway.
             caller = caller_key(caller_authorization(context.invocation_metadata()), context.peer())
         check_free_disk(self._runs.root, self._settings.min_free_disk_bytes)
+        self._spend.check(caller)
         lease = self._admission.admit(caller)
         try:
-            run = self._admitted_run(request, context, principal, template, team, resolved, lease)
+            run = self._admitted_run(
+                request, context, principal, caller, runner_name, template, team, resolved, lease
+            )
             async with contextlib.aclosing(run) as events:
                 async for event in events:
                     yield event
@@ -281,6 +311,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         request: executor_pb2.RunWorkflowRequest,
         context: Context,
         principal: Principal,
+        caller: str,
+        runner_name: str,
         template: Template,
         team: list[PlannedAgent],
         resolved: dict[str, Any],
@@ -290,7 +322,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         team = await self._learned_if_asked(
             request.tier_strategy, template.id, team, request.runner
         )
-        runner, seed = self._runner(request)
+        runner, seed = self._runner(runner_name, request)
         if request.session_id:
             # The answers as the user gave them, not the resolved ones: a
             # default applied today is not a choice, and may change tomorrow.
@@ -331,7 +363,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         workflow = WorkflowRun(
-            run, team, runner, self._settings.max_concurrent_agents, finish, lease.hold_until
+            run,
+            team,
+            runner,
+            self._settings.max_concurrent_agents,
+            finish,
+            lease.hold_until,
+            # Spend accrues to the caller attempt by attempt, as it is spent.
+            lambda attempt: self._spend.charge(caller, attempt.cost_usd),
         )
         log.info("run started", extra={"run_id": run.run_id, "template_id": template.id})
         started_event = executor_pb2.RunStarted(

@@ -8,6 +8,13 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from executor_service.run_policy import (
+    DEFAULT_RUNNERS,
+    DEFAULT_STRATEGIES,
+    RUNNER_CHOICES,
+    STRATEGY_CHOICES,
+    checked_allowances,
+)
 from memory_service.patterns import NAMESPACE_PATTERN
 from memory_service.security.access_settings import AccessSettings
 from memory_service.security.identity import bearer_token
@@ -119,6 +126,32 @@ class ExecutorSettings(ServerSettings, AccessSettings):
         description=(
             "Default runner when a request names none. `auto`: anthropic if its API key is set, "
             "else openai if its key is set, else simulated."
+        ),
+    )
+    allowed_runners: dict[str, list[str]] = Field(
+        default=DEFAULT_RUNNERS,
+        description=(
+            "Runners each role may run with (JSON object: role to a list of simulated, "
+            'anthropic, openai, or "*" for all); roles not named keep their default. A run '
+            "naming no runner uses EXECUTOR_RUNNER, resolved, which must be allowed too. "
+            "Anything else is PERMISSION_DENIED."
+        ),
+    )
+    allowed_tier_strategies: dict[str, list[str]] = Field(
+        default=DEFAULT_STRATEGIES,
+        description=(
+            "Tier strategies each role may ask a run for (JSON object: role to a list of "
+            f'{", ".join(STRATEGY_CHOICES)}, or "*" for all); roles not named keep their '
+            "default. A run naming none keeps its template's strategies, always allowed."
+        ),
+    )
+    max_spend_per_hour_per_caller_usd: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Model spend (the attempts' cost_usd, simulated runs' too) one caller may accrue "
+            "in a sliding hour; once at or over it, new runs are RESOURCE_EXHAUSTED until "
+            "enough ages out. Runs already admitted finish. 0: no limit."
         ),
     )
     simulated_latency_ms: float = Field(
@@ -356,12 +389,36 @@ class ExecutorSettings(ServerSettings, AccessSettings):
                 raise ValueError(f"role {role!r}: probabilities must lie in [0, 1]")
         return value
 
+    @field_validator("allowed_runners")
+    @classmethod
+    def _allowed_runners(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _allowances("EXECUTOR_ALLOWED_RUNNERS", value, RUNNER_CHOICES, DEFAULT_RUNNERS)
+
+    @field_validator("allowed_tier_strategies")
+    @classmethod
+    def _allowed_strategies(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _allowances(
+            "EXECUTOR_ALLOWED_TIER_STRATEGIES", value, STRATEGY_CHOICES, DEFAULT_STRATEGIES
+        )
+
     @field_validator("simulated_input_tokens", "simulated_output_tokens")
     @classmethod
     def _ordered_range(cls, value: tuple[int, int]) -> tuple[int, int]:
         if not 0 <= value[0] <= value[1]:
             raise ValueError("needs [low, high] with 0 <= low <= high")
         return value
+
+
+def _allowances(
+    setting: str,
+    value: dict[str, list[str]],
+    choices: tuple[str, ...],
+    defaults: dict[str, list[str]],
+) -> dict[str, list[str]]:
+    try:
+        return checked_allowances(value, choices, defaults)
+    except ValueError as error:
+        raise ValueError(f"{setting}: {error}") from None
 
 
 def _checked_token(token: str, source: str) -> str:

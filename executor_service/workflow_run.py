@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from attune.executor.v1 import executor_pb2
 from executor_service.composition import PlannedAgent
-from executor_service.engine import TeamExecution
+from executor_service.engine import OnAttempt, TeamExecution
 from executor_service.runners.base import Runner
 from executor_service.runners.factory import close_runner
 
@@ -55,12 +55,13 @@ class WorkflowRun:
         concurrency: int,
         finish: Finish,
         on_task: Callable[[asyncio.Task[None]], None] | None = None,
+        on_attempt: OnAttempt | None = None,
     ) -> None:
         self.run = run
         self._on_task = on_task  # Told of the run's task as soon as it exists.
         self._team = team
         self._runner = runner
-        self._execution = TeamExecution(team, runner, concurrency, self._emit)
+        self._execution = TeamExecution(team, runner, concurrency, self._emit, on_attempt)
         self._finish = finish
         self._events: asyncio.Queue[executor_pb2.RunWorkflowResponse | None] = asyncio.Queue()
         self._sequence = 0

@@ -17,6 +17,7 @@ from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from tests.conftest import running_stack
 from tests.helpers import eventually, run_request, run_to_end
+from tests.integration.executor_callers import write_executor_tokens
 
 # Attempts that take a minute keep runs in flight for as long as a test needs.
 SLOW = {"simulated_latency_ms": 60_000.0}
@@ -192,3 +193,29 @@ async def test_runs_are_refused_below_the_free_disk_floor(tmp_path: Path) -> Non
     # Under the floor of what it has, runs go ahead.
     async with running_stack(tmp_path / "ok", min_free_disk_bytes=1) as stack:
         assert (await run_to_end_as(stack.executor_stub(), "alice")).run_id
+
+
+async def test_runs_in_flight_are_limited_per_user_not_per_token_or_connection(
+    tmp_path: Path, calls: list[Call]
+) -> None:
+    callers = {
+        "alice-laptop": ("alice", "runner"),
+        "alice-ci": ("alice", "runner"),
+        "bob": ("bob", "runner"),
+    }
+    tokens = write_executor_tokens(tmp_path / "tokens.yaml", callers)
+    async with running_stack(
+        tmp_path,
+        tokens_file=tmp_path / "tokens.yaml",
+        runner="simulated",
+        max_runs_in_flight_per_caller=1,
+        **SLOW,
+        **NO_RATE,
+    ) as stack:
+        first_connection = stack.executor_stub()
+        await started(first_connection, tokens["alice-laptop"], calls)
+        # The same user with another token, over another connection: one caller.
+        violations, _ = quota(await refused(stack.executor_stub(), tokens["alice-ci"]))
+        assert [subject for subject, _ in violations] == ["alice"]
+        # Another user over the first one's connection is a caller of their own.
+        await started(first_connection, tokens["bob"], calls)

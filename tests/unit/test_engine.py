@@ -489,3 +489,15 @@ async def test_a_simulated_failure_without_criteria_still_fails() -> None:
     outcome = await runner(0.0, 0.0, 0.0).attempt(bare, Tier.CHEAP, 1)
     assert not outcome.success
     assert outcome.error == "simulated failure"
+
+
+async def test_each_attempt_is_told_as_it_is_recorded_with_its_cost() -> None:
+    told: list[executor_pb2.Attempt] = []
+    recorder = Recorder()
+    team = [agent("builder"), agent("tester", depends_on=["builder"])]
+    execution = TeamExecution(team, runner(0.0, 0.0, 1.0), 2, recorder, told.append)
+    results = await execution.run()
+    attempts = [attempt for result in results for attempt in result.attempts]
+    assert told == attempts  # every attempt, once, in order
+    assert sum(a.cost_usd for a in told) == pytest.approx(sum(r.cost_usd for r in results))
+    assert all(a.cost_usd > 0 for a in told)
