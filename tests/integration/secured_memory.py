@@ -7,7 +7,7 @@ real deployment's.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +48,10 @@ class SecuredMemory:
         return (("authorization", f"Bearer {self.tokens[user]}"),)
 
 
-def write_tokens_file(path: Path, tokens: dict[str, str]) -> None:
+def write_tokens_file(
+    path: Path, tokens: dict[str, str], users: Mapping[str, tuple[str, list[str]]] = USERS
+) -> None:
+    """A tokens file granting each of `users` (user id -> role, namespaces) its token."""
     entries = [
         {
             "token_sha256": hash_token(tokens[user]),
@@ -56,7 +59,7 @@ def write_tokens_file(path: Path, tokens: dict[str, str]) -> None:
             "role": role,
             "namespaces": namespaces,
         }
-        for user, (role, namespaces) in USERS.items()
+        for user, (role, namespaces) in users.items()
     ]
     path.write_text(yaml.safe_dump(entries))
 
