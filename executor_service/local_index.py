@@ -12,12 +12,15 @@ answered:
 - a run whose pattern holds a secret is left out, as the memory service
   refuses it (only runs written before answers were scanned up front can
   hold one, so only `open` looks);
-- SENSITIVE runs live in their own index, as the memory service keeps them
-  apart from the rest: full-text statistics (BM25), fuzzy corrections and
-  the words query understanding knows are each index's own, and results
-  merge the way the memory service merges them. A search may leave them out
-  (`include_sensitive=False`) for a caller the memory service would not
-  show them to.
+- SENSITIVE runs live in their own index, one scope per owner (the run's
+  `owner`), as the memory service keeps each owner's SENSITIVE patterns
+  apart from the rest and from each other: full-text statistics (BM25),
+  fuzzy corrections and the words query understanding knows are each
+  scope's own, and results merge the way the memory service merges them.
+  Every read takes the viewer (visibility.py): a SENSITIVE run is found,
+  and its words shape a query, only for its owner (with authentication off,
+  for everyone). `visible` answers the same for one run, for GetRun and
+  ListRuns, without classifying anything again.
 
 The index is a cache in `<data_dir>/local-index/` (two SQLite files, one per
 half); the run directories stay the record. `open` reuses the cache and
@@ -30,8 +33,10 @@ a crash loses at most the newest runs, which the next start picks up again
 from their files.
 
 Not mirrored: the memory service's retention expiry (its settings, not the
-executor's, decide when a pattern expires there) and owners other than the
-executor itself.
+executor's, decide when a pattern expires there), and the owner of an
+ownerless run (one started with authentication off): the memory service
+stores it as the executor's own, here no authenticated caller sees it if it
+is SENSITIVE.
 """
 
 from __future__ import annotations
@@ -53,13 +58,16 @@ from attune.memory.v1 import memory_pb2
 from executor_service.patterns import run_to_pattern
 from executor_service.run_store import RunStore
 from executor_service.templates.catalog import Catalog
+from executor_service.visibility import Viewer
 from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
 from memory_service.search.index import Hit, SearchIndex, rank_key
 from memory_service.search.query import Term
+from memory_service.security.classify import classify
 from memory_service.security.pii import ScrubBudgetExceededError
 from memory_service.security.secrets import find_secrets
 from memory_service.servicekit.private_files import private_file
+from memory_service.store.secure_index import OWNER_SEPARATOR, owner_scope
 from memory_service.write_pipeline import classified_and_scrubbed
 
 log = logging.getLogger("attune.executor.local_index")
@@ -68,7 +76,9 @@ INDEX_DIR = "local-index"
 # Bump whenever what is indexed for a run changes (run_to_pattern, the
 # scrubbing or classification applied here, the index layout): a cache
 # written by another version is rebuilt instead of answering differently.
-INDEX_VERSION = 2  # 2: runs whose pattern holds a secret are left out
+# 2: runs whose pattern holds a secret are left out; 3: SENSITIVE runs are
+# indexed per owner.
+INDEX_VERSION = 3
 _HALVES = ("open.sqlite3", "sensitive.sqlite3")
 _MANIFEST = "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 # Runs indexed per transaction while rebuilding or catching up: bounds the
@@ -80,9 +90,11 @@ def as_memory_stores(pattern: memory_pb2.Pattern) -> memory_pb2.Pattern | None:
     """The pattern as the memory service's write pipeline stores it, as far
     as search can tell: classified on the pattern as sent, then PII-scrubbed.
 
-    Owner and expiry are left out: no filter can name them, and the memory
-    service's retention settings are not the executor's. None when it holds
-    more text than scrubbing may check: the memory service refuses it too.
+    The owner stays as the run gave it (the memory service would make the
+    executor the owner of an ownerless run); expiry is left out: no filter
+    can name it, and the memory service's retention settings are not the
+    executor's. None when it holds more text than scrubbing may check: the
+    memory service refuses it too.
     """
     try:
         stored, _, _ = classified_and_scrubbed(pattern)
@@ -108,6 +120,13 @@ def _read_run(root: Path, run_id: str) -> executor_pb2.Run | None:
 
 def _is_sensitive(pattern: memory_pb2.Pattern) -> bool:
     return pattern.classification == common_pb2.CLASSIFICATION_SENSITIVE
+
+
+def _classified_sensitive(pattern: memory_pb2.Pattern) -> bool:
+    """Whether the pattern as sent classifies SENSITIVE: for a run left out of
+    the index, which is still shown only as it classifies."""
+    classification, _ = classify(pattern)
+    return classification == common_pb2.CLASSIFICATION_SENSITIVE
 
 
 @dataclass(frozen=True)
@@ -139,7 +158,13 @@ class LocalIndex:
         self._connections: list[sqlite3.Connection] = []
         self._open_index: SearchIndex | None = None
         self._sensitive_index: SearchIndex | None = None
-        self._has_sensitive = False
+        # The owner of every SENSITIVE run ("" when ownerless), indexed or
+        # left out (a secret, too much text): who may see it, without
+        # classifying it again. Read from any thread (one dict lookup).
+        self._sensitive_owners: dict[str, str] = {}
+        # Owners whose scope in the SENSITIVE half holds (or held) runs.
+        # Never shrinks: stale only towards searching an empty scope.
+        self._owners: set[str] = set()
 
     # --- opening -------------------------------------------------------------------
 
@@ -213,11 +238,14 @@ class LocalIndex:
                         # Refused by the memory service, so not searchable here
                         # either; read again at each start (only runs from before
                         # answers were scanned up front can hold one).
+                        self._left_out(pattern)
                         continue
                     stored = as_memory_stores(pattern)
-                    if stored is not None:
-                        self._put(stored)
-                        added += 1
+                    if stored is None:
+                        self._left_out(pattern)
+                        continue
+                    self._put(stored)
+                    added += 1
         return added, len(gone)
 
     def _reuse(self) -> set[str]:
@@ -226,7 +254,6 @@ class LocalIndex:
             raise _UnusableError("missing")
         try:
             self._connect(fresh=False)
-            ids: set[str] = set()
             for db in self._connections:
                 manifest = dict(db.execute("SELECT key, value FROM manifest").fetchall())
                 if not manifest:
@@ -237,14 +264,15 @@ class LocalIndex:
                     )
                 if manifest.get("namespace") != self._namespace:
                     raise _UnusableError(f"built for namespace {manifest.get('namespace')!r}")
-                found = self._ids(db)
-                if ids & found:
-                    raise _UnusableError("a run is in both halves")
-                ids |= found
-            self._has_sensitive = self._count(self._sensitive_db) > 0
+            ids = self._ids(self._open_db)
+            sensitive = self._sensitive_runs()
+            if ids & sensitive.keys():
+                raise _UnusableError("a run is in both halves")
         except sqlite3.DatabaseError as error:
             raise _UnusableError(f"unreadable ({error})") from None
-        return ids
+        self._sensitive_owners = sensitive
+        self._owners = set(sensitive.values())
+        return ids | sensitive.keys()
 
     def _connect(self, fresh: bool) -> None:
         for name in _HALVES:
@@ -270,9 +298,10 @@ class LocalIndex:
         vocabularies and the query words), here on the start thread."""
         self._index(self._open_db).expand(self._namespace, [])
         self._index(self._open_db).query_vocabulary(self._namespace)
-        if self._has_sensitive:
-            self._index(self._sensitive_db).expand(self._namespace, [])
-            self._index(self._sensitive_db).query_vocabulary(self._namespace)
+        for owner in self._owners:
+            scope = owner_scope(self._namespace, owner)
+            self._index(self._sensitive_db).expand(scope, [])
+            self._index(self._sensitive_db).query_vocabulary(scope)
 
     # --- writes --------------------------------------------------------------------
 
@@ -285,6 +314,7 @@ class LocalIndex:
         # No secret check here: a run's answers were scanned before it started.
         stored = as_memory_stores(pattern)
         if stored is None:
+            self._left_out(pattern)
             return
         try:
             with _transaction(self._open_db), _transaction(self._sensitive_db):
@@ -296,31 +326,62 @@ class LocalIndex:
             )
 
     def _put(self, stored: memory_pb2.Pattern) -> None:
-        """Puts a stored pattern in its half, and out of the other one."""
-        sensitive = _is_sensitive(stored)
-        target = self._sensitive_db if sensitive else self._open_db
-        other = self._open_db if sensitive else self._sensitive_db
-        self._index(other).delete(self._namespace, stored.id)
-        self._index(target).put(self._namespace, stored, fingerprint(stored))
-        self._has_sensitive = self._has_sensitive or sensitive
+        """Puts a stored pattern in its half (its owner's scope when SENSITIVE),
+        and out of wherever it was before."""
+        self._remove(stored.id)
+        if _is_sensitive(stored):
+            scope = owner_scope(self._namespace, stored.owner)
+            self._index(self._sensitive_db).put(scope, stored, fingerprint(stored))
+            self._sensitive_owners[stored.id] = stored.owner
+            self._owners.add(stored.owner)
+        else:
+            self._index(self._open_db).put(self._namespace, stored, fingerprint(stored))
+
+    def _left_out(self, pattern: memory_pb2.Pattern) -> None:
+        """Notes who may see a run that is not indexed (not searchable, but
+        GetRun and ListRuns still show it, to its owner only if SENSITIVE)."""
+        if _classified_sensitive(pattern):
+            self._sensitive_owners[pattern.id] = pattern.owner
 
     def _remove(self, run_id: str) -> None:
-        for db in self._connections:
-            self._index(db).delete(self._namespace, run_id)
+        self._index(self._open_db).delete(self._namespace, run_id)
+        owner = self._sensitive_owners.pop(run_id, None)
+        if owner is not None:
+            self._index(self._sensitive_db).delete(owner_scope(self._namespace, owner), run_id)
 
     # --- reads ---------------------------------------------------------------------
 
-    def vocabulary(self, *, include_sensitive: bool = True) -> tuple[list[str], list[str]]:
+    def visible(self, run_id: str, viewer: Viewer) -> bool:
+        """Whether the viewer may see the run: false only for another owner's
+        SENSITIVE run. A run the index has never met (not on disk when it
+        opened, not added since) counts as not SENSITIVE."""
+        owner = self._sensitive_owners.get(run_id)
+        return owner is None or viewer.sees(owner)
+
+    def _scopes(self, viewer: Viewer) -> list[str]:
+        """The SENSITIVE scopes whose runs the viewer may see."""
+        if viewer.sees_everyones:
+            owners = sorted(self._owners)
+        else:
+            owners = [viewer.user_id] if viewer.user_id in self._owners else []
+        return [owner_scope(self._namespace, owner) for owner in owners]
+
+    def vocabulary(self, *, viewer: Viewer) -> tuple[list[str], list[str]]:
         """Template ids and numeric question ids of the runs, for query understanding.
 
-        From the runs the search may show, as the memory service answers its
-        owner: the SENSITIVE runs count only with `include_sensitive`.
+        From the runs the viewer's search may show, as the memory service
+        answers them: another owner's SENSITIVE runs never count.
         """
         templates, numeric = self._index(self._open_db).query_vocabulary(self._namespace)
-        if not include_sensitive or not self._has_sensitive:
+        scopes = self._scopes(viewer)
+        if not scopes:
             return templates, numeric
-        own = self._index(self._sensitive_db).query_vocabulary(self._namespace)
-        return sorted({*templates, *own[0]}), sorted({*numeric, *own[1]})
+        all_templates, all_numeric = set(templates), set(numeric)
+        for scope in scopes:
+            own_templates, own_numeric = self._index(self._sensitive_db).query_vocabulary(scope)
+            all_templates.update(own_templates)
+            all_numeric.update(own_numeric)
+        return sorted(all_templates), sorted(all_numeric)
 
     def search(
         self,
@@ -328,29 +389,31 @@ class LocalIndex:
         condition: Node | None,
         limit: int,
         *,
-        include_sensitive: bool = True,
+        viewer: Viewer,
     ) -> list[Hit]:
-        """The best runs for the terms and filter, best first.
+        """The best runs the viewer may see for the terms and filter, best first.
 
         The filter selects inside the index, before the limit, so no match
-        is lost to it. SENSITIVE runs are merged in as the memory service
-        merges its owner's SENSITIVE patterns (both halves give their best
-        `limit`; ordered by rank, then newest, then id).
+        is lost to it. The viewer's SENSITIVE runs are merged in as the
+        memory service merges its caller's own SENSITIVE patterns (each
+        index gives its best `limit`; ordered by rank, then newest, then id).
         """
         hits = self._index(self._open_db).top(self._namespace, terms, condition, limit)
-        if not include_sensitive or not self._has_sensitive:
+        scopes = self._scopes(viewer)
+        if not scopes:
             return hits
-        own = self._index(self._sensitive_db).top(self._namespace, terms, condition, limit)
+        for scope in scopes:
+            hits += self._index(self._sensitive_db).top(scope, terms, condition, limit)
 
         def order(hit: Hit) -> tuple[float, int, str]:
             rank, created = rank_key(hit, None, bool(terms))
             return -rank, -created, hit.pattern.id
 
-        return sorted(hits + own, key=order)[:limit]
+        return sorted(hits, key=order)[:limit]
 
     def run_ids(self) -> set[str]:
         """Every run id indexed."""
-        return {run_id for db in self._connections for run_id in self._ids(db)}
+        return self._ids(self._open_db) | self._sensitive_runs().keys()
 
     def close(self) -> None:
         """Closes the files (idempotent)."""
@@ -358,7 +421,8 @@ class LocalIndex:
             db.close()
         self._connections = []
         self._open_index = self._sensitive_index = None
-        self._has_sensitive = False
+        self._sensitive_owners = {}
+        self._owners = set()
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -383,11 +447,16 @@ class LocalIndex:
             )
         }
 
-    def _count(self, db: sqlite3.Connection) -> int:
-        row = db.execute(
-            "SELECT count(*) FROM docs WHERE namespace = ?", (self._namespace,)
-        ).fetchone()
-        return int(row[0])
+    def _sensitive_runs(self) -> dict[str, str]:
+        """The owner of every run in the SENSITIVE half, by run id."""
+        prefix = self._namespace + OWNER_SEPARATOR
+        return {
+            str(doc_id): str(scope)[len(prefix) :]
+            for doc_id, scope in self._sensitive_db.execute(
+                "SELECT doc_id, namespace FROM docs WHERE substr(namespace, 1, ?) = ?",
+                (len(prefix), prefix),
+            )
+        }
 
 
 @contextlib.contextmanager

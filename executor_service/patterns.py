@@ -36,6 +36,12 @@ def run_summary(run: executor_pb2.Run, template: Template | None) -> str:
     return "\n".join(lines)
 
 
+def run_owner(run: executor_pb2.Run) -> str:
+    """The user who started the run; "" when ownerless (started with
+    authentication off, or before runs had owners)."""
+    return "" if run.owner == ANONYMOUS_USER_ID else run.owner
+
+
 def run_to_pattern(run: executor_pb2.Run, template: Template | None) -> memory_pb2.Pattern:
     """The execution pattern of a finished run; its id is the run id."""
     finished = Counter(tier_name(agent.final_tier) for agent in run.agents if agent.attempts)
@@ -64,7 +70,7 @@ def run_to_pattern(run: executor_pb2.Run, template: Template | None) -> memory_p
         runner=RUNNER_NAMES.get(run.runner, "unknown"),
         # Stored on the owner's behalf, so memory applies their visibility
         # (see MemoryClient.store); with authentication off, as the executor.
-        owner="" if run.owner == ANONYMOUS_USER_ID else run.owner,
+        owner=run_owner(run),
     )
     pattern.create_time.CopyFrom(run.create_time)
     pattern.total_duration.CopyFrom(run.total_duration)

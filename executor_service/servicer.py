@@ -43,7 +43,7 @@ from executor_service.memory_client import (
     UNREACHABLE_CODES,
     caller_authorization,
 )
-from executor_service.patterns import run_to_pattern
+from executor_service.patterns import run_owner, run_to_pattern
 from executor_service.run_admission import Lease, RunAdmission, caller_key, check_free_disk
 from executor_service.run_policy import RunPolicy
 from executor_service.run_privacy import served_run
@@ -56,6 +56,7 @@ from executor_service.spend_limit import SpendLimit
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Template, TierStrategy
 from executor_service.templates.proto import template_to_proto
+from executor_service.visibility import Viewer, is_sensitive_run
 from executor_service.workflow_run import IN_PROGRESS, WorkflowRun
 from memory_service.audit_buffer import BufferedAudit
 from memory_service.denials import DenialLimiter
@@ -446,9 +447,19 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise invalid_argument(
                 [("run_id", "not a run id (UTC date-time, then a ULID: 20260117-052959-01kf...)")]
             )
+        # Another owner's SENSITIVE run answers exactly as an unknown id:
+        # its existence is not the caller's to learn.
+        viewer = Viewer.of(principal)
         if (in_progress := IN_PROGRESS.get(request.run_id)) is not None:
-            served = await asyncio.to_thread(served_run, in_progress.snapshot())
+            snapshot = in_progress.snapshot()
+            if not viewer.sees(run_owner(snapshot)) and await asyncio.to_thread(
+                is_sensitive_run, snapshot, self._catalog.get(snapshot.template_id)
+            ):
+                raise not_found("run", request.run_id)
+            served = await asyncio.to_thread(served_run, snapshot)
             return executor_pb2.GetRunResponse(run=served)
+        if not self._local_index.visible(request.run_id, viewer):
+            raise not_found("run", request.run_id)
         try:
             run = await asyncio.to_thread(self._runs.load, request.run_id)
         except CorruptRunError as error:
@@ -474,10 +485,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise invalid_argument(violations)
         # Memory is searched as the caller (the executor acting on their
         # behalf), never with the executor's own rights, so the caller's
-        # visibility applies there: no confused deputy. The run files mirror
-        # that: nobody but the anonymous developer sees another's SENSITIVE run.
+        # visibility applies there: no confused deputy. The run files show a
+        # SENSITIVE run only to its owner (nor do its words shape anyone
+        # else's plan), as the memory service does.
         on_behalf_of = acting_for(principal)
-        sensitive = principal is Principal.ANONYMOUS
+        viewer = Viewer.of(principal)
         # Planned here too, with the same code as the memory service, so a bad
         # request fails the same way whether or not the memory service is up.
         try:
@@ -485,7 +497,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 request.query,
                 request.filter,
                 not request.disable_query_understanding,
-                self._local_index.vocabulary(include_sensitive=sensitive),
+                self._local_index.vocabulary(viewer=viewer),
                 datetime.now(UTC),
             )
         except PlanError as error:
@@ -494,7 +506,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise invalid_argument([("mode", f"{request.mode} is not a defined value")])
         mode = request.mode or executor_pb2.SEARCH_RUNS_MODE_AUTO
         if mode == executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES:
-            return self._local_answer(plan, limit, "", sensitive)
+            return self._local_answer(plan, limit, "", viewer)
         try:
             response = await self._memory.search(
                 memory_pb2.SearchPatternsRequest(
@@ -526,14 +538,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     "memory service unreachable (circuit breaker open); "
                     "answered from local run files"
                 )
-            return self._local_answer(plan, limit, reason, sensitive)
+            return self._local_answer(plan, limit, reason, viewer)
         hits = [_hit(result.pattern, result.score) for result in response.results]
         source = executor_pb2.SEARCH_SOURCE_MEMORY
         if mode == executor_pb2.SEARCH_RUNS_MODE_HYBRID:
             seen = {hit.run_id for hit in hits}
-            local = self._local_index.search(
-                plan.terms, plan.condition, limit, include_sensitive=sensitive
-            )
+            local = self._local_index.search(plan.terms, plan.condition, limit, viewer=viewer)
             hits += [_hit(h.pattern, h.score) for h in local if h.pattern.id not in seen][
                 : max(0, limit - len(hits))
             ]
@@ -543,11 +553,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
 
     def _local_answer(
-        self, plan: SearchPlan, limit: int, degraded_reason: str, include_sensitive: bool
+        self, plan: SearchPlan, limit: int, degraded_reason: str, viewer: Viewer
     ) -> executor_pb2.SearchRunsResponse:
-        found = self._local_index.search(
-            plan.terms, plan.condition, limit, include_sensitive=include_sensitive
-        )
+        found = self._local_index.search(plan.terms, plan.condition, limit, viewer=viewer)
         return executor_pb2.SearchRunsResponse(
             hits=_within_page([_hit(hit.pattern, hit.score) for hit in found]),
             source=executor_pb2.SEARCH_SOURCE_LOCAL_FILES,
@@ -589,8 +597,10 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise invalid_argument([("filter", str(error))]) from None
         size = page_bounds(request.page_size, 50, 500)
         scope = f"runs:{request.filter}"
-        # Keyset paging on the run id: runs finishing meanwhile never shift a page.
+        # Keyset paging on the run id: runs finishing meanwhile never shift a
+        # page, and runs the caller may not see are skipped like non-matches.
         after = decode_cursor(request.page_token, scope)
+        viewer = Viewer.of(principal)
 
         def page() -> tuple[list[executor_pb2.Run], bool]:
             # The filter is applied before paging, so no match is skipped.
@@ -598,6 +608,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             room = MAX_PAGE_BYTES
             for run_id in self._runs.run_ids():
                 if after and run_id >= after:
+                    continue
+                if not self._local_index.visible(run_id, viewer) or _being_indexed(run_id, viewer):
                     continue
                 run = self._runs.readable(run_id)
                 if run is None or not matches(condition, run_record(run), RUN_SCHEMA):
@@ -662,6 +674,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 runner=resolve_runner_name(None, self._settings),
                 session_id=request.session_id,
                 on_behalf_of=on_behalf_of,
+                principal=principal,
                 remaining=context.time_remaining(),
             )
         except grpc.aio.AioRpcError as error:
@@ -713,6 +726,14 @@ def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str
             for agent in team
         ],
     }
+
+
+def _being_indexed(run_id: str, viewer: Viewer) -> bool:
+    """Whether the run is on disk but maybe not in the local index yet (it is
+    in progress until indexed) and started by someone else: left out of a
+    list for that moment rather than shown unclassified. Any thread."""
+    in_progress = IN_PROGRESS.get(run_id)
+    return in_progress is not None and not viewer.sees(run_owner(in_progress.run))
 
 
 def acting_for(principal: Principal) -> str | None:

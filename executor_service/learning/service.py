@@ -3,6 +3,13 @@
 It connects the pure computations of this package to the executor's run
 files (through RunHistory), the memory service (similar runs, a session's
 recent choices) and the local index (similar runs while memory is down).
+
+What shows a run's content to a caller (suggested answers, similar runs)
+reads only the runs that caller may see: another owner's SENSITIVE runs are
+left out (visibility.py). Analytics and tier statistics count every run of
+the namespace: they show counts, rates and costs, and the most frequent agent
+errors (PII-scrubbed; no part of a run's pattern, so not what makes a run
+SENSITIVE), never a run's answers or summary.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ from executor_service.run_store import RunStore
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Answer, Template
+from executor_service.visibility import Viewer
 from memory_service.search.filter import compile_filter
 from memory_service.search.schema import PATTERN_SCHEMA
+from memory_service.security.identity import Principal
 from memory_service.servicekit.errors import not_found
 
 log = logging.getLogger("attune.executor.learning")
@@ -94,7 +103,11 @@ class Learner:
         self, request: executor_pb2.GetAnalyticsRequest
     ) -> executor_pb2.GetAnalyticsResponse:
         """GetAnalytics: INVALID_ARGUMENT for a bad window, NOT_FOUND for a
-        template id that neither the catalog nor any run knows."""
+        template id that neither the catalog nor any run knows.
+
+        Over every run, SENSITIVE ones of any owner included: aggregates,
+        never a run's answers (see the module's docstring).
+        """
         window = analytics_window(request)
         await self.history.ready()
         runs = self.history.runs()
@@ -117,7 +130,8 @@ class Learner:
         """One recommendation per agent, from the template's runs by that runner.
 
         Only the same runner's runs are evidence: how simulated attempts went
-        says nothing about a real model, and the other way round.
+        says nothing about a real model, and the other way round. Every
+        owner's runs count: a tally of attempts shows no run's content.
         """
         await self.history.ready()
         evidence = self.history.evidence(template_id, runner)
@@ -148,23 +162,28 @@ class Learner:
         runner: str,
         session_id: str,
         on_behalf_of: str | None,
+        principal: Principal,
         remaining: float | None,
     ) -> Recommendations:
-        """Tiers, similar runs and suggested answers for a form being filled in.
+        """Tiers, similar runs and suggested answers for a form being filled in,
+        from the runs `principal` may see.
 
         The similar-runs search raises grpc.aio.AioRpcError when the memory
         service answers with an error (a refusal of the caller's credentials
         among them); while it is unreachable, the local index answers.
         """
+        viewer = Viewer.of(principal)
         similar, choices = await asyncio.gather(
-            self._similar(template.id, resolved, on_behalf_of, remaining),
+            self._similar(template.id, resolved, on_behalf_of, viewer, remaining),
             self._session_choices(session_id, template.id, on_behalf_of, remaining),
         )
         tiers = await self.tier_choices(template.id, team, runner)
         suggestions = session_suggestions(template, choices or {}, answered)
-        suggestions += run_suggestions(
-            template, self.history.runs(), answered, self.policy.min_runs
-        )
+        # Suggested answers are other runs' answers: only from runs the caller may see.
+        visible = [
+            run for run in self.history.runs() if self._local_index.visible(run.run_id, viewer)
+        ]
+        suggestions += run_suggestions(template, visible, answered, self.policy.min_runs)
         return Recommendations(tiers, similar, suggestions)
 
     async def _similar(
@@ -172,6 +191,7 @@ class Learner:
         template_id: str,
         resolved: Mapping[str, Answer],
         on_behalf_of: str | None,
+        viewer: Viewer,
         remaining: float | None,
     ) -> SimilarRuns:
         # Template ids are [a-z0-9_]: nothing to escape in the literal.
@@ -190,7 +210,7 @@ class Learner:
             if error.code() not in UNREACHABLE_CODES:
                 raise
             condition = compile_filter(filter_text, PATTERN_SCHEMA)
-            hits = self._local_index.search([], condition, SIMILAR_CANDIDATES)
+            hits = self._local_index.search([], condition, SIMILAR_CANDIDATES, viewer=viewer)
             # The details say whether a deadline passed or the breaker is open.
             reason = (
                 f"memory service unreachable ({error.code().name}: {error.details()}); "

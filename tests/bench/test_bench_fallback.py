@@ -45,6 +45,7 @@ from executor_service.run_store import RUN_ID_PATTERN, RunStore, new_run_id
 from executor_service.runners.simulated import SimulatedRunner
 from executor_service.servicer import describe_config
 from executor_service.templates.catalog import Catalog, load_builtin
+from executor_service.visibility import ANONYMOUS_VIEWER
 from memory_service.search.documents import searchable_text
 from memory_service.search.filter import matches
 from memory_service.search.planning import SearchPlan, plan_search
@@ -205,10 +206,12 @@ async def test_fallback_search_against_a_plain_scan(tmp_path: Path) -> None:
     assert index.run_ids() == set(RunStore(root).run_ids())
 
     now = datetime.now(UTC)
-    plans = [plan_search(q, f, True, index.vocabulary(), now) for q, f in QUERIES]
+    plans = [
+        plan_search(q, f, True, index.vocabulary(viewer=ANONYMOUS_VIEWER), now) for q, f in QUERIES
+    ]
     answered = 0
     for plan in plans:
-        hits = index.search(plan.terms, plan.condition, LIMIT)
+        hits = index.search(plan.terms, plan.condition, LIMIT, viewer=ANONYMOUS_VIEWER)
         answered += bool(hits)
         for hit in hits:  # The filter holds for every hit: applied before the limit.
             assert matches(plan.condition, pattern_record(hit.pattern), PATTERN_SCHEMA)
@@ -217,7 +220,7 @@ async def test_fallback_search_against_a_plain_scan(tmp_path: Path) -> None:
 
     async def search_once() -> None:
         plan = plans[next(turn) % len(plans)]
-        index.search(plan.terms, plan.condition, LIMIT)
+        index.search(plan.terms, plan.condition, LIMIT, viewer=ANONYMOUS_VIEWER)
 
     searches = summary(await time_calls(search_once, SEARCHES, warmup=len(plans)))
     scans = []

@@ -1,37 +1,101 @@
-"""The run-file fallback hides the executor's SENSITIVE runs from a caller searching
-as themselves, as the memory service does (they are the executor's own there)."""
+"""Searches answered from the run files show a SENSITIVE run to its owner only,
+as the memory service does: with mode LOCAL_FILES and while the memory
+service is down. Another user (the same namespace granted) can neither find
+it, even by a word only it contains, nor have its words shape their plan."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack
+from tests.conftest import running_stack
 from tests.helpers import run_request, run_to_end
+from tests.integration.secured_executor import SecuredExecutor, run_id_of, secured_executor
 
-CALLER = (("authorization", "Bearer caller-token-0123456789abcdef"),)
+LOCAL = executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES
+AUTO = executor_pb2.SEARCH_RUNS_MODE_AUTO
+HYBRID = executor_pb2.SEARCH_RUNS_MODE_HYBRID
 
 
-async def test_local_files_hide_sensitive_runs_from_a_caller_with_a_token(stack: Stack) -> None:
-    stub = stack.executor_stub()
-    events = await run_to_end(stub, run_request(package_name="payroll salary exporter"))
-    run_id = events[-1].run_finished.run.run_id
-    search = executor_pb2.SearchRunsRequest(
-        query="payroll", mode=executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES
+async def search_as(
+    secured: SecuredExecutor,
+    user: str,
+    query: str = "",
+    mode: executor_pb2.SearchRunsMode.ValueType = LOCAL,
+    filter_text: str = "",
+) -> executor_pb2.SearchRunsResponse:
+    return await secured.stub().SearchRuns(
+        executor_pb2.SearchRunsRequest(query=query, filter=filter_text, mode=mode),
+        metadata=secured.auth(user),
+        timeout=10,
     )
-    as_executor = await stub.SearchRuns(search, timeout=10)
-    assert [hit.run_id for hit in as_executor.hits] == [run_id]
-    as_caller = await stub.SearchRuns(search, timeout=10, metadata=CALLER)
-    assert list(as_caller.hits) == []
 
 
-async def test_local_files_plan_a_callers_query_only_from_runs_they_may_see(stack: Stack) -> None:
+def hits(response: executor_pb2.SearchRunsResponse) -> list[str]:
+    return [hit.run_id for hit in response.hits]
+
+
+async def alices_sensitive_run(secured: SecuredExecutor) -> str:
+    """A SENSITIVE run of alice's, the only one with the word "zanzibar"."""
+    stream = secured.stub().RunWorkflow(
+        run_request(package_name="zanzibar payroll salary exporter"),
+        metadata=secured.auth("alice"),
+        timeout=30,
+    )
+    return run_id_of([event async for event in stream])
+
+
+async def test_local_files_show_a_sensitive_run_to_its_owner_only(tmp_path: Path) -> None:
+    async with secured_executor(tmp_path) as secured:
+        secret = await alices_sensitive_run(secured)
+        assert hits(await search_as(secured, "alice", "zanzibar")) == [secret]
+        sensitive = 'classification = "SENSITIVE"'
+        assert hits(await search_as(secured, "alice", filter_text=sensitive)) == [secret]
+        for other in ("bob", "carol", "root"):
+            assert hits(await search_as(secured, other, "zanzibar")) == []
+            assert hits(await search_as(secured, other, "zanzibr")) == []  # No fuzzy way in.
+            assert hits(await search_as(secured, other, filter_text=sensitive)) == []
+
+
+async def test_the_fallback_while_memory_is_down_shows_it_to_its_owner_only(
+    tmp_path: Path,
+) -> None:
+    async with secured_executor(tmp_path) as secured:
+        secret = await alices_sensitive_run(secured)
+        await secured.stack.stop_memory()
+        for mode in (AUTO, HYBRID):
+            own = await search_as(secured, "alice", "zanzibar", mode)
+            assert (own.source, own.degraded) == (executor_pb2.SEARCH_SOURCE_LOCAL_FILES, True)
+            assert hits(own) == [secret]
+            other = await search_as(secured, "bob", "zanzibar", mode)
+            assert (other.source, other.degraded) == (executor_pb2.SEARCH_SOURCE_LOCAL_FILES, True)
+            assert hits(other) == []
+
+
+async def test_local_files_plan_a_query_only_from_runs_the_caller_may_see(
+    tmp_path: Path,
+) -> None:
     """The words query understanding learns from the run files follow the same
-    visibility: a SENSITIVE run's template shapes only the executor's own plan."""
-    stub = stack.executor_stub()
-    await run_to_end(stub, run_request(package_name="payroll salary exporter"))
-    search = executor_pb2.SearchRunsRequest(
-        query="python package publish runs", mode=executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES
-    )
-    as_executor = await stub.SearchRuns(search, timeout=10)
-    assert as_executor.applied_filter == 'template_id = "python_package_publish"'
-    as_caller = await stub.SearchRuns(search, timeout=10, metadata=CALLER)
-    assert as_caller.applied_filter == ""
+    visibility: a SENSITIVE run's template shapes only its owner's plan."""
+    async with secured_executor(tmp_path) as secured:
+        await alices_sensitive_run(secured)
+        query = "python package publish runs"
+        own = await search_as(secured, "alice", query)
+        assert own.applied_filter == 'template_id = "python_package_publish"'
+        other = await search_as(secured, "bob", query)
+        assert other.applied_filter == ""
+
+
+async def test_with_authentication_off_the_files_show_every_run(tmp_path: Path) -> None:
+    """Development: every caller is the same anonymous admin, even one sending a token."""
+    async with running_stack(tmp_path) as stack:
+        stub = stack.executor_stub()
+        events = await run_to_end(stub, run_request(package_name="payroll salary exporter"))
+        token = (("authorization", "Bearer caller-token-0123456789abcdef"),)
+        for metadata in ((), token):
+            found = await stub.SearchRuns(
+                executor_pb2.SearchRunsRequest(query="payroll", mode=LOCAL),
+                metadata=metadata,
+                timeout=10,
+            )
+            assert hits(found) == [run_id_of(events)]

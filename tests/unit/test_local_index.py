@@ -26,6 +26,7 @@ from executor_service.patterns import run_to_pattern
 from executor_service.run_store import RunStore, new_run_id
 from executor_service.templates.catalog import Catalog, load_builtin
 from executor_service.templates.models import Answer
+from executor_service.visibility import ANONYMOUS_VIEWER, Viewer
 from memory_service.search.filter import compile_filter
 from memory_service.search.index import Hit, SearchIndex
 from memory_service.search.query import parse_query
@@ -61,6 +62,7 @@ def make_run(
     template_id: str = "python_package_publish",
     succeeded: bool = True,
     tier: int = common_pb2.TIER_CAPABLE,
+    owner: str = "",
     **answers: Answer,
 ) -> executor_pb2.Run:
     created = START + timedelta(minutes=number)
@@ -71,6 +73,7 @@ def make_run(
         runner=common_pb2.RUNNER_SIMULATED,
         answers={key: to_form_value(value) for key, value in answers.items()},
         total_cost_usd=0.01 * (number + 1),
+        owner=owner,
     )
     run.agents.add(
         role="package_builder",
@@ -100,9 +103,20 @@ def ids(hits: list[Hit]) -> list[str]:
     return [hit.pattern.id for hit in hits]
 
 
-def search(index: LocalIndex, query: str = "", condition: str = "", limit: int = 50) -> list[str]:
+def search(
+    index: LocalIndex,
+    query: str = "",
+    condition: str = "",
+    limit: int = 50,
+    viewer: Viewer = ANONYMOUS_VIEWER,
+) -> list[str]:
+    """Run ids found, for everyone's eyes unless a viewer is given."""
     terms = parse_query(query) if query else []
-    return ids(index.search(terms, compile_filter(condition, PATTERN_SCHEMA), limit))
+    condition_node = compile_filter(condition, PATTERN_SCHEMA)
+    return ids(index.search(terms, condition_node, limit, viewer=viewer))
+
+
+ALICE, BOB, CAROL = Viewer("alice"), Viewer("bob"), Viewer("carol")
 
 
 def test_a_missing_index_is_built_then_reused_without_reading_a_run(
@@ -241,7 +255,7 @@ def test_pii_is_scrubbed_before_indexing_as_the_memory_service_does(
     assert search(index, "jane") == []
     assert search(index, '"example.com"') == []
     assert search(index, "mailer") == [run.run_id]
-    (hit,) = index.search(parse_query("mailer"), None, 10)
+    (hit,) = index.search(parse_query("mailer"), None, 10, viewer=ANONYMOUS_VIEWER)
     assert "jane" not in hit.pattern.content
     assert "[EMAIL]" in hit.pattern.content
     # The run files keep what was answered: they are the record, the index is a view.
@@ -273,25 +287,97 @@ def test_the_indexed_pattern_is_what_the_memory_write_pipeline_stores(package_na
     assert as_memory_stores(pattern) == stored
 
 
-def test_sensitive_runs_are_classified_searchable_and_can_be_left_out(
+def test_sensitive_runs_are_classified_and_searchable_by_their_owner_only(
     tmp_path: Path, catalog: Catalog
 ) -> None:
     store = RunStore(tmp_path / "runs")
-    plain, secret = persist(
+    plain, alices, bobs, ownerless = persist(
         store,
-        make_run(0, package_name="payroll"),
-        make_run(1, package_name="payroll with salary data"),
+        make_run(0, owner="alice", package_name="payroll"),
+        make_run(1, owner="alice", package_name="payroll with salary data"),
+        make_run(2, owner="bob", package_name="payroll with salary data"),
+        make_run(3, owner="anonymous", package_name="payroll with salary data"),
     )
     index, _ = opened(tmp_path, catalog)
-    assert search(index, "payroll") == [secret, plain]
-    assert search(index, "", 'classification = "SENSITIVE"') == [secret]
-    assert search(index, "", 'classification = "INTERNAL"') == [plain]
-    hidden = index.search(parse_query("payroll"), None, 10, include_sensitive=False)
-    assert ids(hidden) == [plain]
-    index.close()
-    # Reopened, the SENSITIVE half is still there and still merged.
-    again, _ = opened(tmp_path, catalog)
-    assert search(again, "payroll") == [secret, plain]
+    for again in (False, True):
+        if again:  # Reopened, each owner's scope is still there and still merged.
+            index.close()
+            index, reopened = opened(tmp_path, catalog)
+            assert reopened.action == "up_to_date"
+        assert search(index, "payroll", viewer=ALICE) == [alices, plain]
+        assert search(index, "payroll", viewer=BOB) == [bobs, plain]
+        assert search(index, "payroll", viewer=CAROL) == [plain]
+        # Authentication off: everyone's, ownerless runs too.
+        assert search(index, "payroll") == [ownerless, bobs, alices, plain]
+        assert search(index, "", 'classification = "SENSITIVE"', viewer=BOB) == [bobs]
+        assert search(index, "", 'classification = "INTERNAL"', viewer=BOB) == [plain]
+        # The pattern keeps its owner; an ownerless run has none.
+        owners = {
+            hit.pattern.id: hit.pattern.owner
+            for hit in index.search(parse_query("payroll"), None, 10, viewer=ANONYMOUS_VIEWER)
+        }
+        assert owners == {plain: "alice", alices: "alice", bobs: "bob", ownerless: ""}
+        assert [index.visible(run, CAROL) for run in (plain, alices, bobs, ownerless)] == [
+            True,
+            False,
+            False,
+            False,
+        ]
+        assert [index.visible(run, ALICE) for run in (plain, alices, bobs)] == [True, True, False]
+        assert all(index.visible(run, ANONYMOUS_VIEWER) for run in (alices, bobs, ownerless))
+
+
+def test_a_word_only_another_owners_sensitive_run_has_is_not_found_or_corrected_to(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """Each owner's SENSITIVE runs have their own full-text scope, as in the
+    memory service: neither a match nor a fuzzy correction reaches them."""
+    (bobs,) = persist(
+        RunStore(tmp_path / "runs"),
+        make_run(0, owner="bob", package_name="zanzibar payroll salary"),
+    )
+    index, _ = opened(tmp_path, catalog)
+    assert search(index, "zanzibar", viewer=ALICE) == []
+    assert search(index, "zanzibr", viewer=ALICE) == []
+    assert search(index, "zanzibr", viewer=BOB) == [bobs]
+
+
+def test_a_run_left_out_of_the_index_is_still_shown_only_as_it_classifies(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """A run whose pattern holds a secret is not searchable (the memory
+    service refuses it), but GetRun and ListRuns still show it: to its
+    owner only when it is SENSITIVE."""
+    (leaky,) = persist(
+        RunStore(tmp_path / "runs"),
+        make_run(0, owner="bob", package_name="payroll salary AKIAZ7Q4M2W8R5T1Y6UX"),
+    )
+    index, _ = opened(tmp_path, catalog)
+    assert search(index, "payroll") == []
+    assert (index.visible(leaky, BOB), index.visible(leaky, ALICE)) == (True, False)
+    fresh = make_run(1, owner="bob", package_name="salary review")  # Added while serving.
+    index.add(run_to_pattern(fresh, catalog.get(fresh.template_id)))
+    assert (index.visible(fresh.run_id, BOB), index.visible(fresh.run_id, ALICE)) == (True, False)
+
+
+def test_a_cache_from_before_owners_is_rebuilt(tmp_path: Path, catalog: Catalog) -> None:
+    """Version 2 kept every SENSITIVE run in one scope: reused, it would
+    answer without owners, so it is rebuilt."""
+    (bobs,) = persist(
+        RunStore(tmp_path / "runs"),
+        make_run(0, owner="bob", package_name="payroll salary"),
+    )
+    opened(tmp_path, catalog)[0].close()
+    for name in ("open.sqlite3", "sensitive.sqlite3"):
+        db = sqlite3.connect(tmp_path / INDEX_DIR / name)
+        with db:
+            db.execute("UPDATE manifest SET value = '2' WHERE key = 'version'")
+        db.close()
+    index, index_opened = opened(tmp_path, catalog)
+    assert index_opened.action == "rebuilt"
+    assert index_opened.reason == f"written by index version 2, not {INDEX_VERSION}"
+    assert search(index, "payroll", viewer=BOB) == [bobs]
+    assert search(index, "payroll", viewer=ALICE) == []
 
 
 def test_the_filter_selects_before_the_limit(tmp_path: Path, catalog: Catalog) -> None:
@@ -312,22 +398,27 @@ def test_query_words_come_from_the_runs(tmp_path: Path, catalog: Catalog) -> Non
         make_run(0, package_name="demo", test_coverage_required=90),
     )
     index, _ = opened(tmp_path, catalog)
-    assert index.vocabulary() == (["python_package_publish"], ["test_coverage_required"])
+    assert index.vocabulary(viewer=CAROL) == (
+        ["python_package_publish"],
+        ["test_coverage_required"],
+    )
 
 
 def test_query_words_follow_what_the_search_may_show(tmp_path: Path, catalog: Catalog) -> None:
     """A run that became SENSITIVE takes its words out of the open half's
-    vocabulary; they count only for a search that may show that run."""
-    run = make_run(0, package_name="demo", test_coverage_required=90)
+    vocabulary; they count only for a search that may show that run: its
+    owner's (or anyone's with authentication off)."""
+    run = make_run(0, owner="bob", package_name="demo", test_coverage_required=90)
     persist(RunStore(tmp_path / "runs"), run)
     index, _ = opened(tmp_path, catalog)
     words = (["python_package_publish"], ["test_coverage_required"])
-    assert index.vocabulary(include_sensitive=False) == words
+    assert index.vocabulary(viewer=ALICE) == words
     run.answers["package_name"].CopyFrom(to_form_value("payroll with salary data"))
     index.add(run_to_pattern(run, catalog.get(run.template_id)))
     assert search(index, "", 'classification = "SENSITIVE"') == [run.run_id]
-    assert index.vocabulary(include_sensitive=False) == ([], [])
-    assert index.vocabulary() == words
+    assert index.vocabulary(viewer=ALICE) == ([], [])
+    assert index.vocabulary(viewer=BOB) == words
+    assert index.vocabulary(viewer=ANONYMOUS_VIEWER) == words
 
 
 def test_an_unreadable_run_is_logged_and_skipped(
