@@ -13,6 +13,7 @@ audited folded.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
@@ -144,6 +145,11 @@ def guarded(
             except grpc.aio.AbortError:
                 code = context.code()
                 outcome = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+                raise
+            except asyncio.CancelledError:
+                # The caller went away (or its deadline passed): gRPC cancels
+                # the handler's task, which is no fault of the service's.
+                outcome = grpc.StatusCode.CANCELLED.name
                 raise
             except BaseException:
                 outcome = "INTERNAL"
