@@ -11,12 +11,13 @@ from typing import TypeVar
 
 import grpc
 import yaml
+from google.rpc import error_details_pb2
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.forms import to_form_value
 from memory_service.security.identity import hash_token
-from memory_service.servicekit.errors import field_violations
+from memory_service.servicekit.errors import error_infos, field_violations
 
 Answer = str | float | bool | list[str]
 T = TypeVar("T")
@@ -132,3 +133,10 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def error_info(error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    """The (first) google.rpc.ErrorInfo detail of an error; fails the test if none."""
+    infos = error_infos(error)
+    assert infos, f"no ErrorInfo in {error}"
+    return infos[0]

@@ -97,15 +97,20 @@ def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[
     return found
 
 
-def error_reasons(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
-    """The ErrorInfo reasons carried by a received error, if any."""
+def error_infos(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[error_details_pb2.ErrorInfo]:
+    """The google.rpc.ErrorInfo details carried by a received error, if any."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     if status is None:
         return []
-    reasons: list[str] = []
+    infos: list[error_details_pb2.ErrorInfo] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            reasons.append(info.reason)
-    return reasons
+            infos.append(info)
+    return infos
+
+
+def error_reasons(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
+    """The ErrorInfo reasons carried by a received error, if any."""
+    return [info.reason for info in error_infos(error)]

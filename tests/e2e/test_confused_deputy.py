@@ -24,14 +24,12 @@ from typing import TypeVar
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from executor_service.devstack import ServiceProcess, executor_process, memory_process
 from executor_service.forms import from_form_value
-from tests.helpers import Answer, Users, eventually, run_request, write_tokens_file
+from tests.helpers import Answer, Users, error_info, eventually, run_request, write_tokens_file
 
 pytestmark = pytest.mark.e2e
 
@@ -308,17 +306,6 @@ def test_a_guessed_session_id_reads_and_writes_nothing_of_another_user(
         # The session lives in memory: no suggestion at all, and no one else's.
         assert session_suggestions(pair, "bob") == []
         assert session_suggestions(pair, "alice") == []
-
-
-def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # A sync RpcError is a Call.
-    assert status is not None, error
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    raise AssertionError(f"no ErrorInfo in {error}")
 
 
 def test_a_runner_may_not_ask_for_a_paid_runner_at_premium_only(pair: Pair, memory: str) -> None:

@@ -10,12 +10,10 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-import grpc
 import yaml
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from memory_service.security.identity import hash_token
+from tests import helpers
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -37,18 +35,9 @@ def write_executor_tokens(path: Path, callers: Mapping[str, tuple[str, str]]) ->
     return tokens
 
 
+error_info = helpers.error_info  # Re-exported: the callers' tests read refusals with it.
+
+
 def bearer(token: str) -> Metadata:
     """The call metadata carrying a token."""
     return (("authorization", f"Bearer {token}"),)
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    """The google.rpc.ErrorInfo detail of an error."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    raise AssertionError(f"no ErrorInfo in {error.details()!r}")

@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from tests.conftest import Stack, running_stack
-from tests.helpers import Users, eventually, run_request, write_tokens_file
+from tests.helpers import Users, error_info, eventually, run_request, write_tokens_file
 from tests.integration.test_health_reflection import EXECUTOR, SERVING, check, listed_services
 from tests.integration.test_memory_hang import hanging_server
 
@@ -146,14 +146,6 @@ async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     return caught.value
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, "google.rpc details are attached"
-    info = error_details_pb2.ErrorInfo()
-    assert any(detail.Unpack(info) for detail in status.details if detail.Is(info.DESCRIPTOR))
-    return info
 
 
 async def code_of(call: Awaitable[Any]) -> grpc.StatusCode:

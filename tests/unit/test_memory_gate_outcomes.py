@@ -53,6 +53,7 @@ class Request:
 
 async def test_a_call_its_caller_cancels_is_audited_as_cancelled_not_internal() -> None:
     servicer = HangingServicer()
+
     async def handle() -> None:
         await servicer.GetPattern(Request(), CallContext())
 
