@@ -92,7 +92,7 @@ class MemorySettings(ServerSettings, AccessSettings):
         default=None,
         description="The key id new SENSITIVE patterns are sealed with; required when several "
         "keys are configured (key rotation). Re-seal old records with "
-        "`python -m memory_service.reencrypt`.",
+        "`attune-memory-admin reencrypt`.",
     )
     retention_public_days: float = Field(
         default=365.0, gt=0, description="How long a PUBLIC pattern is kept after it is stored."

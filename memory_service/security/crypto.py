@@ -21,12 +21,13 @@ per line (a mounted Kubernetes secret; ``#`` comments and blank lines are
 ignored). Keys are 32 random bytes in standard or URL-safe base64, padding
 optional. Generate one with::
 
-    python -m memory_service.security.crypto generate-key [--key-id ID]
+    attune-memory-admin keys generate [--key-id ID]
+
+(`python -m memory_service.security.crypto generate-key` remains as an alias.)
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import os
@@ -77,7 +78,8 @@ def generate_key() -> str:
     return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode("ascii")
 
 
-def _check_key_id(key_id: str, where: str) -> None:
+def check_key_id(key_id: str, where: str) -> None:
+    """KeyConfigError unless the key id is well formed; `where` names its source."""
     if not KEY_ID_RE.fullmatch(key_id):
         # The id is not secret, but a malformed "id" may be a pasted key: show
         # only its length.
@@ -110,7 +112,7 @@ def _parse_entry(entry: str, where: str) -> tuple[str, bytes]:
     key_id = key_id.strip()
     if not sep or not key_id:
         raise KeyConfigError(f'{where}: expected "id:base64key"')
-    _check_key_id(key_id, where)
+    check_key_id(key_id, where)
     if not encoded.strip():
         raise KeyConfigError(f"key {key_id!r} ({where}) is empty")
     return key_id, _decode_key(key_id, encoded, where)
@@ -144,7 +146,7 @@ class Keyring:
 
     def __init__(self, keys: Mapping[str, bytes], active_key_id: str | None) -> None:
         for key_id, raw in keys.items():
-            _check_key_id(key_id, "Keyring")
+            check_key_id(key_id, "Keyring")
             if len(raw) != KEY_BYTES:
                 raise KeyConfigError(
                     f"key {key_id!r} is {len(raw)} bytes; AES-256 needs exactly {KEY_BYTES}"
@@ -277,33 +279,11 @@ def _parse_header(envelope: bytes) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Operator CLI: ``generate-key`` prints a fresh base64 key."""
-    parser = argparse.ArgumentParser(
-        prog="python -m memory_service.security.crypto",
-        description="Encryption-at-rest key tools for the memory service.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    generate = commands.add_parser(
-        "generate-key",
-        help="print a fresh random AES-256 key in base64",
-        description=f"Print a fresh random AES-256 key in base64, for {KEYS_SETTING} or "
-        f"{KEY_FILE_SETTING}.",
-    )
-    generate.add_argument(
-        "--key-id", help='print "ID:key", ready to paste into the key list or key file'
-    )
-    args = parser.parse_args(argv)
-    if args.command == "generate-key":
-        key = generate_key()
-        if args.key_id is not None:
-            try:
-                _check_key_id(args.key_id, "--key-id")
-            except KeyConfigError as error:
-                parser.error(str(error))
-            print(f"{args.key_id}:{key}")
-        else:
-            print(key)
-    return 0
+    """`python -m memory_service.security.crypto`: alias of `attune-memory-admin keys`."""
+    # Imported here: the admin CLI builds on this module, not the other way round.
+    from memory_service.admin.legacy import crypto_main
+
+    return crypto_main(argv)
 
 
 if __name__ == "__main__":

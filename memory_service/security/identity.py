@@ -1,4 +1,4 @@
-"""Who is calling (authentication) and what they may do (authorization).
+"""Who is calling (authentication), on top of principals.py (what they may do).
 
 Callers send `authorization: Bearer <token>`. Tokens are configured in a
 tokens file (YAML or JSON, typically a mounted Kubernetes secret) that holds
@@ -14,10 +14,11 @@ only the SHA-256 of each token, so the file itself grants nothing if leaked:
       role: admin
       namespaces: ["*"]       # every namespace
 
-Operators hash a token with `python -m memory_service.security.identity
-hash-token` (the token is read from stdin, never from the command line, so it
-stays out of shell history), or mint one with `new-token`, and validate a file
-with `check PATH`.
+Operators hash a token with `attune-memory-admin tokens hash` (the token is
+read from stdin, never from the command line, so it stays out of shell
+history), mint one with `tokens new`, and validate a file with `tokens check
+PATH` (memory_service/admin/; `python -m memory_service.security.identity`
+remains as an alias).
 
 A service whose entry says `delegate: true` may call on behalf of a user by
 adding the metadata `attune-on-behalf-of: <user id>` to its own credentials:
@@ -32,33 +33,40 @@ raw authorization header.
 
 from __future__ import annotations
 
-import argparse
-import getpass
 import hashlib
 import json
 import logging
 import re
-import secrets
-import sys
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn, Protocol
+from typing import Any, Protocol
 
 import grpc
 import yaml
-from google.rpc import error_details_pb2
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from memory_service.patterns import NAMESPACE_PATTERN
+
+# `X as X`: re-exported, so callers import authentication and authorization from here.
+from memory_service.security.principals import ALL_NAMESPACES as ALL_NAMESPACES
+from memory_service.security.principals import ANONYMOUS_USER_ID as ANONYMOUS_USER_ID
+from memory_service.security.principals import ERROR_DOMAIN as ERROR_DOMAIN
+from memory_service.security.principals import EXECUTOR_ROLE_NAMES as EXECUTOR_ROLE_NAMES
+from memory_service.security.principals import MEMORY_ROLE_NAMES as MEMORY_ROLE_NAMES
+from memory_service.security.principals import REQUIRED_ROLE as REQUIRED_ROLE
+from memory_service.security.principals import Action as Action
+from memory_service.security.principals import Principal as Principal
+from memory_service.security.principals import Role as Role
+from memory_service.security.principals import RoleNames as RoleNames
+from memory_service.security.principals import authorize as authorize
+from memory_service.security.principals import (
+    authorize_all_namespaces as authorize_all_namespaces,
+)
+from memory_service.security.principals import clip, error_info
+from memory_service.security.principals import role_label as role_label
 from memory_service.servicekit.errors import ServiceError
 
 logger = logging.getLogger(__name__)
-
-ALL_NAMESPACES = "*"
-ANONYMOUS_USER_ID = "anonymous"
-ERROR_DOMAIN = "memory.attune"
 
 # RFC 6750 b64token: the only characters a bearer token may hold.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -68,160 +76,11 @@ _TOKENISH = re.compile(r"[A-Za-z0-9\-._~+/=]{16,}")
 _USER_ID = re.compile(r"[A-Za-z0-9._@:+\-]{1,128}")
 # gRPC caps metadata at 8 KiB by default; anything near that is not a real token.
 MAX_TOKEN_LENGTH = 4096
-# Names a message may show: the caller's own request values, clipped.
-_MAX_SHOWN = 128
 
 
-class Role(IntEnum):
-    """What a principal may do; a higher role includes every lower one."""
-
-    READER = 1
-    WRITER = 2
-    ADMIN = 3
-
-    @property
-    def label(self) -> str:
-        """The lower-case name used in tokens files and messages."""
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, text: str) -> Role:
-        """A role from its name, case-insensitively; ValueError otherwise."""
-        try:
-            return cls[text.strip().upper()]
-        except KeyError:
-            raise ValueError(f"must be one of {', '.join(r.label for r in cls)}") from None
-
-
-# Each service names the three ranks its own way in its tokens files; the
-# file format and everything else about tokens is shared.
-RoleNames = Mapping[str, Role]
-MEMORY_ROLE_NAMES: RoleNames = {"reader": Role.READER, "writer": Role.WRITER, "admin": Role.ADMIN}
-EXECUTOR_ROLE_NAMES: RoleNames = {"viewer": Role.READER, "runner": Role.WRITER, "admin": Role.ADMIN}
-
-
-def role_label(role: Role, names: RoleNames) -> str:
-    """The name `names` gives the role."""
-    return next(name for name, rank in names.items() if rank is role)
-
-
-class Action(StrEnum):
-    """What a call does to a namespace."""
-
-    READ = "read"
-    WRITE = "write"
-    DELETE = "delete"
-    ADMIN = "admin"
-
-
-# Deleting needs no more than writing: a writer can already overwrite any
-# pattern with replace=true, so a higher bar for delete would protect nothing.
-REQUIRED_ROLE: dict[Action, Role] = {
-    Action.READ: Role.READER,
-    Action.WRITE: Role.WRITER,
-    Action.DELETE: Role.WRITER,
-    Action.ADMIN: Role.ADMIN,
-}
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: who, with which role, over which namespaces.
-
-    may_delegate: a service that may act on behalf of users (its tokens-file
-    entry says `delegate: true`). delegated_by: for a principal acting
-    through a service (acting_principal), that service's user id; else "".
-    """
-
-    user_id: str
-    role: Role
-    namespaces: frozenset[str]
-    may_delegate: bool = False
-    delegated_by: str = ""
-
-    ANONYMOUS: ClassVar[Principal]
-
-    def grants(self, namespace: str) -> bool:
-        """Whether the namespace is granted; the empty namespace never is."""
-        if not namespace:
-            return False
-        return ALL_NAMESPACES in self.namespaces or namespace in self.namespaces
-
-    @property
-    def all_namespaces(self) -> bool:
-        """Whether every namespace is granted ("*")."""
-        return ALL_NAMESPACES in self.namespaces
-
-    def may(self, namespace: str, action: Action) -> bool:
-        """Whether authorize() would let this principal act on the namespace."""
-        return self.role >= REQUIRED_ROLE[action] and self.grants(namespace)
-
-
-# Used when authentication is off: local development only. It may delegate,
-# so a development executor's calls on behalf of users behave as in production.
-Principal.ANONYMOUS = Principal(
-    ANONYMOUS_USER_ID, Role.ADMIN, frozenset({ALL_NAMESPACES}), may_delegate=True
-)
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
-
-
-def _error_info(reason: str, **metadata: str) -> error_details_pb2.ErrorInfo:
-    return error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
-
-
-def _denied(
-    principal: Principal, namespace: str, action: Action, why: str, reason: str
-) -> NoReturn:
-    shown = repr(_clip(namespace)) if namespace else "'' (empty)"
-    message = (
-        f"user {_clip(principal.user_id)!r} may not {action.value} in namespace {shown}: {why}"
-    )
-    info = _error_info(
-        reason, user_id=_clip(principal.user_id), namespace=_clip(namespace), action=action.value
-    )
-    raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, [info])
-
-
-def authorize(
-    principal: Principal,
-    namespace: str,
-    action: Action,
-    role_names: RoleNames = MEMORY_ROLE_NAMES,
-) -> None:
-    """Returns if the principal may act on the namespace; PERMISSION_DENIED otherwise.
-
-    The empty namespace is never granted, not even by "*": a request that
-    forgot its namespace must not turn into a request for all of them. Code
-    acting on every namespace at once uses authorize_all_namespaces().
-    """
-    needed = REQUIRED_ROLE[action]
-    if principal.role < needed:
-        have, need = role_label(principal.role, role_names), role_label(needed, role_names)
-        why = f"role {have} is below the {need} role it needs"
-        _denied(principal, namespace, action, why, "ROLE_TOO_LOW")
-    if not namespace:
-        why = "an empty namespace does not mean all namespaces"
-        _denied(principal, namespace, action, why, "NAMESPACE_NOT_GRANTED")
-    if not principal.grants(namespace):
-        _denied(principal, namespace, action, "namespace not granted", "NAMESPACE_NOT_GRANTED")
-
-
-def authorize_all_namespaces(principal: Principal, action: Action) -> None:
-    """Like authorize() for an action spanning every namespace: needs the "*" grant."""
-    needed = REQUIRED_ROLE[action]
-    user = _clip(principal.user_id)
-    if principal.role < needed:
-        why = f"role {principal.role.label} is below the {needed.label} role it needs"
-    elif not principal.all_namespaces:
-        why = "it needs the '*' grant (all namespaces)"
-    else:
-        return
-    message = f"user {user!r} may not {action.value} across all namespaces: {why}"
-    info = _error_info("NAMESPACE_NOT_GRANTED", user_id=user, namespace="*", action=action.value)
-    raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, [info])
+def well_formed_token(token: str) -> bool:
+    """Whether the text could be a bearer token: RFC 6750 characters, not too long."""
+    return len(token) <= MAX_TOKEN_LENGTH and bool(_B64TOKEN.fullmatch(token))
 
 
 # --- tokens ------------------------------------------------------------------------
@@ -436,7 +295,7 @@ class Authenticator(Protocol):
 
 
 def _unauthenticated(message: str, reason: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message, [_error_info(reason)])
+    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message, [error_info(reason)])
 
 
 def bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str:
@@ -469,7 +328,7 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str:
     token = parts[1].strip() if len(parts) == 2 else ""
     if not token:
         raise _unauthenticated("the Bearer token is empty", "MISSING_CREDENTIALS")
-    if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
+    if not well_formed_token(token):
         raise _unauthenticated(
             "the Bearer token is malformed (RFC 6750 token characters only)",
             "MALFORMED_CREDENTIALS",
@@ -567,7 +426,7 @@ def _malformed_delegation(problem: str) -> ServiceError:
 
 def _shown(value: str) -> str:
     """A header value fit for a message: token-like runs redacted, then clipped."""
-    return repr(_clip(_TOKENISH.sub("…", value)))
+    return repr(clip(_TOKENISH.sub("…", value)))
 
 
 def _on_behalf_of(principal: Principal, values: Sequence[str | bytes]) -> str:
@@ -612,13 +471,13 @@ def acting_principal(
         return principal
     user_id = _on_behalf_of(principal, values)
     if not principal.may_delegate:
-        caller = _clip(principal.user_id)
+        caller = clip(principal.user_id)
         message = (
             f"user {caller!r} may not act on behalf of others: set `delegate: true` on its "
             f"tokens-file entry if it is a service that should, or drop the "
             f"{ON_BEHALF_OF_HEADER} header"
         )
-        info = _error_info("DELEGATION_NOT_GRANTED", user_id=caller)
+        info = error_info("DELEGATION_NOT_GRANTED", user_id=caller)
         raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, [info])
     return Principal(
         user_id,
@@ -629,95 +488,12 @@ def acting_principal(
     )
 
 
-# --- operator CLI -----------------------------------------------------------------
-
-
-def _read_token(prompt: str) -> str:
-    # Tokens come from stdin, never argv, so they stay out of shell history and ps.
-    if sys.stdin.isatty():
-        return getpass.getpass(prompt)
-    return sys.stdin.read()
-
-
-def _cmd_hash_token(_: argparse.Namespace) -> int:
-    token = _read_token("token: ").strip()
-    if not token:
-        print("error: no token on stdin", file=sys.stderr)
-        return 2
-    if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
-        print(
-            "error: not a usable bearer token (one line of A-Z a-z 0-9 - . _ ~ + / "
-            "characters, optionally ending in '=')",
-            file=sys.stderr,
-        )
-        return 2
-    print(hash_token(token))
-    return 0
-
-
-def _cmd_new_token(_: argparse.Namespace) -> int:
-    token = secrets.token_urlsafe(32)
-    print(f"token: {token}")
-    print(f"token_sha256: {hash_token(token)}")
-    print("# Give the token to the client; put only token_sha256 in the tokens file.")
-    return 0
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    try:
-        entries = load_tokens_file(path, _SERVICE_ROLE_NAMES[args.service])
-    except TokenFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    users = len({entry.user_id for entry in entries})
-    delegates = sum(entry.delegate for entry in entries)
-    if args.service == "executor":
-        # Nobody calls the executor on someone else's behalf: the flag means nothing there.
-        print(f"{path}: {len(entries)} tokens for {users} users")
-        if delegates:
-            print(
-                f"warning: {delegates} entries say delegate: true, which the executor ignores",
-                file=sys.stderr,
-            )
-        return 0
-    print(
-        f"{path}: {len(entries)} tokens for {users} users; "
-        f"{delegates} may act on behalf of users (delegate: true)"
-    )
-    return 0
-
-
-_SERVICE_ROLE_NAMES = {"memory": MEMORY_ROLE_NAMES, "executor": EXECUTOR_ROLE_NAMES}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Operator commands for tokens files."""
-    parser = argparse.ArgumentParser(
-        prog="python -m memory_service.security.identity",
-        description="Tokens for the memory service and the executor: hash, mint, check a "
-        "tokens file.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "hash-token", help="read a token from stdin and print its SHA-256 for a tokens file"
-    ).set_defaults(run=_cmd_hash_token)
-    commands.add_parser(
-        "new-token", help="mint a random token and print it with its SHA-256"
-    ).set_defaults(run=_cmd_new_token)
-    check = commands.add_parser("check", help="validate a tokens file")
-    check.add_argument("path")
-    check.add_argument(
-        "--service",
-        choices=sorted(_SERVICE_ROLE_NAMES),
-        default="memory",
-        help="whose role names the file uses: memory (reader, writer, admin) or executor "
-        "(viewer, runner, admin); default memory",
-    )
-    check.set_defaults(run=_cmd_check)
-    args = parser.parse_args(argv)
-    code: int = args.run(args)
-    return code
+    """`python -m memory_service.security.identity`: alias of `attune-memory-admin tokens`."""
+    # Imported here: the admin CLI builds on this module, not the other way round.
+    from memory_service.admin.legacy import identity_main
+
+    return identity_main(argv)
 
 
 if __name__ == "__main__":

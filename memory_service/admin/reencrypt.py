@@ -1,4 +1,4 @@
-"""`python -m memory_service.reencrypt`: re-seal SENSITIVE patterns under the active key.
+"""`attune-memory-admin reencrypt`: re-seal SENSITIVE patterns under the active key.
 
 Key rotation, with the same MEMORY_* settings the service reads:
 
@@ -11,21 +11,21 @@ Key rotation, with the same MEMORY_* settings the service reads:
 3. remove the old key.
 
 Exit status: 0 done; 1 the store cannot be reached; 2 the keys are missing,
-invalid, or do not open what is stored.
+invalid, or do not open what is stored. `python -m memory_service.reencrypt`
+remains as an alias.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
+import typer
 from pydantic import ValidationError
 
+from memory_service.admin.say import complain, say
 from memory_service.security.crypto import DecryptionError, KeyConfigError, Keyring, MissingKeyError
 from memory_service.servicekit.private_files import restrict_umask
 from memory_service.settings import MemorySettings
@@ -47,7 +47,7 @@ def keyring_from(settings: MemorySettings) -> Keyring:
 def _progress(done: int, total: int) -> None:
     step = max(1, total // PROGRESS_STEPS)
     if done % step == 0 or done == total:
-        print(f"checked {done} of {total} sealed patterns", flush=True)
+        say(f"checked {done} of {total} sealed patterns")
 
 
 async def reencrypt(settings: MemorySettings) -> tuple[int, int, str]:
@@ -63,37 +63,46 @@ async def reencrypt(settings: MemorySettings) -> tuple[int, int, str]:
             settings = settings.model_copy(update={"data_dir": Path(scratch)})
         store, where = await open_store(settings, keyring)
         try:
-            print(f"re-encrypting the sealed patterns of {where} under key {active}", flush=True)
+            say(f"re-encrypting the sealed patterns of {where} under key {active}")
             resealed, total = await store.reencrypt(_progress)
         finally:
             await store.close()
     return resealed, total, active
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command; the exit status."""
-    argparse.ArgumentParser(
-        prog="python -m memory_service.reencrypt",
-        description="Re-seal every SENSITIVE pattern under MEMORY_ENCRYPTION_ACTIVE_KEY_ID, "
-        "so older keys can be removed. Reads the memory service's MEMORY_* settings.",
-    ).parse_args(argv)
+HELP = (
+    "Re-seal every SENSITIVE pattern under MEMORY_ENCRYPTION_ACTIVE_KEY_ID, so older keys can "
+    "be removed. Reads the memory service's MEMORY_* settings."
+)
+
+
+def run() -> int:
+    """Re-encrypts the store the MEMORY_* settings name; the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     restrict_umask()  # It may create the store's files, as the service would.
     try:
         resealed, total, active = asyncio.run(reencrypt(MemorySettings()))
     except (MissingKeyError, KeyConfigError, DecryptionError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        complain(f"error: {error}")
         return 2
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        complain(f"error: invalid settings: {problems}")
         return 2
     except StoreUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
+        complain(f"error: {error}")
         return 1
-    print(f"re-encrypted {resealed} of {total} sealed patterns under key {active}")
+    say(f"re-encrypted {resealed} of {total} sealed patterns under key {active}")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def reencrypt_command() -> None:
+    """Re-seal every SENSITIVE pattern under the active key, so older keys can be removed.
+
+    Reads the memory service's MEMORY_* settings (environment). Exit status: 0 done,
+    1 the store cannot be reached, 2 the keys are missing, invalid, or do not open
+    what is stored.
+    """
+    code = run()
+    if code:
+        raise typer.Exit(code)
