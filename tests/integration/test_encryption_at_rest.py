@@ -14,6 +14,7 @@ import string
 import subprocess
 import sys
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -191,9 +192,18 @@ async def test_keys_rotate_and_reencrypt_reseals_every_pattern(backend: Backend)
         await backend.open(keys=keyring("k1"))
 
 
-def run_reencrypt(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+# The operator CLI's command, and the older module entry point it keeps as an alias.
+REENCRYPT_COMMANDS = {
+    "admin": [str(Path(sys.executable).parent / "attune-memory-admin"), "reencrypt"],
+    "module": [sys.executable, "-m", "memory_service.reencrypt"],
+}
+
+
+def run_reencrypt(
+    environment: dict[str, str], command: str = "module"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "memory_service.reencrypt"],
+        REENCRYPT_COMMANDS[command],
         env={**os.environ, **environment},
         capture_output=True,
         text=True,
@@ -202,7 +212,8 @@ def run_reencrypt(environment: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-async def test_the_reencrypt_command(backend: Backend) -> None:
+@pytest.mark.parametrize("command", sorted(REENCRYPT_COMMANDS))
+async def test_the_reencrypt_command(backend: Backend, command: str) -> None:
     store = await backend.open(keys=keyring("k1"))
     for number in range(3):
         await store.put(NS, sensitive(f"s-{number}", f"command secret {number}"), False)
@@ -224,18 +235,19 @@ async def test_the_reencrypt_command(backend: Backend) -> None:
             **environment,
             "MEMORY_ENCRYPTION_KEYS": key_setting("k1", "k2"),
             "MEMORY_ENCRYPTION_ACTIVE_KEY_ID": "k2",
-        }
+        },
+        command,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "re-encrypted 3 of 3 sealed patterns under key k2"
     assert "checked 3 of 3 sealed patterns" in done.stdout
 
-    failed = run_reencrypt({**environment, "MEMORY_ENCRYPTION_KEYS": key_setting("k1")})
+    failed = run_reencrypt({**environment, "MEMORY_ENCRYPTION_KEYS": key_setting("k1")}, command)
     assert failed.returncode == 2
     assert failed.stderr.startswith("error: ")
     assert "'k2'" in failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 1
-    missing = run_reencrypt(environment)
+    missing = run_reencrypt(environment, command)
     assert missing.returncode == 2
     assert "MEMORY_ENCRYPTION_KEYS" in missing.stderr
 
