@@ -36,6 +36,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     at: float  # time.monotonic() on arrival
+    peer: tuple[str, int] = ("", 0)  # The client's address: one per TCP connection.
 
 
 class _Server(ThreadingHTTPServer):
@@ -70,6 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
                     path=self.path,
                     headers={name.lower(): value for name, value in self.headers.items()},
                     body=body,
+                    peer=(str(self.client_address[0]), int(self.client_address[1])),
                     at=time.monotonic(),
                 )
             )

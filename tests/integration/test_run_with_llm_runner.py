@@ -69,3 +69,19 @@ async def test_auto_picks_the_configured_model_api_and_accounts_real_usage(
     assert "runner: `anthropic`" in (run_dir / "report.md").read_text().lower()
     for path in run_dir.iterdir():
         assert API_KEY.encode() not in path.read_bytes(), path.name
+
+
+async def test_runs_share_one_http_client_and_its_connections(
+    llm_stack: Stack, model_api: FakeLLMServer
+) -> None:
+    # The runner's HTTP client is built once per executor, not once per run:
+    # the second run reuses a connection the first one opened.
+    answer = json.dumps({"status": "success", "criteria": {}, "summary": "done"})
+    model_api.script(Scripted(body=anthropic_message(answer)))
+    stub = llm_stack.executor_stub()
+    await run_to_end(stub, run_request(package_name="first"))
+    first = {request.peer for request in model_api.requests}
+    served = len(model_api.requests)
+    await run_to_end(stub, run_request(package_name="second"))
+    second = {request.peer for request in model_api.requests[served:]}
+    assert first & second, (first, second)
