@@ -235,7 +235,11 @@ class ExecutorSettings(ServerSettings, AccessSettings):
         default=None, description="Anthropic API key. Never logged or written to run files."
     )
     anthropic_api_key_file: Path | None = Field(
-        default=None, description="File holding the Anthropic API key (e.g. a mounted secret)."
+        default=None,
+        description=(
+            "File holding the Anthropic API key (e.g. a mounted secret), read at start with "
+            "surrounding whitespace stripped. Set this or `EXECUTOR_ANTHROPIC_API_KEY`, not both."
+        ),
     )
     anthropic_base_url: str = Field(
         default="https://api.anthropic.com", description="Base URL of the Anthropic Messages API."
@@ -252,7 +256,11 @@ class ExecutorSettings(ServerSettings, AccessSettings):
         default=None, description="OpenAI-compatible API key. Never logged or written to run files."
     )
     openai_api_key_file: Path | None = Field(
-        default=None, description="File holding the OpenAI-compatible API key."
+        default=None,
+        description=(
+            "File holding the OpenAI-compatible API key, read at start with surrounding "
+            "whitespace stripped. Set this or `EXECUTOR_OPENAI_API_KEY`, not both."
+        ),
     )
     openai_base_url: str = Field(
         default="https://api.openai.com/v1",
