@@ -17,6 +17,7 @@ from executor_service.local_index import INDEX_DIR, LocalIndex
 from executor_service.memory_client import MemoryClient
 from executor_service.outbox import Outbox
 from executor_service.run_store import RunStore
+from executor_service.runners.factory import Runners
 from executor_service.servicer import ExecutorServicer
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import load_catalog
@@ -97,6 +98,8 @@ async def start(settings: ExecutorSettings) -> RunningService:
         emit=audit_log.submit,
     )
 
+    runners = Runners(settings)  # Shared by every run; closed after they drain.
+
     def register(server: grpc.aio.Server) -> None:
         servicer = ExecutorServicer(
             settings,
@@ -107,6 +110,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
             authenticator=authenticator,
             audit_log=audit_log,
             denials=denials,
+            runners=runners,
         )
         executor_pb2_grpc.add_ExecutorServiceServicer_to_server(servicer, server)
 
@@ -144,7 +148,14 @@ async def start(settings: ExecutorSettings) -> RunningService:
         await asyncio.to_thread(local_index.close)  # Checkpoints its WAL.
 
     return RunningService(
-        managed, drain, stop_replay, client.close, close_index, denials.close, audit_log.close
+        managed,
+        drain,
+        stop_replay,
+        runners.aclose,
+        client.close,
+        close_index,
+        denials.close,
+        audit_log.close,
     )
 
 

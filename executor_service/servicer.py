@@ -50,7 +50,7 @@ from executor_service.run_privacy import served_run
 from executor_service.run_query import RUN_SCHEMA, run_record
 from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError, RunStore, new_run_id
 from executor_service.runners.base import Runner
-from executor_service.runners.factory import RunnerConfigError, build_runner, resolve_runner_name
+from executor_service.runners.factory import RunnerConfigError, Runners, resolve_runner_name
 from executor_service.settings import ExecutorSettings
 from executor_service.spend_limit import SpendLimit
 from executor_service.templates.catalog import Catalog
@@ -128,12 +128,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         authenticator: Authenticator,
         audit_log: BufferedAudit,
         denials: DenialLimiter | None = None,
+        runners: Runners | None = None,
     ) -> None:
         self.authenticator = authenticator  # Every RPC's caller is one (see gate.py).
         self.audit_log = audit_log  # Every RPC writes one record here (see gate.py).
         self.denials = denials
         self.namespace = settings.memory_namespace  # Where the executor's runs live.
         self._settings = settings
+        self._runners = runners or Runners(settings)  # Built once; its owner closes it.
         self._catalog = catalog
         self._runs = runs
         self._deliverer = deliverer
@@ -263,7 +265,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         """The named runner, and the request's seed (else a fresh one)."""
         try:
             seed = request.seed if request.HasField("seed") else secrets.randbits(63)
-            runner = build_runner(name, self._settings, seed)
+            runner = self._runners.build(name, seed)
         except RunnerConfigError as error:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, str(error)) from None
         return runner, seed if name == "simulated" else 0

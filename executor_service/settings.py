@@ -19,6 +19,7 @@ from memory_service.patterns import NAMESPACE_PATTERN
 from memory_service.security.access_settings import AccessSettings
 from memory_service.security.identity import bearer_token
 from memory_service.servicekit.errors import ServiceError
+from memory_service.servicekit.secret_settings import resolve_secret
 from memory_service.servicekit.settings import ServerSettings
 from memory_service.servicekit.tls import ClientTls, TlsConfigError, client_tls_from_files
 
@@ -234,7 +235,11 @@ class ExecutorSettings(ServerSettings, AccessSettings):
         default=None, description="Anthropic API key. Never logged or written to run files."
     )
     anthropic_api_key_file: Path | None = Field(
-        default=None, description="File holding the Anthropic API key (e.g. a mounted secret)."
+        default=None,
+        description=(
+            "File holding the Anthropic API key (e.g. a mounted secret), read at start with "
+            "surrounding whitespace stripped. Set this or `EXECUTOR_ANTHROPIC_API_KEY`, not both."
+        ),
     )
     anthropic_base_url: str = Field(
         default="https://api.anthropic.com", description="Base URL of the Anthropic Messages API."
@@ -251,7 +256,11 @@ class ExecutorSettings(ServerSettings, AccessSettings):
         default=None, description="OpenAI-compatible API key. Never logged or written to run files."
     )
     openai_api_key_file: Path | None = Field(
-        default=None, description="File holding the OpenAI-compatible API key."
+        default=None,
+        description=(
+            "File holding the OpenAI-compatible API key, read at start with surrounding "
+            "whitespace stripped. Set this or `EXECUTOR_OPENAI_API_KEY`, not both."
+        ),
     )
     openai_base_url: str = Field(
         default="https://api.openai.com/v1",
@@ -300,6 +309,7 @@ class ExecutorSettings(ServerSettings, AccessSettings):
 
     _memory_bearer: SecretStr | None = PrivateAttr(default=None)
     _memory_tls: ClientTls | None = PrivateAttr(default=None)
+    _api_keys: dict[str, SecretStr | None] = PrivateAttr(default_factory=dict)
 
     @property
     def memory_tls(self) -> ClientTls | None:
@@ -353,15 +363,40 @@ class ExecutorSettings(ServerSettings, AccessSettings):
     def _resolve_memory_token(self) -> ExecutorSettings:
         # Read here, at start, so a missing or unreadable secret stops the
         # executor at once instead of surfacing later as queued patterns.
-        if self.memory_token is not None and self.memory_token_file is not None:
-            raise ValueError(
-                "set EXECUTOR_MEMORY_TOKEN or EXECUTOR_MEMORY_TOKEN_FILE, not both: "
-                "it would be ambiguous which token the executor uses"
-            )
-        self._memory_bearer = self.memory_token
-        if self.memory_token_file is not None:
-            self._memory_bearer = SecretStr(_read_token_file(self.memory_token_file))
+        token = resolve_secret(
+            self.memory_token,
+            self.memory_token_file,
+            "EXECUTOR_MEMORY_TOKEN",
+            "token the executor uses",
+        )
+        if token is not None and self.memory_token_file is not None:
+            source = f"EXECUTOR_MEMORY_TOKEN_FILE ({self.memory_token_file})"
+            token = SecretStr(_checked_token(token.get_secret_value(), source))
+        self._memory_bearer = token
         return self
+
+    @field_validator("anthropic_api_key", "openai_api_key")
+    @classmethod
+    def _empty_key_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty variable (e.g. `KEY=${KEY:-}` in a compose file) configures nothing.
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _resolve_api_keys(self) -> ExecutorSettings:
+        # Read once, at start: a run never re-reads a key file.
+        self._api_keys = {
+            "anthropic": resolve_secret(
+                self.anthropic_api_key, self.anthropic_api_key_file, "EXECUTOR_ANTHROPIC_API_KEY"
+            ),
+            "openai": resolve_secret(
+                self.openai_api_key, self.openai_api_key_file, "EXECUTOR_OPENAI_API_KEY"
+            ),
+        }
+        return self
+
+    def api_key(self, provider: Literal["anthropic", "openai"]) -> SecretStr | None:
+        """The model API key of the provider, from its variable or its file; None if unset."""
+        return self._api_keys.get(provider)
 
     @field_validator("simulated_success", "anthropic_models", "openai_models")
     @classmethod
@@ -436,14 +471,3 @@ def _checked_token(token: str, source: str) -> str:
     except ServiceError as error:
         raise ValueError(f"{source} is not a usable bearer token: {error.message}") from None
     return token
-
-
-def _read_token_file(path: Path) -> str:
-    source = f"EXECUTOR_MEMORY_TOKEN_FILE ({path})"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{source} is not UTF-8 text") from None
-    except OSError as error:
-        raise ValueError(f"{source} cannot be read: {error.strerror or error}") from None
-    return _checked_token(text, source)

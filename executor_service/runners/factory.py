@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+import httpx
 from pydantic import SecretStr
 
 from executor_service.runners.anthropic import AnthropicRunner
 from executor_service.runners.base import Runner
 from executor_service.runners.errors import RunnerConfigError
-from executor_service.runners.llm import LLMConfig
+from executor_service.runners.llm import LLMConfig, LLMRunner
 from executor_service.runners.openai_compatible import OpenAICompatibleRunner
-from executor_service.runners.prices import load_price_table
+from executor_service.runners.prices import PriceTable, load_price_table
 from executor_service.runners.simulated import SimulatedRunner, SimulationProfile, role_overrides
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Tier
@@ -22,6 +22,7 @@ __all__ = [
     "RUNNER_NAMES",
     "Provider",
     "RunnerConfigError",
+    "Runners",
     "build_runner",
     "close_runner",
     "llm_config",
@@ -37,19 +38,15 @@ class _Closable(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _has_key(key: SecretStr | None, key_file: Path | None) -> bool:
-    return bool(key and key.get_secret_value()) or key_file is not None
-
-
 def resolve_runner_name(requested: str | None, settings: ExecutorSettings) -> str:
     """The concrete runner for a request: None or "auto" defer to the settings,
     and a default of "auto" picks anthropic, else openai, by configured key, else simulated.
     """
     name = settings.runner if requested is None or requested == "auto" else requested
     if name == "auto":
-        if _has_key(settings.anthropic_api_key, settings.anthropic_api_key_file):
+        if settings.api_key("anthropic") is not None:
             return "anthropic"
-        if _has_key(settings.openai_api_key, settings.openai_api_key_file):
+        if settings.api_key("openai") is not None:
             return "openai"
         return "simulated"
     if name not in RUNNER_NAMES:
@@ -68,41 +65,40 @@ def simulation_profile(settings: ExecutorSettings) -> SimulationProfile:
     )
 
 
-def _api_key(provider: Provider, key: SecretStr | None, key_file: Path | None) -> SecretStr:
-    """The key from the setting, else from the key file. Errors never quote it."""
-    env = f"EXECUTOR_{provider.upper()}_API_KEY"
-    if key is not None and key.get_secret_value():
-        return key
-    if key_file is None:
+def _api_key(provider: Provider, settings: ExecutorSettings) -> SecretStr:
+    """The key, read at start from the setting or its file. Errors never quote it."""
+    key = settings.api_key(provider)
+    if key is None:
+        env = f"EXECUTOR_{provider.upper()}_API_KEY"
         raise RunnerConfigError(f"runner {provider!r} needs an API key: set {env} or {env}_FILE")
-    try:
-        text = key_file.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise RunnerConfigError(
-            f"runner {provider!r}: cannot read the API key file {key_file} ({env}_FILE): {reason}"
-        ) from None
-    if not text:
-        raise RunnerConfigError(f"runner {provider!r}: the API key file {key_file} is empty")
-    return SecretStr(text)
+    return key
 
 
-def llm_config(provider: Provider, settings: ExecutorSettings) -> LLMConfig:
-    """The configuration of a model-API runner from the settings."""
+def llm_config(
+    provider: Provider, settings: ExecutorSettings, prices: PriceTable | None = None
+) -> LLMConfig:
+    """The configuration of a model-API runner from the settings (and the price
+    table, if already loaded)."""
+    key = _api_key(provider, settings)
     if provider == "anthropic":
-        key = _api_key(provider, settings.anthropic_api_key, settings.anthropic_api_key_file)
         base_url, models = settings.anthropic_base_url, settings.anthropic_models
     else:
-        key = _api_key(provider, settings.openai_api_key, settings.openai_api_key_file)
         base_url, models = settings.openai_base_url, settings.openai_models
     return LLMConfig(
         api_key=key,
         base_url=base_url,
         models={Tier(tier): model for tier, model in models.items()},
-        prices=load_price_table(settings.price_table),
+        prices=prices or load_price_table(settings.price_table),
         timeout_seconds=settings.llm_timeout_seconds,
         retry=RetryPolicy(max_retries=settings.llm_max_retries),
     )
+
+
+_PROVIDERS: dict[str, Provider] = {"anthropic": "anthropic", "openai": "openai"}
+_LLM_RUNNERS: dict[Provider, type[LLMRunner]] = {
+    "anthropic": AnthropicRunner,
+    "openai": OpenAICompatibleRunner,
+}
 
 
 def build_runner(name: str, settings: ExecutorSettings, seed: int) -> Runner:
@@ -113,11 +109,68 @@ def build_runner(name: str, settings: ExecutorSettings, seed: int) -> Runner:
     """
     if name == "simulated":
         return SimulatedRunner(seed, simulation_profile(settings))
-    if name == "anthropic":
-        return AnthropicRunner(llm_config("anthropic", settings))
-    if name == "openai":
-        return OpenAICompatibleRunner(llm_config("openai", settings))
+    if (provider := _PROVIDERS.get(name)) is not None:
+        return _LLM_RUNNERS[provider](llm_config(provider, settings))
     raise RunnerConfigError(f"unknown runner {name!r}; known: {', '.join(RUNNER_NAMES)}")
+
+
+class Runners:
+    """Builds each run's runner from parts made once per process.
+
+    The price table, each model API's checked configuration and its HTTP
+    client (with its pooled connections) are made on first use and shared by
+    every later run; a run's own state (the simulation seed) stays per run.
+    A configuration error is kept too, and raised again for each run asking
+    for that runner. Close with aclose() at shutdown.
+    """
+
+    def __init__(self, settings: ExecutorSettings) -> None:
+        self._settings = settings
+        self._profile = simulation_profile(settings)
+        self._prices: PriceTable | RunnerConfigError | None = None
+        self._llm: dict[Provider, LLMConfig | RunnerConfigError] = {}
+        self._clients: dict[Provider, httpx.AsyncClient] = {}
+
+    def build(self, name: str, seed: int) -> Runner:
+        """The named runner for one run; RunnerConfigError as build_runner raises it."""
+        if name == "simulated":
+            return SimulatedRunner(seed, self._profile)
+        if (provider := _PROVIDERS.get(name)) is not None:
+            config = self._config(provider)
+            client = self._clients.get(provider)
+            if client is None:
+                client = httpx.AsyncClient(timeout=config.timeout_seconds)
+                self._clients[provider] = client
+            return _LLM_RUNNERS[provider](config, client)
+        raise RunnerConfigError(f"unknown runner {name!r}; known: {', '.join(RUNNER_NAMES)}")
+
+    def _config(self, provider: Provider) -> LLMConfig:
+        config = self._llm.get(provider)
+        if config is None:
+            try:
+                config = llm_config(provider, self._settings, self._price_table())
+                _LLM_RUNNERS[provider].check(config)
+            except RunnerConfigError as error:
+                config = error
+            self._llm[provider] = config
+        if isinstance(config, RunnerConfigError):
+            raise config
+        return config
+
+    def _price_table(self) -> PriceTable:
+        if self._prices is None:
+            try:
+                self._prices = load_price_table(self._settings.price_table)
+            except RunnerConfigError as error:
+                self._prices = error
+        if isinstance(self._prices, RunnerConfigError):
+            raise self._prices
+        return self._prices
+
+    async def aclose(self) -> None:
+        """Closes the shared HTTP clients; safe to call more than once."""
+        for client in self._clients.values():
+            await client.aclose()
 
 
 async def close_runner(runner: Runner) -> None:

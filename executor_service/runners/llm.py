@@ -85,38 +85,46 @@ class LLMRunner(ABC):
     name: str
     api: str  # How messages name the API, e.g. "Anthropic API".
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LLMConfig, client: httpx.AsyncClient | None = None) -> None:
+        """`client`, if given, is shared and stays open: its owner closes it."""
+        self.check(config)
+        self._config = config
+        self._base_url = config.base_url.rstrip("/")
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=config.timeout_seconds)
+
+    @classmethod
+    def check(cls, config: LLMConfig) -> None:
+        """RunnerConfigError if this runner cannot work with the config."""
         key = config.api_key.get_secret_value()
         if not key:
-            raise RunnerConfigError(f"runner {self.name!r}: the API key is empty")
+            raise RunnerConfigError(f"runner {cls.name!r}: the API key is empty")
         # A stray newline from a key file would otherwise surface, key and all,
         # in an HTTP library error about an invalid header value.
         if not set(key) <= _HEADER_SAFE:
             raise RunnerConfigError(
-                f"runner {self.name!r}: the API key holds whitespace or non-ASCII characters"
+                f"runner {cls.name!r}: the API key holds whitespace or non-ASCII characters"
             )
         url = urlsplit(config.base_url)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise RunnerConfigError(
-                f"runner {self.name!r}: base URL {config.base_url!r} is not an http(s) URL"
+                f"runner {cls.name!r}: base URL {config.base_url!r} is not an http(s) URL"
             )
         missing = [tier for tier in Tier if tier not in config.models]
         if missing:
             raise RunnerConfigError(
-                f"runner {self.name!r}: no model for tier(s) {', '.join(missing)}"
+                f"runner {cls.name!r}: no model for tier(s) {', '.join(missing)}"
             )
         for tier, model in config.models.items():
             try:
                 config.prices.price(model)  # Unpriced models fail here, not as a silent zero.
             except RunnerConfigError as error:
-                raise RunnerConfigError(f"runner {self.name!r}, tier {tier}: {error}") from None
-        self._config = config
-        self._base_url = config.base_url.rstrip("/")
-        self._client = httpx.AsyncClient(timeout=config.timeout_seconds)
+                raise RunnerConfigError(f"runner {cls.name!r}, tier {tier}: {error}") from None
 
     async def aclose(self) -> None:
-        """Closes the HTTP client; safe to call more than once."""
-        await self._client.aclose()
+        """Closes the HTTP client if this runner owns it; safe to call more than once."""
+        if self._owns_client:
+            await self._client.aclose()
 
     async def attempt(self, agent: PlannedAgent, tier: Tier, number: int) -> AttemptOutcome:
         model = self._config.models[tier]

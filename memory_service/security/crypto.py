@@ -40,6 +40,8 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from memory_service.servicekit.secret_settings import SecretSettingError, read_secret_file
+
 ENVELOPE_VERSION: Final = 1
 NONCE_BYTES: Final = 12
 TAG_BYTES: Final = 16
@@ -177,12 +179,11 @@ class Keyring:
         entries = parse_keys(keys) if keys else []
         if key_file is not None:
             try:
-                text = key_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise KeyConfigError(
-                    f"{KEY_FILE_SETTING}: cannot read {str(key_file)!r}: {type(error).__name__}"
-                ) from None
-            entries += parse_key_file_text(text, f"{KEY_FILE_SETTING} {str(key_file)!r}")
+                text = read_secret_file(key_file, KEY_FILE_SETTING, allow_empty=True)
+            except SecretSettingError as error:
+                raise KeyConfigError(str(error)) from None
+            name = f"{KEY_FILE_SETTING} {str(key_file)!r}"
+            entries += parse_key_file_text(text.get_secret_value(), name)
         by_id: dict[str, bytes] = {}
         for key_id, raw in entries:
             if key_id in by_id:

@@ -53,7 +53,8 @@ def echo_server(tmp: Path, tls_files: tuple[Path, Path] | None = None) -> Iterat
     )
     try:
         deadline = time.monotonic() + 20
-        while not port_file.exists():
+        # The file may exist before its port is written: wait for the line.
+        while not (port_file.exists() and port_file.read_text().endswith("\n")):
             assert time.monotonic() < deadline, "echo server did not start"
             time.sleep(0.01)
         yield f"127.0.0.1:{int(port_file.read_text())}"

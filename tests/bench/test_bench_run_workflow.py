@@ -8,6 +8,7 @@ sends, and the time of each phase of a run as the client sees it.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -29,6 +30,7 @@ from tests.bench.harness import (
     stream_samples,
     summary,
 )
+from tests.integration.fake_llm_server import FakeLLMServer, Scripted, openai_completion
 from tests.tls_certs import SERVER_NAME
 
 RUNS = int(os.environ.get("BENCH_RUNS", "300"))
@@ -175,5 +177,52 @@ async def test_run_workflow_over_mutual_tls(tmp_path: Path) -> None:
             ),
             "RunWorkflow p50, mTLS / plaintext": f"{secured['p50_ms'] / bare['p50_ms']:.2f}x",
             "TLS echo p50 / plaintext echo p50": f"{echo['p50_ms'] / plain['p50_ms']:.2f}x",
+        },
+    )
+
+
+LLM_RUNS = int(os.environ.get("BENCH_LLM_RUNS", "100"))
+
+
+async def test_run_workflow_openai_overhead(tmp_path: Path) -> None:
+    """RunWorkflow on the openai runner against a local fake model API, as a
+    ratio to a bare echo in the same run: what building a runner costs a run
+    (key file, price table, HTTP client and its connection) shows here, not
+    with the simulated runner."""
+    key_file = tmp_path / "openai.key"
+    key_file.write_text("sk-bench-key\n")
+    # Every attempt answers without criteria: the run fails, always the same way.
+    answer = json.dumps({"status": "success", "criteria": {}, "summary": "done"})
+    with FakeLLMServer() as model_api, echo_server(tmp_path) as echo_address:
+        model_api.script(Scripted(body=openai_completion(answer, usage=(1000, 200))))
+        echo = summary(await echo_samples(echo_address, ECHOES))
+        memory = memory_process(tmp_path, LOG_LEVEL="warning").start()
+        executor = executor_process(
+            tmp_path,
+            memory.address,
+            LOG_LEVEL="warning",
+            RUNNER="openai",
+            OPENAI_API_KEY_FILE=str(key_file),
+            OPENAI_BASE_URL=model_api.url,
+            LLM_MAX_RETRIES="0",
+        )
+        try:
+            executor.start()
+            samples = await run_samples(executor.address, LLM_RUNS)
+            calls = len(model_api.requests) // (LLM_RUNS + 10)
+        finally:
+            executor.terminate()
+            memory.terminate()
+    runs = summary(samples)
+    report(
+        "bench_run_workflow_openai",
+        {
+            "bare gRPC echo": echo,
+            f"RunWorkflow, openai runner ({calls} API calls)": runs,
+        },
+        {
+            "p50 ratio RunWorkflow(openai) / echo": f"{runs['p50_ms'] / echo['p50_ms']:.1f}x",
+            "p95 ratio RunWorkflow(openai) / echo": f"{runs['p95_ms'] / echo['p95_ms']:.1f}x",
+            "p50 per API call": f"{runs['p50_ms'] / max(calls, 1):.3f} ms",
         },
     )

@@ -36,6 +36,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     at: float  # time.monotonic() on arrival
+    peer: tuple[str, int] = ("", 0)  # The client's address: one per TCP connection.
 
 
 class _Server(ThreadingHTTPServer):
@@ -49,6 +50,7 @@ class _Server(ThreadingHTTPServer):
         self.script: list[Scripted] = []
         self.served = 0
         self.requests: list[Recorded] = []
+        self.closed: set[tuple[str, int]] = set()  # Peers whose connection ended.
         self.release = threading.Event()
 
 
@@ -70,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
                     path=self.path,
                     headers={name.lower(): value for name, value in self.headers.items()},
                     body=body,
+                    peer=(str(self.client_address[0]), int(self.client_address[1])),
                     at=time.monotonic(),
                 )
             )
@@ -92,6 +95,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+    def finish(self) -> None:
+        super().finish()
+        with self.server.lock:
+            self.server.closed.add((str(self.client_address[0]), int(self.client_address[1])))
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read `requests` instead."""
@@ -116,6 +124,11 @@ class FakeLLMServer:
     def requests(self) -> list[Recorded]:
         with self._server.lock:
             return list(self._server.requests)
+
+    def closed(self) -> set[tuple[str, int]]:
+        """The peers (see Recorded.peer) whose connection has ended."""
+        with self._server.lock:
+            return set(self._server.closed)
 
     def script(self, *responses: Scripted) -> None:
         """Responses for the next requests, in order; the last one repeats."""

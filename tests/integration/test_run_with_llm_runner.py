@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
 from tests.conftest import Stack, running_stack
-from tests.helpers import run_request, run_to_end
+from tests.helpers import eventually, run_request, run_to_end
 from tests.integration.fake_llm_server import FakeLLMServer, Scripted, anthropic_message
 
 API_KEY = "sk-ant-test-do-not-leak-4242"
@@ -69,3 +69,36 @@ async def test_auto_picks_the_configured_model_api_and_accounts_real_usage(
     assert "runner: `anthropic`" in (run_dir / "report.md").read_text().lower()
     for path in run_dir.iterdir():
         assert API_KEY.encode() not in path.read_bytes(), path.name
+
+
+async def test_runs_share_one_http_client_and_its_connections(
+    llm_stack: Stack, model_api: FakeLLMServer
+) -> None:
+    # The runner's HTTP client is built once per executor, not once per run:
+    # the second run reuses a connection the first one opened.
+    answer = json.dumps({"status": "success", "criteria": {}, "summary": "done"})
+    model_api.script(Scripted(body=anthropic_message(answer)))
+    stub = llm_stack.executor_stub()
+    await run_to_end(stub, run_request(package_name="first"))
+    first = {request.peer for request in model_api.requests}
+    served = len(model_api.requests)
+    await run_to_end(stub, run_request(package_name="second"))
+    second = {request.peer for request in model_api.requests[served:]}
+    assert first & second, (first, second)
+
+
+async def test_shutdown_closes_the_shared_http_client(
+    llm_stack: Stack, model_api: FakeLLMServer
+) -> None:
+    answer = json.dumps({"status": "success", "criteria": {}, "summary": "done"})
+    model_api.script(Scripted(body=anthropic_message(answer)))
+    await run_to_end(llm_stack.executor_stub(), run_request(package_name="demo"))
+    peers = {request.peer for request in model_api.requests}
+    assert llm_stack.executor is not None
+    await llm_stack.executor.stop()
+    llm_stack.executor = None
+
+    async def closed() -> set[tuple[str, int]]:
+        return model_api.closed()
+
+    await eventually(closed, lambda ended: peers <= ended)

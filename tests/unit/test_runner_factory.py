@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from executor_service.composition import PlannedAgent
 from executor_service.runners.anthropic import AnthropicRunner
@@ -60,16 +60,22 @@ def test_named_request_wins_over_the_default() -> None:
         ({}, "simulated"),
         ({"anthropic_api_key": SecretStr("")}, "simulated"),
         ({"openai_api_key": SecretStr(API_KEY)}, "openai"),
-        ({"openai_api_key_file": Path("/run/secrets/openai")}, "openai"),
-        ({"anthropic_api_key_file": Path("/run/secrets/anthropic")}, "anthropic"),
+        ({"openai_api_key_file": "key"}, "openai"),
+        ({"anthropic_api_key_file": "key"}, "anthropic"),
         (
             {"anthropic_api_key": SecretStr(API_KEY), "openai_api_key": SecretStr(API_KEY)},
             "anthropic",
         ),
     ],
 )
-def test_auto_picks_by_configured_key(overrides: dict[str, Any], expected: str) -> None:
-    assert resolve_runner_name(None, settings(runner="auto", **overrides)) == expected
+def test_auto_picks_by_configured_key(
+    overrides: dict[str, Any], expected: str, tmp_path: Path
+) -> None:
+    # Key files are read at start, so a named one must exist.
+    (tmp_path / "key").write_text(API_KEY)
+    files = {name: tmp_path / value for name, value in overrides.items() if name.endswith("_file")}
+    configured = settings(runner="auto", **{**overrides, **files})
+    assert resolve_runner_name(None, configured) == expected
 
 
 def test_unknown_runner_is_a_config_error() -> None:
@@ -143,13 +149,25 @@ def test_missing_key_is_a_clear_error(name: str, variable: str) -> None:
         build_runner(name, settings(), seed=0)
 
 
-def test_unreadable_or_empty_key_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(RunnerConfigError, match="cannot read the API key file"):
-        build_runner("openai", settings(openai_api_key_file=tmp_path / "absent"), 0)
+def test_unreadable_or_empty_key_file_stops_the_executor_at_start(tmp_path: Path) -> None:
+    # Read when the settings are made, so the executor does not start; before,
+    # this surfaced only when a run asked for the runner.
+    absent = f"EXECUTOR_OPENAI_API_KEY_FILE \\({tmp_path / 'absent'}\\) cannot be read"
+    with pytest.raises(ValidationError, match=absent):
+        settings(openai_api_key_file=tmp_path / "absent")
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    with pytest.raises(RunnerConfigError, match="is empty"):
-        build_runner("openai", settings(openai_api_key_file=empty), 0)
+    with pytest.raises(ValidationError, match=r"EXECUTOR_OPENAI_API_KEY_FILE .* is empty"):
+        settings(openai_api_key_file=empty)
+
+
+def test_key_and_key_file_both_set_is_an_error(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY)
+    both = "set EXECUTOR_ANTHROPIC_API_KEY or EXECUTOR_ANTHROPIC_API_KEY_FILE, not both"
+    with pytest.raises(ValidationError, match=both) as caught:
+        settings(anthropic_api_key=SecretStr(API_KEY), anthropic_api_key_file=key_file)
+    assert API_KEY not in str(caught.value)
 
 
 def test_key_with_whitespace_is_refused_without_quoting_it() -> None:
