@@ -47,7 +47,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -61,7 +61,7 @@ from executor_service.templates.catalog import Catalog
 from executor_service.visibility import Viewer
 from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
-from memory_service.search.index import Hit, SearchIndex, rank_key
+from memory_service.search.index import Hit, ReadQuery, SearchIndex, rank_key
 from memory_service.search.query import Term
 from memory_service.security.classify import classify
 from memory_service.security.pii import ScrubBudgetExceededError
@@ -398,12 +398,13 @@ class LocalIndex:
         memory service merges its caller's own SENSITIVE patterns (each
         index gives its best `limit`; ordered by rank, then newest, then id).
         """
-        hits = self._index(self._open_db).top(self._namespace, terms, condition, limit)
+        query = ReadQuery(self._namespace, terms, condition, limit)
+        hits = self._index(self._open_db).top(query)
         scopes = self._scopes(viewer)
         if not scopes:
             return hits
         for scope in scopes:
-            hits += self._index(self._sensitive_db).top(scope, terms, condition, limit)
+            hits += self._index(self._sensitive_db).top(replace(query, namespace=scope))
 
         def order(hit: Hit) -> tuple[float, int, str]:
             rank, created = rank_key(hit, None, bool(terms))

@@ -30,7 +30,7 @@ from memory_service.patterns import (
     store_violations,
 )
 from memory_service.search.filter import FilterError, compile_filter
-from memory_service.search.index import Hit, Recency
+from memory_service.search.index import Hit, ReadQuery, Recency
 from memory_service.search.planning import PlanError, plan_search, size_violations
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction, AuditRecord
@@ -479,16 +479,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                     else "",
                 )
             fallback = ranked
-        hits, total = await self._store.search(
-            request.namespace,
-            plan.terms,
-            plan.condition,
-            size,
-            offset,
-            recency,
-            request.explain,
-            viewer=principal.user_id,
+        query = ReadQuery(
+            request.namespace, plan.terms, plan.condition, size, offset, recency, request.explain
         )
+        hits, total = await self._store.search(query, viewer=principal.user_id)
         # A page stays within what a client can receive (see sizes.py).
         results, cut = fit_page(
             [_result(hit, request.explain) for hit in hits],

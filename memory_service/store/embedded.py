@@ -23,8 +23,7 @@ from typing import TypeVar
 from attune.memory.v1 import memory_pb2
 from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
-from memory_service.search.index import Group, Hit, Recency
-from memory_service.search.query import Term
+from memory_service.search.index import Group, Hit, ReadQuery
 from memory_service.security.crypto import Keyring, MissingKeyError
 from memory_service.servicekit.private_files import private_file
 from memory_service.store.base import PatternConflictError, PutOutcome
@@ -213,23 +212,8 @@ class EmbeddedStore:
 
         return await self._run(work)
 
-    async def search(
-        self,
-        namespace: str,
-        terms: list[Term],
-        condition: Node | None,
-        limit: int,
-        offset: int,
-        recency: Recency | None,
-        explain: bool,
-        *,
-        viewer: str,
-    ) -> tuple[list[Hit], int]:
-        return await self._run(
-            lambda: self._open_index()[1].search(
-                namespace, terms, condition, limit, offset, recency, explain, viewer=viewer
-            )
-        )
+    async def search(self, query: ReadQuery, *, viewer: str) -> tuple[list[Hit], int]:
+        return await self._run(lambda: self._open_index()[1].search(query, viewer=viewer))
 
     async def page(
         self,

@@ -96,13 +96,12 @@ from memory_service.search.filter import Node
 from memory_service.search.index import (
     Group,
     Hit,
-    Recency,
+    ReadQuery,
     UnreadablePatternError,
     decode_pattern,
     expire_us,
     is_expired,
 )
-from memory_service.search.query import Term
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
 from memory_service.servicekit.private_files import private_file
 from memory_service.store import secure_index
@@ -1077,24 +1076,8 @@ class RedisStore:
             return None  # Stored in plaintext by an older version: still the owner's only.
         return pattern
 
-    async def search(
-        self,
-        namespace: str,
-        terms: list[Term],
-        condition: Node | None,
-        limit: int,
-        offset: int,
-        recency: Recency | None,
-        explain: bool,
-        *,
-        viewer: str,
-    ) -> tuple[list[Hit], int]:
-        return await self._read(
-            namespace,
-            lambda index: index.search(
-                namespace, terms, condition, limit, offset, recency, explain, viewer=viewer
-            ),
-        )
+    async def search(self, query: ReadQuery, *, viewer: str) -> tuple[list[Hit], int]:
+        return await self._read(query.namespace, lambda index: index.search(query, viewer=viewer))
 
     async def page(
         self,

@@ -47,7 +47,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
@@ -55,7 +55,7 @@ from memory_service.search.filter import Node
 from memory_service.search.index import (
     Group,
     Hit,
-    Recency,
+    ReadQuery,
     SearchIndex,
     StoredDoc,
     UnreadablePatternError,
@@ -64,7 +64,6 @@ from memory_service.search.index import (
     rank_key,
     wall_clock_us,
 )
-from memory_service.search.query import Term
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
 
 log = logging.getLogger("attune.memory.secure_index")
@@ -485,33 +484,22 @@ class SecureIndex:
         own_templates, own_numeric = self._memory.query_vocabulary(scope)
         return sorted({*templates, *own_templates}), sorted({*numeric, *own_numeric})
 
-    def search(
-        self,
-        namespace: str,
-        terms: list[Term],
-        condition: Node | None,
-        limit: int,
-        offset: int = 0,
-        recency: Recency | None = None,
-        explain: bool = False,
-        *,
-        viewer: str,
-    ) -> tuple[list[Hit], int]:
+    def search(self, query: ReadQuery, *, viewer: str) -> tuple[list[Hit], int]:
         """Ranked patterns the viewer may see, and their total (see SearchIndex.search)."""
-        scope = self._scope(namespace, viewer)
+        scope = self._scope(query.namespace, viewer)
         if scope is None:
-            return self._disk.search(namespace, terms, condition, limit, offset, recency, explain)
+            return self._disk.search(query)
         # Each index's best offset+limit hold the merged list's best offset+limit.
-        depth = offset + limit
-        hits, total = self._disk.search(namespace, terms, condition, depth, 0, recency, explain)
-        own, own_total = self._memory.search(scope, terms, condition, depth, 0, recency, explain)
+        depth = replace(query, limit=query.offset + query.limit, offset=0)
+        hits, total = self._disk.search(depth)
+        own, own_total = self._memory.search(replace(depth, namespace=scope))
 
         def order(hit: Hit) -> tuple[float, int, str]:
-            rank, created = rank_key(hit, recency, bool(terms))
+            rank, created = rank_key(hit, query.recency, bool(query.terms))
             return -rank, -created, hit.pattern.id
 
         merged = sorted(hits + own, key=order)
-        return merged[offset : offset + limit], total + own_total
+        return merged[query.offset : query.offset + query.limit], total + own_total
 
     def page(
         self,

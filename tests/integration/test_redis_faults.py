@@ -26,6 +26,7 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.devstack import ServiceProcess, memory_process
 from executor_service.forms import to_form_value
+from memory_service.search.index import ReadQuery
 from memory_service.security.crypto import Keyring
 from memory_service.settings import MemorySettings
 from memory_service.store.base import StoreUnavailableError
@@ -204,7 +205,7 @@ async def test_a_store_opened_while_redis_is_down_serves_once_it_answers(
             store.put(NS, pattern("p-1", "x"), False),
             store.get(NS, "p-1", viewer=""),
             store.delete(NS, "p-1", viewer=""),
-            store.search(NS, [], None, 10, 0, None, False, viewer=""),
+            store.search(ReadQuery(NS, [], None, 10), viewer=""),
             store.page(NS, None, [], 10, 0, viewer=""),
             store.count(NS, None, "", viewer=""),
             store.query_vocabulary(NS, viewer="alice"),

@@ -28,6 +28,7 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.forms import to_form_value
 from memory_service.search.filter import Node, compile_filter
+from memory_service.search.index import ReadQuery
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.crypto import Keyring
@@ -157,7 +158,7 @@ async def search_ids(
 ) -> tuple[list[str], int]:
     terms = parse_query(query) if query else []
     hits, total = await store.search(
-        namespace, terms, where(condition), 10, 0, None, False, viewer=viewer
+        ReadQuery(namespace, terms, where(condition), 10), viewer=viewer
     )
     return [hit.pattern.id for hit in hits], total
 
@@ -386,18 +387,16 @@ async def test_search_with_terms_and_filters(loaded: PatternStore) -> None:
 
 async def test_search_explains_fuzzy_matches_and_pages(loaded: PatternStore) -> None:
     hits, total = await loaded.search(
-        NS, parse_query("documentaton"), None, 10, 0, None, explain=True, viewer=VIEWER
+        ReadQuery(NS, parse_query("documentaton"), None, 10, explain=True), viewer=VIEWER
     )
     assert [hit.pattern.id for hit in hits] == ["run-3"]
     assert total == 1
     assert hits[0].fuzzy_expansions == ("documentaton->documentation",)
     assert hits[0].matched_terms == ("documentation",)
     first, total = await loaded.search(
-        NS, parse_query("package"), None, 2, 0, None, False, viewer=VIEWER
+        ReadQuery(NS, parse_query("package"), None, 2, 0), viewer=VIEWER
     )
-    rest, _ = await loaded.search(
-        NS, parse_query("package"), None, 2, 2, None, False, viewer=VIEWER
-    )
+    rest, _ = await loaded.search(ReadQuery(NS, parse_query("package"), None, 2, 2), viewer=VIEWER)
     assert total == 3
     assert len(first) == 2
     assert len(rest) == 1
