@@ -44,7 +44,7 @@ from memory_service.security.audit import (
 )
 from memory_service.servicekit.errors import unavailable
 from memory_service.servicekit.paging import encode_cursor
-from memory_service.store.redis_store import (
+from memory_service.store.redis.store import (
     UNAVAILABLE_ERRORS,
     RedisOptions,
     _client,

@@ -32,11 +32,11 @@ from memory_service.search.index import ReadQuery
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.crypto import Keyring
-from memory_service.store import redis_store
 from memory_service.store.base import PatternConflictError, PatternStore, PutOutcome
 from memory_service.store.context import ContextOwnedError
 from memory_service.store.embedded import EmbeddedStore
-from memory_service.store.redis_store import CACHE_FILE, RedisOptions, RedisStore
+from memory_service.store.redis import store as redis_store
+from memory_service.store.redis.store import CACHE_FILE, RedisOptions, RedisStore
 from tests.helpers import eventually
 from tests.redis_servers import RedisCluster, RedisServer
 
