@@ -30,7 +30,8 @@ from memory_service.search.index import ReadQuery
 from memory_service.security.crypto import Keyring
 from memory_service.settings import MemorySettings
 from memory_service.store.base import StoreUnavailableError
-from memory_service.store.redis.store import RedisOptions, RedisStore
+from memory_service.store.redis.link import RedisOptions
+from memory_service.store.redis.store import RedisStore
 from tests.conftest import Stack
 from tests.helpers import eventually
 from tests.redis_servers import RedisCluster, RedisServer, command, standalone

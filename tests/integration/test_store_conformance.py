@@ -35,8 +35,10 @@ from memory_service.security.crypto import Keyring
 from memory_service.store.base import PatternConflictError, PatternStore, PutOutcome
 from memory_service.store.context import ContextOwnedError
 from memory_service.store.embedded import EmbeddedStore
-from memory_service.store.redis import store as redis_store
-from memory_service.store.redis.store import CACHE_FILE, RedisOptions, RedisStore
+from memory_service.store.redis import replica as redis_replica
+from memory_service.store.redis.link import RedisOptions
+from memory_service.store.redis.replica import CACHE_FILE
+from memory_service.store.redis.store import RedisStore
 from tests.helpers import eventually
 from tests.redis_servers import RedisCluster, RedisServer
 
@@ -541,8 +543,8 @@ async def test_a_restart_replays_only_the_tail_and_a_lost_cache_is_rebuilt(
     redis_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Tiny batches, so replays cross many batch boundaries.
-    monkeypatch.setattr(redis_store, "LOG_BATCH", 3)
-    monkeypatch.setattr(redis_store, "FETCH_BATCH", 2)
+    monkeypatch.setattr(redis_replica, "LOG_BATCH", 3)
+    monkeypatch.setattr(redis_replica, "FETCH_BATCH", 2)
     caplog.set_level(logging.INFO, logger="attune.memory.redis")
     store = await redis_backend.open("a")
     for pattern in corpus():
