@@ -41,12 +41,10 @@ is SENSITIVE.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,6 +65,7 @@ from memory_service.security.classify import classify
 from memory_service.security.pii import ScrubBudgetExceededError
 from memory_service.security.secrets import find_secrets
 from memory_service.servicekit.private_files import private_file
+from memory_service.servicekit.sqlite import transaction
 from memory_service.store.secure_index import OWNER_SEPARATOR, owner_scope
 from memory_service.write_pipeline import classified_and_scrubbed
 
@@ -188,7 +187,7 @@ class LocalIndex:
             # Written last: a rebuild cut short leaves no manifest, so the
             # next start rebuilds again instead of trusting half an index.
             for db in self._connections:
-                with _transaction(db):
+                with transaction(db):
                     db.executemany(
                         "INSERT OR REPLACE INTO manifest (key, value) VALUES (?, ?)",
                         [("version", str(INDEX_VERSION)), ("namespace", self._namespace)],
@@ -223,12 +222,12 @@ class LocalIndex:
         (runs added, runs removed)."""
         missing = sorted(on_disk - indexed, reverse=True)
         gone = sorted(indexed - on_disk)
-        with _transaction(self._open_db), _transaction(self._sensitive_db):
+        with transaction(self._open_db), transaction(self._sensitive_db):
             for run_id in gone:
                 self._remove(run_id)
         added = 0
         for start in range(0, len(missing), _BATCH):
-            with _transaction(self._open_db), _transaction(self._sensitive_db):
+            with transaction(self._open_db), transaction(self._sensitive_db):
                 for run_id in missing[start : start + _BATCH]:
                     run = _read_run(runs.root, run_id)  # An unreadable run is logged and skipped.
                     if run is None:
@@ -317,7 +316,7 @@ class LocalIndex:
             self._left_out(pattern)
             return
         try:
-            with _transaction(self._open_db), _transaction(self._sensitive_db):
+            with transaction(self._open_db), transaction(self._sensitive_db):
                 self._put(stored)
         except sqlite3.Error as error:
             log.error(
@@ -458,15 +457,3 @@ class LocalIndex:
                 (len(prefix), prefix),
             )
         }
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One transaction on an autocommit connection: committed, or rolled back on error."""
-    db.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

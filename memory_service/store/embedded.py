@@ -26,6 +26,7 @@ from memory_service.search.filter import Node
 from memory_service.search.index import Group, Hit, ReadQuery
 from memory_service.security.crypto import Keyring, MissingKeyError
 from memory_service.servicekit.private_files import private_file
+from memory_service.servicekit.sqlite import transaction
 from memory_service.store.base import PatternConflictError, PutOutcome
 from memory_service.store.context import ContextItem, ContextOwnedError, now_us, visible
 from memory_service.store.secure_index import SecureIndex, is_sensitive
@@ -274,8 +275,7 @@ class EmbeddedStore:
             db, _ = self._open_index()
             now = now_us()
             item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6), owner, shared)
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db, immediate=True):
                 # Expired entries of the session go as soon as it is written again.
                 db.execute(
                     "DELETE FROM context_entries WHERE namespace = ? AND session_id = ? "
@@ -308,11 +308,6 @@ class EmbeddedStore:
                         item.expire_us,
                     ),
                 )
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
             return item
 
         return await self._run(work)

@@ -65,6 +65,7 @@ from memory_service.search.index import (
     wall_clock_us,
 )
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
+from memory_service.servicekit.sqlite import transaction
 
 log = logging.getLogger("attune.memory.secure_index")
 
@@ -157,7 +158,7 @@ class SecureIndex:
         ).fetchall()
         if rows and not self._keyring.key_ids:
             raise MissingKeyError(f"{len(rows)} SENSITIVE patterns are stored")
-        with self._memory_transaction():
+        with transaction(self._memory_db):
             for namespace, doc_id, owner, digest, envelope in rows:
                 pattern = self._open_envelope(str(namespace), str(doc_id), bytes(envelope))
                 if pattern.owner != owner:
@@ -203,16 +204,6 @@ class SecureIndex:
     # --- transactions --------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _memory_transaction(self) -> Iterator[None]:
-        self._memory_db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self._memory_db.execute("ROLLBACK")
-            raise
-        self._memory_db.execute("COMMIT")
-
-    @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction over both halves: all of it happens, or none.
 
@@ -220,17 +211,11 @@ class SecureIndex:
         file or its WAL.
         """
         self._scrub_text = self._truncate_wal = False
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            with self._memory_transaction():
-                yield
-                if self._scrub_text:
-                    self._disk.optimize_text()
-                self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        # The disk half commits first: if its COMMIT fails, memory rolls back too.
+        with transaction(self._memory_db), transaction(self._db, immediate=True):
+            yield
+            if self._scrub_text:
+                self._disk.optimize_text()
         if self._truncate_wal:
             busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if busy:  # Another connection reads an old snapshot; the next one truncates.
