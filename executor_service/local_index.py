@@ -64,8 +64,7 @@ from memory_service.search.query import Term
 from memory_service.security.classify import classify
 from memory_service.security.pii import ScrubBudgetExceededError
 from memory_service.security.secrets import find_secrets
-from memory_service.servicekit.private_files import private_file
-from memory_service.servicekit.sqlite import transaction
+from memory_service.servicekit.sqlite import open_cache_file, read_stamp, transaction, write_stamp
 from memory_service.store.secure_index import OWNER_SEPARATOR, owner_scope
 from memory_service.write_pipeline import classified_and_scrubbed
 
@@ -79,7 +78,7 @@ INDEX_DIR = "local-index"
 # indexed per owner.
 INDEX_VERSION = 3
 _HALVES = ("open.sqlite3", "sensitive.sqlite3")
-_MANIFEST = "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_MANIFEST = "manifest"  # The stamp table: version and namespace, written last.
 # Runs indexed per transaction while rebuilding or catching up: bounds the
 # WAL while keeping commits (and their page writes) few.
 _BATCH = 500
@@ -187,11 +186,7 @@ class LocalIndex:
             # Written last: a rebuild cut short leaves no manifest, so the
             # next start rebuilds again instead of trusting half an index.
             for db in self._connections:
-                with transaction(db):
-                    db.executemany(
-                        "INSERT OR REPLACE INTO manifest (key, value) VALUES (?, ?)",
-                        [("version", str(INDEX_VERSION)), ("namespace", self._namespace)],
-                    )
+                write_stamp(db, _MANIFEST, self._stamp())
         self._warm()
         action = "rebuilt" if reason else ("caught_up" if added or removed else "up_to_date")
         opened = Opened(
@@ -254,7 +249,7 @@ class LocalIndex:
         try:
             self._connect(fresh=False)
             for db in self._connections:
-                manifest = dict(db.execute("SELECT key, value FROM manifest").fetchall())
+                manifest = read_stamp(db, _MANIFEST)
                 if not manifest:
                     raise _UnusableError("incomplete: an earlier rebuild was interrupted")
                 if manifest.get("version") != str(INDEX_VERSION):
@@ -273,22 +268,20 @@ class LocalIndex:
         self._owners = set(sensitive.values())
         return ids | sensitive.keys()
 
+    def _stamp(self) -> dict[str, str]:
+        return {"version": str(INDEX_VERSION), "namespace": self._namespace}
+
     def _connect(self, fresh: bool) -> None:
         for name in _HALVES:
-            # Owner-only before SQLite opens it: its -wal and -shm take its mode.
-            path = private_file(self._folder / name)
-            # Autocommit: transactions are explicit, so each run's rows commit together.
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._connections.append(db)
-            db.execute("PRAGMA journal_mode=WAL")
             # A cache: losing the newest commits to a power cut is fine (the
             # next start re-indexes them); corruption is not, and WAL with
-            # NORMAL never corrupts.
-            db.execute("PRAGMA synchronous=NORMAL")
-            if not fresh:
-                # Reading fails fast on a file that is not a database.
-                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            db.execute(_MANIFEST)
+            # NORMAL never corrupts. Autocommit: transactions are explicit,
+            # so each run's rows commit together.
+            db = open_cache_file(
+                self._folder / name, synchronous="NORMAL", check="none" if fresh else "readable"
+            )
+            self._connections.append(db)
+            read_stamp(db, _MANIFEST)  # Creates the table a rebuild stamps last.
         self._open_index = SearchIndex(self._open_db)
         self._sensitive_index = SearchIndex(self._sensitive_db)
 

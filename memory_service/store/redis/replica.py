@@ -24,7 +24,12 @@ from typing import TypeVar, cast
 
 from memory_service.search import index as search_index
 from memory_service.security.crypto import DecryptionError, Keyring
-from memory_service.servicekit.private_files import private_file
+from memory_service.servicekit.sqlite import (
+    open_cache_file,
+    read_stamp,
+    remove_cache_file,
+    write_stamp,
+)
 from memory_service.store import secure_index
 from memory_service.store.redis.link import RedisLink, fields, text
 from memory_service.store.redis.scripts import FETCH_SCRIPT, LOG_SCRIPT, Script
@@ -139,10 +144,7 @@ class ReplicaCache:
                 extra={"path": str(self.path), "error": str(error) or type(error).__name__},
             )
             self._close_cache()
-            # The files go whole (rather than dropping tables), so nothing of
-            # an older cache's plaintext stays in their pages.
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            remove_cache_file(self.path)
             try:
                 self._connect_cache()
             except BaseException:
@@ -153,24 +155,16 @@ class ReplicaCache:
             raise
 
     def _connect_cache(self) -> None:
-        # Owner-only before SQLite opens it: its -wal and -shm take its mode.
-        db = sqlite3.connect(private_file(self.path), isolation_level=None, check_same_thread=False)
+        # A cache: Redis has every write.
+        db = open_cache_file(self.path, synchronous="OFF", check="quick_check")
         self._db = db
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=OFF")  # A cache: Redis has every write.
-        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            raise sqlite3.DatabaseError("quick_check failed")
-        db.execute("CREATE TABLE IF NOT EXISTS redis_meta (key TEXT PRIMARY KEY, value TEXT)")
-        row = db.execute("SELECT value FROM redis_meta WHERE key = 'version'").fetchone()
-        if row is not None and row[0] != _cache_version():
+        written = read_stamp(db, "redis_meta").get("version")
+        if written is not None and written != _cache_version():
             raise _OutdatedCacheError(
-                f"cache version {row[0]}, this store writes {_cache_version()}"
+                f"cache version {written}, this store writes {_cache_version()}"
             )
         db.executescript(CACHE_SCHEMA)
-        db.execute(
-            "INSERT OR REPLACE INTO redis_meta (key, value) VALUES ('version', ?)",
-            (_cache_version(),),
-        )
+        write_stamp(db, "redis_meta", {"version": _cache_version()})
         self._index = SecureIndex(db, self._keyring, self._clock)
         self._applied = {
             str(namespace): _Applied(str(epoch), str(last_id))
