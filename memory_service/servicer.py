@@ -30,7 +30,7 @@ from memory_service.patterns import (
     store_violations,
 )
 from memory_service.search.filter import FilterError, compile_filter
-from memory_service.search.index import Hit, ReadQuery, Recency
+from memory_service.search.index import Hit, PageQuery, ReadQuery, Recency
 from memory_service.search.planning import PlanError, plan_search, size_violations
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction, AuditRecord
@@ -527,7 +527,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         scope = "|".join((request.namespace, request.filter, request.order_by))
         offset = decode_token(request.page_token, scope)
         patterns, total = await self._store.page(
-            request.namespace, condition, order, size, offset, viewer=principal.user_id
+            PageQuery(request.namespace, condition, order, size, offset), viewer=principal.user_id
         )
         for pattern in patterns:
             pattern.ClearField("embedding")  # Internal to search.

@@ -213,6 +213,17 @@ class ReadQuery:
 
 
 @dataclass(frozen=True)
+class PageQuery:
+    """One ordered read of patterns passing a filter (a list, not a search)."""
+
+    namespace: str
+    condition: Node | None
+    order_by: list[tuple[str, bool]]
+    limit: int
+    offset: int = 0
+
+
+@dataclass(frozen=True)
 class Hit:
     """One search result."""
 
@@ -501,15 +512,10 @@ class SearchIndex:
                     found[str(doc_id)] = pattern
         return found
 
-    def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
+    def page(self, query: PageQuery) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of patterns passing the filter, in the given order, and the total."""
+        namespace, condition, order_by = query.namespace, query.condition, query.order_by
+        limit, offset = query.limit, query.offset
         sql, params = self._filter(namespace, condition)
         keys = [f"{_ORDERABLE[name]} {'DESC' if desc else 'ASC'}" for name, desc in order_by]
         if not any(key.startswith("d.doc_id") for key in keys):

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import Node
-from memory_service.search.index import Group, Hit, ReadQuery
+from memory_service.search.index import Group, Hit, PageQuery, ReadQuery
 from memory_service.store.context import ContextStore
 
 
@@ -83,16 +83,7 @@ class PatternStore(ContextStore, Protocol):
         and the total."""
         ...
 
-    async def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-        *,
-        viewer: str,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
+    async def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of the patterns the viewer may see passing the filter, in
         order, and the total."""
         ...

@@ -23,7 +23,7 @@ from typing import TypeVar
 from attune.memory.v1 import memory_pb2
 from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
-from memory_service.search.index import Group, Hit, ReadQuery
+from memory_service.search.index import Group, Hit, PageQuery, ReadQuery
 from memory_service.security.crypto import Keyring, MissingKeyError
 from memory_service.servicekit.private_files import private_file
 from memory_service.servicekit.sqlite import transaction
@@ -216,21 +216,8 @@ class EmbeddedStore:
     async def search(self, query: ReadQuery, *, viewer: str) -> tuple[list[Hit], int]:
         return await self._run(lambda: self._open_index()[1].search(query, viewer=viewer))
 
-    async def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-        *,
-        viewer: str,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
-        return await self._run(
-            lambda: self._open_index()[1].page(
-                namespace, condition, order_by, limit, offset, viewer=viewer
-            )
-        )
+    async def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
+        return await self._run(lambda: self._open_index()[1].page(query, viewer=viewer))
 
     async def count(
         self, namespace: str, condition: Node | None, group_by: str, *, viewer: str

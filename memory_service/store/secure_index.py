@@ -55,6 +55,7 @@ from memory_service.search.filter import Node
 from memory_service.search.index import (
     Group,
     Hit,
+    PageQuery,
     ReadQuery,
     SearchIndex,
     StoredDoc,
@@ -486,25 +487,16 @@ class SecureIndex:
         merged = sorted(hits + own, key=order)
         return merged[query.offset : query.offset + query.limit], total + own_total
 
-    def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-        *,
-        viewer: str,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
+    def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of the patterns the viewer may see, in order, and the total."""
-        scope = self._scope(namespace, viewer)
+        scope = self._scope(query.namespace, viewer)
         if scope is None:
-            return self._disk.page(namespace, condition, order_by, limit, offset)
-        depth = offset + limit
-        patterns, total = self._disk.page(namespace, condition, order_by, depth, 0)
-        own, own_total = self._memory.page(scope, condition, order_by, depth, 0)
-        merged = _in_order(patterns + own, order_by)
-        return merged[offset : offset + limit], total + own_total
+            return self._disk.page(query)
+        depth = replace(query, limit=query.offset + query.limit, offset=0)
+        patterns, total = self._disk.page(depth)
+        own, own_total = self._memory.page(replace(depth, namespace=scope))
+        merged = _in_order(patterns + own, query.order_by)
+        return merged[query.offset : query.offset + query.limit], total + own_total
 
     def count(
         self, namespace: str, condition: Node | None, group_by: str, *, viewer: str

@@ -28,7 +28,7 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.forms import to_form_value
 from memory_service.search.filter import Node, compile_filter
-from memory_service.search.index import ReadQuery
+from memory_service.search.index import PageQuery, ReadQuery
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.crypto import Keyring
@@ -169,7 +169,7 @@ async def page_ids(
     store: PatternStore, condition: str = "", namespace: str = NS, viewer: str = VIEWER
 ) -> list[str]:
     patterns, _ = await store.page(
-        namespace, where(condition), [("id", False)], 100, 0, viewer=viewer
+        PageQuery(namespace, where(condition), [("id", False)], 100, 0), viewer=viewer
     )
     return [pattern.id for pattern in patterns]
 
@@ -407,18 +407,22 @@ async def test_search_explains_fuzzy_matches_and_pages(loaded: PatternStore) -> 
 
 
 async def test_page_orders_and_counts_totals(loaded: PatternStore) -> None:
-    newest, total = await loaded.page(NS, None, [("create_time", True)], 2, 0, viewer=VIEWER)
+    newest, total = await loaded.page(
+        PageQuery(NS, None, [("create_time", True)], 2, 0), viewer=VIEWER
+    )
     assert [p.id for p in newest] == ["run-4", "run-3"]
     assert total == 5
-    middle, total = await loaded.page(NS, None, [("create_time", True)], 2, 2, viewer=VIEWER)
-    last, _ = await loaded.page(NS, None, [("create_time", True)], 2, 4, viewer=VIEWER)
+    middle, total = await loaded.page(
+        PageQuery(NS, None, [("create_time", True)], 2, 2), viewer=VIEWER
+    )
+    last, _ = await loaded.page(PageQuery(NS, None, [("create_time", True)], 2, 4), viewer=VIEWER)
     assert [p.id for p in middle] == ["run-2", "run-1"]
     assert [p.id for p in last] == ["insight-1"]
     assert total == 5
-    by_id, _ = await loaded.page(NS, None, [("id", True)], 10, 0, viewer=VIEWER)
+    by_id, _ = await loaded.page(PageQuery(NS, None, [("id", True)], 10, 0), viewer=VIEWER)
     assert [p.id for p in by_id] == ["run-4", "run-3", "run-2", "run-1", "insight-1"]
     filtered, total = await loaded.page(
-        NS, where('template_id = "python_package_publish"'), [], 1, 1, viewer=VIEWER
+        PageQuery(NS, where('template_id = "python_package_publish"'), [], 1, 1), viewer=VIEWER
     )
     assert total == 3
     assert [p.id for p in filtered] == ["run-2"]
@@ -872,11 +876,13 @@ async def test_sensitive_patterns_are_visible_only_to_their_owner(loaded: Patter
     ids, total = await search_ids(loaded, "package")
     assert sorted(ids) == ["run-1", "run-2", "run-4", "secret-1"]
     assert total == 4
-    newest, total = await loaded.page(NS, None, [("create_time", True)], 3, 0, viewer=VIEWER)
+    newest, total = await loaded.page(
+        PageQuery(NS, None, [("create_time", True)], 3, 0), viewer=VIEWER
+    )
     # secret-1 and run-3 were created at the same time: the id breaks the tie.
     assert [p.id for p in newest] == ["run-4", "run-3", "secret-1"]
     assert total == 6
-    rest, _ = await loaded.page(NS, None, [("create_time", True)], 3, 3, viewer=VIEWER)
+    rest, _ = await loaded.page(PageQuery(NS, None, [("create_time", True)], 3, 3), viewer=VIEWER)
     assert [p.id for p in rest] == ["run-2", "run-1", "insight-1"]
     total, groups = await loaded.count(NS, None, "template_id", viewer=VIEWER)
     assert total == 6

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attune.memory.v1 import memory_pb2
-from memory_service.search.index import ReadQuery, UnreadablePatternError
+from memory_service.search.index import PageQuery, ReadQuery, UnreadablePatternError
 from memory_service.search.query import parse_query
 from memory_service.security.crypto import Keyring
 from memory_service.servicekit.paging import ITEM_OVERHEAD, fit_page, next_offset
@@ -57,7 +57,7 @@ def damaged() -> SecureIndex:
 
 
 def test_reads_leave_a_damaged_record_out(damaged: SecureIndex) -> None:
-    listed, total = damaged.page("ns", None, [("id", False)], 10, 0, viewer="u")
+    listed, total = damaged.page(PageQuery("ns", None, [("id", False)], 10, 0), viewer="u")
     assert [p.id for p in listed] == ["a", "c"]
     assert total == 3  # Still counted: it is there, only unreadable.
     hits, _ = damaged.search(ReadQuery("ns", parse_query("coverage"), None, 10), viewer="u")

@@ -81,6 +81,7 @@ from memory_service.search.filter import Node
 from memory_service.search.index import (
     Group,
     Hit,
+    PageQuery,
     ReadQuery,
     UnreadablePatternError,
     decode_pattern,
@@ -344,19 +345,9 @@ class RedisStore(RedisContextStore):
             query.namespace, lambda index: index.search(query, viewer=viewer)
         )
 
-    async def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-        *,
-        viewer: str,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
+    async def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
         return await self._cache.read(
-            namespace,
-            lambda index: index.page(namespace, condition, order_by, limit, offset, viewer=viewer),
+            query.namespace, lambda index: index.page(query, viewer=viewer)
         )
 
     async def count(
