@@ -41,13 +41,11 @@ is SENSITIVE.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -61,12 +59,12 @@ from executor_service.templates.catalog import Catalog
 from executor_service.visibility import Viewer
 from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
-from memory_service.search.index import Hit, SearchIndex, rank_key
+from memory_service.search.index import Hit, ReadQuery, SearchIndex, rank_key
 from memory_service.search.query import Term
 from memory_service.security.classify import classify
 from memory_service.security.pii import ScrubBudgetExceededError
 from memory_service.security.secrets import find_secrets
-from memory_service.servicekit.private_files import private_file
+from memory_service.servicekit.sqlite import open_cache_file, read_stamp, transaction, write_stamp
 from memory_service.store.secure_index import OWNER_SEPARATOR, owner_scope
 from memory_service.write_pipeline import classified_and_scrubbed
 
@@ -80,7 +78,7 @@ INDEX_DIR = "local-index"
 # indexed per owner.
 INDEX_VERSION = 3
 _HALVES = ("open.sqlite3", "sensitive.sqlite3")
-_MANIFEST = "CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_MANIFEST = "manifest"  # The stamp table: version and namespace, written last.
 # Runs indexed per transaction while rebuilding or catching up: bounds the
 # WAL while keeping commits (and their page writes) few.
 _BATCH = 500
@@ -188,11 +186,7 @@ class LocalIndex:
             # Written last: a rebuild cut short leaves no manifest, so the
             # next start rebuilds again instead of trusting half an index.
             for db in self._connections:
-                with _transaction(db):
-                    db.executemany(
-                        "INSERT OR REPLACE INTO manifest (key, value) VALUES (?, ?)",
-                        [("version", str(INDEX_VERSION)), ("namespace", self._namespace)],
-                    )
+                write_stamp(db, _MANIFEST, self._stamp())
         self._warm()
         action = "rebuilt" if reason else ("caught_up" if added or removed else "up_to_date")
         opened = Opened(
@@ -223,12 +217,12 @@ class LocalIndex:
         (runs added, runs removed)."""
         missing = sorted(on_disk - indexed, reverse=True)
         gone = sorted(indexed - on_disk)
-        with _transaction(self._open_db), _transaction(self._sensitive_db):
+        with transaction(self._open_db), transaction(self._sensitive_db):
             for run_id in gone:
                 self._remove(run_id)
         added = 0
         for start in range(0, len(missing), _BATCH):
-            with _transaction(self._open_db), _transaction(self._sensitive_db):
+            with transaction(self._open_db), transaction(self._sensitive_db):
                 for run_id in missing[start : start + _BATCH]:
                     run = _read_run(runs.root, run_id)  # An unreadable run is logged and skipped.
                     if run is None:
@@ -255,7 +249,7 @@ class LocalIndex:
         try:
             self._connect(fresh=False)
             for db in self._connections:
-                manifest = dict(db.execute("SELECT key, value FROM manifest").fetchall())
+                manifest = read_stamp(db, _MANIFEST)
                 if not manifest:
                     raise _UnusableError("incomplete: an earlier rebuild was interrupted")
                 if manifest.get("version") != str(INDEX_VERSION):
@@ -274,22 +268,20 @@ class LocalIndex:
         self._owners = set(sensitive.values())
         return ids | sensitive.keys()
 
+    def _stamp(self) -> dict[str, str]:
+        return {"version": str(INDEX_VERSION), "namespace": self._namespace}
+
     def _connect(self, fresh: bool) -> None:
         for name in _HALVES:
-            # Owner-only before SQLite opens it: its -wal and -shm take its mode.
-            path = private_file(self._folder / name)
-            # Autocommit: transactions are explicit, so each run's rows commit together.
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._connections.append(db)
-            db.execute("PRAGMA journal_mode=WAL")
             # A cache: losing the newest commits to a power cut is fine (the
             # next start re-indexes them); corruption is not, and WAL with
-            # NORMAL never corrupts.
-            db.execute("PRAGMA synchronous=NORMAL")
-            if not fresh:
-                # Reading fails fast on a file that is not a database.
-                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            db.execute(_MANIFEST)
+            # NORMAL never corrupts. Autocommit: transactions are explicit,
+            # so each run's rows commit together.
+            db = open_cache_file(
+                self._folder / name, synchronous="NORMAL", check="none" if fresh else "readable"
+            )
+            self._connections.append(db)
+            read_stamp(db, _MANIFEST)  # Creates the table a rebuild stamps last.
         self._open_index = SearchIndex(self._open_db)
         self._sensitive_index = SearchIndex(self._sensitive_db)
 
@@ -317,7 +309,7 @@ class LocalIndex:
             self._left_out(pattern)
             return
         try:
-            with _transaction(self._open_db), _transaction(self._sensitive_db):
+            with transaction(self._open_db), transaction(self._sensitive_db):
                 self._put(stored)
         except sqlite3.Error as error:
             log.error(
@@ -398,12 +390,13 @@ class LocalIndex:
         memory service merges its caller's own SENSITIVE patterns (each
         index gives its best `limit`; ordered by rank, then newest, then id).
         """
-        hits = self._index(self._open_db).top(self._namespace, terms, condition, limit)
+        query = ReadQuery(self._namespace, terms, condition, limit)
+        hits = self._index(self._open_db).top(query)
         scopes = self._scopes(viewer)
         if not scopes:
             return hits
         for scope in scopes:
-            hits += self._index(self._sensitive_db).top(scope, terms, condition, limit)
+            hits += self._index(self._sensitive_db).top(replace(query, namespace=scope))
 
         def order(hit: Hit) -> tuple[float, int, str]:
             rank, created = rank_key(hit, None, bool(terms))
@@ -457,15 +450,3 @@ class LocalIndex:
                 (len(prefix), prefix),
             )
         }
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One transaction on an autocommit connection: committed, or rolled back on error."""
-    db.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

@@ -29,7 +29,7 @@ from memory_service.servicekit.private_files import restrict_umask
 from memory_service.servicer import MemoryServicer
 from memory_service.settings import MemorySettings
 from memory_service.store.factory import open_store
-from memory_service.store.redis_store import RedisStore
+from memory_service.store.redis.store import RedisStore
 from memory_service.undecodable_audit import audit_undecodable
 from memory_service.write_pipeline import DAY_SECONDS, Retention
 

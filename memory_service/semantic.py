@@ -21,6 +21,7 @@ from memory_service.search.embeddings import (
     top_k,
     vector_to_bytes,
 )
+from memory_service.search.index import ReadQuery
 from memory_service.search.planning import SearchPlan
 from memory_service.store.base import PatternStore
 
@@ -82,7 +83,7 @@ class Semantic:
         similarity = dict(similar)
         if hybrid:
             keyword, _ = await store.search(
-                namespace, plan.terms, plan.condition, FUSION_DEPTH, 0, None, False, viewer=viewer
+                ReadQuery(namespace, plan.terms, plan.condition, FUSION_DEPTH), viewer=viewer
             )
             fused = reciprocal_rank_fusion(
                 [[hit.pattern.id for hit in keyword], [i for i, _ in similar]]

@@ -30,7 +30,7 @@ from memory_service.patterns import (
     store_violations,
 )
 from memory_service.search.filter import FilterError, compile_filter
-from memory_service.search.index import Hit, Recency
+from memory_service.search.index import Hit, PageQuery, ReadQuery, Recency
 from memory_service.search.planning import PlanError, plan_search, size_violations
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.audit import AuditAction, AuditRecord
@@ -479,16 +479,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                     else "",
                 )
             fallback = ranked
-        hits, total = await self._store.search(
-            request.namespace,
-            plan.terms,
-            plan.condition,
-            size,
-            offset,
-            recency,
-            request.explain,
-            viewer=principal.user_id,
+        query = ReadQuery(
+            request.namespace, plan.terms, plan.condition, size, offset, recency, request.explain
         )
+        hits, total = await self._store.search(query, viewer=principal.user_id)
         # A page stays within what a client can receive (see sizes.py).
         results, cut = fit_page(
             [_result(hit, request.explain) for hit in hits],
@@ -533,7 +527,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         scope = "|".join((request.namespace, request.filter, request.order_by))
         offset = decode_token(request.page_token, scope)
         patterns, total = await self._store.page(
-            request.namespace, condition, order, size, offset, viewer=principal.user_id
+            PageQuery(request.namespace, condition, order, size, offset), viewer=principal.user_id
         )
         for pattern in patterns:
             pattern.ClearField("embedding")  # Internal to search.

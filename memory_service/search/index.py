@@ -196,6 +196,34 @@ class Recency:
 
 
 @dataclass(frozen=True)
+class ReadQuery:
+    """One ranked read: what every store and index layer passes down as is.
+
+    Who reads (the viewer) is not part of it: the layers that enforce
+    visibility take the viewer beside the query.
+    """
+
+    namespace: str
+    terms: list[Term]
+    condition: Node | None
+    limit: int
+    offset: int = 0
+    recency: Recency | None = None
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """One ordered read of patterns passing a filter (a list, not a search)."""
+
+    namespace: str
+    condition: Node | None
+    order_by: list[tuple[str, bool]]
+    limit: int
+    offset: int = 0
+
+
+@dataclass(frozen=True)
 class Hit:
     """One search result."""
 
@@ -484,15 +512,10 @@ class SearchIndex:
                     found[str(doc_id)] = pattern
         return found
 
-    def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
+    def page(self, query: PageQuery) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of patterns passing the filter, in the given order, and the total."""
+        namespace, condition, order_by = query.namespace, query.condition, query.order_by
+        limit, offset = query.limit, query.offset
         sql, params = self._filter(namespace, condition)
         keys = [f"{_ORDERABLE[name]} {'DESC' if desc else 'ASC'}" for name, desc in order_by]
         if not any(key.startswith("d.doc_id") for key in keys):
@@ -689,39 +712,20 @@ class SearchIndex:
             expanded.append(options)
         return expanded, notes
 
-    def top(
-        self, namespace: str, terms: list[Term], condition: Node | None, limit: int
-    ) -> list[Hit]:
-        """The best `limit` matches, without counting every match (about half a search's cost)."""
-        hits, _ = self._search(namespace, terms, condition, limit, 0, None, False, count=False)
+    def top(self, query: ReadQuery) -> list[Hit]:
+        """The best matches, without counting every match (about half a search's cost)."""
+        hits, _ = self._search(query, count=False)
         return hits
 
-    def search(
-        self,
-        namespace: str,
-        terms: list[Term],
-        condition: Node | None,
-        limit: int,
-        offset: int = 0,
-        recency: Recency | None = None,
-        explain: bool = False,
-    ) -> tuple[list[Hit], int]:
+    def search(self, query: ReadQuery) -> tuple[list[Hit], int]:
         """Ranked patterns matching every term and the filter, and their total."""
-        hits, total = self._search(
-            namespace, terms, condition, limit, offset, recency, explain, count=True
-        )
+        hits, total = self._search(query, count=True)
         assert total is not None  # Counted when asked to.
         return hits, total
 
     def _search(
         self,
-        namespace: str,
-        terms: list[Term],
-        condition: Node | None,
-        limit: int,
-        offset: int,
-        recency: Recency | None,
-        explain: bool,
+        query: ReadQuery,
         *,
         count: bool,
     ) -> tuple[list[Hit], int | None]:
@@ -732,6 +736,8 @@ class SearchIndex:
         ranks go newest first, then by id. Without terms, the filter alone
         selects, newest first.
         """
+        namespace, terms, condition = query.namespace, query.terms, query.condition
+        limit, offset, recency, explain = query.limit, query.offset, query.recency, query.explain
         where = COMPILER.compile(condition)
         live, live_params = self._live(namespace)
         filter_sql, filter_params = where.sql + live, [*where.params, *live_params]

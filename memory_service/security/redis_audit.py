@@ -44,11 +44,11 @@ from memory_service.security.audit import (
 )
 from memory_service.servicekit.errors import unavailable
 from memory_service.servicekit.paging import encode_cursor
-from memory_service.store.redis_store import (
+from memory_service.store.redis.link import (
     UNAVAILABLE_ERRORS,
     RedisOptions,
-    _client,
-    _describe,
+    describe,
+    redis_client,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,10 +111,10 @@ class RedisStreamAuditLog:
         if max_entries < 1:
             raise ValueError("max_entries must be positive")
         self.key = f"{options.key_prefix}:audit"
-        self.where = _describe(options)
+        self.where = describe(options)
         self.max_entries = max_entries
         # Same timeouts, retries and credentials as the store: one Redis, one policy.
-        self._client = _client(options)
+        self._client = redis_client(options)
         self._held: list[AuditRecord] = []
         self._closed = False
 

@@ -8,8 +8,7 @@ from typing import Protocol
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import Node
-from memory_service.search.index import Group, Hit, Recency
-from memory_service.search.query import Term
+from memory_service.search.index import Group, Hit, PageQuery, ReadQuery
 from memory_service.store.context import ContextStore
 
 
@@ -79,32 +78,12 @@ class PatternStore(ContextStore, Protocol):
         owner's SENSITIVE pattern)."""
         ...
 
-    async def search(
-        self,
-        namespace: str,
-        terms: list[Term],
-        condition: Node | None,
-        limit: int,
-        offset: int,
-        recency: Recency | None,
-        explain: bool,
-        *,
-        viewer: str,
-    ) -> tuple[list[Hit], int]:
+    async def search(self, query: ReadQuery, *, viewer: str) -> tuple[list[Hit], int]:
         """Ranked patterns the viewer may see matching every term and the filter,
         and the total."""
         ...
 
-    async def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-        *,
-        viewer: str,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
+    async def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of the patterns the viewer may see passing the filter, in
         order, and the total."""
         ...

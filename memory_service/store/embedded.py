@@ -23,10 +23,10 @@ from typing import TypeVar
 from attune.memory.v1 import memory_pb2
 from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
-from memory_service.search.index import Group, Hit, Recency
-from memory_service.search.query import Term
+from memory_service.search.index import Group, Hit, PageQuery, ReadQuery
 from memory_service.security.crypto import Keyring, MissingKeyError
 from memory_service.servicekit.private_files import private_file
+from memory_service.servicekit.sqlite import transaction
 from memory_service.store.base import PatternConflictError, PutOutcome
 from memory_service.store.context import ContextItem, ContextOwnedError, now_us, visible
 from memory_service.store.secure_index import SecureIndex, is_sensitive
@@ -213,39 +213,11 @@ class EmbeddedStore:
 
         return await self._run(work)
 
-    async def search(
-        self,
-        namespace: str,
-        terms: list[Term],
-        condition: Node | None,
-        limit: int,
-        offset: int,
-        recency: Recency | None,
-        explain: bool,
-        *,
-        viewer: str,
-    ) -> tuple[list[Hit], int]:
-        return await self._run(
-            lambda: self._open_index()[1].search(
-                namespace, terms, condition, limit, offset, recency, explain, viewer=viewer
-            )
-        )
+    async def search(self, query: ReadQuery, *, viewer: str) -> tuple[list[Hit], int]:
+        return await self._run(lambda: self._open_index()[1].search(query, viewer=viewer))
 
-    async def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-        *,
-        viewer: str,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
-        return await self._run(
-            lambda: self._open_index()[1].page(
-                namespace, condition, order_by, limit, offset, viewer=viewer
-            )
-        )
+    async def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
+        return await self._run(lambda: self._open_index()[1].page(query, viewer=viewer))
 
     async def count(
         self, namespace: str, condition: Node | None, group_by: str, *, viewer: str
@@ -290,8 +262,7 @@ class EmbeddedStore:
             db, _ = self._open_index()
             now = now_us()
             item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6), owner, shared)
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db, immediate=True):
                 # Expired entries of the session go as soon as it is written again.
                 db.execute(
                     "DELETE FROM context_entries WHERE namespace = ? AND session_id = ? "
@@ -324,11 +295,6 @@ class EmbeddedStore:
                         item.expire_us,
                     ),
                 )
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
             return item
 
         return await self._run(work)

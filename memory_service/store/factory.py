@@ -6,7 +6,8 @@ from memory_service.security.crypto import Keyring
 from memory_service.settings import MemorySettings
 from memory_service.store.base import PatternStore
 from memory_service.store.embedded import EmbeddedStore
-from memory_service.store.redis_store import RedisOptions, RedisStore
+from memory_service.store.redis.link import RedisOptions
+from memory_service.store.redis.store import RedisStore
 
 
 async def open_store(settings: MemorySettings, keyring: Keyring) -> tuple[PatternStore, str]:

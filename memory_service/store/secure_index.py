@@ -47,7 +47,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
@@ -55,7 +55,8 @@ from memory_service.search.filter import Node
 from memory_service.search.index import (
     Group,
     Hit,
-    Recency,
+    PageQuery,
+    ReadQuery,
     SearchIndex,
     StoredDoc,
     UnreadablePatternError,
@@ -64,8 +65,8 @@ from memory_service.search.index import (
     rank_key,
     wall_clock_us,
 )
-from memory_service.search.query import Term
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
+from memory_service.servicekit.sqlite import transaction
 
 log = logging.getLogger("attune.memory.secure_index")
 
@@ -158,7 +159,7 @@ class SecureIndex:
         ).fetchall()
         if rows and not self._keyring.key_ids:
             raise MissingKeyError(f"{len(rows)} SENSITIVE patterns are stored")
-        with self._memory_transaction():
+        with transaction(self._memory_db):
             for namespace, doc_id, owner, digest, envelope in rows:
                 pattern = self._open_envelope(str(namespace), str(doc_id), bytes(envelope))
                 if pattern.owner != owner:
@@ -204,16 +205,6 @@ class SecureIndex:
     # --- transactions --------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _memory_transaction(self) -> Iterator[None]:
-        self._memory_db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self._memory_db.execute("ROLLBACK")
-            raise
-        self._memory_db.execute("COMMIT")
-
-    @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction over both halves: all of it happens, or none.
 
@@ -221,17 +212,11 @@ class SecureIndex:
         file or its WAL.
         """
         self._scrub_text = self._truncate_wal = False
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            with self._memory_transaction():
-                yield
-                if self._scrub_text:
-                    self._disk.optimize_text()
-                self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        # The disk half commits first: if its COMMIT fails, memory rolls back too.
+        with transaction(self._memory_db), transaction(self._db, immediate=True):
+            yield
+            if self._scrub_text:
+                self._disk.optimize_text()
         if self._truncate_wal:
             busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if busy:  # Another connection reads an old snapshot; the next one truncates.
@@ -485,53 +470,33 @@ class SecureIndex:
         own_templates, own_numeric = self._memory.query_vocabulary(scope)
         return sorted({*templates, *own_templates}), sorted({*numeric, *own_numeric})
 
-    def search(
-        self,
-        namespace: str,
-        terms: list[Term],
-        condition: Node | None,
-        limit: int,
-        offset: int = 0,
-        recency: Recency | None = None,
-        explain: bool = False,
-        *,
-        viewer: str,
-    ) -> tuple[list[Hit], int]:
+    def search(self, query: ReadQuery, *, viewer: str) -> tuple[list[Hit], int]:
         """Ranked patterns the viewer may see, and their total (see SearchIndex.search)."""
-        scope = self._scope(namespace, viewer)
+        scope = self._scope(query.namespace, viewer)
         if scope is None:
-            return self._disk.search(namespace, terms, condition, limit, offset, recency, explain)
+            return self._disk.search(query)
         # Each index's best offset+limit hold the merged list's best offset+limit.
-        depth = offset + limit
-        hits, total = self._disk.search(namespace, terms, condition, depth, 0, recency, explain)
-        own, own_total = self._memory.search(scope, terms, condition, depth, 0, recency, explain)
+        depth = replace(query, limit=query.offset + query.limit, offset=0)
+        hits, total = self._disk.search(depth)
+        own, own_total = self._memory.search(replace(depth, namespace=scope))
 
         def order(hit: Hit) -> tuple[float, int, str]:
-            rank, created = rank_key(hit, recency, bool(terms))
+            rank, created = rank_key(hit, query.recency, bool(query.terms))
             return -rank, -created, hit.pattern.id
 
         merged = sorted(hits + own, key=order)
-        return merged[offset : offset + limit], total + own_total
+        return merged[query.offset : query.offset + query.limit], total + own_total
 
-    def page(
-        self,
-        namespace: str,
-        condition: Node | None,
-        order_by: list[tuple[str, bool]],
-        limit: int,
-        offset: int,
-        *,
-        viewer: str,
-    ) -> tuple[list[memory_pb2.Pattern], int]:
+    def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of the patterns the viewer may see, in order, and the total."""
-        scope = self._scope(namespace, viewer)
+        scope = self._scope(query.namespace, viewer)
         if scope is None:
-            return self._disk.page(namespace, condition, order_by, limit, offset)
-        depth = offset + limit
-        patterns, total = self._disk.page(namespace, condition, order_by, depth, 0)
-        own, own_total = self._memory.page(scope, condition, order_by, depth, 0)
-        merged = _in_order(patterns + own, order_by)
-        return merged[offset : offset + limit], total + own_total
+            return self._disk.page(query)
+        depth = replace(query, limit=query.offset + query.limit, offset=0)
+        patterns, total = self._disk.page(depth)
+        own, own_total = self._memory.page(replace(depth, namespace=scope))
+        merged = _in_order(patterns + own, query.order_by)
+        return merged[query.offset : query.offset + query.limit], total + own_total
 
     def count(
         self, namespace: str, condition: Node | None, group_by: str, *, viewer: str

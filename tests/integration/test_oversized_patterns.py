@@ -28,7 +28,8 @@ from memory_service.security.crypto import Keyring
 from memory_service.servicekit.lifecycle import MAX_MESSAGE_BYTES
 from memory_service.store.base import PatternStore
 from memory_service.store.embedded import EmbeddedStore
-from memory_service.store.redis_store import RedisOptions, RedisStore
+from memory_service.store.redis.link import RedisOptions
+from memory_service.store.redis.store import RedisStore
 from tests.conftest import Stack
 from tests.helpers import violations_of
 from tests.redis_servers import RedisServer

@@ -31,7 +31,7 @@ from memory_service.security import redis_audit
 from memory_service.security.audit import AuditRecord, FileAuditLog
 from memory_service.security.redis_audit import AuditLogUnavailableError, RedisStreamAuditLog
 from memory_service.servicekit.errors import ServiceError
-from memory_service.store.redis_store import RedisOptions
+from memory_service.store.redis.link import RedisOptions
 from tests.conftest import Stack
 from tests.redis_servers import RedisCluster, RedisServer, standalone
 

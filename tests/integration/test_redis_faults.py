@@ -26,10 +26,12 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.devstack import ServiceProcess, memory_process
 from executor_service.forms import to_form_value
+from memory_service.search.index import PageQuery, ReadQuery
 from memory_service.security.crypto import Keyring
 from memory_service.settings import MemorySettings
 from memory_service.store.base import StoreUnavailableError
-from memory_service.store.redis_store import RedisOptions, RedisStore
+from memory_service.store.redis.link import RedisOptions
+from memory_service.store.redis.store import RedisStore
 from tests.conftest import Stack
 from tests.helpers import eventually
 from tests.redis_servers import RedisCluster, RedisServer, command, standalone
@@ -204,8 +206,8 @@ async def test_a_store_opened_while_redis_is_down_serves_once_it_answers(
             store.put(NS, pattern("p-1", "x"), False),
             store.get(NS, "p-1", viewer=""),
             store.delete(NS, "p-1", viewer=""),
-            store.search(NS, [], None, 10, 0, None, False, viewer=""),
-            store.page(NS, None, [], 10, 0, viewer=""),
+            store.search(ReadQuery(NS, [], None, 10), viewer=""),
+            store.page(PageQuery(NS, None, [], 10, 0), viewer=""),
             store.count(NS, None, "", viewer=""),
             store.query_vocabulary(NS, viewer="alice"),
         ]
@@ -386,16 +388,18 @@ async def test_a_cluster_node_outage_affects_only_the_namespaces_it_holds(
         assert not await store.ping()
         for namespace in held:
             with pytest.raises(StoreUnavailableError, match="unavailable while"):
-                await store.page(namespace, None, [], 10, 0, viewer="")
+                await store.page(PageQuery(namespace, None, [], 10, 0), viewer="")
         for namespace in elsewhere:
-            _, total = await store.page(namespace, None, [], 10, 0, viewer="")
+            _, total = await store.page(PageQuery(namespace, None, [], 10, 0), viewer="")
             assert total == 1
 
         node.start()  # Without persistence: it comes back empty, owning its slots.
         await eventually(store.ping, lambda ready: ready, within=20, interval=0.05)
         for namespace in held:
             await store.put(namespace, pattern("p-2", "after the outage"), False)
-            patterns, _ = await store.page(namespace, None, [("id", False)], 10, 0, viewer="")
+            patterns, _ = await store.page(
+                PageQuery(namespace, None, [("id", False)], 10, 0), viewer=""
+            )
             assert [p.id for p in patterns] == ["p-2"]  # p-1 went with the node's data.
         for namespace in elsewhere:
             assert (await store.count(namespace, None, "", viewer=""))[0] == 1

@@ -28,14 +28,17 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.forms import to_form_value
 from memory_service.search.filter import Node, compile_filter
+from memory_service.search.index import PageQuery, ReadQuery
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.crypto import Keyring
-from memory_service.store import redis_store
 from memory_service.store.base import PatternConflictError, PatternStore, PutOutcome
 from memory_service.store.context import ContextOwnedError
 from memory_service.store.embedded import EmbeddedStore
-from memory_service.store.redis_store import CACHE_FILE, RedisOptions, RedisStore
+from memory_service.store.redis import replica as redis_replica
+from memory_service.store.redis.link import RedisOptions
+from memory_service.store.redis.replica import CACHE_FILE
+from memory_service.store.redis.store import RedisStore
 from tests.helpers import eventually
 from tests.redis_servers import RedisCluster, RedisServer
 
@@ -157,7 +160,7 @@ async def search_ids(
 ) -> tuple[list[str], int]:
     terms = parse_query(query) if query else []
     hits, total = await store.search(
-        namespace, terms, where(condition), 10, 0, None, False, viewer=viewer
+        ReadQuery(namespace, terms, where(condition), 10), viewer=viewer
     )
     return [hit.pattern.id for hit in hits], total
 
@@ -166,7 +169,7 @@ async def page_ids(
     store: PatternStore, condition: str = "", namespace: str = NS, viewer: str = VIEWER
 ) -> list[str]:
     patterns, _ = await store.page(
-        namespace, where(condition), [("id", False)], 100, 0, viewer=viewer
+        PageQuery(namespace, where(condition), [("id", False)], 100, 0), viewer=viewer
     )
     return [pattern.id for pattern in patterns]
 
@@ -386,18 +389,16 @@ async def test_search_with_terms_and_filters(loaded: PatternStore) -> None:
 
 async def test_search_explains_fuzzy_matches_and_pages(loaded: PatternStore) -> None:
     hits, total = await loaded.search(
-        NS, parse_query("documentaton"), None, 10, 0, None, explain=True, viewer=VIEWER
+        ReadQuery(NS, parse_query("documentaton"), None, 10, explain=True), viewer=VIEWER
     )
     assert [hit.pattern.id for hit in hits] == ["run-3"]
     assert total == 1
     assert hits[0].fuzzy_expansions == ("documentaton->documentation",)
     assert hits[0].matched_terms == ("documentation",)
     first, total = await loaded.search(
-        NS, parse_query("package"), None, 2, 0, None, False, viewer=VIEWER
+        ReadQuery(NS, parse_query("package"), None, 2, 0), viewer=VIEWER
     )
-    rest, _ = await loaded.search(
-        NS, parse_query("package"), None, 2, 2, None, False, viewer=VIEWER
-    )
+    rest, _ = await loaded.search(ReadQuery(NS, parse_query("package"), None, 2, 2), viewer=VIEWER)
     assert total == 3
     assert len(first) == 2
     assert len(rest) == 1
@@ -406,18 +407,22 @@ async def test_search_explains_fuzzy_matches_and_pages(loaded: PatternStore) -> 
 
 
 async def test_page_orders_and_counts_totals(loaded: PatternStore) -> None:
-    newest, total = await loaded.page(NS, None, [("create_time", True)], 2, 0, viewer=VIEWER)
+    newest, total = await loaded.page(
+        PageQuery(NS, None, [("create_time", True)], 2, 0), viewer=VIEWER
+    )
     assert [p.id for p in newest] == ["run-4", "run-3"]
     assert total == 5
-    middle, total = await loaded.page(NS, None, [("create_time", True)], 2, 2, viewer=VIEWER)
-    last, _ = await loaded.page(NS, None, [("create_time", True)], 2, 4, viewer=VIEWER)
+    middle, total = await loaded.page(
+        PageQuery(NS, None, [("create_time", True)], 2, 2), viewer=VIEWER
+    )
+    last, _ = await loaded.page(PageQuery(NS, None, [("create_time", True)], 2, 4), viewer=VIEWER)
     assert [p.id for p in middle] == ["run-2", "run-1"]
     assert [p.id for p in last] == ["insight-1"]
     assert total == 5
-    by_id, _ = await loaded.page(NS, None, [("id", True)], 10, 0, viewer=VIEWER)
+    by_id, _ = await loaded.page(PageQuery(NS, None, [("id", True)], 10, 0), viewer=VIEWER)
     assert [p.id for p in by_id] == ["run-4", "run-3", "run-2", "run-1", "insight-1"]
     filtered, total = await loaded.page(
-        NS, where('template_id = "python_package_publish"'), [], 1, 1, viewer=VIEWER
+        PageQuery(NS, where('template_id = "python_package_publish"'), [], 1, 1), viewer=VIEWER
     )
     assert total == 3
     assert [p.id for p in filtered] == ["run-2"]
@@ -542,8 +547,8 @@ async def test_a_restart_replays_only_the_tail_and_a_lost_cache_is_rebuilt(
     redis_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Tiny batches, so replays cross many batch boundaries.
-    monkeypatch.setattr(redis_store, "LOG_BATCH", 3)
-    monkeypatch.setattr(redis_store, "FETCH_BATCH", 2)
+    monkeypatch.setattr(redis_replica, "LOG_BATCH", 3)
+    monkeypatch.setattr(redis_replica, "FETCH_BATCH", 2)
     caplog.set_level(logging.INFO, logger="attune.memory.redis")
     store = await redis_backend.open("a")
     for pattern in corpus():
@@ -871,11 +876,13 @@ async def test_sensitive_patterns_are_visible_only_to_their_owner(loaded: Patter
     ids, total = await search_ids(loaded, "package")
     assert sorted(ids) == ["run-1", "run-2", "run-4", "secret-1"]
     assert total == 4
-    newest, total = await loaded.page(NS, None, [("create_time", True)], 3, 0, viewer=VIEWER)
+    newest, total = await loaded.page(
+        PageQuery(NS, None, [("create_time", True)], 3, 0), viewer=VIEWER
+    )
     # secret-1 and run-3 were created at the same time: the id breaks the tie.
     assert [p.id for p in newest] == ["run-4", "run-3", "secret-1"]
     assert total == 6
-    rest, _ = await loaded.page(NS, None, [("create_time", True)], 3, 3, viewer=VIEWER)
+    rest, _ = await loaded.page(PageQuery(NS, None, [("create_time", True)], 3, 3), viewer=VIEWER)
     assert [p.id for p in rest] == ["run-2", "run-1", "insight-1"]
     total, groups = await loaded.count(NS, None, "template_id", viewer=VIEWER)
     assert total == 6

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import FilterError, compile_filter, matches
-from memory_service.search.index import SearchIndex
+from memory_service.search.index import PageQuery, ReadQuery, SearchIndex
 from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 
@@ -58,7 +58,7 @@ def test_a_literal_is_valid_unicode_or_the_filter_is_refused(
         condition = compile_filter(text, PATTERN_SCHEMA)
     except FilterError:
         return  # Refused for another reason (a comparison the field does not take).
-    patterns, total = INDEX.page("ns", condition, [("id", False)], 10, 0)
+    patterns, total = INDEX.page(PageQuery("ns", condition, [("id", False)], 10, 0))
     expected = matches(condition, pattern_record(PATTERN), PATTERN_SCHEMA) if condition else True
     assert (total == 1) is expected
     assert [p.id for p in patterns] == (["p"] if expected else [])
@@ -66,7 +66,7 @@ def test_a_literal_is_valid_unicode_or_the_filter_is_refused(
 
 def test_a_surrogate_pair_is_one_character_and_matches() -> None:
     condition = compile_filter('content = "x\\ud83d\\ude00"', PATTERN_SCHEMA)
-    assert INDEX.page("ns", condition, [("id", False)], 10, 0)[1] == 1
+    assert INDEX.page(PageQuery("ns", condition, [("id", False)], 10, 0))[1] == 1
 
 
 QUERY_WORDS = st.sampled_from(
@@ -103,4 +103,4 @@ def test_a_planned_search_runs_on_the_index_or_is_refused(
         plan = plan_search(query, filter_text, True, vocabulary, datetime.now(UTC))
     except PlanError:
         return  # Nothing searchable in the query: refused with a field, never an error.
-    INDEX.search("ns", plan.terms, plan.condition, 10, 0)
+    INDEX.search(ReadQuery("ns", plan.terms, plan.condition, 10))

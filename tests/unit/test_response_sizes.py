@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attune.memory.v1 import memory_pb2
-from memory_service.search.index import UnreadablePatternError
+from memory_service.search.index import PageQuery, ReadQuery, UnreadablePatternError
 from memory_service.search.query import parse_query
 from memory_service.security.crypto import Keyring
 from memory_service.servicekit.paging import ITEM_OVERHEAD, fit_page, next_offset
@@ -57,14 +57,16 @@ def damaged() -> SecureIndex:
 
 
 def test_reads_leave_a_damaged_record_out(damaged: SecureIndex) -> None:
-    listed, total = damaged.page("ns", None, [("id", False)], 10, 0, viewer="u")
+    listed, total = damaged.page(PageQuery("ns", None, [("id", False)], 10, 0), viewer="u")
     assert [p.id for p in listed] == ["a", "c"]
     assert total == 3  # Still counted: it is there, only unreadable.
-    hits, _ = damaged.search("ns", parse_query("coverage"), None, 10, 0, viewer="u")
+    hits, _ = damaged.search(ReadQuery("ns", parse_query("coverage"), None, 10), viewer="u")
     assert sorted(hit.pattern.id for hit in hits) == ["a", "c"]
     assert sorted(damaged.get_many("ns", ["a", "b", "c"], viewer="u")) == ["a", "c"]
     # Fuzzy correction builds its vocabulary without it.
-    fuzzy, _ = damaged.search("ns", parse_query("coverag"), None, 10, 0, explain=True, viewer="u")
+    fuzzy, _ = damaged.search(
+        ReadQuery("ns", parse_query("coverag"), None, 10, explain=True), viewer="u"
+    )
     assert sorted(hit.pattern.id for hit in fuzzy) == ["a", "c"]
     assert fuzzy[0].fuzzy_expansions == ("coverag->coverage",)
 

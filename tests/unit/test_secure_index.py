@@ -25,7 +25,7 @@ from memory_service.search.filter import (
     compile_filter,
     matches,
 )
-from memory_service.search.index import Recency, SearchIndex
+from memory_service.search.index import PageQuery, ReadQuery, Recency, SearchIndex
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
@@ -128,12 +128,12 @@ def searched(
 ) -> tuple[list[str], int]:
     node = compile_filter(condition, PATTERN_SCHEMA) if condition else None
     terms = parse_query(query) if query else []
-    hits, total = index.search(NS, terms, node, 50, 0, viewer=viewer)
+    hits, total = index.search(ReadQuery(NS, terms, node, 50), viewer=viewer)
     return [hit.pattern.id for hit in hits], total
 
 
 def paged(index: SecureIndex, viewer: str) -> list[str]:
-    return [p.id for p in index.page(NS, None, [("id", False)], 50, 0, viewer=viewer)[0]]
+    return [p.id for p in index.page(PageQuery(NS, None, [("id", False)], 50, 0), viewer=viewer)[0]]
 
 
 # --- visibility ------------------------------------------------------------------------
@@ -175,9 +175,9 @@ def test_sensitive_patterns_are_read_only_by_their_owner(mixed: SecureIndex) -> 
 
 
 def test_fuzzy_corrections_never_suggest_another_owners_words(mixed: SecureIndex) -> None:
-    hits, _ = mixed.search(NS, parse_query("ledgr"), None, 10, 0, viewer="eve")
+    hits, _ = mixed.search(ReadQuery(NS, parse_query("ledgr"), None, 10), viewer="eve")
     assert hits == []
-    hits, _ = mixed.search(NS, parse_query("ledgr"), None, 10, 0, viewer="bob")
+    hits, _ = mixed.search(ReadQuery(NS, parse_query("ledgr"), None, 10), viewer="bob")
     assert [hit.pattern.id for hit in hits] == ["b-secret"]
     assert hits[0].fuzzy_expansions == ("ledgr->ledger",)
 
@@ -213,17 +213,20 @@ def test_writes_see_only_the_writers_own_and_the_shared_version(mixed: SecureInd
 
 
 def test_merged_pages_follow_the_order_and_never_overlap(mixed: SecureIndex) -> None:
-    whole, total = mixed.page(NS, None, [("create_time", True)], 50, 0, viewer="alice")
+    whole, total = mixed.page(PageQuery(NS, None, [("create_time", True)], 50, 0), viewer="alice")
     assert [p.id for p in whole] == ["shared-2", "a-other", "a-secret", "shared-1"]
     assert total == 4
-    pages = [mixed.page(NS, None, [("create_time", True)], 1, n, viewer="alice") for n in range(4)]
+    pages = [
+        mixed.page(PageQuery(NS, None, [("create_time", True)], 1, n), viewer="alice")
+        for n in range(4)
+    ]
     assert [p.id for chunk, _ in pages for p in chunk] == [p.id for p in whole]
     assert all(page_total == 4 for _, page_total in pages)
-    by_id, _ = mixed.page(NS, None, [("id", True)], 50, 0, viewer="alice")
+    by_id, _ = mixed.page(PageQuery(NS, None, [("id", True)], 50, 0), viewer="alice")
     assert [p.id for p in by_id] == ["shared-2", "shared-1", "a-secret", "a-other"]
     # Equal create times: the id decides, as in one index.
     put(mixed, pattern("a-tie", "tie", owner="alice", sensitive=True, hours=5))
-    tied, _ = mixed.page(NS, None, [("create_time", True)], 2, 0, viewer="alice")
+    tied, _ = mixed.page(PageQuery(NS, None, [("create_time", True)], 2, 0), viewer="alice")
     assert [p.id for p in tied] == ["a-tie", "shared-2"]
 
 
@@ -231,12 +234,18 @@ def test_merged_search_ranks_by_score_then_newest(mixed: SecureIndex) -> None:
     # Without terms: newest first across both halves, and pages that tile.
     assert searched(mixed, "", "alice") == (["shared-2", "a-other", "a-secret", "shared-1"], 4)
     recency = Recency(half_life_seconds=3600, now_us=T0)
-    hits, total = mixed.search(NS, parse_query("zinnia"), None, 10, 0, recency, viewer="alice")
+    hits, total = mixed.search(
+        ReadQuery(NS, parse_query("zinnia"), None, 10, 0, recency), viewer="alice"
+    )
     assert total == 2
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
     assert [hit.pattern.id for hit in hits] == ["a-secret", "shared-1"]  # Newer, so decays less.
-    first, _ = mixed.search(NS, parse_query("zinnia"), None, 1, 0, recency, viewer="alice")
-    second, _ = mixed.search(NS, parse_query("zinnia"), None, 1, 1, recency, viewer="alice")
+    first, _ = mixed.search(
+        ReadQuery(NS, parse_query("zinnia"), None, 1, 0, recency), viewer="alice"
+    )
+    second, _ = mixed.search(
+        ReadQuery(NS, parse_query("zinnia"), None, 1, 1, recency), viewer="alice"
+    )
     assert [hit.pattern.id for hit in first + second] == ["a-secret", "shared-1"]
     # Filters apply to both halves.
     assert searched(mixed, "", "alice", 'create_time >= "2025-12-28T00:00:00Z"') == (
@@ -507,7 +516,7 @@ def test_a_search_index_file_from_before_retention_gains_the_column(tmp_path: Pa
         index = SearchIndex(connection, Clock())
         index.put(NS, pattern("p-1", "x", expire_us=T0 - 1), "d")
         index.put(NS, pattern("p-2", "x"), "d")
-        assert [p.id for p in index.page(NS, None, [], 10, 0)[0]] == ["p-2"]
+        assert [p.id for p in index.page(PageQuery(NS, None, [], 10, 0))[0]] == ["p-2"]
     finally:
         connection.close()
 
@@ -593,14 +602,16 @@ def test_every_read_shows_only_the_namespaces_live_visible_patterns(
             assert len(set(keys)) == len(keys)  # Each version once.
             return set(keys)
 
-        listed, total = index.page(namespace, condition, [("id", False)], 50, 0, viewer=viewer)
+        listed, total = index.page(
+            PageQuery(namespace, condition, [("id", False)], 50, 0), viewer=viewer
+        )
         assert (check(listed), total) == (passing, len(passing))
-        hits, total = index.search(namespace, [], condition, 50, 0, viewer=viewer)
+        hits, total = index.search(ReadQuery(namespace, [], condition, 50), viewer=viewer)
         assert (check([hit.pattern for hit in hits]), total) == (passing, len(passing))
         if query:
             for where in (condition, None):
                 hits, total = index.search(
-                    namespace, parse_query(query), where, 50, 0, viewer=viewer
+                    ReadQuery(namespace, parse_query(query), where, 50), viewer=viewer
                 )
                 assert check([hit.pattern for hit in hits]) <= (passing if where else visible)
                 assert total == len(hits)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import compile_filter, matches
-from memory_service.search.index import SearchIndex
+from memory_service.search.index import PageQuery, SearchIndex
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record, record_json
 from tests.unit.test_sql_filter import COMPILERS, database
 
@@ -73,7 +73,9 @@ def test_a_fraction_before_1970_matches_its_own_pattern() -> None:
         ('create_time >= "1969-12-31T23:59:59.500001Z"', ["epoch"]),
         ('create_time > "1969-12-31T23:59:59Z"', ["epoch", "half"]),
     ]:
-        patterns, _ = index.page("ns", compile_filter(text, PATTERN_SCHEMA), [("id", False)], 10, 0)
+        patterns, _ = index.page(
+            PageQuery("ns", compile_filter(text, PATTERN_SCHEMA), [("id", False)], 10, 0)
+        )
         assert [p.id for p in patterns] == expected, text
 
 
@@ -110,6 +112,6 @@ def test_sql_and_python_agree_on_any_timestamp(
     index = SearchIndex(sqlite3.connect(":memory:"))
     for row in rows:
         index.put("ns", row, row.id)
-    patterns, total = index.page("ns", condition, [("id", False)], 10, 0)
+    patterns, total = index.page(PageQuery("ns", condition, [("id", False)], 10, 0))
     assert {int(p.id[1:]) for p in patterns} == expected
     assert total == len(expected)
