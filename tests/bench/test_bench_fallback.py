@@ -41,9 +41,9 @@ from executor_service.engine import TeamExecution
 from executor_service.forms import resolve_answers, to_form_value
 from executor_service.local_index import LocalIndex, Opened
 from executor_service.patterns import run_to_pattern
+from executor_service.rpc.running import describe_config
 from executor_service.run_store import RUN_ID_PATTERN, RunStore, new_run_id
 from executor_service.runners.simulated import SimulatedRunner
-from executor_service.servicer import describe_config
 from executor_service.templates.catalog import Catalog, load_builtin
 from executor_service.visibility import ANONYMOUS_VIEWER
 from memory_service.search.documents import searchable_text

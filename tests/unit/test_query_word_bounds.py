@@ -10,7 +10,7 @@ import pytest
 from attune.memory.v1 import memory_pb2
 from executor_service.forms import to_form_value
 from memory_service.patterns import MAX_FORM_KEY_LENGTH, MAX_FORM_RESPONSES, store_violations
-from memory_service.search import index as search_index
+from memory_service.search import query_words
 from memory_service.search.index import SearchIndex
 
 NS = "team-a"
@@ -43,7 +43,7 @@ def test_a_question_id_out_of_bounds_is_refused(key: str) -> None:
 def test_query_words_keep_the_most_common_within_the_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(search_index, "MAX_QUERY_WORDS", 50)
+    monkeypatch.setattr(query_words, "MAX_QUERY_WORDS", 50)
     connection = sqlite3.connect(":memory:")
     try:
         index = SearchIndex(connection, lambda: NOW)

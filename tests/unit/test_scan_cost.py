@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from attune.memory.v1 import memory_pb2
 from memory_service.patterns import MAX_CONTENT_BYTES
-from memory_service.security import pii, secrets
+from memory_service.security import pii, secret_detectors, secrets
 from memory_service.security.identity import Principal, Role
 from memory_service.servicekit.errors import ServiceError
 from memory_service.write_pipeline import Retention, secure
@@ -37,7 +37,7 @@ _URL_PIECES += [" ", "\n", "x9Qz", "auth", "sig="]
 @given(st.lists(st.sampled_from(_URL_PIECES), max_size=16).map("".join))
 def test_the_linear_parameter_rule_finds_what_the_regex_found(url: str) -> None:
     expected = [match.span(1) for match in _OLD_SECRET_PARAM.finditer(url)]
-    assert list(secrets._secret_params(url)) == expected
+    assert list(secret_detectors.secret_params(url)) == expected
 
 
 # Each at the largest content a pattern may have; the first took about 100 s before.

@@ -32,7 +32,7 @@ from phonenumbers import phonemetadata, phonenumbermatcher, phonenumberutil
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from memory_service.security import classify, pii, secrets
+from memory_service.security import classify, pii, secret_detectors, secret_screen, secrets
 from tests.corpus.generate import corpus
 
 B62 = string.ascii_letters + string.digits
@@ -402,26 +402,26 @@ def test_classify_answers_what_the_full_classify_answers(
 # spaces and any case included) passes that detector's gate.
 
 
-@pytest.mark.parametrize("detector", secrets._DETECTORS, ids=lambda d: d.kind)
+@pytest.mark.parametrize("detector", secret_detectors.DETECTORS, ids=lambda d: d.kind)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_a_text_a_detector_matches_passes_its_screen(
-    detector: secrets._Detector, data: st.DataObject
+    detector: secret_detectors.Detector, data: st.DataObject
 ) -> None:
     text = data.draw(st.from_regex(detector.regex))
     # `_aws_secret` also wants an AWS word near the value or in its key.
     key = "aws" if detector.kind == "aws_secret_key" else ""
-    screen = secrets._screen(secrets._utf8(text), secrets._utf8(key))
+    screen = secret_screen.screen_bytes(secret_screen.utf8(text), secret_screen.utf8(key))
     assert screen is not None
     assert detector in screen.detectors
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.from_regex(secrets._TOKEN), st.text(max_size=5), st.text(max_size=5))
+@given(st.from_regex(secret_detectors.TOKEN), st.text(max_size=5), st.text(max_size=5))
 def test_a_random_token_passes_the_entropy_screen(token: str, before: str, after: str) -> None:
     text = before + token + after
     if any(True for _ in secrets._entropy_spans(text, secrets._Claims())):
-        screen = secrets._screen(secrets._utf8(text))
+        screen = secret_screen.screen_bytes(secret_screen.utf8(text))
         assert screen is not None
         assert screen.entropy
 
@@ -579,7 +579,7 @@ def test_only_four_non_ascii_characters_match_ascii_letters_ignoring_case() -> N
     found = set(re.findall(r"(?i)[a-z]", everything))
     assert found == {"\u0130", "\u0131", "\u017f", "\u212a"}
     assert classify._fold("".join(sorted(found))) == "iisk"
-    assert secrets._fold("".join(sorted(found)).encode()) == b"iisk"
+    assert secret_screen._fold("".join(sorted(found)).encode()) == b"iisk"
 
 
 def test_detect_secrets_regexes_are_the_ones_the_prefilter_was_written_for() -> None:

@@ -26,7 +26,8 @@ from rapidfuzz.distance import Levenshtein
 from attune.memory.v1 import memory_pb2
 from memory_service.patterns import fingerprint
 from memory_service.search import planning
-from memory_service.search.index import MAX_CORRECTED_TERMS, SearchIndex
+from memory_service.search.fuzzy import MAX_CORRECTED_TERMS
+from memory_service.search.index import SearchIndex
 from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.query import MAX_QUERY_LENGTH, parse_query
 from memory_service.search.understanding import Vocabulary, understand
@@ -128,10 +129,10 @@ def test_corrections_are_those_of_trying_every_word(
     index.put("ns", memory_pb2.Pattern(id="late", content=" ".join(typed[1:])), "f")
     for number in range(min(removed, len(texts))):
         index.delete("ns", f"p{number}")
-    vocabulary = index._vocabulary_words("ns")
+    vocabulary = index._fuzzy.words("ns")
     for word in typed:
         if word not in vocabulary:
-            assert index._corrections("ns", word) == _reference_corrections(vocabulary, word)
+            assert index._fuzzy.corrections("ns", word) == _reference_corrections(vocabulary, word)
 
 
 def test_correcting_a_long_query_against_a_huge_vocabulary_is_bounded() -> None:

@@ -1,0 +1,1 @@
+"""The ExecutorService RPCs, one module per job; executor_service.servicer joins them."""

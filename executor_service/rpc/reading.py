@@ -1,0 +1,122 @@
+"""GetRun and ListRuns: the caller's runs, read from the run files, as they may see them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import grpc
+
+from attune.executor.v1 import executor_pb2
+from executor_service.gate import gated
+from executor_service.patterns import run_owner
+from executor_service.rpc.base import MAX_PAGE_BYTES, Context, RpcBase
+from executor_service.run_privacy import served_run
+from executor_service.run_query import RUN_SCHEMA, run_record
+from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError
+from executor_service.visibility import Viewer, is_sensitive_run
+from executor_service.workflow_run import IN_PROGRESS
+from memory_service.search.filter import FilterError, compile_filter, matches
+from memory_service.security.audit import AuditAction
+from memory_service.security.identity import Action, Principal
+from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
+from memory_service.servicekit.paging import decode_cursor, encode_cursor, page_bounds
+
+
+def _run_read(
+    request: executor_pb2.GetRunRequest, response: executor_pb2.GetRunResponse
+) -> tuple[Sequence[str], int]:
+    return (response.run.run_id,), 1
+
+
+def _runs_listed(
+    request: executor_pb2.ListRunsRequest, response: executor_pb2.ListRunsResponse
+) -> tuple[Sequence[str], int]:
+    return [run.run_id for run in response.runs], len(response.runs)
+
+
+class ReadingRpcs(RpcBase):
+    """Reads runs one at a time or a page at a time."""
+
+    @gated(AuditAction.GET, Action.READ, _run_read)
+    async def GetRun(
+        self, request: executor_pb2.GetRunRequest, context: Context, principal: Principal
+    ) -> executor_pb2.GetRunResponse:
+        if not request.run_id:
+            raise invalid_argument([("run_id", "required")])
+        if not RUN_ID_PATTERN.fullmatch(request.run_id):
+            raise invalid_argument(
+                [("run_id", "not a run id (UTC date-time, then a ULID: 20260117-052959-01kf...)")]
+            )
+        # Another owner's SENSITIVE run answers exactly as an unknown id:
+        # its existence is not the caller's to learn.
+        viewer = Viewer.of(principal)
+        if (in_progress := IN_PROGRESS.get(request.run_id)) is not None:
+            snapshot = in_progress.snapshot()
+            if not viewer.sees(run_owner(snapshot)) and await asyncio.to_thread(
+                is_sensitive_run, snapshot, self._catalog.get(snapshot.template_id)
+            ):
+                raise not_found("run", request.run_id)
+            served = await asyncio.to_thread(served_run, snapshot)
+            return executor_pb2.GetRunResponse(run=served)
+        if not self._local_index.visible(request.run_id, viewer):
+            raise not_found("run", request.run_id)
+        try:
+            run = await asyncio.to_thread(self._runs.load, request.run_id)
+        except CorruptRunError as error:
+            raise ServiceError(grpc.StatusCode.DATA_LOSS, str(error)) from None
+        if run is None:
+            raise not_found("run", request.run_id)
+        outbox = self._deliverer.outbox
+        if outbox.is_queued(run.run_id):
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_QUEUED
+        elif await asyncio.to_thread(outbox.is_rejected, run.run_id):
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_REJECTED
+        else:
+            run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_STORED
+        return executor_pb2.GetRunResponse(run=run)
+
+    @gated(AuditAction.LIST, Action.READ, _runs_listed)
+    async def ListRuns(
+        self, request: executor_pb2.ListRunsRequest, context: Context, principal: Principal
+    ) -> executor_pb2.ListRunsResponse:
+        try:
+            condition = compile_filter(request.filter, RUN_SCHEMA)
+        except FilterError as error:
+            raise invalid_argument([("filter", str(error))]) from None
+        size = page_bounds(request.page_size, 50, 500)
+        scope = f"runs:{request.filter}"
+        # Keyset paging on the run id: runs finishing meanwhile never shift a
+        # page, and runs the caller may not see are skipped like non-matches.
+        after = decode_cursor(request.page_token, scope)
+        viewer = Viewer.of(principal)
+
+        def page() -> tuple[list[executor_pb2.Run], bool]:
+            # The filter is applied before paging, so no match is skipped.
+            found: list[executor_pb2.Run] = []
+            room = MAX_PAGE_BYTES
+            for run_id in self._runs.run_ids():
+                if after and run_id >= after:
+                    continue
+                if not self._local_index.visible(run_id, viewer) or _being_indexed(run_id, viewer):
+                    continue
+                run = self._runs.readable(run_id)
+                if run is None or not matches(condition, run_record(run), RUN_SCHEMA):
+                    continue
+                room -= run.ByteSize()
+                if len(found) == size or (found and room < 0):
+                    return found, True
+                found.append(run)
+            return found, False
+
+        runs, more = await asyncio.to_thread(page)
+        token = encode_cursor(runs[-1].run_id, scope) if more else ""
+        return executor_pb2.ListRunsResponse(runs=runs, next_page_token=token)
+
+
+def _being_indexed(run_id: str, viewer: Viewer) -> bool:
+    """Whether the run is on disk but maybe not in the local index yet (it is
+    in progress until indexed) and started by someone else: left out of a
+    list for that moment rather than shown unclassified. Any thread."""
+    in_progress = IN_PROGRESS.get(run_id)
+    return in_progress is not None and not viewer.sees(run_owner(in_progress.run))

@@ -1,0 +1,133 @@
+"""SearchPatterns: a query planned, ranked by keyword or meaning, and paged
+within the response budget."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from attune.memory.v1 import memory_pb2
+from memory_service.audited import guarded
+from memory_service.patterns import namespace_violations
+from memory_service.rpc.base import Context, RpcBase, message_size
+from memory_service.search.index import Hit, ReadQuery, Recency
+from memory_service.search.planning import PlanError, plan_search, size_violations
+from memory_service.security.audit import AuditAction
+from memory_service.security.identity import Action, Principal
+from memory_service.semantic import Ranked
+from memory_service.servicekit.errors import invalid_argument
+from memory_service.servicekit.paging import decode_token, encode_token, fit_page, next_offset
+from memory_service.sizes import RESPONSE_BUDGET
+
+DEFAULT_SEARCH_PAGE = 10
+MAX_SEARCH_PAGE = 100
+DEFAULT_HALF_LIFE = 30 * 24 * 3600.0
+
+
+def _result(hit: Hit, explain: bool) -> memory_pb2.SearchResult:
+    hit.pattern.ClearField("embedding")  # Internal to search.
+    result = memory_pb2.SearchResult(pattern=hit.pattern, score=hit.score)
+    if explain:
+        result.explanation.CopyFrom(
+            memory_pb2.ScoreExplanation(
+                keyword_score=hit.keyword_score,
+                recency_factor=hit.recency_factor,
+                matched_terms=hit.matched_terms,
+                fuzzy_expansions=hit.fuzzy_expansions,
+            )
+        )
+    return result
+
+
+class PatternSearchRpcs(RpcBase):
+    """Searches patterns."""
+
+    @guarded(
+        AuditAction.SEARCH,
+        Action.READ,
+        lambda q, r: ([x.pattern.id for x in r.results], len(r.results)),
+    )
+    async def SearchPatterns(
+        self, request: memory_pb2.SearchPatternsRequest, context: Context, principal: Principal
+    ) -> memory_pb2.SearchPatternsResponse:
+        violations = namespace_violations(request.namespace)
+        if not 0 <= request.page_size <= MAX_SEARCH_PAGE:
+            violations.append(("page_size", f"must be between 0 and {MAX_SEARCH_PAGE}"))
+        # Sizes first: nothing reads the query or filter before they are bounded.
+        violations += size_violations(request.query, request.filter)
+        if violations:
+            raise invalid_argument(violations)
+        vocabulary = await self._store.query_vocabulary(request.namespace, viewer=principal.user_id)
+        try:
+            plan = plan_search(
+                request.query,
+                request.filter,
+                not request.disable_query_understanding,
+                vocabulary,
+                datetime.now(UTC),
+            )
+        except PlanError as error:
+            raise invalid_argument(error.violations) from None
+        size = request.page_size or DEFAULT_SEARCH_PAGE
+        token_scope = "|".join(
+            (request.namespace, plan.applied_query, plan.applied_filter, str(request.mode))
+        )
+        offset = decode_token(request.page_token, token_scope)
+        recency = None
+        if request.recency.enabled:
+            half_life = request.recency.half_life.ToNanoseconds() / 1e9 or DEFAULT_HALF_LIFE
+            if half_life <= 0:
+                raise invalid_argument([("recency.half_life", "must be positive")])
+            recency = Recency(half_life)
+        if request.mode not in memory_pb2.SearchMode.values():
+            raise invalid_argument([("mode", f"{request.mode} is not a defined value")])
+        semantic_wanted = request.mode in (
+            memory_pb2.SEARCH_MODE_SEMANTIC,
+            memory_pb2.SEARCH_MODE_HYBRID,
+        )
+        fallback = "no embeddings provider is configured; ranked by keyword"
+        if semantic_wanted and self._semantic is not None:
+            hybrid = request.mode == memory_pb2.SEARCH_MODE_HYBRID
+            ranked = await self._semantic.rank(
+                self._store, request.namespace, plan, hybrid, size, offset, principal.user_id
+            )
+            if isinstance(ranked, Ranked):
+                results, cut = fit_page(ranked.results, message_size, _result_id, RESPONSE_BUDGET)
+                after = next_offset(offset, size, cut)
+                return memory_pb2.SearchPatternsResponse(
+                    results=results,
+                    applied_filter=plan.applied_filter,
+                    applied_query=plan.applied_query,
+                    effective_mode=request.mode,
+                    total_size=ranked.total,
+                    next_page_token=encode_token(after, token_scope)
+                    if after < ranked.total
+                    else "",
+                )
+            fallback = ranked
+        query = ReadQuery(
+            request.namespace, plan.terms, plan.condition, size, offset, recency, request.explain
+        )
+        hits, total = await self._store.search(query, viewer=principal.user_id)
+        # A page stays within what a client can receive (see sizes.py).
+        results, cut = fit_page(
+            [_result(hit, request.explain) for hit in hits],
+            message_size,
+            _result_id,
+            RESPONSE_BUDGET,
+        )
+        after = next_offset(offset, size, cut)
+        response = memory_pb2.SearchPatternsResponse(
+            results=results,
+            applied_filter=plan.applied_filter,
+            applied_query=plan.applied_query,
+            effective_mode=memory_pb2.SEARCH_MODE_KEYWORD,
+            total_size=total,
+            next_page_token=encode_token(after, token_scope) if after < total else "",
+        )
+        if semantic_wanted:
+            response.mode_fallback_reason = fallback
+        return response
+
+
+def _result_id(result: memory_pb2.SearchResult) -> str:
+    return result.pattern.id
