@@ -114,11 +114,11 @@ bench: $(VENV_STAMP) ## Run the benchmarks in tests/bench (not part of `make tes
 
 .PHONY: run
 run: $(VENV_STAMP) ## Start both services on the embedded store, drive them with a demo client, stop them.
-	$(PY) -m executor_service.demo
+	$(PY) -m executor_service.dev.demo
 
 .PHONY: serve
 serve: $(VENV_STAMP) ## Serve both services in the foreground (executor :50051, memory :50052) until Ctrl-C.
-	$(PY) -m executor_service.devstack
+	$(PY) -m executor_service.dev.stack
 
 .PHONY: clean
 clean: ## Remove environments, caches and local data.

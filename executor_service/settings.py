@@ -8,15 +8,15 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from executor_service.run_policy import (
+from executor_service.runs.policy import (
     DEFAULT_RUNNERS,
     DEFAULT_STRATEGIES,
     RUNNER_CHOICES,
     STRATEGY_CHOICES,
     checked_allowances,
 )
+from memory_service.access.settings import AccessSettings
 from memory_service.patterns import NAMESPACE_PATTERN
-from memory_service.security.access_settings import AccessSettings
 from memory_service.security.identity import bearer_token
 from memory_service.servicekit.errors import ServiceError
 from memory_service.servicekit.secret_settings import resolve_secret

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from memory_service.security.access_settings import AccessSettings
+from memory_service.access.settings import AccessSettings
 from memory_service.servicekit.settings import ServerSettings
 from memory_service.sizes import DEFAULT_MAX_PATTERN_BYTES, MAX_PATTERN_BYTES_LIMIT
 

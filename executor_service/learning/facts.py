@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from attune.executor.v1 import executor_pb2
-from executor_service.convert import RUNNER_NAMES, tier_name
-from executor_service.forms import from_form_value
+from executor_service.convert.enums import RUNNER_NAMES, tier_name
+from executor_service.runs.forms import from_form_value
 from executor_service.templates.models import Answer, Tier
 
 

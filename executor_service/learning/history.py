@@ -15,7 +15,7 @@ from dataclasses import replace
 from attune.executor.v1 import executor_pb2
 from executor_service.learning.facts import RunFact, run_fact
 from executor_service.learning.tally import RoleTiers, add_runs
-from executor_service.run_store import RunStore
+from executor_service.runs.store import RunStore
 
 
 class RunHistory:

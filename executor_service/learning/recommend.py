@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from executor_service.composition import learned_ladder
 from executor_service.learning.stats import Proportion
 from executor_service.learning.tally import Tally
+from executor_service.runs.composition import learned_ladder
 from executor_service.templates.models import TIER_LADDERS, Tier, TierStrategy
 
 # Cheapest first: the order of the Tier enum.

@@ -10,8 +10,8 @@ from google.protobuf import timestamp_pb2
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from executor_service.forms import Violation, resolve_answers
 from executor_service.learning.analytics import Window
+from executor_service.runs.forms import Violation, resolve_answers
 from executor_service.templates.models import Answer, Template
 from memory_service.servicekit.errors import invalid_argument
 

@@ -23,11 +23,9 @@ import grpc
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.composition import PlannedAgent
-from executor_service.forms import from_form_value
+from executor_service.convert.learning import analytics_to_proto
 from executor_service.learning.analytics import analyse
 from executor_service.learning.history import RunHistory
-from executor_service.learning.protos import analytics_to_proto
 from executor_service.learning.recommend import Policy, TierChoice, recommend_tier
 from executor_service.learning.requests import analytics_window
 from executor_service.learning.suggest import (
@@ -37,13 +35,15 @@ from executor_service.learning.suggest import (
     similarity,
 )
 from executor_service.learning.tally import role_tallies
-from executor_service.local_index import LocalIndex
-from executor_service.memory_client import UNREACHABLE_CODES, MemoryClient
-from executor_service.run_store import RunStore
+from executor_service.memory.client import UNREACHABLE_CODES, MemoryClient
+from executor_service.memory.local_index import LocalIndex
+from executor_service.runs.composition import PlannedAgent
+from executor_service.runs.forms import from_form_value
+from executor_service.runs.store import RunStore
+from executor_service.runs.visibility import Viewer
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Answer, Template
-from executor_service.visibility import Viewer
 from memory_service.search.filter import compile_filter
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.identity import Principal

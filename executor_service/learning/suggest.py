@@ -6,9 +6,9 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from executor_service.forms import answer_problem, to_form_value
 from executor_service.learning.facts import RunFact
 from executor_service.learning.stats import Proportion
+from executor_service.runs.forms import answer_problem, to_form_value
 from executor_service.templates.models import Answer, QuestionType, Template
 
 SESSION = "session"

@@ -1,1 +1,1 @@
-"""The ExecutorService RPCs, one module per job; executor_service.servicer joins them."""
+"""The ExecutorService RPCs, one module per job; executor_service.rpc.servicer joins them."""

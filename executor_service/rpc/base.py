@@ -10,22 +10,22 @@ from typing import Any
 import grpc
 
 from attune.common.v1 import common_pb2
-from executor_service.composition import PlannedAgent
-from executor_service.convert import RUNNER_NAMES
-from executor_service.delivery import PatternDeliverer
+from executor_service.convert.enums import RUNNER_NAMES
 from executor_service.learning.service import Learner
-from executor_service.local_index import LocalIndex
-from executor_service.memory_client import MAX_SESSION_ID, MemoryClient
-from executor_service.run_admission import RunAdmission
-from executor_service.run_policy import RunPolicy
-from executor_service.run_store import RunStore
+from executor_service.memory.client import MAX_SESSION_ID, MemoryClient
+from executor_service.memory.delivery import PatternDeliverer
+from executor_service.memory.local_index import LocalIndex
 from executor_service.runners.factory import Runners, resolve_runner_name
+from executor_service.runs.admission import RunAdmission
+from executor_service.runs.composition import PlannedAgent
+from executor_service.runs.policy import RunPolicy
+from executor_service.runs.spend_limit import SpendLimit
+from executor_service.runs.store import RunStore
 from executor_service.settings import ExecutorSettings
-from executor_service.spend_limit import SpendLimit
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Template
-from memory_service.audit_buffer import BufferedAudit
-from memory_service.denials import DenialLimiter
+from memory_service.access.audit_buffer import BufferedAudit
+from memory_service.access.denials import DenialLimiter
 from memory_service.security.identity import Authenticator, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 

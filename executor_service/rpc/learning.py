@@ -5,15 +5,15 @@ from __future__ import annotations
 import grpc
 
 from attune.executor.v1 import executor_pb2
-from executor_service.composition import compose_team
-from executor_service.gate import gated
-from executor_service.learning.protos import choice_to_proto, suggestion_to_proto
+from executor_service.convert.learning import choice_to_proto, suggestion_to_proto
 from executor_service.learning.requests import partial_answers
-from executor_service.memory_client import CREDENTIAL_CODES
+from executor_service.memory.client import CREDENTIAL_CODES
 from executor_service.rpc.base import Context, RpcBase, acting_for, check_session_id, refused
+from executor_service.rpc.gate import gated
 from executor_service.rpc.searching import run_hit
 from executor_service.runners.factory import resolve_runner_name
-from memory_service.security.audit import AuditAction
+from executor_service.runs.composition import compose_team
+from memory_service.access.audit import AuditAction
 from memory_service.security.identity import Action, Principal
 from memory_service.servicekit.errors import ServiceError
 

@@ -8,16 +8,16 @@ from collections.abc import Sequence
 import grpc
 
 from attune.executor.v1 import executor_pb2
-from executor_service.gate import gated
-from executor_service.patterns import run_owner
 from executor_service.rpc.base import MAX_PAGE_BYTES, Context, RpcBase
-from executor_service.run_privacy import served_run
-from executor_service.run_query import RUN_SCHEMA, run_record
-from executor_service.run_store import RUN_ID_PATTERN, CorruptRunError
-from executor_service.visibility import Viewer, is_sensitive_run
-from executor_service.workflow_run import IN_PROGRESS
+from executor_service.rpc.gate import gated
+from executor_service.runs.as_pattern import run_owner
+from executor_service.runs.privacy import served_run
+from executor_service.runs.query import RUN_SCHEMA, run_record
+from executor_service.runs.store import RUN_ID_PATTERN, CorruptRunError
+from executor_service.runs.visibility import Viewer, is_sensitive_run
+from executor_service.runs.workflow_run import IN_PROGRESS
+from memory_service.access.audit import AuditAction
 from memory_service.search.filter import FilterError, compile_filter, matches
-from memory_service.security.audit import AuditAction
 from memory_service.security.identity import Action, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import decode_cursor, encode_cursor, page_bounds

@@ -16,29 +16,29 @@ from google.protobuf.message import Message
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from executor_service.answer_secrets import secret_error_info, secret_violations
-from executor_service.composition import PlannedAgent, compose_team
-from executor_service.convert import (
+from executor_service.convert.enums import (
     RUNNER_FROM_NAME,
     RUNNER_NAMES,
     STRATEGY_FROM_PROTO,
     TIER_TO_PROTO,
 )
-from executor_service.engine import strategy_to_proto
-from executor_service.estimate import estimate_cost
-from executor_service.forms import from_form_value, resolve_answers, to_form_value
-from executor_service.gate import gated, gated_stream
-from executor_service.memory_client import caller_authorization
-from executor_service.patterns import run_to_pattern
+from executor_service.memory.client import caller_authorization
 from executor_service.rpc.base import Context, RpcBase, acting_for, check_session_id
-from executor_service.run_admission import Lease, caller_key, check_free_disk
-from executor_service.run_privacy import served_run
-from executor_service.run_store import new_run_id
+from executor_service.rpc.gate import gated, gated_stream
 from executor_service.runners.base import Runner
 from executor_service.runners.factory import RunnerConfigError, resolve_runner_name
+from executor_service.runs.admission import Lease, caller_key, check_free_disk
+from executor_service.runs.answer_secrets import secret_error_info, secret_violations
+from executor_service.runs.as_pattern import run_to_pattern
+from executor_service.runs.composition import PlannedAgent, compose_team
+from executor_service.runs.engine import strategy_to_proto
+from executor_service.runs.estimate import estimate_cost
+from executor_service.runs.forms import from_form_value, resolve_answers, to_form_value
+from executor_service.runs.privacy import served_run
+from executor_service.runs.store import new_run_id
+from executor_service.runs.workflow_run import WorkflowRun
 from executor_service.templates.models import Template, TierStrategy
-from executor_service.workflow_run import WorkflowRun
-from memory_service.security.audit import AuditAction
+from memory_service.access.audit import AuditAction
 from memory_service.security.identity import Action, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument
 

@@ -10,13 +10,13 @@ import grpc
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.breaker import BreakerOpenError
-from executor_service.gate import gated
-from executor_service.memory_client import CREDENTIAL_CODES, UNREACHABLE_CODES
+from executor_service.memory.breaker import BreakerOpenError
+from executor_service.memory.client import CREDENTIAL_CODES, UNREACHABLE_CODES
 from executor_service.rpc.base import MAX_PAGE_BYTES, Context, RpcBase, acting_for, refused
-from executor_service.visibility import Viewer
+from executor_service.rpc.gate import gated
+from executor_service.runs.visibility import Viewer
+from memory_service.access.audit import AuditAction
 from memory_service.search.planning import PlanError, SearchPlan, plan_search, size_violations
-from memory_service.security.audit import AuditAction
 from memory_service.security.identity import Action, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument, unavailable
 from memory_service.servicekit.paging import fit_page, page_bounds

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from executor_service.composition import PlannedAgent
+from executor_service.runs.composition import PlannedAgent
 from executor_service.templates.models import Tier
 
 

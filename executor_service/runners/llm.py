@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from executor_service.composition import PlannedAgent
 from executor_service.runners.base import AttemptOutcome
 from executor_service.runners.errors import RunnerConfigError
 from executor_service.runners.prices import PriceTable
 from executor_service.runners.prompt import Prompt, build_prompt
-from executor_service.runners.report import ParseFailure, judge, parse_report
+from executor_service.runners.result_parsing import ParseFailure, judge, parse_report
+from executor_service.runs.composition import PlannedAgent
 from executor_service.templates.models import Tier
 from memory_service.servicekit.http_retry import (
     JsonPost,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from executor_service.composition import PlannedAgent
+from executor_service.runs.composition import PlannedAgent
 from executor_service.templates.models import Tier
 
 _SYSTEM = """\

@@ -12,8 +12,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from executor_service.composition import PlannedAgent
 from executor_service.runners.base import AttemptOutcome
+from executor_service.runs.composition import PlannedAgent
 from executor_service.templates.models import Tier
 
 # US dollars per million (input, output) tokens, priced like the real tiers

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from executor_service.forms import resolve_answers, to_form_value
+from executor_service.runs.forms import resolve_answers, to_form_value
 from executor_service.templates.models import Answer, QuestionType, Template
 
 TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json")

@@ -1,1 +1,1 @@
-"""The MemoryService RPCs, one module per job; memory_service.servicer joins them."""
+"""The MemoryService RPCs, one module per job; memory_service.rpc.servicer joins them."""

@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from memory_service.audit_buffer import BufferedAudit
-from memory_service.denials import DenialLimiter
+from memory_service.access.audit_buffer import BufferedAudit
+from memory_service.access.denials import DenialLimiter
 from memory_service.patterns import namespace_violations, pattern_id_violations
 from memory_service.security.identity import Authenticator
 from memory_service.semantic import Semantic

@@ -12,11 +12,11 @@ from google.rpc import error_details_pb2
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from memory_service.audited import guarded
+from memory_service.access.audit import AuditAction
 from memory_service.patterns import MAX_CONTEXT_ID, Violation, namespace_violations
 from memory_service.rpc.base import Context, message_size
+from memory_service.rpc.gate import guarded
 from memory_service.rpc.writes import PatternWriteRpcs
-from memory_service.security.audit import AuditAction
 from memory_service.security.identity import Action, Principal
 from memory_service.security.pii import scrub_text
 from memory_service.security.secrets import scan_text

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from attune.memory.v1 import memory_pb2
-from memory_service.audited import guarded
+from memory_service.access.audit import AuditAction
 from memory_service.patterns import namespace_violations
 from memory_service.rpc.base import Context, RpcBase, check_address
+from memory_service.rpc.gate import guarded
 from memory_service.search.filter import FilterError, compile_filter
 from memory_service.search.index import PageQuery
 from memory_service.search.schema import PATTERN_SCHEMA
-from memory_service.security.audit import AuditAction
 from memory_service.security.identity import Action, Principal
 from memory_service.servicekit.errors import invalid_argument, not_found
 from memory_service.servicekit.paging import (

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from attune.memory.v1 import memory_pb2
-from memory_service.audited import guarded
+from memory_service.access.audit import AuditAction
 from memory_service.patterns import namespace_violations
 from memory_service.rpc.base import Context, RpcBase, message_size
+from memory_service.rpc.gate import guarded
 from memory_service.search.index import Hit, ReadQuery, Recency
 from memory_service.search.planning import PlanError, plan_search, size_violations
-from memory_service.security.audit import AuditAction
 from memory_service.security.identity import Action, Principal
 from memory_service.semantic import Ranked
 from memory_service.servicekit.errors import invalid_argument

@@ -12,12 +12,12 @@ import grpc
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from memory_service.audit_privacy import sensitive_pattern_ids
-from memory_service.audited import Scope, commit_audit, guarded
-from memory_service.denials import DENIED_CODES
+from memory_service.access.audit import AuditAction, AuditRecord
+from memory_service.access.audit_privacy import sensitive_pattern_ids
+from memory_service.access.denials import DENIED_CODES
 from memory_service.patterns import MAX_BATCH, store_violations
 from memory_service.rpc.base import Context, RpcBase, check_address
-from memory_service.security.audit import AuditAction, AuditRecord
+from memory_service.rpc.gate import Scope, commit_audit, guarded
 from memory_service.security.identity import Action, Principal, authorize
 from memory_service.security.pii import PhoneBudget
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found

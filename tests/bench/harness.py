@@ -17,7 +17,7 @@ import grpc
 
 from memory_service.servicekit.tls import ClientTls
 from tests.bench.echo_server import METHOD, STREAM_METHOD
-from tests.tls_certs import SERVER_NAME, CertificateAuthority, Issued
+from tests.support.tls_certs import SERVER_NAME, CertificateAuthority, Issued
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 

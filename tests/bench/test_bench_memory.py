@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from executor_service.devstack import memory_process
+from executor_service.dev.stack import memory_process
 from memory_service.patterns import fingerprint
 from memory_service.search.index import SearchIndex
 from memory_service.security.crypto import generate_key
@@ -41,7 +41,7 @@ from tests.bench.harness import (
     time_calls,
 )
 from tests.corpus.generate import corpus
-from tests.redis_servers import standalone
+from tests.support.redis_servers import standalone
 
 STORES = int(os.environ.get("BENCH_STORES", "1000"))
 CONCURRENCY = 64

@@ -19,7 +19,7 @@ import grpc
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.devstack import ServiceProcess, executor_process, memory_process
+from executor_service.dev.stack import ServiceProcess, executor_process, memory_process
 from memory_service.servicekit.tls import ClientTls
 from tests.bench.harness import (
     channel,
@@ -30,8 +30,8 @@ from tests.bench.harness import (
     stream_samples,
     summary,
 )
-from tests.integration.fake_llm_server import FakeLLMServer, Scripted, openai_completion
-from tests.tls_certs import SERVER_NAME
+from tests.support.fake_llm_server import FakeLLMServer, Scripted, openai_completion
+from tests.support.tls_certs import SERVER_NAME
 
 RUNS = int(os.environ.get("BENCH_RUNS", "300"))
 ECHOES = int(os.environ.get("BENCH_ECHOES", "2000"))

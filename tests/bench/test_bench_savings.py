@@ -27,9 +27,9 @@ import grpc
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.devstack import executor_process, memory_process
-from executor_service.forms import to_form_value
+from executor_service.dev.stack import executor_process, memory_process
 from executor_service.learning.stats import Proportion
+from executor_service.runs.forms import to_form_value
 from tests.bench.harness import report, summary
 
 RUNS = int(os.environ.get("BENCH_SAVINGS_RUNS", "300"))

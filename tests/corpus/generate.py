@@ -17,11 +17,11 @@ from google.protobuf.message import Message
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.composition import compose_team
-from executor_service.engine import TeamExecution
-from executor_service.forms import resolve_answers, to_form_value
-from executor_service.patterns import run_to_pattern
 from executor_service.runners.simulated import SimulatedRunner
+from executor_service.runs.as_pattern import run_to_pattern
+from executor_service.runs.composition import compose_team
+from executor_service.runs.engine import TeamExecution
+from executor_service.runs.forms import resolve_answers, to_form_value
 from executor_service.templates.catalog import load_builtin
 from executor_service.templates.models import Question, QuestionType
 

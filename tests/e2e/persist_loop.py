@@ -11,7 +11,7 @@ from pathlib import Path
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from executor_service.run_store import RunStore, new_run_id
+from executor_service.runs.store import RunStore, new_run_id
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from memory_service.security.crypto import Keyring, parse_keys
 from memory_service.security.identity import hash_token
-from tests.helpers import write_tokens_file
+from tests.support.helpers import write_tokens_file
 
 pytestmark = pytest.mark.e2e
 

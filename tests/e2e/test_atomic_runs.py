@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from executor_service.run_store import RunStore
+from executor_service.runs.store import RunStore
 
 FILES = {"config.json", "form_responses.json", "agents.json", "result.json", "report.md"}
 

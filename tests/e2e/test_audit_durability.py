@@ -17,8 +17,8 @@ import grpc
 import redis as redis_py
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from executor_service.devstack import ServiceProcess, memory_process
-from tests.redis_servers import RedisServer, standalone
+from executor_service.dev.stack import ServiceProcess, memory_process
+from tests.support.redis_servers import RedisServer, standalone
 
 ROUNDS = 4  # start, store, kill: each round is one more chance to catch a loss
 WAVES = 3

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from executor_service.cli import app
-from executor_service.devstack import ServiceProcess
-from tests.e2e.pair import process_pair
+from executor_service.cli.app import app
+from executor_service.dev.stack import ServiceProcess
+from tests.support.process_pair import process_pair
 
 pytestmark = pytest.mark.e2e
 
@@ -284,7 +284,7 @@ def test_a_silent_executor_hits_the_deadline_and_exits_1() -> None:
 
 def test_the_module_runs_as_a_script() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "executor_service.cli", "--help"],
+        [sys.executable, "-m", "executor_service.cli.app", "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from executor_service.cli import app
-from executor_service.devstack import ServiceProcess, executor_process, memory_process
+from executor_service.cli.app import app
+from executor_service.dev.stack import ServiceProcess, executor_process, memory_process
 
 pytestmark = pytest.mark.e2e
 

@@ -27,9 +27,16 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.devstack import ServiceProcess, executor_process, memory_process
-from executor_service.forms import from_form_value
-from tests.helpers import Answer, Users, error_info, eventually, run_request, write_tokens_file
+from executor_service.dev.stack import ServiceProcess, executor_process, memory_process
+from executor_service.runs.forms import from_form_value
+from tests.support.helpers import (
+    Answer,
+    Users,
+    error_info,
+    eventually,
+    run_request,
+    write_tokens_file,
+)
 
 pytestmark = pytest.mark.e2e
 

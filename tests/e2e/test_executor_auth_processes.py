@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from executor_service.cli import app
-from executor_service.devstack import ServiceProcess, executor_process
-from tests.e2e.pair import process_pair
-from tests.helpers import Users, write_tokens_file
+from executor_service.cli.app import app
+from executor_service.dev.stack import ServiceProcess, executor_process
+from tests.support.helpers import Users, write_tokens_file
+from tests.support.process_pair import process_pair
 
 pytestmark = pytest.mark.e2e
 

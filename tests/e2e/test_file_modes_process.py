@@ -10,8 +10,8 @@ import pytest
 
 from attune.executor.v1 import executor_pb2_grpc
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from executor_service.devstack import ServiceProcess, executor_process, memory_process
-from tests.helpers import loose_modes, run_request
+from executor_service.dev.stack import ServiceProcess, executor_process, memory_process
+from tests.support.helpers import loose_modes, run_request
 
 pytestmark = pytest.mark.e2e
 

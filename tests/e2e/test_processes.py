@@ -17,14 +17,14 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.devstack import (
+from executor_service.dev.stack import (
     EXECUTOR_SERVICE,
     MEMORY_SERVICE,
     ServiceProcess,
     executor_process,
     memory_process,
 )
-from tests.helpers import run_request
+from tests.support.helpers import run_request
 
 REPO = Path(__file__).resolve().parents[2]
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -129,7 +129,7 @@ def test_log_lines_are_json_with_a_request_id_per_rpc(
 
 def test_make_run_demo_tells_the_whole_story(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "executor_service.demo"],
+        [sys.executable, "-m", "executor_service.dev.demo"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -155,7 +155,7 @@ def test_make_serve_stops_both_services_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "MEMORY_PORT": "0", "EXECUTOR_PORT": "0", "ATTUNE_DATA_DIR": str(tmp_path)}
     # Its own process group, so cleanup reaches the services it started too.
     server = subprocess.Popen(
-        [sys.executable, "-m", "executor_service.devstack"],
+        [sys.executable, "-m", "executor_service.dev.stack"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

@@ -13,9 +13,9 @@ import grpc
 import pytest
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from executor_service.devstack import ServiceProcess, executor_process, memory_process
+from executor_service.dev.stack import ServiceProcess, executor_process, memory_process
 from memory_service.servicekit.tls import ClientTls
-from tests.tls_certs import SERVER_NAME, CertificateAuthority, Issued
+from tests.support.tls_certs import SERVER_NAME, CertificateAuthority, Issued
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def attune(secured: Secured, *args: str) -> subprocess.CompletedProcess[str]:
         SERVER_NAME,
     ]
     return subprocess.run(
-        [sys.executable, "-m", "executor_service.cli", *tls, *args],
+        [sys.executable, "-m", "executor_service.cli.app", *tls, *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -115,7 +115,7 @@ def test_cli_without_a_client_certificate_is_turned_away(secured: Secured) -> No
         [
             sys.executable,
             "-m",
-            "executor_service.cli",
+            "executor_service.cli.app",
             "--tls-ca",
             str(secured.ca.cert),
             "--tls-server-name",

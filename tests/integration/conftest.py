@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.secured_memory import SecuredMemory, secured_memory
-from tests.redis_servers import REDIS_CLI, REDIS_SERVER, RedisCluster, RedisServer, cluster
+from tests.support.redis_servers import REDIS_CLI, REDIS_SERVER, RedisCluster, RedisServer, cluster
+from tests.support.secured_memory import SecuredMemory, secured_memory
 
 
 def _require_redis() -> None:

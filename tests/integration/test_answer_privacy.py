@@ -17,11 +17,11 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from executor_service.forms import to_form_value
-from executor_service.run_store import RunStore, new_run_id
+from executor_service.runs.forms import to_form_value
+from executor_service.runs.store import RunStore, new_run_id
 from memory_service.servicekit.errors import error_reasons
-from tests.conftest import Stack, running_stack
-from tests.helpers import run_request, run_to_end, violations_of
+from tests.support.helpers import run_request, run_to_end, violations_of
+from tests.support.stack import Stack, running_stack
 
 ALPHABET = string.ascii_letters + string.digits
 

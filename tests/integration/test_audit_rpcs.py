@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 NS = "audited"
 

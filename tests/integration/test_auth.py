@@ -13,15 +13,15 @@ from grpc_status import rpc_status
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from memory_service.__main__ import ConfigurationError
-from tests.conftest import Stack
-from tests.integration.secured_memory import (
+from memory_service.server import ConfigurationError
+from tests.support.secured_memory import (
     TEAM_A,
     TEAM_B,
     SecuredMemory,
     insight,
     secured_memory,
 )
+from tests.support.stack import Stack
 
 SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
 Call = Callable[["memory_pb2_grpc.MemoryServiceAsyncStub", Any], Awaitable[Any]]

@@ -13,7 +13,7 @@ import pytest
 from attune.memory.v1 import memory_pb2
 from memory_service.rpc.context import MAX_CONTEXT_ENTRIES
 from memory_service.rpc.reads import MAX_GROUPS
-from tests.integration.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
+from tests.support.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
 
 CLIENT_LIMIT = 4 * 1024 * 1024  # What a gRPC client accepts by default.
 BIG = "x" * 60_000

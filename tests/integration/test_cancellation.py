@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack, running_stack
-from tests.helpers import eventually, run_request
+from tests.support.helpers import eventually, run_request
+from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack
-from tests.helpers import violations_of
+from tests.support.helpers import violations_of
+from tests.support.stack import Stack
 
 NS = "ctx"
 

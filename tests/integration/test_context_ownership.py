@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from attune.memory.v1 import memory_pb2
-from tests.integration.secured_memory import TEAM_A, SecuredMemory
+from tests.support.secured_memory import TEAM_A, SecuredMemory
 
 PII = "mail jane.doe@example.com or call (650) 253-0000"
 

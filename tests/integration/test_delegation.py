@@ -20,10 +20,10 @@ from pydantic import SecretStr
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.memory_client import MemoryClient, choices_key, encode_choices
+from executor_service.memory.client import MemoryClient, choices_key, encode_choices
 from memory_service.servicekit.errors import error_reasons
-from tests.helpers import eventually
-from tests.integration.secured_memory import EXECUTOR, TEAM_A, SecuredMemory, insight
+from tests.support.helpers import eventually
+from tests.support.secured_memory import EXECUTOR, TEAM_A, SecuredMemory, insight
 
 SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
 # Classified SENSITIVE by its words, whatever the writer asked for.

@@ -13,7 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from attune.memory.v1 import memory_pb2
-from tests.integration.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
+from tests.support.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
 
 FLOOD = 1500
 IN_FLIGHT = 50

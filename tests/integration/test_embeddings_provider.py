@@ -17,7 +17,7 @@ from memory_service.search.embeddings import (
     EmbeddingsProvider,
     EmbeddingsUnavailable,
 )
-from tests.integration.fake_llm_server import FakeLLMServer, Scripted
+from tests.support.fake_llm_server import FakeLLMServer, Scripted
 
 API_KEY = "sk-embed-0123456789-very-secret"
 MODEL = "text-embedding-3-small"

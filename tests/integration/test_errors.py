@@ -13,11 +13,11 @@ from grpc_status import rpc_status
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2
-from executor_service.forms import to_form_value
+from executor_service.runs.forms import to_form_value
 from memory_service.servicekit.lifecycle import ManagedServer
 from memory_service.servicekit.settings import ServerSettings
-from tests.conftest import Stack
-from tests.helpers import run_request, run_to_end, violations_of
+from tests.support.helpers import run_request, run_to_end, violations_of
+from tests.support.stack import Stack
 
 
 async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:

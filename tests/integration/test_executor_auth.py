@@ -20,10 +20,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from tests.conftest import Stack, running_stack
-from tests.helpers import Users, error_info, eventually, run_request, write_tokens_file
 from tests.integration.test_health_reflection import EXECUTOR, SERVING, check, listed_services
 from tests.integration.test_memory_hang import hanging_server
+from tests.support.helpers import Users, error_info, eventually, run_request, write_tokens_file
+from tests.support.stack import Stack, running_stack
 
 NAMESPACE = "default"  # EXECUTOR_MEMORY_NAMESPACE's default: where the executor's runs live.
 TEMPLATE = "python_package_publish"

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from attune.executor.v1 import executor_pb2
-from tests.conftest import running_stack
-from tests.helpers import run_request, run_to_end
-from tests.integration.secured_executor import SecuredExecutor, run_id_of, secured_executor
+from tests.support.helpers import run_request, run_to_end
+from tests.support.secured_executor import SecuredExecutor, run_id_of, secured_executor
+from tests.support.stack import running_stack
 
 LOCAL = executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES
 AUTO = executor_pb2.SEARCH_RUNS_MODE_AUTO

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack
-from tests.helpers import loose_modes, run_request, run_to_end
-from tests.redis_servers import RedisServer
+from tests.support.helpers import loose_modes, run_request, run_to_end
+from tests.support.redis_servers import RedisServer
+from tests.support.stack import Stack
 
 
 def names(root: Path) -> set[str]:

@@ -19,9 +19,9 @@ import pytest
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
 from memory_service.servicekit.paging import encode_token
-from tests.conftest import Stack
-from tests.helpers import store_insight, violations_of
-from tests.redis_servers import RedisServer
+from tests.support.helpers import store_insight, violations_of
+from tests.support.redis_servers import RedisServer
+from tests.support.stack import Stack
 
 NS = "team-a"
 HUGE = [2**63, 2**64 + 5, 10**40]

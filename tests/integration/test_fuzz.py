@@ -4,7 +4,7 @@ The memory service runs with authentication on (a tokens file), the executor
 points at it with its own token; both are real servers on 127.0.0.1 port 0,
 serving from a background event loop while hypothesis drives them through
 plain (synchronous) channels. Each RPC gets well-typed random requests with
-boundary values (tests/proto_strategies.py), damaged encodings and bytes that
+boundary values (tests/support/proto_strategies.py), damaged encodings and bytes that
 do not decode, mostly from an admin caller so calls pass the gate and reach
 the handlers, sometimes from a narrower one, without a token or with a bad one.
 Every paged answer's next-page token is also sent back forged to offsets past
@@ -50,14 +50,15 @@ from hypothesis import strategies as st
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from executor_service.forms import to_form_value
-from executor_service.run_query import RUN_SCHEMA
+from executor_service.runs.forms import to_form_value
+from executor_service.runs.query import RUN_SCHEMA
 from executor_service.templates.catalog import load_catalog
+from memory_service.access.audit import AUDIT_SCHEMA
 from memory_service.search.schema import PATTERN_SCHEMA
-from memory_service.security.audit import AUDIT_SCHEMA
 from memory_service.servicekit.paging import encode_cursor, encode_token
-from tests.integration.secured_memory import TEAM_A, TEAM_B
-from tests.integration.secured_pair import (
+from tests.support.proto_strategies import MessageStrategies, Strategy, mutated, texts, undecodable
+from tests.support.secured_memory import TEAM_A, TEAM_B
+from tests.support.secured_pair import (
     EXECUTOR,
     MEMORY,
     SecuredPair,
@@ -65,7 +66,6 @@ from tests.integration.secured_pair import (
     method_path,
     secured_pair,
 )
-from tests.proto_strategies import MessageStrategies, Strategy, mutated, texts, undecodable
 
 EXAMPLES = int(os.environ.get("ATTUNE_FUZZ_EXAMPLES", "120"))
 HUGE = int(os.environ.get("ATTUNE_FUZZ_HUGE", "4000"))

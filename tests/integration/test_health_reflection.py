@@ -9,7 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 EXECUTOR = "attune.executor.v1.ExecutorService"
 MEMORY = "attune.memory.v1.MemoryService"

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from executor_service.devstack import memory_process
+from executor_service.dev.stack import memory_process
 from memory_service.search.filter import FilterError, Node, check_filter, matches, to_text
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 from memory_service.security.crypto import generate_key
-from tests.helpers import write_tokens_file
-from tests.integration.secured_memory import TEAM_A, TEAM_B, USERS
-from tests.unit.test_sql_filter import trees
+from tests.support.helpers import write_tokens_file
+from tests.support.secured_memory import TEAM_A, TEAM_B, USERS
+from tests.unit.memory.test_sql_filter import trees
 
 SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
 VIEWERS = ("alice", "bob", "root")

@@ -19,10 +19,10 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.convert import tier_name
+from executor_service.convert.enums import tier_name
 from executor_service.learning.analytics import normalise_error
-from tests.conftest import Stack, running_stack
-from tests.helpers import Answer, eventually, run_request, run_to_end, violations_of
+from tests.support.helpers import Answer, eventually, run_request, run_to_end, violations_of
+from tests.support.stack import Stack, running_stack
 
 TEMPLATE = "python_package_publish"
 CHEAP, CAPABLE, PREMIUM = common_pb2.TIER_CHEAP, common_pb2.TIER_CAPABLE, common_pb2.TIER_PREMIUM

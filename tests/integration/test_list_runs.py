@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack
-from tests.helpers import run_request, run_to_end, violations_of
+from tests.support.helpers import run_request, run_to_end, violations_of
+from tests.support.stack import Stack
 
 
 async def make_runs(stack: Stack, count: int) -> list[executor_pb2.Run]:

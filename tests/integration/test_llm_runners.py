@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from executor_service.composition import PlannedAgent
 from executor_service.runners.anthropic import AnthropicRunner
 from executor_service.runners.base import AttemptOutcome
 from executor_service.runners.factory import Provider, llm_config
 from executor_service.runners.llm import LLMRunner
 from executor_service.runners.openai_compatible import OpenAICompatibleRunner
 from executor_service.runners.prices import load_price_table
+from executor_service.runs.composition import PlannedAgent
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Tier, TierStrategy
 from memory_service.servicekit.http_retry import RetryPolicy
-from tests.integration.fake_llm_server import (
+from tests.support.fake_llm_server import (
     FakeLLMServer,
     Scripted,
     anthropic_message,

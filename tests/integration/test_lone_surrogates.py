@@ -15,8 +15,8 @@ import pytest
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack
-from tests.helpers import run_request, run_to_end, store_insight, violations_of
+from tests.support.helpers import run_request, run_to_end, store_insight, violations_of
+from tests.support.stack import Stack
 
 NS = "team-a"
 FILTERS = [

@@ -32,12 +32,12 @@ from typer.testing import CliRunner
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.cli import app
-from executor_service.cli_client import EXIT_INVALID, connect
+from executor_service.cli.app import app
+from executor_service.cli.client import EXIT_INVALID, connect
 from memory_service.security.identity import hash_token
 from memory_service.servicekit.logging import JsonFormatter
-from tests.conftest import Stack
-from tests.helpers import eventually, run_request
+from tests.support.helpers import eventually, run_request
+from tests.support.stack import Stack
 
 EXECUTOR_TOKEN = "executor-token_4f1c9a7e2b6d8c0e3a5f"  # noqa: S105 - a test's own.
 USER_TOKEN = "user-token_9d2e7b4a1c6f8e0b3d5a"  # noqa: S105 - a test's own.
@@ -451,5 +451,5 @@ def test_a_malformed_cli_token_is_refused_before_anything_is_sent(
 
 
 async def _async(value: Any) -> Any:
-    """A probe for tests.helpers.eventually over state that is read, not awaited."""
+    """A probe for tests.support.helpers.eventually over state that is read, not awaited."""
     return value

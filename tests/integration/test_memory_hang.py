@@ -23,8 +23,8 @@ import pytest
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack
-from tests.helpers import eventually, run_request
+from tests.support.helpers import eventually, run_request
+from tests.support.stack import Stack
 
 MEMORY_TIMEOUT = 0.3
 THRESHOLD = 3

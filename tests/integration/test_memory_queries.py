@@ -10,8 +10,8 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack, running_stack
-from tests.helpers import violations_of
+from tests.support.helpers import violations_of
+from tests.support.stack import Stack, running_stack
 
 NAMESPACE = "queries"
 

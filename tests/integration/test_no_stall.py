@@ -25,7 +25,7 @@ from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.patterns import MAX_CONTENT_BYTES
 from memory_service.rpc.context import MAX_CONTEXT_VALUE
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 BOUND = 1.0  # Longest wait between two answers to the bystander while the costly call runs.
 OTHER = "bystander"

@@ -9,9 +9,9 @@ import pytest
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.forms import to_form_value
-from tests.conftest import Stack
-from tests.helpers import violations_of
+from executor_service.runs.forms import to_form_value
+from tests.support.helpers import violations_of
+from tests.support.stack import Stack
 
 NS = "team-a"
 

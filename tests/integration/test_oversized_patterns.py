@@ -30,9 +30,9 @@ from memory_service.store.base import PatternStore
 from memory_service.store.embedded import EmbeddedStore
 from memory_service.store.redis.link import RedisOptions
 from memory_service.store.redis.store import RedisStore
-from tests.conftest import Stack
-from tests.helpers import violations_of
-from tests.redis_servers import RedisServer
+from tests.support.helpers import violations_of
+from tests.support.redis_servers import RedisServer
+from tests.support.stack import Stack
 
 NS = "team-a"
 MIB = 1024 * 1024

@@ -7,9 +7,9 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from executor_service.forms import to_form_value
-from tests.conftest import Stack
-from tests.helpers import violations_of
+from executor_service.runs.forms import to_form_value
+from tests.support.helpers import violations_of
+from tests.support.stack import Stack
 
 
 def plan_request(**answers: object) -> executor_pb2.PlanWorkflowRequest:

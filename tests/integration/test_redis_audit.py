@@ -27,13 +27,13 @@ import pytest
 from redis.asyncio import Redis
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from memory_service.security import redis_audit
-from memory_service.security.audit import AuditRecord, FileAuditLog
-from memory_service.security.redis_audit import AuditLogUnavailableError, RedisStreamAuditLog
+from memory_service.access import redis_audit
+from memory_service.access.audit import AuditRecord, FileAuditLog
+from memory_service.access.redis_audit import AuditLogUnavailableError, RedisStreamAuditLog
 from memory_service.servicekit.errors import ServiceError
 from memory_service.store.redis.link import RedisOptions
-from tests.conftest import Stack
-from tests.redis_servers import RedisCluster, RedisServer, standalone
+from tests.support.redis_servers import RedisCluster, RedisServer, standalone
+from tests.support.stack import Stack
 
 NS = "audit-shared"
 CONTENT = "quokka marmalade ledger"  # Pattern content; must never reach the audit stream.

@@ -24,17 +24,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from executor_service.devstack import ServiceProcess, memory_process
-from executor_service.forms import to_form_value
+from executor_service.dev.stack import ServiceProcess, memory_process
+from executor_service.runs.forms import to_form_value
 from memory_service.search.index import PageQuery, ReadQuery
 from memory_service.security.crypto import Keyring
 from memory_service.settings import MemorySettings
 from memory_service.store.base import StoreUnavailableError
 from memory_service.store.redis.link import RedisOptions
 from memory_service.store.redis.store import RedisStore
-from tests.conftest import Stack
-from tests.helpers import eventually
-from tests.redis_servers import RedisCluster, RedisServer, command, standalone
+from tests.support.helpers import eventually
+from tests.support.redis_servers import RedisCluster, RedisServer, command, standalone
+from tests.support.stack import Stack
 
 SERVICE = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING

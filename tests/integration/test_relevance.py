@@ -16,8 +16,8 @@ import pytest
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import compile_filter, matches
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
-from tests.conftest import Stack, running_stack
 from tests.corpus.generate import corpus
+from tests.support.stack import Stack, running_stack
 
 NAMESPACE = "relevance"
 CORPUS = corpus(300)

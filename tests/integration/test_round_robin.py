@@ -16,12 +16,12 @@ import grpc
 
 from attune.executor.v1 import executor_pb2_grpc
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from executor_service.__main__ import start as start_executor
+from executor_service.server import start as start_executor
 from executor_service.settings import ExecutorSettings
 from memory_service.servicekit.lifecycle import ManagedServer
 from memory_service.servicekit.settings import ServerSettings
-from tests.conftest import Stack
-from tests.helpers import eventually, run_request, run_to_end
+from tests.support.helpers import eventually, run_request, run_to_end
+from tests.support.stack import Stack
 
 ALWAYS = {"cheap": 1.0, "capable": 1.0, "premium": 1.0}
 

@@ -15,9 +15,9 @@ from grpc_status import rpc_status
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from tests.conftest import running_stack
-from tests.helpers import eventually, run_request, run_to_end
-from tests.integration.executor_callers import write_executor_tokens
+from tests.support.executor_callers import write_executor_tokens
+from tests.support.helpers import eventually, run_request, run_to_end
+from tests.support.stack import running_stack
 
 # Attempts that take a minute keep runs in flight for as long as a test needs.
 SLOW = {"simulated_latency_ms": 60_000.0}

@@ -14,10 +14,10 @@ from pydantic import SecretStr
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack, running_stack
-from tests.helpers import run_request
-from tests.integration.executor_callers import bearer, error_info, write_executor_tokens
-from tests.integration.fake_llm_server import FakeLLMServer, Scripted, openai_completion
+from tests.support.executor_callers import bearer, error_info, write_executor_tokens
+from tests.support.fake_llm_server import FakeLLMServer, Scripted, openai_completion
+from tests.support.helpers import run_request
+from tests.support.stack import Stack, running_stack
 
 CALLERS = {
     "vic": ("vic", "viewer"),

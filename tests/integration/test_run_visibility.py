@@ -12,16 +12,16 @@ import grpc
 import pytest
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from executor_service.forms import to_form_value
-from executor_service.run_store import new_run_id
-from tests.conftest import running_stack
-from tests.helpers import Answer, run_request, run_to_end
-from tests.integration.secured_executor import (
+from executor_service.runs.forms import to_form_value
+from executor_service.runs.store import new_run_id
+from tests.support.helpers import Answer, run_request, run_to_end
+from tests.support.secured_executor import (
     SecuredExecutor,
     not_found_as_unknown,
     run_id_of,
     secured_executor,
 )
+from tests.support.stack import running_stack
 
 # A sensitive word in a free-text answer makes a run's pattern SENSITIVE.
 SENSITIVE_NAME = "payroll salary exporter"

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack, running_stack
-from tests.helpers import eventually, run_request, run_to_end
-from tests.integration.fake_llm_server import FakeLLMServer, Scripted, anthropic_message
+from tests.support.fake_llm_server import FakeLLMServer, Scripted, anthropic_message
+from tests.support.helpers import eventually, run_request, run_to_end
+from tests.support.stack import Stack, running_stack
 
 API_KEY = "sk-ant-test-do-not-leak-4242"
 # USD per million input/output tokens for the default tier models (prices.json).

@@ -22,10 +22,10 @@ import re
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from executor_service.forms import to_form_value
+from executor_service.runs.forms import to_form_value
 from executor_service.templates.models import Answer
-from tests.conftest import Stack
-from tests.helpers import run_to_end
+from tests.support.helpers import run_to_end
+from tests.support.stack import Stack
 
 RUNS: list[tuple[str, dict[str, Answer]]] = [
     ("python_package_publish", {"package_name": "alpha", "test_coverage_required": 90}),

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack, running_stack
 from tests.corpus.generate import NEEDLES
+from tests.support.stack import Stack, running_stack
 
 DIMENSIONS = 64
 

@@ -14,8 +14,8 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.forms import to_form_value
-from tests.integration.secured_memory import TEAM_A, SecuredMemory, insight
+from executor_service.runs.forms import to_form_value
+from tests.support.secured_memory import TEAM_A, SecuredMemory, insight
 
 SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
 INTERNAL = common_pb2.CLASSIFICATION_INTERNAL

@@ -22,9 +22,9 @@ import pytest
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.memory_client import MemoryClient
-from tests.conftest import Stack, running_stack
-from tests.helpers import Answer, eventually, run_request, run_to_end, violations_of
+from executor_service.memory.client import MemoryClient
+from tests.support.helpers import Answer, eventually, run_request, run_to_end, violations_of
+from tests.support.stack import Stack, running_stack
 
 # Not the default namespace, so the test shows which one the executor uses.
 NAMESPACE = "sessions"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from attune.executor.v1 import executor_pb2_grpc
-from tests.conftest import running_stack
-from tests.integration.executor_callers import write_executor_tokens
 from tests.integration.test_run_admission import NO_RATE, quota, refused, run_to_end_as
+from tests.support.executor_callers import write_executor_tokens
+from tests.support.stack import running_stack
 
 # A few simulated runs (priced from the price table, about 0.05 to 0.2 USD each).
 LIMIT_USD = 0.25

@@ -26,7 +26,7 @@ from redis.asyncio.cluster import ClusterNode
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.forms import to_form_value
+from executor_service.runs.forms import to_form_value
 from memory_service.search.filter import Node, compile_filter
 from memory_service.search.index import PageQuery, ReadQuery
 from memory_service.search.query import parse_query
@@ -39,8 +39,8 @@ from memory_service.store.redis import replica as redis_replica
 from memory_service.store.redis.link import RedisOptions
 from memory_service.store.redis.replica import CACHE_FILE
 from memory_service.store.redis.store import RedisStore
-from tests.helpers import eventually
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.support.helpers import eventually
+from tests.support.redis_servers import RedisCluster, RedisServer
 
 NS = "team-a"
 # The caller of every read unless a test says otherwise; the corpus has no owner.

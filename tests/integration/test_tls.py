@@ -12,9 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from memory_service.servicekit.tls import ClientTls
-from tests.conftest import Stack
-from tests.helpers import PUBLISH_DEFAULT_ANSWERS, run_request, run_to_end
-from tests.tls_certs import SERVER_NAME, CertificateAuthority, Issued, swap_in
+from tests.support.helpers import PUBLISH_DEFAULT_ANSWERS, run_request, run_to_end
+from tests.support.stack import Stack
+from tests.support.tls_certs import SERVER_NAME, CertificateAuthority, Issued, swap_in
 
 MEMORY_SERVICE = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING

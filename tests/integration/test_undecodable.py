@@ -21,7 +21,8 @@ from grpc_status import rpc_status
 
 from attune.memory.v1 import memory_pb2
 from memory_service.servicekit.decoding import UNDECODABLE_REASON
-from tests.integration.secured_pair import (
+from tests.support.proto_strategies import TOO_DEEP
+from tests.support.secured_pair import (
     MEMORY,
     SecuredPair,
     every_method,
@@ -29,7 +30,6 @@ from tests.integration.secured_pair import (
     method_path,
     secured_pair,
 )
-from tests.proto_strategies import TOO_DEEP
 
 GARBAGE = b"\xff\xff\xff\xff\x0f\x00"
 

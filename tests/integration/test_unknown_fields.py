@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from attune.memory.v1 import memory_pb2
-from tests.integration.secured_memory import TEAM_A
-from tests.integration.secured_pair import (
+from tests.support.secured_memory import TEAM_A
+from tests.support.secured_pair import (
     MEMORY,
     SecuredPair,
     length_delimited,

@@ -10,7 +10,7 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from tests.conftest import Stack, running_stack
+from tests.support.stack import Stack, running_stack
 
 VALID = """
 id: team_retro

@@ -10,8 +10,8 @@ import pytest
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from tests.conftest import Stack, running_stack
-from tests.helpers import eventually, run_request, run_to_end
+from tests.support.helpers import eventually, run_request, run_to_end
+from tests.support.stack import Stack, running_stack
 
 EXPECTED_FILES = {"config.json", "form_responses.json", "agents.json", "result.json", "report.md"}
 

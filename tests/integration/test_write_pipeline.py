@@ -12,10 +12,10 @@ import pytest
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
-from tests.helpers import eventually, violations_of
-from tests.integration.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
-from tests.unit.test_pii import SCRUBBED
-from tests.unit.test_secrets import SAMPLES
+from tests.support.helpers import eventually, violations_of
+from tests.support.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
+from tests.unit.executor.test_pii import SCRUBBED
+from tests.unit.executor.test_secrets import SAMPLES
 
 RUN_ID = "python_package_publish-20260117-052959"
 DAY = 86400.0

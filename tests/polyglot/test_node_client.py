@@ -13,8 +13,8 @@ import pytest
 
 from attune.executor.v1 import executor_pb2
 from memory_service.servicekit.tls import ClientTls
-from tests.conftest import Stack
-from tests.tls_certs import SERVER_NAME, CertificateAuthority
+from tests.support.stack import Stack
+from tests.support.tls_certs import SERVER_NAME, CertificateAuthority
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = REPO / "tests" / "polyglot" / "client.js"

@@ -1,0 +1,1 @@
+"""Every conversion between the executor's domain types and the protos."""

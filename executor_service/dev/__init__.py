@@ -1,0 +1,1 @@
+"""Development tools: both services as child processes (`make serve`) and the `make run` demo."""

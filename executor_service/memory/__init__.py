@@ -1,0 +1,1 @@
+"""The executor's link to the memory service: client, breaker, delivery, outbox, fallback index."""

@@ -1,0 +1,145 @@
+"""One workflow run as a task of its own, relaying its events to a stream.
+
+The run does not live in the RPC's generator: when the client cancels, the
+generator is closed or its task cancelled, and the run task is cancelled in
+turn. It records its agents as cancelled and still persists the run, so a
+run never disappears with its caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from attune.executor.v1 import executor_pb2
+from executor_service.runners.base import Runner
+from executor_service.runners.factory import close_runner
+from executor_service.runs.composition import PlannedAgent
+from executor_service.runs.engine import OnAttempt, TeamExecution
+
+log = logging.getLogger("attune.executor.run")
+
+# finish(run, remaining seconds or None) persists the run, delivers its pattern,
+# and returns the events to report.
+Finish = Callable[[executor_pb2.Run, float | None], Awaitable[list[tuple[str, Message]]]]
+
+T = TypeVar("T")
+# Runs whose callers are gone keep a strong reference here until they finish.
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+# Runs in progress, by run id, so GetRun can show them before they are on disk.
+IN_PROGRESS: dict[str, WorkflowRun] = {}
+
+
+async def drain_runs(within: float) -> None:
+    """Waits, at most `within` seconds, for runs still finishing (persisting a
+    cancelled run, offering its pattern) before the executor closes up."""
+    pending = set(_BACKGROUND)
+    if pending:
+        await asyncio.wait(pending, timeout=within)
+
+
+class WorkflowRun:
+    """Executes a team for a run and streams the run's events."""
+
+    def __init__(
+        self,
+        run: executor_pb2.Run,
+        team: list[PlannedAgent],
+        runner: Runner,
+        concurrency: int,
+        finish: Finish,
+        on_task: Callable[[asyncio.Task[None]], None] | None = None,
+        on_attempt: OnAttempt | None = None,
+    ) -> None:
+        self.run = run
+        self._on_task = on_task  # Told of the run's task as soon as it exists.
+        self._team = team
+        self._runner = runner
+        self._execution = TeamExecution(team, runner, concurrency, self._emit, on_attempt)
+        self._finish = finish
+        self._events: asyncio.Queue[executor_pb2.RunWorkflowResponse | None] = asyncio.Queue()
+        self._sequence = 0
+
+    def event(self, field: str, message: Message) -> executor_pb2.RunWorkflowResponse:
+        """A stream event of this run, numbered and timestamped."""
+        self._sequence += 1
+        response = executor_pb2.RunWorkflowResponse(run_id=self.run.run_id, sequence=self._sequence)
+        response.event_time.GetCurrentTime()
+        getattr(response, field).CopyFrom(message)
+        return response
+
+    def snapshot(self) -> executor_pb2.Run:
+        """The run as it stands: RUNNING, with the agents' results so far."""
+        current = executor_pb2.Run()
+        current.CopyFrom(self.run)
+        if not current.agents:
+            current.agents.extend(self._execution.results[agent.role] for agent in self._team)
+        return current
+
+    async def _emit(self, field: str, message: Message) -> None:
+        await self._events.put(self.event(field, message))
+
+    async def stream(
+        self, started: executor_pb2.RunStarted, deadline: float | None
+    ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
+        """Starts the run and yields its events until run_finished.
+
+        The run task exists before the first event is sent, so a stream that
+        fails at once still leaves a run recorded (as cancelled).
+        """
+        task = asyncio.create_task(self._execute(deadline))
+        if self._on_task is not None:
+            self._on_task(task)
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+        IN_PROGRESS[self.run.run_id] = self
+        task.add_done_callback(lambda _: IN_PROGRESS.pop(self.run.run_id, None))
+        task.add_done_callback(lambda _: self._events.put_nowait(None))
+        try:
+            yield self.event("run_started", started)
+            while (item := await self._events.get()) is not None:
+                yield item
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await close_runner(self._runner)
+
+    async def _execute(self, deadline: float | None) -> None:
+        try:
+            agents = await self._execution.run()
+        except asyncio.CancelledError:
+            self.run.status = executor_pb2.RUN_STATUS_CANCELLED
+            self.run.agents.extend(self._execution.results[agent.role] for agent in self._team)
+            # The caller is gone, but the run is still recorded, as cancelled.
+            await asyncio.shield(_kept(self._finish(self.run, None)))
+            log.info("run cancelled", extra={"run_id": self.run.run_id})
+            raise
+        self.run.agents.extend(agents)
+        succeeded = all(agent.status == executor_pb2.AGENT_STATUS_SUCCEEDED for agent in agents)
+        self.run.status = (
+            executor_pb2.RUN_STATUS_SUCCEEDED if succeeded else executor_pb2.RUN_STATUS_FAILED
+        )
+        remaining = None if deadline is None else deadline - time.monotonic()
+        # Shielded: a caller leaving now must not stop the run between its
+        # write and its pattern's queueing and offer; those finish together.
+        for name, message in await asyncio.shield(_kept(self._finish(self.run, remaining))):
+            await self._emit(name, message)
+        await self._emit("run_finished", executor_pb2.RunFinished(run=self.run))
+
+
+def _kept(work: Awaitable[T]) -> asyncio.Future[T]:
+    """The work as a task held until done: the loop keeps only weak references
+    to tasks, and a shielded one outlives the call that awaited it."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task

@@ -1,0 +1,109 @@
+"""The run history: loaded from the run files once, then kept current by recording."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from attune.common.v1 import common_pb2
+from attune.executor.v1 import executor_pb2
+from executor_service.learning.facts import run_fact
+from executor_service.learning.history import RunHistory
+from executor_service.runs.forms import to_form_value
+from executor_service.runs.store import RunStore, new_run_id
+from executor_service.templates.models import Tier
+
+START = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def make_run(
+    minutes: int, success: bool, runner: common_pb2.Runner.ValueType = common_pb2.RUNNER_SIMULATED
+) -> executor_pb2.Run:
+    when = START + timedelta(minutes=minutes)
+    attempt = executor_pb2.Attempt(
+        number=1, tier=common_pb2.TIER_CHEAP, success=success, cost_usd=0.01
+    )
+    agent = executor_pb2.AgentResult(
+        role="coder",
+        status=executor_pb2.AGENT_STATUS_SUCCEEDED if success else executor_pb2.AGENT_STATUS_FAILED,
+        attempts=[attempt],
+        cost_usd=0.01,
+    )
+    run = executor_pb2.Run(
+        run_id=new_run_id(when),
+        template_id="t",
+        status=executor_pb2.RUN_STATUS_SUCCEEDED if success else executor_pb2.RUN_STATUS_FAILED,
+        runner=runner,
+        agents=[agent],
+        total_cost_usd=0.01,
+        answers={"bump": to_form_value("minor"), "n": to_form_value(80.0)},
+    )
+    run.create_time.FromDatetime(when)
+    return run
+
+
+def test_facts_keep_what_learning_reads() -> None:
+    fact = run_fact(make_run(0, success=True))
+    assert fact.template_id == "t"
+    assert fact.runner == "simulated"
+    assert fact.succeeded
+    assert fact.create_time == START
+    assert dict(fact.answers) == {"bump": "minor", "n": 80.0}
+    (agent,) = fact.agents
+    assert agent.role == "coder"
+    assert agent.succeeded
+    assert [(a.tier, a.success, a.cost_usd) for a in agent.attempts] == [(Tier.CHEAP, True, 0.01)]
+
+
+async def test_runs_on_disk_and_recorded_runs_are_counted_once(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    on_disk, both = make_run(0, success=True), make_run(1, success=False)
+    store.persist(on_disk, {})
+    history = RunHistory(store)
+    # Recorded as it finished, before the first reader loaded the files.
+    history.record(both)
+    store.persist(both, {})
+    await history.ready()
+    history.record(both)
+    assert sorted(fact.run_id for fact in history.runs()) == sorted([on_disk.run_id, both.run_id])
+    tally = history.evidence("t", "simulated")[("coder", Tier.CHEAP)]
+    assert (tally.attempts, tally.successes) == (2, 1)
+
+
+async def test_after_loading_only_recording_adds_runs(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    history = RunHistory(store)
+    await history.ready()
+    # Every run of this executor is recorded when it finishes; the files are
+    # not scanned again.
+    late = make_run(2, success=True)
+    store.persist(late, {})
+    await history.ready()
+    assert history.runs() == []
+    history.record(late)
+    assert [fact.run_id for fact in history.runs()] == [late.run_id]
+
+
+async def test_evidence_is_kept_per_runner(tmp_path: Path) -> None:
+    history = RunHistory(RunStore(tmp_path / "runs"))
+    await history.ready()
+    history.record(make_run(0, success=True, runner=common_pb2.RUNNER_ANTHROPIC))
+    history.record(make_run(1, success=True))
+    assert history.evidence("t", "anthropic")[("coder", Tier.CHEAP)].attempts == 1
+    assert history.evidence("t", "simulated")[("coder", Tier.CHEAP)].attempts == 1
+    assert history.evidence("t", "openai") == {}
+    # The evidence handed out is a copy: callers cannot change the history.
+    history.evidence("t", "simulated")[("coder", Tier.CHEAP)].attempts = 99
+    assert history.evidence("t", "simulated")[("coder", Tier.CHEAP)].attempts == 1
+
+
+async def test_unreadable_runs_are_skipped(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    good = make_run(0, success=True)
+    store.persist(good, {})
+    broken = store.root / new_run_id(START + timedelta(hours=1))
+    broken.mkdir()
+    (broken / "result.json").write_text("{not json")
+    history = RunHistory(store)
+    await history.ready()
+    assert [fact.run_id for fact in history.runs()] == [good.run_id]

@@ -1,0 +1,1 @@
+"""Unit tests of memory_service and the kit both services share."""
