@@ -79,10 +79,11 @@ proto-check: $(VENV_STAMP) ## Fail if the committed generated code differs from 
 # --- quality ----------------------------------------------------------------
 
 .PHONY: lint
-lint: $(VENV_STAMP) $(NODE_STAMP) ## ruff, ruff format --check, mypy --strict, buf lint, buf format check.
+lint: $(VENV_STAMP) $(NODE_STAMP) ## ruff, ruff format --check, mypy --strict, import contracts, buf lint, buf format check.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache
 	cd protos && ../$(BUF) lint
 	cd protos && ../$(BUF) format --diff --exit-code
 
