@@ -46,7 +46,7 @@ log = logging.getLogger("attune.executor.delivery")
 # Answers about the pattern itself: final. Every other failure is transient,
 # UNAUTHENTICATED and PERMISSION_DENIED included: they are about the
 # executor's token, not the pattern, and the pattern must reach the memory
-# service once the token is fixed (invariant 2), so it stays queued.
+# service once the token is fixed ("No pattern lost or duplicated"), so it stays queued.
 FINAL_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS})
 
 # 2**64 intervals exceed any maximum anyone configures; a bigger exponent

@@ -4,7 +4,7 @@
 RPCs answer UNAVAILABLE saying why, and once the same redis-server is back
 the service recovers by itself. (b) Replicas as real processes sharing one
 Redis: whatever any replica acknowledged, a read started afterwards on any
-other replica sees (invariant 4), deletes included, also for a replica
+other replica sees (read-your-writes), deletes included, also for a replica
 started over existing data.
 """
 

@@ -1,4 +1,4 @@
-"""Invariant 3: the memory service and the executor's fallback agree.
+"""One query language, one meaning: the memory service and the executor's fallback agree.
 
 Over the same runs (several templates, many answer combinations, PII in free
 text answers, SENSITIVE runs), every labelled query returns the same run ids

@@ -37,8 +37,8 @@ epoch and the log entries after that id; if the epoch differs, the
 namespace is dropped from the cache and replayed from the start. For the
 patterns the entries name, the replica fetches the *current* hash (or its
 absence) and indexes that. A write is acknowledged only after its log entry
-exists, so any read that starts later, on any replica, sees it (invariant
-4). `get` reads Redis directly.
+exists, so any read that starts later, on any replica, sees it
+(read-your-writes). `get` reads Redis directly.
 
 Log entries carry no body: applying an entry means "index the pattern's
 current state", which is idempotent and converges whatever the interleaving

@@ -1,6 +1,6 @@
 """The SQL translation of filters means what the Python matcher means.
 
-Invariant 3 rests on this: the memory service (SQL), and any caller that
+"One query language, one meaning" rests on this: the memory service (SQL), and any caller that
 matches in Python, must agree on every filter and every pattern.
 """
 
