@@ -6,7 +6,8 @@ is this view, scrubbed with the memory service's own scrubber, so it says no
 more than the run's pattern in the memory service does. Free text is the
 text answers and the agents' outputs and errors; ids, roles, models,
 options, numbers and timestamps are never touched, and the scrubber itself
-leaves identifiers inside free text alone (the invariant "Nothing sensitive leaks", README Architecture).
+leaves identifiers inside free text alone (the invariant "Nothing sensitive
+leaks", README Architecture).
 
 A text answer holding a secret is shown as `[SECRET]`: only runs written
 before answers were scanned up front (`answer_secrets`) can hold one.
