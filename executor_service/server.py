@@ -22,16 +22,8 @@ from executor_service.runs.store import RunStore
 from executor_service.runs.workflow_run import drain_runs
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import load_catalog
-from memory_service.access.audit import FileAuditLog
-from memory_service.access.audit_buffer import BufferedAudit
-from memory_service.access.denials import DenialLimiter
-from memory_service.access.undecodable import audit_undecodable
-from memory_service.security.identity import (
-    EXECUTOR_ROLE_NAMES,
-    AuthConfigError,
-    Authenticator,
-    configured_authenticator,
-)
+from memory_service.access.wiring import access_control, authenticator_from
+from memory_service.security.identity import EXECUTOR_ROLE_NAMES, AuthConfigError, Authenticator
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicekit.private_files import private_opener, restrict_umask
@@ -48,9 +40,7 @@ class ConfigurationError(Exception):
 def authenticator_for(settings: ExecutorSettings) -> Authenticator:
     """Tokens from the tokens file, or nobody checked when explicitly turned off."""
     try:
-        return configured_authenticator(
-            settings.tokens_file, settings.auth_disabled, "EXECUTOR_", EXECUTOR_ROLE_NAMES
-        )
+        return authenticator_from(settings, "EXECUTOR_", EXECUTOR_ROLE_NAMES)
     except AuthConfigError as error:
         raise ConfigurationError(str(error)) from None
 
@@ -84,20 +74,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
 
     client.breaker.subscribe(on_breaker)
 
-    audit_log = BufferedAudit(
-        FileAuditLog(
-            settings.audit_log or settings.data_dir / "audit.log",
-            settings.audit_max_bytes,
-            settings.audit_backups,
-        )
-    )
-    denials = DenialLimiter(
-        settings.denied_calls_per_second,
-        settings.denied_calls_burst,
-        settings.denied_audit_window_seconds,
-        emit=audit_log.submit,
-    )
-
+    access = access_control(settings, authenticator, settings.data_dir)
     runners = Runners(settings)  # Shared by every run; closed after they drain.
 
     def register(server: grpc.aio.Server) -> None:
@@ -107,9 +84,9 @@ async def start(settings: ExecutorSettings) -> RunningService:
             runs,
             deliverer,
             local_index,
-            authenticator=authenticator,
-            audit_log=audit_log,
-            denials=denials,
+            authenticator=access.authenticator,
+            audit_log=access.audit_log,
+            denials=access.denials,
             runners=runners,
         )
         executor_pb2_grpc.add_ExecutorServiceServicer_to_server(servicer, server)
@@ -129,7 +106,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    undecodable = audit_undecodable(SERVICE_NAME, authenticator, audit_log, denials)
+    undecodable = access.undecodable_hook(SERVICE_NAME)
     managed = ManagedServer(settings, SERVICE_NAME, register, runs_writable, undecodable)
     await managed.start()
     log.info(
@@ -154,8 +131,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
         runners.aclose,
         client.close,
         close_index,
-        denials.close,
-        audit_log.close,
+        access.close,
     )
 
 

@@ -9,21 +9,14 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
-from memory_service.access.audit import FileAuditLog
-from memory_service.access.audit_buffer import BufferedAudit
-from memory_service.access.denials import DenialLimiter
+from memory_service.access.audit_buffer import AuditSink
 from memory_service.access.redis_audit import RedisStreamAuditLog
-from memory_service.access.undecodable import audit_undecodable
+from memory_service.access.wiring import access_control, authenticator_from
 from memory_service.retention_sweep import RetentionSweep
 from memory_service.rpc.servicer import MemoryServicer
 from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
 from memory_service.security.crypto import DecryptionError, KeyConfigError, Keyring, MissingKeyError
-from memory_service.security.identity import (
-    MEMORY_ROLE_NAMES,
-    AuthConfigError,
-    Authenticator,
-    configured_authenticator,
-)
+from memory_service.security.identity import MEMORY_ROLE_NAMES, AuthConfigError, Authenticator
 from memory_service.semantic import Semantic
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
@@ -45,9 +38,7 @@ class ConfigurationError(Exception):
 def authenticator_for(settings: MemorySettings) -> Authenticator:
     """Tokens from the tokens file, or nobody checked when explicitly turned off."""
     try:
-        return configured_authenticator(
-            settings.tokens_file, settings.auth_disabled, "MEMORY_", MEMORY_ROLE_NAMES
-        )
+        return authenticator_from(settings, "MEMORY_", MEMORY_ROLE_NAMES)
     except AuthConfigError as error:
         raise ConfigurationError(str(error)) from None
 
@@ -104,37 +95,26 @@ async def start(settings: MemorySettings) -> RunningService:
         semantic = Semantic(provider, settings.embeddings_timeout_seconds)
 
     closers: list[Callable[[], Awaitable[None]]] = []
-    audit_backend: FileAuditLog | RedisStreamAuditLog
+    audit_sink: AuditSink | None = None
     if isinstance(store, RedisStore):
         # Replicas on one Redis share one audit stream, so ListAuditEvents on
         # any replica shows every replica's records.
-        audit_backend = RedisStreamAuditLog(store.options, settings.audit_stream_max_entries)
-        closers.append(audit_backend.aclose)
-    else:
-        audit_backend = FileAuditLog(
-            settings.audit_log or settings.data_dir / "audit.log",
-            settings.audit_max_bytes,
-            settings.audit_backups,
-        )
-    audit_log = BufferedAudit(audit_backend)
-    denials = DenialLimiter(
-        settings.denied_calls_per_second,
-        settings.denied_calls_burst,
-        settings.denied_audit_window_seconds,
-        emit=audit_log.submit,
-    )
+        stream = RedisStreamAuditLog(store.options, settings.audit_stream_max_entries)
+        closers.append(stream.aclose)
+        audit_sink = stream
+    access = access_control(settings, authenticator, settings.data_dir, audit_sink)
 
     def register(server: grpc.aio.Server) -> None:
         ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)
         servicer = MemoryServicer(
             store,
-            authenticator=authenticator,
+            authenticator=access.authenticator,
             retention=retention_for(settings),
             semantic=semantic,
             context_ttl=ttl,
-            audit_log=audit_log,
+            audit_log=access.audit_log,
             max_pattern_bytes=settings.max_pattern_bytes,
-            denials=denials,
+            denials=access.denials,
         )
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
 
@@ -142,13 +122,12 @@ async def start(settings: MemorySettings) -> RunningService:
         if provider is not None:
             await provider.aclose()
 
-    undecodable = audit_undecodable(SERVICE_NAME, authenticator, audit_log, denials)
-    managed = ManagedServer(settings, SERVICE_NAME, register, store.ping, undecodable)
+    managed = ManagedServer(
+        settings, SERVICE_NAME, register, store.ping, access.undecodable_hook(SERVICE_NAME)
+    )
     await managed.start()
     sweep.start()
-    return RunningService(
-        managed, sweep.stop, store.close, close_provider, denials.close, audit_log.close, *closers
-    )
+    return RunningService(managed, sweep.stop, store.close, close_provider, access.close, *closers)
 
 
 async def serve(settings: MemorySettings) -> None:
