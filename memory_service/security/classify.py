@@ -140,7 +140,7 @@ def _texts(pattern: memory_pb2.Pattern) -> Iterator[tuple[str, str]]:
 # of them mention no term and skip the regexes; likewise the public marker
 # needs `[`, "classification" or "visibility". The prefilter never decides
 # that a term is there: `_classify_reference` classifies without it.
-# One word per row of SENSITIVE_TERMS (tests/unit/memory/test_scanner_equivalence.py
+# One word per row of SENSITIVE_TERMS (tests/unit/memory/test_scanner_gates.py
 # checks that each regex's matches hold it).
 _TERM_WORDS: Final = {
     "confidential": "confidential",

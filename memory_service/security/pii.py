@@ -276,7 +276,7 @@ _CARD_GATE = re.compile(r"0000[ -]?000")
 # Austria's; a transform rule that adds digits when parsing still leaves 7),
 # and phonenumbers' matcher only joins digit blocks apart by at most four
 # punctuation characters (its `_PUNCTUATION_LIMIT`).
-# tests/unit/memory/test_scanner_equivalence.py checks both against the installed
+# tests/unit/memory/test_scanner_gates.py checks both against the installed
 # phonenumbers.
 _PHONE_MIN_DIGITS = 6
 _PHONE_MAX_GAP = 4

@@ -23,7 +23,7 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from memory_service.security.crypto import DecryptionError, MissingKeyError, envelope_key_id
 from memory_service.store.base import PatternStore
-from tests.integration.test_store_conformance import (  # The backends, and their fixture.
+from tests.support.store_backends import (  # The backends, and their fixture.
     NS,
     VIEWER,
     Backend,

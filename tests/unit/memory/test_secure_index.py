@@ -1,139 +1,36 @@
 """SecureIndex: SENSITIVE patterns sealed on disk, readable only by their owner.
 
 Over SQLite connections and a clock the tests move; the store tests
-(tests/integration) run the same rules through every backend.
+(tests/integration) run the same rules through every backend. Here:
+visibility, merging the two halves, retention, moving between the halves.
+Keys and older files are in test_secure_index_keys.py, the property that
+every read shows exactly what a viewer may see in test_secure_index_property.py.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from attune.common.v1 import common_pb2
-from attune.memory.v1 import memory_pb2
-from memory_service.search import index as search_index
-from memory_service.search.filter import (
-    FilterError,
-    Node,
-    check_filter,
-    compile_filter,
-    matches,
-)
-from memory_service.search.index import PageQuery, ReadQuery, Recency, SearchIndex
+from memory_service.search.index import PageQuery, ReadQuery, Recency
 from memory_service.search.query import parse_query
-from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
-from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
+from memory_service.security.crypto import MissingKeyError
 from memory_service.store import secure_index
 from memory_service.store.secure_index import SecureIndex
-from tests.unit.memory.test_sql_filter import patterns, trees
+from tests.support.secure_indexes import (  # Helpers, and the fixtures.
+    HOUR,
+    NS,
+    T0,
+    Opened,
+    index,
+    keys,
+    opened,
+    paged,
+    pattern,
+    put,
+    searched,
+)
 
-NS = "team-a"
-T0 = 1_767_225_600_000_000  # 2026-01-01, in microseconds
-HOUR = 3_600_000_000
-SENSITIVE = common_pb2.CLASSIFICATION_SENSITIVE
-
-
-def keys(*key_ids: str, active: str | None = None) -> Keyring:
-    return Keyring(
-        {key_id: (key_id.encode() * 32)[:32] for key_id in key_ids},
-        active or (key_ids[0] if key_ids else None),
-    )
-
-
-@dataclass
-class Clock:
-    now_us: int = T0
-
-    def __call__(self) -> int:
-        return self.now_us
-
-
-@dataclass
-class Opened:
-    """A SecureIndex over a file, reopenable with other keys."""
-
-    path: Path
-    clock: Clock = field(default_factory=Clock)
-    connections: list[sqlite3.Connection] = field(default_factory=list)
-
-    def open(self, keyring: Keyring) -> SecureIndex:
-        connection = sqlite3.connect(self.path, isolation_level=None)
-        self.connections.append(connection)
-        connection.execute("PRAGMA journal_mode=WAL")
-        return SecureIndex(connection, keyring, self.clock)
-
-    def raw(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None)
-        self.connections.append(connection)
-        return connection
-
-
-@pytest.fixture
-def opened(tmp_path: Path) -> Iterator[Opened]:
-    files = Opened(tmp_path / "index.sqlite3")
-    try:
-        yield files
-    finally:
-        for connection in files.connections:
-            connection.close()
-
-
-@pytest.fixture
-def index(opened: Opened) -> SecureIndex:
-    return opened.open(keys("k1"))
-
-
-def pattern(
-    pattern_id: str,
-    content: str,
-    *,
-    owner: str = "",
-    sensitive: bool = False,
-    hours: int = 0,
-    template_id: str = "python_package_publish",
-    success: bool = True,
-    expire_us: int = 0,
-) -> memory_pb2.Pattern:
-    made = memory_pb2.Pattern(
-        id=pattern_id,
-        namespace=NS,
-        type=memory_pb2.PATTERN_TYPE_EXECUTION,
-        content=content,
-        owner=owner,
-        template_id=template_id,
-        success=success,
-        total_cost_usd=1.0,
-        classification=SENSITIVE if sensitive else common_pb2.CLASSIFICATION_INTERNAL,
-    )
-    made.create_time.FromMicroseconds(T0 - HOUR * 100 + HOUR * hours)
-    if expire_us:
-        made.expire_time.FromMicroseconds(expire_us)
-    return made
-
-
-def put(index: SecureIndex, *patterns: memory_pb2.Pattern, namespace: str = NS) -> None:
-    with index.transaction():
-        for item in patterns:
-            index.put(namespace, item, f"digest-{item.id}-{item.content}")
-
-
-def searched(
-    index: SecureIndex, query: str, viewer: str, condition: str = ""
-) -> tuple[list[str], int]:
-    node = compile_filter(condition, PATTERN_SCHEMA) if condition else None
-    terms = parse_query(query) if query else []
-    hits, total = index.search(ReadQuery(NS, terms, node, 50), viewer=viewer)
-    return [hit.pattern.id for hit in hits], total
-
-
-def paged(index: SecureIndex, viewer: str) -> list[str]:
-    return [p.id for p in index.page(PageQuery(NS, None, [("id", False)], 50, 0), viewer=viewer)[0]]
+__all__ = ["index", "opened"]  # Fixtures: imported for pytest.
 
 
 # --- visibility ------------------------------------------------------------------------
@@ -437,202 +334,3 @@ def test_storing_sensitive_without_a_key_changes_nothing(opened: Opened) -> None
     with pytest.raises(MissingKeyError), index.transaction():
         index.put(NS, pattern("p-1", "now sensitive", owner="alice", sensitive=True), "d")
     assert paged(index, "alice") == ["p-1"]
-
-
-# --- keys ------------------------------------------------------------------------------
-
-
-def test_open_needs_the_keys_of_what_is_sealed(opened: Opened, index: SecureIndex) -> None:
-    put(index, pattern("p-1", "sealed", owner="alice", sensitive=True))
-    with pytest.raises(MissingKeyError, match="1 SENSITIVE patterns are stored"):
-        opened.open(keys())
-    with pytest.raises(DecryptionError, match="'k1'"):
-        opened.open(keys("k2"))
-    assert paged(opened.open(keys("k1")), "alice") == ["p-1"]
-
-
-def test_an_altered_envelope_or_owner_fails_at_open(opened: Opened, index: SecureIndex) -> None:
-    put(index, pattern("p-1", "sealed", owner="alice", sensitive=True))
-    raw = opened.raw()
-    raw.execute("UPDATE sealed_docs SET owner = 'mallory'")
-    with pytest.raises(DecryptionError, match="owner column was altered"):
-        opened.open(keys("k1"))
-    raw.execute("UPDATE sealed_docs SET owner = 'alice', doc_id = 'p-2'")  # Moved: AD differs.
-    with pytest.raises(DecryptionError, match="failed authentication"):
-        opened.open(keys("k1"))
-
-
-def test_rotation_then_reencrypt_then_only_the_new_key(opened: Opened, index: SecureIndex) -> None:
-    put(
-        index,
-        pattern("s-1", "first secret", owner="alice", sensitive=True),
-        pattern("s-2", "second secret", owner="bob", sensitive=True),
-        pattern("p-1", "shared"),
-    )
-    rotated = opened.open(keys("k1", "k2", active="k2"))  # Old key still there: readable.
-    assert searched(rotated, "secret", "alice") == (["s-1"], 1)
-    put(rotated, pattern("s-3", "third secret", owner="alice", sensitive=True))
-    progress: list[tuple[int, int]] = []
-    with rotated.transaction():
-        assert rotated.reencrypt(lambda done, total: progress.append((done, total))) == (2, 3)
-    assert progress == [(1, 3), (2, 3), (3, 3)]
-    with rotated.transaction():
-        assert rotated.reencrypt() == (0, 3)
-
-    only_new = opened.open(keys("k2"))
-    assert sorted(searched(only_new, "secret", "alice")[0]) == ["s-1", "s-3"]
-    assert searched(only_new, "secret", "bob") == (["s-2"], 1)
-
-
-def test_plaintext_sensitive_patterns_of_an_older_version_are_sealed_at_open(
-    opened: Opened,
-) -> None:
-    legacy = SearchIndex(opened.raw())
-    legacy.put(NS, pattern("old", "legacy secret", owner="alice", sensitive=True), "d")
-    with pytest.raises(MissingKeyError, match="in plaintext"):
-        opened.open(keys())
-    index = opened.open(keys("k1"))
-    raw = opened.raw()
-    assert raw.execute("SELECT count(*) FROM docs").fetchone() == (0,)
-    assert raw.execute("SELECT doc_id, owner FROM sealed_docs").fetchall() == [("old", "alice")]
-    assert searched(index, "legacy", "alice") == (["old"], 1)
-    assert searched(index, "legacy", "bob") == ([], 0)
-
-
-def test_a_search_index_file_from_before_retention_gains_the_column(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    old_schema = search_index.SCHEMA.replace(
-        "    expire_us INTEGER NOT NULL DEFAULT 0,\n", ""
-    ).replace(
-        "CREATE INDEX IF NOT EXISTS docs_by_expiry ON docs (namespace, expire_us) "
-        "WHERE expire_us > 0;\n",
-        "",
-    )
-    assert "expire_us" not in old_schema
-    with sqlite3.connect(path) as old:
-        old.executescript(old_schema)
-    connection = sqlite3.connect(path)
-    try:
-        index = SearchIndex(connection, Clock())
-        index.put(NS, pattern("p-1", "x", expire_us=T0 - 1), "d")
-        index.put(NS, pattern("p-2", "x"), "d")
-        assert [p.id for p in index.page(PageQuery(NS, None, [], 10, 0))[0]] == ["p-2"]
-    finally:
-        connection.close()
-
-
-# --- the property: every read shows a viewer exactly what they may see -------------------
-
-NAMESPACES = ("n1", "n2")
-OWNERS = ("alice", "bob")
-
-
-@st.composite
-def stored_patterns(draw: st.DrawFn) -> tuple[str, memory_pb2.Pattern]:
-    made = draw(patterns())
-    namespace = draw(st.sampled_from(NAMESPACES))
-    made.namespace = namespace
-    made.owner = draw(st.sampled_from(OWNERS))
-    expiry = draw(st.sampled_from([0, T0 - 1, T0, T0 + 1]))
-    if expiry:
-        made.expire_time.FromMicroseconds(expiry)
-    if draw(st.booleans()):
-        made.embedding = b"\x00\x00\x80?"
-    return namespace, made
-
-
-def may_see(item: memory_pb2.Pattern, viewer: str) -> bool:
-    live = not item.HasField("expire_time") or item.expire_time.ToMicroseconds() > T0
-    return live and (item.classification != SENSITIVE or item.owner == viewer)
-
-
-@given(
-    st.lists(stored_patterns(), min_size=1, max_size=10),
-    trees,
-    st.sampled_from(NAMESPACES),
-    st.sampled_from(OWNERS),
-    st.sampled_from(["", "demo", "mypy ruff", "dem*"]),
-)
-@settings(
-    max_examples=250,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-def test_every_read_shows_only_the_namespaces_live_visible_patterns(
-    rows: list[tuple[str, memory_pb2.Pattern]],
-    tree: Node,
-    namespace: str,
-    viewer: str,
-    query: str,
-) -> None:
-    try:
-        condition = check_filter(tree, PATTERN_SCHEMA)
-    except FilterError:
-        condition = None
-    connection = sqlite3.connect(":memory:", isolation_level=None)
-    try:
-        index = SecureIndex(connection, keys("k1"), Clock())
-        # The model: per namespace and id, one shared version and one SENSITIVE
-        # version per owner; a put replaces its writer's own and the shared one.
-        latest: dict[tuple[str, str, str], memory_pb2.Pattern] = {}
-        with index.transaction():
-            for at, item in rows:
-                index.put(at, item, f"d-{len(latest)}")
-                mine = item.owner if item.classification == SENSITIVE else ""
-                for slot in {"", item.owner}:
-                    latest.pop((at, item.id, slot), None)
-                latest[(at, item.id, mine)] = item
-        here = {
-            (pattern_id, slot): item
-            for (at, pattern_id, slot), item in latest.items()
-            if at == namespace and slot in ("", viewer)
-        }
-        visible = {key for key, item in here.items() if may_see(item, viewer)}
-        passing = {
-            key for key in visible if matches(condition, pattern_record(here[key]), PATTERN_SCHEMA)
-        }
-
-        def version(item: memory_pb2.Pattern) -> tuple[str, str]:
-            return item.id, item.owner if item.classification == SENSITIVE else ""
-
-        def check(found: list[memory_pb2.Pattern]) -> set[tuple[str, str]]:
-            keys = [version(item) for item in found]
-            for key, item in zip(keys, found, strict=True):
-                assert item == here[key]  # This namespace's version, as stored.
-            assert len(set(keys)) == len(keys)  # Each version once.
-            return set(keys)
-
-        listed, total = index.page(
-            PageQuery(namespace, condition, [("id", False)], 50, 0), viewer=viewer
-        )
-        assert (check(listed), total) == (passing, len(passing))
-        hits, total = index.search(ReadQuery(namespace, [], condition, 50), viewer=viewer)
-        assert (check([hit.pattern for hit in hits]), total) == (passing, len(passing))
-        if query:
-            for where in (condition, None):
-                hits, total = index.search(
-                    ReadQuery(namespace, parse_query(query), where, 50), viewer=viewer
-                )
-                assert check([hit.pattern for hit in hits]) <= (passing if where else visible)
-                assert total == len(hits)
-        assert index.count(namespace, condition, "", viewer=viewer)[0] == len(passing)
-        grouped = index.count(namespace, condition, "template_id", viewer=viewer)[1]
-        assert sum(group.count for group in grouped) == len(passing)
-        vectors = index.vectors(namespace, condition, viewer=viewer)
-        assert sorted(pattern_id for pattern_id, _ in vectors) == sorted(
-            pattern_id for pattern_id, owner in passing if here[(pattern_id, owner)].embedding
-        )
-        # By id: the viewer's own version first, then the shared one.
-        every = ["a", "b", "c", "missing"]
-        firsts = {
-            pattern_id: here[(pattern_id, owner)]
-            for owner in ("", viewer)  # The viewer's own overwrites: it comes first.
-            for pattern_id in every
-            if (pattern_id, owner) in visible
-        }
-        assert index.get_many(namespace, every, viewer=viewer) == firsts
-        for pattern_id in every:
-            got = index.get(namespace, pattern_id, viewer=viewer)
-            assert (None if got is None else got.pattern) == firsts.get(pattern_id)
-    finally:
-        connection.close()
