@@ -1,7 +1,7 @@
 """Every storage backend behaves the same through the PatternStore API.
 
 The same tests run on the embedded store, on Redis standalone and on Redis
-Cluster (invariant 3: one query language, one meaning, on every backend).
+Cluster ("One query language, one meaning", on every backend).
 Here: writes, reads and search. The rest of the conformance suite, on the
 same backends (tests/support/store_backends.py): context entries
 (test_store_context.py), SENSITIVE patterns (test_store_sensitive.py),
