@@ -1,6 +1,10 @@
-"""gRPC server plumbing shared by both services.
+"""The service kit both services share: everything a server or a client of an
+outside API needs that is not about patterns.
 
-The executor already depends on the memory service package for search, so the
-plumbing both servers need (logging, errors, interceptors, lifecycle) lives
-here once instead of twice.
+Server plumbing (lifecycle, TLS, interceptors, logging, errors, paging, rate
+limits, request decoding, settings), secrets read from settings or files, the
+SQLite transaction and cache-file helpers, and the HTTP retry of outbound APIs
+(the executor's model runners, the memory service's embeddings). It imports
+nothing else of the memory service: an import contract in pyproject.toml
+checks that (`make lint`).
 """
