@@ -79,13 +79,14 @@ proto-check: $(VENV_STAMP) ## Fail if the committed generated code differs from 
 # --- quality ----------------------------------------------------------------
 
 .PHONY: lint
-lint: $(VENV_STAMP) $(NODE_STAMP) ## ruff, ruff format --check, mypy --strict, import contracts, buf lint, buf format check.
+lint: $(VENV_STAMP) $(NODE_STAMP) ## ruff, ruff format --check, mypy --strict, import contracts, buf lint, buf format check, hadolint.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo --no-cache
 	cd protos && ../$(BUF) lint
 	cd protos && ../$(BUF) format --diff --exit-code
+	$(BIN)/hadolint deploy/docker/Dockerfile
 
 .PHONY: format
 format: $(VENV_STAMP) $(NODE_STAMP) ## Apply ruff and buf formatting.
