@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,7 +35,12 @@ MEMORY_SERVICE = "attune.memory.v1.MemoryService"
 
 
 class ServiceProcess:
-    """One service running as `python -m <module>`, configured by environment."""
+    """One service running as `python -m <module>`, configured by environment.
+
+    `command`, `environment` and `cwd` replace the defaults (`python -m
+    <module>`, this process's environment, its directory): a test runs an
+    image's entry point with exactly the image's environment.
+    """
 
     def __init__(
         self,
@@ -46,14 +51,21 @@ class ServiceProcess:
         state_dir: Path,
         log: IO[str] | None = None,
         tls: ClientTls | None = None,
+        *,
+        command: Sequence[str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.module = module
+        self.command = list(command or [sys.executable, "-m", module])
+        self.cwd = cwd
         # How this process's own checks connect, when the service serves TLS.
         self.tls = tls
         self.service_name = service_name
         self.port_file = state_dir / f"{module}.port"
         self.prefix = prefix
-        self._env = {**os.environ, **{prefix + key: value for key, value in settings.items()}}
+        base = os.environ if environment is None else environment
+        self._env = {**base, **{prefix + key: value for key, value in settings.items()}}
         self._env[prefix + "PORT_FILE"] = str(self.port_file)
         self._log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -72,7 +84,7 @@ class ServiceProcess:
         """Starts the process and returns once its readiness check is SERVING."""
         self.port_file.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self._env, stderr=self._log or None
+            self.command, env=self._env, cwd=self.cwd, stderr=self._log or None
         )
         deadline = time.monotonic() + timeout
         # The server writes its port file only once it is bound and serving.
