@@ -27,6 +27,7 @@ from memory_service.security.identity import EXECUTOR_ROLE_NAMES, AuthConfigErro
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicekit.private_files import private_opener, restrict_umask
+from memory_service.servicekit.settings import settings_or_exit
 
 SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
 
@@ -186,7 +187,7 @@ async def serve(settings: ExecutorSettings) -> None:
 def main() -> None:
     """Console entry point."""
     restrict_umask()  # Before anything is written: run files are the owner's only.
-    settings = ExecutorSettings()
+    settings = settings_or_exit(ExecutorSettings, "EXECUTOR_")
     configure_logging("executor", settings.log_level)
     try:
         asyncio.run(serve(settings))

@@ -21,6 +21,7 @@ from memory_service.semantic import Semantic
 from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicekit.private_files import restrict_umask
+from memory_service.servicekit.settings import settings_or_exit
 from memory_service.settings import MemorySettings
 from memory_service.store.factory import open_store
 from memory_service.store.redis.store import RedisStore
@@ -138,7 +139,7 @@ async def serve(settings: MemorySettings) -> None:
 def main() -> None:
     """Console entry point."""
     restrict_umask()  # Before anything is written: the store and audit are the owner's only.
-    settings = MemorySettings()
+    settings = settings_or_exit(MemorySettings, "MEMORY_")
     configure_logging("memory", settings.log_level)
     try:
         asyncio.run(serve(settings))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings
 
 from memory_service.servicekit.tls import (
@@ -147,3 +148,21 @@ class ServerSettings(BaseSettings):
                 f"{self._setting('PLAINTEXT_ALLOWED')}=true to choose plaintext"
             )
         return self
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def settings_or_exit(settings_class: type[SettingsT], prefix: str) -> SettingsT:
+    """The settings from the environment; on a bad one, one line per problem on
+    stderr (`cannot start: PREFIX_NAME: why`, never the value) and exit code 2,
+    as for any other configuration that cannot make a safe service."""
+    try:
+        return settings_class()
+    except ValidationError as error:
+        for problem in error.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in problem["loc"])
+            name = f"{prefix}{where.upper()}" if where else prefix.rstrip("_") + " settings"
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            print(f"cannot start: {name}: {message}", file=sys.stderr)
+        raise SystemExit(2) from None

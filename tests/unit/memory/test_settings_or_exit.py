@@ -1,0 +1,31 @@
+"""A bad setting stops a service with one line naming it, never a traceback or the value."""
+
+from __future__ import annotations
+
+import pytest
+
+from executor_service.settings import ExecutorSettings
+from memory_service.servicekit.settings import settings_or_exit
+
+
+def test_a_bad_setting_is_one_line_naming_it_and_exit_code_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EXECUTOR_PORT", "not-a-port-4f1c9a7e")
+    monkeypatch.setenv("EXECUTOR_MEMORY_TOKEN", "has space")  # Refused, and must not be echoed.
+    with pytest.raises(SystemExit) as stopped:
+        settings_or_exit(ExecutorSettings, "EXECUTOR_")
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("cannot start: EXECUTOR_PORT: ")
+    assert any(line.startswith("cannot start: EXECUTOR_MEMORY_TOKEN: ") for line in lines)
+    assert all(line.startswith("cannot start: ") for line in lines)
+    text = "\n".join(lines)
+    assert "not-a-port-4f1c9a7e" not in text
+    assert "has space" not in text
+    assert "Traceback" not in text
+
+
+def test_good_settings_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXECUTOR_PORT", "50999")
+    assert settings_or_exit(ExecutorSettings, "EXECUTOR_").port == 50999
