@@ -66,7 +66,7 @@ kubectl: ## Make sure kubectl exists (apt-get installs it as root), for renderin
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl || true; fi; \
 	  command -v kubectl >/dev/null || { \
-	    echo "kubectl is required to render deploy/k8s (install it: apt-get install -y kubectl, or kubernetes.io/docs/tasks/tools)"; exit 1; }; }
+	    echo "kubectl (1.27+, with kustomize v5) is required to render deploy/k8s: apt-get install -y kubectl from the Kubernetes apt repository, or see kubernetes.io/docs/tasks/tools"; exit 1; }; }
 
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create .venv and install the project with its dev tools.

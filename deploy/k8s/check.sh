@@ -19,6 +19,12 @@ command -v kubectl >/dev/null || {
   echo "check.sh: kubectl is required (apt-get install -y kubectl, or see kubernetes.io/docs/tasks/tools)" >&2
   exit 1
 }
+# Components, `labels` and preStop sleep need a recent kustomize (kubectl 1.27+ carries v5).
+kustomize=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p')
+[ "${kustomize:-0}" -ge 5 ] || {
+  echo "check.sh: kubectl with kustomize v5 or newer is required (kubectl 1.27+); found: $(kubectl version --client 2>&1 | head -2 | tr '\n' ' ')" >&2
+  exit 1
+}
 
 rm -rf "$scratch"*
 variant() { # NAME, the text of its kustomization.yaml
