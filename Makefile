@@ -14,6 +14,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.installed-stamp
+# The deploy checks' tools, apart from the services' venv (see deploy/k8s/requirements.txt).
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-stamp
+DEPLOY_REQUIREMENTS := deploy/k8s/requirements.txt
 NODE_STAMP := node_modules/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
@@ -33,6 +37,12 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
+$(DEPLOY_STAMP): $(DEPLOY_REQUIREMENTS)
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/pip install --quiet --no-deps -r $(DEPLOY_REQUIREMENTS)
+	@touch $@
+
 $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -49,6 +59,15 @@ redis-tools: ## Make sure redis-server and redis-cli exist (apt-get installs the
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; \
 	  else echo "redis-server and redis-cli are required (install redis-server and redis-tools)"; exit 1; fi; }
 
+# Not a stamp either: kubectl lives outside the tree.
+.PHONY: kubectl
+kubectl: ## Make sure kubectl exists (apt-get installs it as root), for rendering the manifests.
+	@command -v kubectl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl || true; fi; \
+	  command -v kubectl >/dev/null || { \
+	    echo "kubectl (1.27+, with kustomize v5) is required to render deploy/k8s: apt-get install -y kubectl from the Kubernetes apt repository, or see kubernetes.io/docs/tasks/tools"; exit 1; }; }
+
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create .venv and install the project with its dev tools.
 
@@ -59,6 +78,16 @@ lock: ## Re-resolve constraints.txt from pyproject.toml (exact pins).
 	.lock-venv/bin/pip install --quiet --upgrade pip
 	.lock-venv/bin/pip install --quiet -e '.[dev]' $(foreach p,grpcio grpcio-tools grpcio-status grpcio-health-checking grpcio-reflection,$(p)==$(GRPC_VERSION))
 	.lock-venv/bin/pip freeze --exclude-editable --exclude pip > constraints.txt
+	rm -rf .lock-venv
+
+.PHONY: lock-deploy
+lock-deploy: ## Re-resolve deploy/k8s/requirements.txt (the deploy checks' tools, exact pins).
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet checkov kubernetes-validate yamllint
+	{ sed -n '/^#/p' $(DEPLOY_REQUIREMENTS); .lock-venv/bin/pip freeze --exclude pip; } > $(DEPLOY_REQUIREMENTS).new
+	mv $(DEPLOY_REQUIREMENTS).new $(DEPLOY_REQUIREMENTS)
 	rm -rf .lock-venv
 
 # --- the contract -----------------------------------------------------------
@@ -79,7 +108,7 @@ proto-check: $(VENV_STAMP) ## Fail if the committed generated code differs from 
 # --- quality ----------------------------------------------------------------
 
 .PHONY: lint
-lint: $(VENV_STAMP) $(NODE_STAMP) ## ruff, ruff format --check, mypy --strict, import contracts, buf lint, buf format check, hadolint.
+lint: $(VENV_STAMP) $(NODE_STAMP) deploy-check ## ruff, ruff format --check, mypy --strict, import contracts, buf lint, buf format check, hadolint, deploy checks.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -87,6 +116,10 @@ lint: $(VENV_STAMP) $(NODE_STAMP) ## ruff, ruff format --check, mypy --strict, i
 	cd protos && ../$(BUF) lint
 	cd protos && ../$(BUF) format --diff --exit-code
 	$(BIN)/hadolint deploy/docker/Dockerfile
+
+.PHONY: deploy-check
+deploy-check: $(DEPLOY_STAMP) kubectl ## Render every overlay and component combination; yamllint, kubernetes-validate --strict, checkov.
+	TOOLS=$(abspath $(DEPLOY_VENV))/bin deploy/k8s/check.sh
 
 .PHONY: format
 format: $(VENV_STAMP) $(NODE_STAMP) ## Apply ruff and buf formatting.
@@ -124,4 +157,4 @@ serve: $(VENV_STAMP) ## Serve both services in the foreground (executor :50051, 
 
 .PHONY: clean
 clean: ## Remove environments, caches and local data.
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis .attune-data
+	rm -rf $(VENV) $(DEPLOY_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis .attune-data

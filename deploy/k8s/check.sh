@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Renders every overlay and Redis component combination with
+# `kubectl kustomize`, then checks them offline: yamllint on the sources,
+# kubernetes-validate --strict against a pinned Kubernetes version, and
+# checkov on the rendered objects. `make lint` runs it with TOOLS pointing
+# at the bin/ of the deploy tools' venv (deploy/k8s/requirements.txt).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+tools=${TOOLS:?set TOOLS to the bin/ directory holding yamllint, kubernetes-validate and checkov}
+kube_version=1.31.0  # The oldest Kubernetes the manifests support (native gRPC probes, preStop sleep).
+rendered=${RENDERED:-$(mktemp -d)}
+# Variants live in overlays/.check-NAME, at the overlays' depth, so the
+# relative paths of a copied overlay still hold.
+scratch="$here/overlays/.check-"
+trap 'rm -rf "$scratch"*; [ -n "${RENDERED:-}" ] || rm -rf "$rendered"' EXIT
+
+command -v kubectl >/dev/null || {
+  echo "check.sh: kubectl is required (apt-get install -y kubectl, or see kubernetes.io/docs/tasks/tools)" >&2
+  exit 1
+}
+# Components, `labels` and preStop sleep need a recent kustomize (kubectl 1.27+ carries v5).
+kustomize=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p')
+[ "${kustomize:-0}" -ge 5 ] || {
+  echo "check.sh: kubectl with kustomize v5 or newer is required (kubectl 1.27+); found: $(kubectl version --client 2>&1 | head -2 | tr '\n' ' ')" >&2
+  exit 1
+}
+
+rm -rf "$scratch"*
+variant() { # NAME, the text of its kustomization.yaml
+  mkdir -p "$scratch$1"
+  printf '%s\n' "$2" > "$scratch$1/kustomization.yaml"
+}
+variant base 'namespace: attune
+resources: [../../base]'
+for component in redis-in-cluster redis-external; do
+  variant "base+$component" "namespace: attune
+resources: [../../base]
+components: [../../components/$component]"
+done
+# prod with a managed Redis in place of the in-cluster one.
+cp -r "$here/overlays/prod" "${scratch}prod+redis-external"
+sed -i 's#components/redis-in-cluster$#components/redis-external#' \
+  "${scratch}prod+redis-external/kustomization.yaml"
+grep -q 'components/redis-external$' "${scratch}prod+redis-external/kustomization.yaml"
+
+status=0
+targets=("$here/overlays/dev" "$here/overlays/prod")
+for dir in "$scratch"*/; do targets+=("${dir%/}"); done
+for target in "${targets[@]}"; do
+  name=$(basename "$target"); name=${name#.check-}
+  if kubectl kustomize "$target" > "$rendered/$name.yaml"; then
+    echo "rendered $name ($(grep -c '^kind:' "$rendered/$name.yaml") objects)"
+  else
+    echo "FAILED to render $name" >&2
+    status=1
+  fi
+done
+[ "$status" = 0 ] || exit 1
+
+echo "yamllint (deploy/k8s/.yamllint)"
+"$tools/yamllint" --strict -c "$here/.yamllint" "$here"
+echo "kubernetes-validate --strict, Kubernetes $kube_version"
+"$tools/kubernetes-validate" --strict --quiet -k "$kube_version" "$rendered"/*.yaml
+echo "checkov (deploy/k8s/.checkov.yaml)"
+args=()
+for file in "$rendered"/*.yaml; do args+=(-f "$file"); done
+(cd "$here" && "$tools/checkov" --config-file "$here/.checkov.yaml" "${args[@]}")
+echo "deploy/k8s: every rendering checked"
