@@ -33,6 +33,7 @@ from executor_service.runs.as_pattern import run_to_pattern
 from executor_service.runs.composition import PlannedAgent, compose_team
 from executor_service.runs.engine import strategy_to_proto
 from executor_service.runs.estimate import estimate_cost
+from executor_service.runs.event_log import EventLog
 from executor_service.runs.forms import from_form_value, resolve_answers, to_form_value
 from executor_service.runs.privacy import served_run
 from executor_service.runs.store import new_run_id
@@ -235,6 +236,8 @@ class RunningRpcs(RpcBase):
             lease.hold_until,
             # Spend accrues to the caller attempt by attempt, as it is spent.
             lambda attempt: self._spend.charge(caller, attempt.cost_usd),
+            # Before the first event: WatchRun replays the run from its log.
+            await asyncio.to_thread(EventLog, self._runs.root, run),
         )
         log.info("run started", extra={"run_id": run.run_id, "template_id": template.id})
         started_event = executor_pb2.RunStarted(

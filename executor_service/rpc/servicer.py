@@ -1,5 +1,5 @@
 """The ExecutorService servicer: its state, and the template, status and audit-log
-RPCs; the run, reading, search and learning RPCs come from executor_service.rpc.
+RPCs; the run, reading, search, learning and watching RPCs come from executor_service.rpc.
 RPCs not listed there or here answer UNIMPLEMENTED."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from executor_service.rpc.learning import LearningRpcs
 from executor_service.rpc.reading import ReadingRpcs
 from executor_service.rpc.running import RunningRpcs
 from executor_service.rpc.searching import SearchingRpcs
+from executor_service.rpc.watching import WatchingRpcs
 from executor_service.runners.factory import Runners
 from executor_service.runs.admission import RunAdmission
 from executor_service.runs.policy import RunPolicy
@@ -47,6 +48,7 @@ class ExecutorServicer(
     ReadingRpcs,
     SearchingRpcs,
     LearningRpcs,
+    WatchingRpcs,
     executor_pb2_grpc.ExecutorServiceServicer,
 ):
     """Runs workflows and answers for their runs."""

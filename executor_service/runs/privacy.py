@@ -43,3 +43,19 @@ def served_run(run: executor_pb2.Run) -> executor_pb2.Run:
         for attempt in agent.attempts:
             attempt.error = _scrubbed(attempt.error)
     return served
+
+
+def served_event(event: executor_pb2.RunWorkflowResponse) -> executor_pb2.RunWorkflowResponse:
+    """A stream event as served to someone other than the run's owner: its
+    free text scrubbed like the run's (agents' outputs, attempts' errors)."""
+    served = executor_pb2.RunWorkflowResponse()
+    served.CopyFrom(event)
+    kind = served.WhichOneof("event")
+    if kind == "run_finished":
+        served.run_finished.run.CopyFrom(served_run(served.run_finished.run))
+    elif kind == "agent_finished":
+        scrubbed = served_run(executor_pb2.Run(agents=[served.agent_finished.agent]))
+        served.agent_finished.agent.CopyFrom(scrubbed.agents[0])
+    elif kind == "attempt_finished":
+        served.attempt_finished.attempt.error = _scrubbed(served.attempt_finished.attempt.error)
+    return served

@@ -4,6 +4,10 @@ The run does not live in the RPC's generator: when the client cancels, the
 generator is closed or its task cancelled, and the run task is cancelled in
 turn. It records its agents as cancelled and still persists the run, so a
 run never disappears with its caller.
+
+Every event is also recorded: appended to the run's event log (event_log.py)
+and handed to live watchers (WatchRun), in the same step and in order, so a
+watcher that subscribes before it reads the log misses nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from executor_service.runners.base import Runner
 from executor_service.runners.factory import close_runner
 from executor_service.runs.composition import PlannedAgent
 from executor_service.runs.engine import OnAttempt, TeamExecution
+from executor_service.runs.event_log import EventLog
 
 log = logging.getLogger("attune.executor.run")
 
@@ -56,6 +61,7 @@ class WorkflowRun:
         finish: Finish,
         on_task: Callable[[asyncio.Task[None]], None] | None = None,
         on_attempt: OnAttempt | None = None,
+        event_log: EventLog | None = None,
     ) -> None:
         self.run = run
         self._on_task = on_task  # Told of the run's task as soon as it exists.
@@ -65,6 +71,10 @@ class WorkflowRun:
         self._finish = finish
         self._events: asyncio.Queue[executor_pb2.RunWorkflowResponse | None] = asyncio.Queue()
         self._sequence = 0
+        self._log = event_log
+        # Live watchers' queues; None, put last, says the run has ended.
+        self._watchers: set[asyncio.Queue[executor_pb2.RunWorkflowResponse | None]] = set()
+        self._over = False  # The last event is recorded: late watchers get None at once.
 
     def event(self, field: str, message: Message) -> executor_pb2.RunWorkflowResponse:
         """A stream event of this run, numbered and timestamped."""
@@ -82,8 +92,39 @@ class WorkflowRun:
             current.agents.extend(self._execution.results[agent.role] for agent in self._team)
         return current
 
+    def watch(self) -> asyncio.Queue[executor_pb2.RunWorkflowResponse | None]:
+        """A queue of every event recorded from now on, then None when the run ends."""
+        queue: asyncio.Queue[executor_pb2.RunWorkflowResponse | None] = asyncio.Queue()
+        if self._over:
+            queue.put_nowait(None)
+        else:
+            self._watchers.add(queue)
+        return queue
+
+    def unwatch(self, queue: asyncio.Queue[executor_pb2.RunWorkflowResponse | None]) -> None:
+        """Stops feeding a watcher's queue."""
+        self._watchers.discard(queue)
+
+    def _record(self, field: str, message: Message) -> executor_pb2.RunWorkflowResponse:
+        """A new event, logged and handed to the watchers."""
+        event = self.event(field, message)
+        if self._log is not None:
+            self._log.append(event)
+        for queue in self._watchers:
+            queue.put_nowait(event)
+        return event
+
     async def _emit(self, field: str, message: Message) -> None:
-        await self._events.put(self.event(field, message))
+        await self._events.put(self._record(field, message))
+
+    def _ended(self) -> None:
+        """The run's log is complete: kept with the run, and watchers told."""
+        self._over = True
+        if self._log is not None:
+            self._log.close(self.run.run_dir)
+        for queue in self._watchers:
+            queue.put_nowait(None)
+        self._watchers.clear()
 
     async def stream(
         self, started: executor_pb2.RunStarted, deadline: float | None
@@ -102,7 +143,7 @@ class WorkflowRun:
         task.add_done_callback(lambda _: IN_PROGRESS.pop(self.run.run_id, None))
         task.add_done_callback(lambda _: self._events.put_nowait(None))
         try:
-            yield self.event("run_started", started)
+            yield self._record("run_started", started)
             while (item := await self._events.get()) is not None:
                 yield item
             await task
@@ -115,12 +156,22 @@ class WorkflowRun:
 
     async def _execute(self, deadline: float | None) -> None:
         try:
+            await self._execute_team(deadline)
+        finally:
+            self._ended()
+
+    async def _execute_team(self, deadline: float | None) -> None:
+        try:
             agents = await self._execution.run()
         except asyncio.CancelledError:
             self.run.status = executor_pb2.RUN_STATUS_CANCELLED
             self.run.agents.extend(self._execution.results[agent.role] for agent in self._team)
             # The caller is gone, but the run is still recorded, as cancelled.
-            await asyncio.shield(_kept(self._finish(self.run, None)))
+            events = await asyncio.shield(_kept(self._finish(self.run, None)))
+            # Nobody reads the caller's stream now; watchers still see the end.
+            for name, message in events:
+                self._record(name, message)
+            self._record("run_finished", executor_pb2.RunFinished(run=self.run))
             log.info("run cancelled", extra={"run_id": self.run.run_id})
             raise
         self.run.agents.extend(agents)

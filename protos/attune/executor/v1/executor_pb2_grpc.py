@@ -90,6 +90,11 @@ class ExecutorServiceStub:
                 request_serializer=attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.WatchRun = channel.unary_stream(
+                '/attune.executor.v1.ExecutorService/WatchRun',
+                request_serializer=attune_dot_executor_dot_v1_dot_executor__pb2.WatchRunRequest.SerializeToString,
+                response_deserializer=attune_dot_executor_dot_v1_dot_executor__pb2.WatchRunResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -180,6 +185,17 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRun(self, request, context):
+        """Re-attaches to a run: streams the events its RunWorkflow streamed, from
+        the start or after a sequence number, then live until run_finished.
+        Any replica sharing the run files answers. NOT_FOUND for an unknown id
+        (or another owner's SENSITIVE run); the stream ends at the caller's
+        deadline if the run has not finished by then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +253,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'WatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRun,
+                    request_deserializer=attune_dot_executor_dot_v1_dot_executor__pb2.WatchRunRequest.FromString,
+                    response_serializer=attune_dot_executor_dot_v1_dot_executor__pb2.WatchRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +558,33 @@ class ExecutorService:
             '/attune.executor.v1.ExecutorService/ListAuditEvents',
             attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsRequest.SerializeToString,
             attune_dot_executor_dot_v1_dot_executor__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/attune.executor.v1.ExecutorService/WatchRun',
+            attune_dot_executor_dot_v1_dot_executor__pb2.WatchRunRequest.SerializeToString,
+            attune_dot_executor_dot_v1_dot_executor__pb2.WatchRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,13 @@ class ExecutorServiceStub:
     """Reads the executor's audit log, newest first: one record per RPC, in
     the memory service's record shape. Admins only.
     """
+    WatchRun: _grpc.UnaryStreamMultiCallable[_executor_pb2.WatchRunRequest, _executor_pb2.WatchRunResponse]
+    """Re-attaches to a run: streams the events its RunWorkflow streamed, from
+    the start or after a sequence number, then live until run_finished.
+    Any replica sharing the run files answers. NOT_FOUND for an unknown id
+    (or another owner's SENSITIVE run); the stream ends at the caller's
+    deadline if the run has not finished by then.
+    """
 
 @_typing.type_check_only
 class ExecutorServiceAsyncStub(ExecutorServiceStub):
@@ -106,6 +113,13 @@ class ExecutorServiceAsyncStub(ExecutorServiceStub):
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_executor_pb2.ListAuditEventsRequest, _executor_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """Reads the executor's audit log, newest first: one record per RPC, in
     the memory service's record shape. Admins only.
+    """
+    WatchRun: _aio.UnaryStreamMultiCallable[_executor_pb2.WatchRunRequest, _executor_pb2.WatchRunResponse]  # type: ignore[assignment]
+    """Re-attaches to a run: streams the events its RunWorkflow streamed, from
+    the start or after a sequence number, then live until run_finished.
+    Any replica sharing the run files answers. NOT_FOUND for an unknown id
+    (or another owner's SENSITIVE run); the stream ends at the caller's
+    deadline if the run has not finished by then.
     """
 
 class ExecutorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -208,6 +222,19 @@ class ExecutorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_executor_pb2.ListAuditEventsResponse, _abc.Awaitable[_executor_pb2.ListAuditEventsResponse]]:
         """Reads the executor's audit log, newest first: one record per RPC, in
         the memory service's record shape. Admins only.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchRun(
+        self,
+        request: _executor_pb2.WatchRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_executor_pb2.WatchRunResponse], _abc.AsyncIterator[_executor_pb2.WatchRunResponse]]:
+        """Re-attaches to a run: streams the events its RunWorkflow streamed, from
+        the start or after a sequence number, then live until run_finished.
+        Any replica sharing the run files answers. NOT_FOUND for an unknown id
+        (or another owner's SENSITIVE run); the stream ends at the caller's
+        deadline if the run has not finished by then.
         """
 
 def add_ExecutorServiceServicer_to_server(servicer: ExecutorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
