@@ -7,12 +7,15 @@ the exit codes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 from google.protobuf import json_format
+from rich.console import Console
 from rich.markdown import Markdown
+from rich.text import Text
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
@@ -34,6 +37,7 @@ from executor_service.cli.options import (
     Token,
     resolve_cli_answers,
 )
+from executor_service.cli.reattach import reattaching, watched
 from executor_service.cli.render import (
     make_console,
     print_plan,
@@ -222,7 +226,10 @@ def run(
         )
         if seed is not None:
             request.seed = seed
-        events = stub.RunWorkflow(request, timeout=run_timeout)
+        # A broken stream is re-attached to (WatchRun); the run goes on meanwhile.
+        events = reattaching(
+            stub, stub.RunWorkflow(request, timeout=run_timeout), run_timeout, _notice(err)
+        )
         if json_output:
             finished = final_run(events)
             typer.echo(
@@ -264,6 +271,34 @@ def runs_list(
         out.print("no runs match")
     if response.next_page_token:
         out.print(f"next page token: {response.next_page_token}", soft_wrap=True)
+
+
+@runs_app.command("watch")
+def runs_watch(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    after: Annotated[
+        int, typer.Option("--after", min=0, metavar="N", help="Only events after sequence N.")
+    ] = 0,
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    run_timeout: Annotated[
+        float, typer.Option(min=1.0, help="How long to follow the run, in seconds.")
+    ] = 1800.0,
+) -> None:
+    """Follow a run, finished or in progress: its events so far, then live to its end."""
+    out, err = make_console(), make_console(stderr=True)
+    # Leaving stops the watching only: the run goes on.
+    interrupted = "interrupted: stopped watching; the run goes on"
+    with reported_failures(address, err, interrupted=interrupted), connect(address, token) as stub:
+        events = watched(stub, run_id, after, run_timeout)
+        events = reattaching(stub, events, run_timeout, _notice(err), run_id, after)
+        finished = follow(events, out)
+    print_run_summary(out, finished)
+
+
+def _notice(console: Console) -> Callable[[str], None]:
+    """Tells the user of a re-attachment, on stderr."""
+    return lambda line: console.print(Text(line, style="yellow"), soft_wrap=True)
 
 
 @runs_app.command("show")

@@ -72,6 +72,13 @@ def get_run(
     return stub.GetRun(executor_pb2.GetRunRequest(run_id=run_id), metadata=metadata)
 
 
+async def watch_run(
+    stub: executor_pb2_grpc.ExecutorServiceAsyncStub, metadata: Metadata, run_id: str
+) -> list[executor_pb2.WatchRunResponse]:
+    request = executor_pb2.WatchRunRequest(run_id=run_id)
+    return [event async for event in stub.WatchRun(request, metadata=metadata, timeout=30)]
+
+
 ANSWERS = run_request(package_name="demo").answers
 # One valid call of every executor RPC (given a finished run's id), and the role it needs.
 CALLS: dict[str, tuple[str, Call]] = {
@@ -89,6 +96,7 @@ CALLS: dict[str, tuple[str, Call]] = {
     ),
     "RunWorkflow": ("runner", lambda stub, metadata, _: run_workflow(stub, metadata)),
     "GetRun": ("viewer", get_run),
+    "WatchRun": ("viewer", watch_run),
     "ListRuns": ("viewer", unary("ListRuns", executor_pb2.ListRunsRequest())),
     "SearchRuns": ("viewer", unary("SearchRuns", executor_pb2.SearchRunsRequest(query="demo"))),
     "GetAnalytics": (

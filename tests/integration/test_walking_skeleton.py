@@ -13,7 +13,15 @@ from attune.memory.v1 import memory_pb2
 from tests.support.helpers import eventually, run_request, run_to_end
 from tests.support.stack import Stack, running_stack
 
-EXPECTED_FILES = {"config.json", "form_responses.json", "agents.json", "result.json", "report.md"}
+# events.jsonl, the run's event log, is in place once the stream has ended.
+EXPECTED_FILES = {
+    "config.json",
+    "form_responses.json",
+    "agents.json",
+    "result.json",
+    "report.md",
+    "events.jsonl",
+}
 
 
 async def test_run_streams_progress_then_the_run(stack: Stack) -> None:
