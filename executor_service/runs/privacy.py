@@ -47,11 +47,17 @@ def served_run(run: executor_pb2.Run) -> executor_pb2.Run:
 
 def served_event(event: executor_pb2.RunWorkflowResponse) -> executor_pb2.RunWorkflowResponse:
     """A stream event as served to someone other than the run's owner: its
-    free text scrubbed like the run's (agents' outputs, attempts' errors)."""
+    free text scrubbed like the run's (answers, agents' outputs, attempts'
+    errors, and the planned agents' settings, which may repeat an answer)."""
     served = executor_pb2.RunWorkflowResponse()
     served.CopyFrom(event)
     kind = served.WhichOneof("event")
-    if kind == "run_finished":
+    if kind == "run_started":
+        # An agent's settings may repeat a text answer.
+        for agent in served.run_started.team:
+            for key, value in agent.config.items():
+                agent.config[key] = _scrubbed(value, key)
+    elif kind == "run_finished":
         served.run_finished.run.CopyFrom(served_run(served.run_finished.run))
     elif kind == "agent_finished":
         scrubbed = served_run(executor_pb2.Run(agents=[served.agent_finished.agent]))

@@ -180,3 +180,23 @@ async def test_another_owners_sensitive_run_is_not_found(tmp_path: Path) -> None
             answers.append(not_found_as_unknown(raised.value, run_id))
         assert answers[0] == answers[1]
         assert answers[0][0] == grpc.StatusCode.NOT_FOUND
+
+
+async def test_free_text_is_scrubbed_for_all_but_the_runs_owner(tmp_path: Path) -> None:
+    pii, scrubbed = "demo, owned by alice.smith@example.com", "demo, owned by [EMAIL]"
+    async with secured_executor(tmp_path) as secured:
+        stub = secured.stub()
+        streamed = [
+            event
+            async for event in stub.RunWorkflow(
+                run_request(package_name=pii), metadata=secured.auth("alice"), timeout=30
+            )
+        ]
+        run_id = streamed[-1].run_id
+        # The owner re-attaches to exactly what was streamed to them.
+        assert await watched(stub, run_id, metadata=secured.auth("alice")) == streamed
+        seen = await watched(stub, run_id, metadata=secured.auth("carol"))
+        assert [event.sequence for event in seen] == [event.sequence for event in streamed]
+        answer = seen[-1].run_finished.run.answers["package_name"].string_value
+        assert answer == scrubbed
+        assert all(b"alice.smith@example.com" not in e.SerializeToString() for e in seen)
