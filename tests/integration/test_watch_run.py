@@ -16,7 +16,11 @@ from executor_service.dev.stack import executor_process
 from executor_service.runs.event_log import JOURNAL
 from executor_service.runs.store import new_run_id
 from tests.support.helpers import run_request, run_to_end
-from tests.support.secured_executor import not_found_as_unknown, secured_executor
+from tests.support.secured_executor import (
+    SecuredExecutor,
+    not_found_as_unknown,
+    secured_executor,
+)
 from tests.support.stack import Stack, running_stack
 
 Event = executor_pb2.RunWorkflowResponse
@@ -154,21 +158,19 @@ async def test_bad_requests(stack: Stack) -> None:
         assert raised.value.code() == code, request
 
 
+async def alices_run(secured: SecuredExecutor, package_name: str) -> list[Event]:
+    """Every event of a run alice starts."""
+    stream = secured.stub().RunWorkflow(
+        run_request(package_name=package_name), metadata=secured.auth("alice"), timeout=30
+    )
+    return [event async for event in stream]
+
+
 async def test_another_owners_sensitive_run_is_not_found(tmp_path: Path) -> None:
     async with secured_executor(tmp_path) as secured:
         stub = secured.stub()
-        secret = [
-            event
-            async for event in stub.RunWorkflow(
-                run_request(package_name=SENSITIVE_NAME), metadata=secured.auth("alice"), timeout=30
-            )
-        ]
-        plain = [
-            event
-            async for event in stub.RunWorkflow(
-                run_request(package_name="demo"), metadata=secured.auth("alice"), timeout=30
-            )
-        ]
+        secret = await alices_run(secured, SENSITIVE_NAME)
+        plain = await alices_run(secured, "demo")
         secret_id, unknown = secret[-1].run_id, new_run_id()
         assert await watched(stub, secret_id, metadata=secured.auth("alice")) == secret
         # A viewer sees another owner's ordinary run.
@@ -186,12 +188,7 @@ async def test_free_text_is_scrubbed_for_all_but_the_runs_owner(tmp_path: Path) 
     pii, scrubbed = "demo, owned by alice.smith@example.com", "demo, owned by [EMAIL]"
     async with secured_executor(tmp_path) as secured:
         stub = secured.stub()
-        streamed = [
-            event
-            async for event in stub.RunWorkflow(
-                run_request(package_name=pii), metadata=secured.auth("alice"), timeout=30
-            )
-        ]
+        streamed = await alices_run(secured, pii)
         run_id = streamed[-1].run_id
         # The owner re-attaches to exactly what was streamed to them.
         assert await watched(stub, run_id, metadata=secured.auth("alice")) == streamed
