@@ -207,7 +207,8 @@ class WorkflowRun:
             yield self.event("run_started", started)
             while (item := await self._events.get()) is not None:
                 yield item
-            if not self._listening:  # Detached: the executor is stopping.
+            # Detached (the executor is stopping) before the run finished.
+            if not self._listening and (not task.done() or task.cancelled()):
                 raise ServiceError(
                     grpc.StatusCode.UNAVAILABLE,
                     f"the executor is stopping; run {self.run.run_id} goes on and, if "
