@@ -77,6 +77,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
 
     access = access_control(settings, authenticator, settings.data_dir)
     runners = Runners(settings)  # Shared by every run; closed after they drain.
+    servicers: list[ExecutorServicer] = []
 
     def register(server: grpc.aio.Server) -> None:
         servicer = ExecutorServicer(
@@ -91,6 +92,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
             runners=runners,
         )
         executor_pb2_grpc.add_ExecutorServiceServicer_to_server(servicer, server)
+        servicers.append(servicer)
 
     memory_detail = MemoryDetail(client)
 
@@ -109,15 +111,31 @@ async def start(settings: ExecutorSettings) -> RunningService:
 
     undecodable = access.undecodable_hook(SERVICE_NAME)
     managed = ManagedServer(settings, SERVICE_NAME, register, runs_writable, undecodable)
+    (servicer,) = servicers
+    # Runs this executor had not finished when it last stopped go on first.
+    resumed = await servicer.resume_unfinished()
     await managed.start()
     log.info(
         "executor ready",
-        extra={"runs_dir": str(runs.root), "memory_address": settings.memory_address},
+        extra={
+            "runs_dir": str(runs.root),
+            "memory_address": settings.memory_address,
+            "runs_resumed": resumed,
+        },
     )
 
+    async def drain_runs_first() -> None:
+        # Before the server stops, while it serves: no new run, readiness
+        # NOT_SERVING, runs and their streams go on up to the drain deadline,
+        # and the rest are suspended (resumed at the next start), not cancelled.
+        log.info("draining runs", extra={"drain_deadline_seconds": settings.drain_deadline_seconds})
+        servicer.in_flight.stopping = True
+        await managed.withdraw()
+        await servicer.in_flight.stop(settings.drain_deadline_seconds)
+
     async def drain() -> None:
-        # Runs and background memory writes drain together, so shutdown takes
-        # one grace period at most, not one for each.
+        # What runs left (their patterns' offers) and background memory writes
+        # drain together, so this takes one grace period at most.
         await asyncio.gather(
             drain_runs(settings.grace_period_seconds), client.drain(settings.grace_period_seconds)
         )
@@ -133,6 +151,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
         client.close,
         close_index,
         access.close,
+        before_stop=drain_runs_first,
     )
 
 

@@ -176,6 +176,15 @@ class ExecutorSettings(ServerSettings, AccessSettings):
             "per-tier chance."
         ),
     )
+    drain_deadline_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "After SIGTERM, how long runs in flight may go on (no new run starts) before "
+            "the executor suspends them and exits; a suspended run is resumed from its "
+            "checkpoint when the executor starts again, never cancelled."
+        ),
+    )
     max_concurrent_agents: int = Field(
         default=4, ge=1, description="How many agents of one run may execute at once."
     )

@@ -18,9 +18,11 @@ from executor_service.memory.local_index import LocalIndex
 from executor_service.runners.factory import Runners, resolve_runner_name
 from executor_service.runs.admission import RunAdmission
 from executor_service.runs.composition import PlannedAgent
+from executor_service.runs.journal import Journals
 from executor_service.runs.policy import RunPolicy
 from executor_service.runs.spend_limit import SpendLimit
 from executor_service.runs.store import RunStore
+from executor_service.runs.workflow_run import InFlight
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
 from executor_service.templates.models import Template
@@ -52,6 +54,8 @@ class RpcBase:
     _admission: RunAdmission
     _policy: RunPolicy
     _spend: SpendLimit
+    in_flight: InFlight
+    _journals: Journals
 
     def _template(self, template_id: str) -> Template:
         if not template_id:

@@ -7,11 +7,12 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from attune.common.v1 import common_pb2
@@ -35,6 +36,12 @@ from executor_service.runs.engine import strategy_to_proto
 from executor_service.runs.estimate import estimate_cost
 from executor_service.runs.event_log import EventLog
 from executor_service.runs.forms import from_form_value, resolve_answers, to_form_value
+from executor_service.runs.journal import (
+    CorruptJournalError,
+    RunJournal,
+    team_from_record,
+    team_record,
+)
 from executor_service.runs.privacy import served_run
 from executor_service.runs.store import new_run_id
 from executor_service.runs.workflow_run import WorkflowRun
@@ -137,6 +144,12 @@ class RunningRpcs(RpcBase):
         self, request: executor_pb2.RunWorkflowRequest, context: Context, principal: Principal
     ) -> AsyncIterator[executor_pb2.RunWorkflowResponse]:
         check_session_id(request.session_id)
+        if self.in_flight.stopping:
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                "the executor is stopping and starts no new runs; try again (another "
+                "replica, or this one once restarted)",
+            )
         runner_name = self._runner_name(request)
         if request.tier_strategy not in common_pb2.TierStrategy.values():
             raise invalid_argument(
@@ -200,7 +213,6 @@ class RunningRpcs(RpcBase):
             self._memory.remember_choices_later(
                 request.session_id, template.id, given, on_behalf_of=acting_for(principal)
             )
-        started = time.perf_counter()
         run = executor_pb2.Run(
             run_id=new_run_id(),
             template_id=template.id,
@@ -213,31 +225,24 @@ class RunningRpcs(RpcBase):
         )
         run.create_time.GetCurrentTime()
         config = describe_config(run, team)
-
-        async def finish(
-            finished: executor_pb2.Run, remaining: float | None
-        ) -> list[tuple[str, Message]]:
-            try:
-                return await self._finish(finished, template, config, started, remaining)
-            finally:
-                # Once on disk (run_dir set), the run is history: the learner
-                # counts it now rather than reading it back.
-                if finished.run_dir:
-                    self._learner.record(await asyncio.to_thread(served_run, finished))
-
+        # Journalled before the first agent starts: from now on a restart resumes it.
+        journal = self._journals.open(run.run_id)
+        record = {
+            "run": json_format.MessageToDict(run, preserving_proto_field_name=True),
+            "config": config,
+            "team": team_record(team),
+            "runner": runner.name,
+            "caller": caller,
+            "session_id": request.session_id,
+            "tier_strategy": common_pb2.TierStrategy.Name(request.tier_strategy),
+        }
+        await asyncio.to_thread(journal.start, record)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        workflow = WorkflowRun(
-            run,
-            team,
-            runner,
-            self._settings.max_concurrent_agents,
-            finish,
-            lease.hold_until,
-            # Spend accrues to the caller attempt by attempt, as it is spent.
-            lambda attempt: self._spend.charge(caller, attempt.cost_usd),
-            # Before the first event: WatchRun replays the run from its log.
-            await asyncio.to_thread(EventLog, self._runs.root, run),
+        # Before the first event: WatchRun replays the run from its log.
+        event_log = await asyncio.to_thread(EventLog, self._runs.root, run)
+        workflow = self._workflow(
+            run, team, runner, template, config, caller, journal, event_log, lease.hold_until
         )
         log.info("run started", extra={"run_id": run.run_id, "template_id": template.id})
         started_event = executor_pb2.RunStarted(
@@ -246,6 +251,101 @@ class RunningRpcs(RpcBase):
         async for event in workflow.stream(started_event, deadline):
             yield event
 
+    def _workflow(
+        self,
+        run: executor_pb2.Run,
+        team: list[PlannedAgent],
+        runner: Runner,
+        template: Template,
+        config: dict[str, Any],
+        caller: str,
+        journal: RunJournal,
+        event_log: EventLog,
+        on_task: Callable[[asyncio.Task[None]], None] | None = None,
+        recorded: dict[str, executor_pb2.AgentResult] | None = None,
+    ) -> WorkflowRun:
+        """The run's execution, finished by persisting it and removing its journal."""
+        # Measured from the run's creation, so a resumed run counts its first life.
+        created = run.create_time.ToNanoseconds() / 1e9
+        started = time.perf_counter() - max(0.0, time.time() - created)
+
+        async def finish(
+            finished: executor_pb2.Run, remaining: float | None
+        ) -> list[tuple[str, Message]]:
+            try:
+                return await self._finish(finished, template, config, started, remaining, journal)
+            finally:
+                # Once on disk (run_dir set), the run is history: the learner
+                # counts it now rather than reading it back.
+                if finished.run_dir:
+                    self._learner.record(await asyncio.to_thread(served_run, finished))
+
+        return WorkflowRun(
+            run,
+            team,
+            runner,
+            self._settings.max_concurrent_agents,
+            finish,
+            on_task,
+            # Spend accrues to the caller attempt by attempt, as it is spent.
+            lambda attempt: self._spend.charge(caller, attempt.cost_usd),
+            journal=journal,
+            recorded=recorded,
+            in_flight=self.in_flight,
+            event_log=event_log,
+            first_sequence=event_log.last_sequence(),
+        )
+
+    async def resume_unfinished(self) -> int:
+        """Resumes, in the background, every run a journal says had not
+        finished when this executor last stopped; returns how many."""
+        resumed = 0
+        for journal in await asyncio.to_thread(self._journals.unfinished):
+            try:
+                record = await asyncio.to_thread(journal.start_record)
+                recorded = await asyncio.to_thread(journal.agents)
+                run = json_format.ParseDict(record["run"], executor_pb2.Run())
+                team = team_from_record(record["team"])
+                template = self._template(run.template_id)
+                runner = self._runners.build(str(record["runner"]), run.seed)
+            except (
+                CorruptJournalError,
+                json_format.ParseError,
+                KeyError,
+                ValueError,
+                TypeError,
+                AttributeError,
+                ServiceError,
+                RunnerConfigError,
+            ) as error:
+                # Kept for an operator to look at; nothing is resumed half-understood.
+                log.error("run not resumed", extra={"run_id": journal.run_id, "reason": str(error)})
+                continue
+            # The same log goes on: WatchRun sees the run's events before and after.
+            event_log = await asyncio.to_thread(EventLog, self._runs.root, run)
+            workflow = self._workflow(
+                run,
+                team,
+                runner,
+                template,
+                record["config"],
+                str(record["caller"]),
+                journal,
+                event_log,
+                recorded=recorded,
+            )
+            workflow.resume()
+            resumed += 1
+            log.info(
+                "run resumed",
+                extra={
+                    "run_id": run.run_id,
+                    "owner": run.owner,
+                    "agents_kept": sum(1 for result in recorded.values() if result.attempts),
+                },
+            )
+        return resumed
+
     async def _finish(
         self,
         run: executor_pb2.Run,
@@ -253,6 +353,7 @@ class RunningRpcs(RpcBase):
         run_config: dict[str, Any],
         started: float,
         remaining: float | None,
+        journal: RunJournal,
     ) -> list[tuple[str, Message]]:
         """Totals, persists, queues and offers the pattern; returns the events."""
         run.total_cost_usd = sum(agent.cost_usd for agent in run.agents)
@@ -262,6 +363,9 @@ class RunningRpcs(RpcBase):
         marker = self._deliverer.outbox.staged_file(pattern)
         # The run and its queued pattern become durable in one atomic step.
         path = await asyncio.to_thread(self._runs.persist, run, run_config, marker)
+        # The run directory is the record now; a crash before this line leaves a
+        # journal that the next start finds persisted and removes (journal.py).
+        await asyncio.to_thread(journal.remove)
         events: list[tuple[str, Message]] = [
             ("run_persisted", executor_pb2.RunPersisted(run_dir=str(path)))
         ]

@@ -22,9 +22,11 @@ from executor_service.rpc.searching import SearchingRpcs
 from executor_service.rpc.watching import WatchingRpcs
 from executor_service.runners.factory import Runners
 from executor_service.runs.admission import RunAdmission
+from executor_service.runs.journal import Journals
 from executor_service.runs.policy import RunPolicy
 from executor_service.runs.spend_limit import SpendLimit
 from executor_service.runs.store import RunStore
+from executor_service.runs.workflow_run import InFlight
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
 from memory_service.access.audit import AuditAction
@@ -87,6 +89,8 @@ class ExecutorServicer(
             settings.allowed_runners, settings.allowed_tier_strategies, settings.runner
         )
         self._spend = SpendLimit(settings.max_spend_per_hour_per_caller_usd)
+        self.in_flight = InFlight()  # Stopped together at shutdown (server.py).
+        self._journals = Journals(runs.root)
 
     @gated(AuditAction.TEMPLATES, Action.READ, _count_of("templates"))
     async def ListTemplates(

@@ -4,6 +4,10 @@ Each agent waits for the agents it depends on. It starts only if they all
 succeeded, else it is skipped naming the dependency. An agent tries the
 tiers of its strategy in order until an attempt succeeds. Every attempt is
 recorded, and cost and duration sum over all of them.
+
+A resumed run starts from the results its journal kept (runs/journal.py):
+an agent that had finished is kept as it was, one that had not goes on
+from its next attempt; neither pays again for an attempt it recorded.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ from executor_service.runs.composition import PlannedAgent
 Emit = Callable[[str, Message], Awaitable[None]]
 # Told of each attempt as soon as it is recorded (its cost is spent by then).
 OnAttempt = Callable[[executor_pb2.Attempt], None]
+# Checkpoints an agent's result as it stands: after each attempt, and final.
+Checkpoint = Callable[[executor_pb2.AgentResult], Awaitable[None]]
 
 _FINAL = (
     executor_pb2.AGENT_STATUS_SUCCEEDED,
     executor_pb2.AGENT_STATUS_FAILED,
     executor_pb2.AGENT_STATUS_SKIPPED,
 )
+_FINISHED = (executor_pb2.AGENT_STATUS_SUCCEEDED, executor_pb2.AGENT_STATUS_FAILED)
+# What a journal may hold: finished agents, and running ones with attempts.
+_RESUMABLE = (*_FINISHED, executor_pb2.AGENT_STATUS_RUNNING)
 
 
 def strategy_to_proto(agent: PlannedAgent) -> common_pb2.TierStrategy.ValueType:
@@ -50,8 +59,11 @@ class TeamExecution:
         concurrency: int,
         emit: Emit,
         on_attempt: OnAttempt | None = None,
+        checkpoint: Checkpoint | None = None,
+        recorded: dict[str, executor_pb2.AgentResult] | None = None,
     ):
         self._team = team
+        self._checkpoint = checkpoint
         self._on_attempt = on_attempt
         self._runner = runner
         self._slots = asyncio.Semaphore(concurrency)
@@ -65,6 +77,9 @@ class TeamExecution:
             )
             for agent in team
         }
+        for role, result in (recorded or {}).items():
+            if role in self.results and result.status in _RESUMABLE:
+                self.results[role].CopyFrom(result)
         self._done = {agent.role: asyncio.Event() for agent in team}
 
     async def run(self) -> list[executor_pb2.AgentResult]:
@@ -91,6 +106,8 @@ class TeamExecution:
                 if self.results[dep].status != executor_pb2.AGENT_STATUS_SUCCEEDED
             ]
             result = self.results[agent.role]
+            if result.status in _FINISHED:  # Finished before a restart: kept, not rerun.
+                return
             if failed:
                 result.status = executor_pb2.AGENT_STATUS_SKIPPED
                 result.skip_reason = f"dependency {', '.join(failed)} did not succeed"
@@ -110,7 +127,8 @@ class TeamExecution:
     ) -> None:
         result.status = executor_pb2.AGENT_STATUS_RUNNING
         await self._emit("agent_started", executor_pb2.AgentStarted(role=agent.role))
-        for number, tier in enumerate(agent.tiers, start=1):
+        done = len(result.attempts)  # Attempts recorded before a restart are kept.
+        for number, tier in enumerate(agent.tiers[done:], start=done + 1):
             await self._emit(
                 "attempt_started",
                 executor_pb2.AttemptStarted(
@@ -145,13 +163,25 @@ class TeamExecution:
                 result.duration.ToNanoseconds() + attempt.duration.ToNanoseconds()
             )
             result.output = outcome.output
+            if attempt.success:
+                result.status = executor_pb2.AGENT_STATUS_SUCCEEDED
+            elif number == len(agent.tiers):
+                result.status = executor_pb2.AGENT_STATUS_FAILED
+            if self._checkpoint is not None:  # The attempt is paid for: recorded now.
+                await self._checkpoint(_copy(result))
             await self._emit(
                 "attempt_finished", executor_pb2.AttemptFinished(role=agent.role, attempt=attempt)
             )
             if attempt.success:
-                result.status = executor_pb2.AGENT_STATUS_SUCCEEDED
                 return
         result.status = executor_pb2.AGENT_STATUS_FAILED
+
+
+def _copy(result: executor_pb2.AgentResult) -> executor_pb2.AgentResult:
+    # The checkpoint writes on a thread; the engine goes on changing `result`.
+    copy = executor_pb2.AgentResult()
+    copy.CopyFrom(result)
+    return copy
 
 
 def _unmet(outcome: AttemptOutcome) -> str:

@@ -82,6 +82,22 @@ class EventLog:
             # The log serves re-attaching callers; the run itself goes on.
             log.warning("event log failed", extra={"run_id": self._run_id, "reason": str(error)})
 
+    def keep(self) -> None:
+        """Stops writing but keeps the log in the journal: the run was suspended
+        at shutdown, and its resumption appends to the same log."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def last_sequence(self) -> int:
+        """The sequence of the last whole event in the journal's log (0 if none)."""
+        try:
+            data = (journal_dir(self._root, self._run_id) / EVENTS).read_bytes()
+        except OSError:
+            return 0
+        events, _ = parse_lines(data)
+        return max((event.sequence for event in events), default=0)
+
     def close(self, run_dir: str) -> None:
         """Ends the log: written durably into the run directory `run_dir`
         (when the run reached disk), then the journal's copy is removed."""

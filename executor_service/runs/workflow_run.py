@@ -5,9 +5,16 @@ generator is closed or its task cancelled, and the run task is cancelled in
 turn. It records its agents as cancelled and still persists the run, so a
 run never disappears with its caller.
 
+A stopping executor cancels nothing (see InFlight): runs and their streams
+go on until the drain deadline; the streams of runs still running then end
+with UNAVAILABLE, telling callers to re-attach, and those runs are
+suspended, not cancelled: their journal (runs/journal.py) stays, and the
+next start resumes them.
+
 Every event is also recorded: appended to the run's event log (event_log.py)
 and handed to live watchers (WatchRun), in the same step and in order, so a
-watcher that subscribes before it reads the log misses nothing.
+watcher that subscribes before it reads the log misses nothing. A resumed run
+goes on numbering its events where its log stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import grpc
 from google.protobuf.message import Message
 
 from attune.executor.v1 import executor_pb2
@@ -27,6 +35,8 @@ from executor_service.runners.factory import close_runner
 from executor_service.runs.composition import PlannedAgent
 from executor_service.runs.engine import OnAttempt, TeamExecution
 from executor_service.runs.event_log import EventLog
+from executor_service.runs.journal import RunJournal
+from memory_service.servicekit.errors import ServiceError
 
 log = logging.getLogger("attune.executor.run")
 
@@ -49,6 +59,50 @@ async def drain_runs(within: float) -> None:
         await asyncio.wait(pending, timeout=within)
 
 
+_STOPPING = None  # In a run's event queue: the executor stops; the stream ends.
+
+
+class InFlight:
+    """The runs one executor is running, and whether it is stopping."""
+
+    def __init__(self) -> None:
+        self.stopping = False  # No new run starts.
+        self._closed = False  # Past the drain deadline: whatever still runs is suspended.
+        self.runs: dict[str, WorkflowRun] = {}
+
+    async def stop(self, deadline: float) -> None:
+        """Starts no new run, lets runs (and their streams) go on for
+        `deadline` seconds, then ends the streams of the rest (UNAVAILABLE:
+        re-attach) and suspends them: their journals stay, so the next
+        start resumes them. Nothing is cancelled."""
+        self.stopping = True
+        tasks = {run.task for run in self.runs.values() if run.task is not None}
+        if tasks:
+            await asyncio.wait(tasks, timeout=deadline)
+        self._closed = True
+        suspended = list(self.runs.values())
+        for run in suspended:
+            run.detach()
+            run.suspend()
+        for run in suspended:
+            if run.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run.task
+        if suspended:
+            log.info(
+                "runs suspended at the drain deadline, to resume at the next start",
+                extra={"runs": len(suspended)},
+            )
+
+    def admit(self, run: WorkflowRun) -> None:
+        """Registers a run whose task exists; one starting past the drain
+        deadline is suspended at once (its journal is written: it resumes)."""
+        self.runs[run.run.run_id] = run
+        if self._closed:
+            run.detach()
+            run.suspend()
+
+
 class WorkflowRun:
     """Executes a team for a run and streams the run's events."""
 
@@ -61,20 +115,38 @@ class WorkflowRun:
         finish: Finish,
         on_task: Callable[[asyncio.Task[None]], None] | None = None,
         on_attempt: OnAttempt | None = None,
+        *,
+        journal: RunJournal | None = None,
+        recorded: dict[str, executor_pb2.AgentResult] | None = None,
+        in_flight: InFlight | None = None,
         event_log: EventLog | None = None,
+        first_sequence: int = 0,
     ) -> None:
         self.run = run
         self._on_task = on_task  # Told of the run's task as soon as it exists.
         self._team = team
         self._runner = runner
-        self._execution = TeamExecution(team, runner, concurrency, self._emit, on_attempt)
+        self._journal = journal
+        self._execution = TeamExecution(
+            team,
+            runner,
+            concurrency,
+            self._emit,
+            on_attempt,
+            self._checkpoint if journal is not None else None,
+            recorded,
+        )
         self._finish = finish
         self._events: asyncio.Queue[executor_pb2.RunWorkflowResponse | None] = asyncio.Queue()
-        self._sequence = 0
+        self._sequence = first_sequence  # A resumed run numbers on from its log.
         self._log = event_log
-        # Live watchers' queues; None, put last, says the run has ended.
+        # Live watchers' queues; None, put last, says the run's stream has ended.
         self._watchers: set[asyncio.Queue[executor_pb2.RunWorkflowResponse | None]] = set()
         self._over = False  # The last event is recorded: late watchers get None at once.
+        self._in_flight = in_flight or InFlight()
+        self._listening = True  # A stream relays the events (none once detached).
+        self._suspended = False
+        self.task: asyncio.Task[None] | None = None
 
     def event(self, field: str, message: Message) -> executor_pb2.RunWorkflowResponse:
         """A stream event of this run, numbered and timestamped."""
@@ -115,16 +187,59 @@ class WorkflowRun:
         return event
 
     async def _emit(self, field: str, message: Message) -> None:
-        await self._events.put(self._record(field, message))
+        event = self._record(field, message)
+        if self._listening:
+            await self._events.put(event)
 
     def _ended(self) -> None:
-        """The run's log is complete: kept with the run, and watchers told."""
+        """The run's task is over: its log kept with the run (or, for a run
+        suspended at shutdown, left in the journal for its resumption), and
+        watchers told."""
         self._over = True
         if self._log is not None:
-            self._log.close(self.run.run_dir)
+            if self._suspended:
+                self._log.keep()
+            else:
+                self._log.close(self.run.run_dir)
         for queue in self._watchers:
             queue.put_nowait(None)
         self._watchers.clear()
+
+    async def _checkpoint(self, result: executor_pb2.AgentResult) -> None:
+        assert self._journal is not None
+        # Shielded and kept: once an attempt is paid for, its record is written.
+        await asyncio.shield(_kept(asyncio.to_thread(self._journal.record_agent, result)))
+
+    def detach(self) -> None:
+        """Ends the stream (the executor is stopping) without cancelling the run."""
+        if self._listening:
+            self._listening = False
+            self._events.put_nowait(_STOPPING)
+
+    def suspend(self) -> None:
+        """Stops the run at shutdown: not cancelled, not persisted; resumed later."""
+        self._suspended = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def _launch(self, deadline: float | None) -> asyncio.Task[None]:
+        task = self.task = asyncio.create_task(self._execute(deadline))
+        if self._on_task is not None:
+            self._on_task(task)
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+        IN_PROGRESS[self.run.run_id] = self
+        task.add_done_callback(lambda _: IN_PROGRESS.pop(self.run.run_id, None))
+        task.add_done_callback(lambda _: self._in_flight.runs.pop(self.run.run_id, None))
+        self._in_flight.admit(self)
+        return task
+
+    def resume(self) -> asyncio.Task[None]:
+        """Runs the rest of a run in the background, with no caller to stream to."""
+        self._listening = False
+        task = self._launch(None)
+        task.add_done_callback(lambda _: _closed_later(self._runner))
+        return task
 
     async def stream(
         self, started: executor_pb2.RunStarted, deadline: float | None
@@ -134,25 +249,31 @@ class WorkflowRun:
         The run task exists before the first event is sent, so a stream that
         fails at once still leaves a run recorded (as cancelled).
         """
-        task = asyncio.create_task(self._execute(deadline))
-        if self._on_task is not None:
-            self._on_task(task)
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-        IN_PROGRESS[self.run.run_id] = self
-        task.add_done_callback(lambda _: IN_PROGRESS.pop(self.run.run_id, None))
+        task = self._launch(deadline)
         task.add_done_callback(lambda _: self._events.put_nowait(None))
         try:
             yield self._record("run_started", started)
             while (item := await self._events.get()) is not None:
                 yield item
+            # Detached (the executor is stopping) before the run finished.
+            if not self._listening and (not task.done() or task.cancelled()):
+                raise ServiceError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the executor is stopping; run {self.run.run_id} goes on and, if "
+                    "unfinished, resumes when the executor starts again: re-attach with "
+                    "WatchRun or look it up with GetRun",
+                )
             await task
         finally:
-            if not task.done():
+            if not task.done() and self._listening:
+                # The caller cancelled (or left): the only way a run is cancelled.
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await close_runner(self._runner)
+            if task.done():
+                await close_runner(self._runner)
+            else:
+                task.add_done_callback(lambda _: _closed_later(self._runner))
 
     async def _execute(self, deadline: float | None) -> None:
         try:
@@ -164,6 +285,10 @@ class WorkflowRun:
         try:
             agents = await self._execution.run()
         except asyncio.CancelledError:
+            if self._suspended:
+                # The executor stops: nothing recorded as cancelled, the journal stays.
+                log.info("run suspended", extra={"run_id": self.run.run_id})
+                raise
             self.run.status = executor_pb2.RUN_STATUS_CANCELLED
             self.run.agents.extend(self._execution.results[agent.role] for agent in self._team)
             # The caller is gone, but the run is still recorded, as cancelled.
@@ -185,6 +310,11 @@ class WorkflowRun:
         for name, message in await asyncio.shield(_kept(self._finish(self.run, remaining))):
             await self._emit(name, message)
         await self._emit("run_finished", executor_pb2.RunFinished(run=self.run))
+
+
+def _closed_later(runner: Runner) -> None:
+    """Closes the runner of a run that ended after its stream did."""
+    _kept(close_runner(runner))
 
 
 def _kept(work: Awaitable[T]) -> asyncio.Future[T]:

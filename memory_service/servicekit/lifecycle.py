@@ -166,6 +166,15 @@ class ManagedServer:
             await asyncio.sleep(self.settings.readiness_interval_seconds)
             await self._probe_once()
 
+    async def withdraw(self) -> None:
+        """Readiness NOT_SERVING for good (no new traffic is routed here);
+        the server still serves what reaches it."""
+        if self._readiness_task is not None:
+            self._readiness_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._readiness_task
+        await self.health.set(self.service_name, NOT_SERVING)
+
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING, refuse new RPCs, drain in-flight ones."""
         log.info("shutting down", extra={"grace_seconds": self.settings.grace_period_seconds})
@@ -196,9 +205,17 @@ async def wait_for_termination_signal() -> None:
 class RunningService:
     """A started service: its server plus whatever must close after it."""
 
-    def __init__(self, managed: ManagedServer, *closers: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        managed: ManagedServer,
+        *closers: Callable[[], Awaitable[None]],
+        before_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.managed = managed
         self._closers = closers
+        # Awaited first when the service stops, while it still serves: work
+        # that outlasts the grace period (the executor's runs) winds down here.
+        self._before_stop = before_stop
 
     @property
     def port(self) -> int:
@@ -207,6 +224,8 @@ class RunningService:
 
     async def stop(self) -> None:
         """Drains the server, then closes its resources in order."""
+        if self._before_stop is not None:
+            await self._before_stop()
         await self.managed.stop()
         for close in self._closers:
             await close()

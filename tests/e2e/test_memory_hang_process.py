@@ -23,8 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -36,6 +36,7 @@ from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.dev.stack import ServiceProcess, executor_process, memory_process
 from tests.e2e.hanging_memory import LOG_PREFIX
 from tests.support.helpers import eventually, run_request
+from tests.support.process_pair import executor_stub
 
 pytestmark = pytest.mark.e2e
 
@@ -135,14 +136,6 @@ def breaker_moves(executor_log: Path) -> list[str]:
         if record.get("logger") == "attune.executor.breaker" and "to_state" in record:
             moves.append(str(record["to_state"]))
     return moves
-
-
-@asynccontextmanager
-async def executor_stub(
-    address: str,
-) -> AsyncIterator[executor_pb2_grpc.ExecutorServiceAsyncStub]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        yield executor_pb2_grpc.ExecutorServiceStub(channel)
 
 
 async def status(

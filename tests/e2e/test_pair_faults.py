@@ -6,8 +6,9 @@ once the outbox has drained, the memory service holds every run's pattern
 exactly once.
 
 B: the executor is SIGKILLed mid-run while the memory service is down:
-after a restart of both, the patterns it had queued arrive, the killed run
-left no half-written directory behind, and nothing is duplicated.
+after a restart of both, the killed run is resumed and finishes, the
+patterns it had queued (and the resumed run's) arrive, no half-written
+directory is left behind, and nothing is duplicated.
 
 Both print what they measured (see them with `pytest -s`).
 """
@@ -27,13 +28,13 @@ import grpc
 import pytest
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
-from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.dev.stack import ServiceProcess, executor_process, memory_process
 from tests.support.helpers import eventually, run_request
+from tests.support.process_pair import executor_stub
+from tests.support.stored_patterns import assert_stored_exactly_once, memory_stub, stored_ids
 
 pytestmark = pytest.mark.e2e
 
-NAMESPACE = "default"
 RUNS = 300
 CLIENTS = 8
 KILL_AFTER = RUNS // 3
@@ -98,65 +99,10 @@ async def processes(root: Path) -> AsyncIterator[Processes]:
         await started.close()
 
 
-@asynccontextmanager
-async def executor_stub(
-    address: str,
-) -> AsyncIterator[executor_pb2_grpc.ExecutorServiceAsyncStub]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        yield executor_pb2_grpc.ExecutorServiceStub(channel)
-
-
-@asynccontextmanager
-async def memory_stub(address: str) -> AsyncIterator[memory_pb2_grpc.MemoryServiceAsyncStub]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        yield memory_pb2_grpc.MemoryServiceStub(channel)
-
-
 async def status(
     stub: executor_pb2_grpc.ExecutorServiceAsyncStub,
 ) -> executor_pb2.GetStatusResponse:
     return await stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=5)
-
-
-async def stored_ids(memory: memory_pb2_grpc.MemoryServiceAsyncStub) -> list[str]:
-    """Every pattern id of the namespace, page after page, duplicates kept."""
-    ids: list[str] = []
-    token = ""
-    while True:
-        page = await memory.ListPatterns(
-            memory_pb2.ListPatternsRequest(namespace=NAMESPACE, page_size=100, page_token=token),
-            timeout=10,
-        )
-        ids += [pattern.id for pattern in page.patterns]
-        token = page.next_page_token
-        if not token:
-            return ids
-
-
-async def assert_stored_exactly_once(address: str, run_ids: set[str]) -> None:
-    """The memory service holds these runs' patterns, each once, and nothing else."""
-    async with memory_stub(address) as memory:
-        listed = await stored_ids(memory)
-        assert len(listed) == len(set(listed)), "a pattern id is listed twice"
-        assert set(listed) == run_ids, (
-            f"missing {sorted(run_ids - set(listed))[:5]}, unexpected "
-            f"{sorted(set(listed) - run_ids)[:5]}"
-        )
-        count = await memory.CountPatterns(
-            memory_pb2.CountPatternsRequest(namespace=NAMESPACE), timeout=10
-        )
-        assert count.total_count == len(run_ids)
-        # Each id answers on its own, as the run it came from.
-        fetched = await asyncio.gather(
-            *(
-                memory.GetPattern(
-                    memory_pb2.GetPatternRequest(namespace=NAMESPACE, pattern_id=run_id),
-                    timeout=10,
-                )
-                for run_id in sorted(run_ids)
-            )
-        )
-        assert [answer.pattern.run_id for answer in fetched] == sorted(run_ids)
 
 
 async def run_once(
@@ -277,12 +223,20 @@ async def test_sigkill_of_executor_mid_run_keeps_its_queue_and_leaves_no_half_ru
         assert killed_id
 
         # The executor comes back first, the memory service still down: the
-        # queue it left on disk is its queue again.
+        # queue it left on disk is its queue again, and the killed run, resumed
+        # from its journal, finishes and queues its pattern beside them.
         executor = await asyncio.to_thread(start_executor)
         queued_ids = {run.run_id for run in done}
         async with executor_stub(executor.address) as stub:
+            resumed = await eventually(
+                lambda: stub.GetRun(executor_pb2.GetRunRequest(run_id=killed_id), timeout=5),
+                # Queued: persisted and offered (a run shows its status before that).
+                lambda answer: answer.run.pattern_delivery == executor_pb2.PATTERN_DELIVERY_QUEUED,
+            )
+            assert resumed.run.status == executor_pb2.RUN_STATUS_SUCCEEDED
+            queued_ids.add(killed_id)
             again = await status(stub)
-            assert again.outbox_depth == 3
+            assert again.outbox_depth == 4
             assert again.oldest_queued_age.ToTimedelta().total_seconds() > 0
             listed = await stub.ListRuns(executor_pb2.ListRunsRequest(page_size=100), timeout=5)
             assert {run.run_id for run in listed.runs} == queued_ids
@@ -291,7 +245,7 @@ async def test_sigkill_of_executor_mid_run_keeps_its_queue_and_leaves_no_half_ru
                 assert whole.run.status == executor_pb2.RUN_STATUS_SUCCEEDED
                 assert whole.run.pattern_delivery == executor_pb2.PATTERN_DELIVERY_QUEUED
             runs_dir = tmp_path / "executor" / "runs"
-            # The killed run never reached its rename: no directory, whole or half.
+            # Whole runs only: the killed run's first life left no directory, half or whole.
             left = {entry.name for entry in runs_dir.iterdir() if not entry.name.startswith(".")}
             assert left == queued_ids
             assert not (runs_dir / ".staging" / killed_id).exists()
