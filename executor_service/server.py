@@ -29,6 +29,9 @@ from memory_service.servicekit.logging import configure_logging
 from memory_service.servicekit.private_files import private_opener, restrict_umask
 from memory_service.servicekit.settings import settings_or_exit
 
+# Under the runs root: whoever holds it replays the outbox (memory/delivery.py).
+OUTBOX_LOCK = ".outbox.lock"
+
 SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
 
 log = logging.getLogger("attune.executor")
@@ -54,9 +57,11 @@ async def start(settings: ExecutorSettings) -> RunningService:
     for problem in loaded.problems:
         log.warning("template not served", extra={"problem": str(problem)})
     catalog = loaded.catalog
-    runs = RunStore(settings.data_dir / "runs")
+    # The runs root may be shared by replicas (EXECUTOR_RUNS_DIR): the
+    # staging folder, journals and replay lock keep them out of each other's way.
+    runs = RunStore(settings.runs_root, settings.replica)
     client = MemoryClient.from_settings(settings)
-    deliverer = PatternDeliverer(Outbox(runs.root), client)
+    deliverer = PatternDeliverer(Outbox(runs.root), client, runs.root / OUTBOX_LOCK)
     # A cache beside the runs: reused when it matches them, rebuilt otherwise.
     local_index = LocalIndex(settings.data_dir / INDEX_DIR, settings.memory_namespace)
     await asyncio.to_thread(local_index.open, runs, catalog)
@@ -99,7 +104,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
     async def runs_writable() -> bool:
         # The executor needs only its own disk; memory outages degrade, not fail.
         # A real write, since permission bits say nothing to root or a full disk.
-        writable = await asyncio.to_thread(_probe_write, runs.root)
+        writable = await asyncio.to_thread(_probe_write, runs.root, settings.replica)
         memory_detail.report()
         return writable
 
@@ -119,6 +124,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
         "executor ready",
         extra={
             "runs_dir": str(runs.root),
+            "replica": settings.replica,
             "memory_address": settings.memory_address,
             "runs_resumed": resumed,
         },
@@ -185,8 +191,9 @@ class MemoryDetail:
         )
 
 
-def _probe_write(folder: Path) -> bool:
-    probe = folder / ".readiness-probe"
+def _probe_write(folder: Path, replica: str) -> bool:
+    # One probe file per replica: a shared runs root is probed by each.
+    probe = folder / f".readiness-probe-{replica}"
     try:
         with open(probe, "wb", opener=private_opener) as handle:
             handle.write(b"ok")

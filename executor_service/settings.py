@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +39,23 @@ class ExecutorSettings(ServerSettings, AccessSettings):
     data_dir: Path = Field(
         default=Path(".attune-data/executor"),
         description="Holds runs/: one directory per run, with its queued pattern until stored.",
+    )
+    runs_dir: Path | None = Field(
+        default=None,
+        description=(
+            "The runs root; unset: <EXECUTOR_DATA_DIR>/runs. Replicas may share one "
+            "(a ReadWriteMany volume): each answers for every run, resumes only its own "
+            "journals, and one at a time replays the outbox."
+        ),
+    )
+    replica_id: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$|^$",
+        description=(
+            "This replica's name in a shared runs directory (its journals and staging "
+            "files carry it); unset: the host name (in Kubernetes the pod name, stable "
+            "in a StatefulSet)."
+        ),
     )
     memory_address: str = Field(
         default="127.0.0.1:50052",
@@ -319,6 +338,18 @@ class ExecutorSettings(ServerSettings, AccessSettings):
     _memory_bearer: SecretStr | None = PrivateAttr(default=None)
     _memory_tls: ClientTls | None = PrivateAttr(default=None)
     _api_keys: dict[str, SecretStr | None] = PrivateAttr(default_factory=dict)
+
+    @property
+    def runs_root(self) -> Path:
+        """Where runs are kept: EXECUTOR_RUNS_DIR, or runs/ in the data dir."""
+        return self.runs_dir if self.runs_dir is not None else self.data_dir / "runs"
+
+    @property
+    def replica(self) -> str:
+        """This replica's name: EXECUTOR_REPLICA_ID, or the host name made file-safe."""
+        if self.replica_id:
+            return self.replica_id
+        return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:128] or "replica"
 
     @property
     def memory_tls(self) -> ClientTls | None:

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_result
@@ -114,9 +117,14 @@ Sleep = Callable[[float], Awaitable[None]]
 class PatternDeliverer:
     """Queues each pattern durably, then offers it to the memory service."""
 
-    def __init__(self, outbox: Outbox, client: MemoryClient) -> None:
+    def __init__(
+        self, outbox: Outbox, client: MemoryClient, replay_lock: Path | None = None
+    ) -> None:
         self.outbox = outbox
         self.client = client
+        # Replicas sharing the runs root replay one at a time: a pass runs
+        # only while holding this file's lock, and rescans the queue first.
+        self._replay_lock = replay_lock
         self._lock = asyncio.Lock()
         # The code of the credentials refusal being reported, "" when none.
         # The replay meets the same refusal every interval: one error line per
@@ -203,31 +211,46 @@ class PatternDeliverer:
         pattern is offered again on the backoff's schedule, not in a loop.
         """
         async with self._lock:
-            # Only a success after this point says the memory service is back.
-            self._wake.clear()
-            began = time.monotonic()
-            delivered, stalled = 0, ""
-            in_flight = frozenset(self._in_flight)
-            for pattern in await asyncio.to_thread(self.outbox.pending, in_flight):
-                outcome = await self._offer(pattern, None)
-                if outcome.rejected:
-                    continue
-                if not outcome.stored:
-                    stalled = stalled or outcome.reason
-                    if outcome.outage:
-                        break
-                    continue
-                delivered += 1
-            if delivered:
-                log.info(
-                    "outbox replayed",
-                    extra={
-                        "delivered": delivered,
-                        "left": self.outbox.depth(),
-                        "seconds": round(time.monotonic() - began, 3),
-                    },
-                )
-            return ReplayPass(delivered, stalled)
+            if self._replay_lock is None:
+                return await self._replay_pass()
+            # What other replicas queued or delivered since the last pass.
+            await asyncio.to_thread(self.outbox.rescan)
+            held = await asyncio.to_thread(_try_lock, self._replay_lock)
+            if held is None:
+                return ReplayPass(0)  # Another replica replays now; next interval, maybe us.
+            try:
+                await asyncio.to_thread(self.outbox.rescan)  # As it stands under the lock.
+                return await self._replay_pass()
+            finally:
+                os.close(held)  # Closing the descriptor releases the lock.
+
+    async def _replay_pass(self) -> ReplayPass:
+        """One pass over the queue (the caller holds the locks)."""
+        # Only a success after this point says the memory service is back.
+        self._wake.clear()
+        began = time.monotonic()
+        delivered, stalled = 0, ""
+        in_flight = frozenset(self._in_flight)
+        for pattern in await asyncio.to_thread(self.outbox.pending, in_flight):
+            outcome = await self._offer(pattern, None)
+            if outcome.rejected:
+                continue
+            if not outcome.stored:
+                stalled = stalled or outcome.reason
+                if outcome.outage:
+                    break
+                continue
+            delivered += 1
+        if delivered:
+            log.info(
+                "outbox replayed",
+                extra={
+                    "delivered": delivered,
+                    "left": self.outbox.depth(),
+                    "seconds": round(time.monotonic() - began, 3),
+                },
+            )
+        return ReplayPass(delivered, stalled)
 
     async def replay_forever(
         self,
@@ -281,3 +304,15 @@ class PatternDeliverer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding `path`'s exclusive lock, or None when
+    another process holds it. Any thread."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor

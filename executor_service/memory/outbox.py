@@ -10,6 +10,7 @@ no longer parses. Replay goes in run id order, which is creation order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -37,6 +38,24 @@ class Outbox:
         self._queued: dict[str, float] = {}
         for marker in runs_root.glob(f"*/{PENDING}"):
             self._queued[marker.parent.name] = marker.stat().st_mtime
+
+    def rescan(self) -> None:
+        """Catches up with the markers on disk: replicas sharing the runs root
+        queue patterns into it, and deliver them, too. Any thread."""
+        on_disk = {marker.parent.name: marker for marker in self.root.glob(f"*/{PENDING}")}
+        with self._lock:
+            known = set(self._queued)
+        for pattern_id, marker in on_disk.items():
+            if pattern_id not in known:
+                with contextlib.suppress(FileNotFoundError):  # Delivered meanwhile.
+                    mtime = marker.stat().st_mtime
+                    with self._lock:
+                        self._queued.setdefault(pattern_id, mtime)
+        for pattern_id in known - on_disk.keys():
+            # Checked again one by one: a run persisted after the listing is kept.
+            if not (self.root / pattern_id / PENDING).exists():
+                with self._lock:
+                    self._queued.pop(pattern_id, None)
 
     @staticmethod
     def staged_file(pattern: memory_pb2.Pattern) -> tuple[str, bytes]:
@@ -97,6 +116,10 @@ class Outbox:
                 log.error("queued pattern unreadable, set aside", extra={"pattern_id": pattern_id})
                 self.set_aside(pattern_id)
         return patterns
+
+    def waits(self, pattern_id: str) -> bool:
+        """Whether the pattern's marker is on disk (queued by any replica)."""
+        return (self.root / pattern_id / PENDING).exists()
 
     def is_rejected(self, pattern_id: str) -> bool:
         """Whether the memory service refused the pattern for good."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -11,6 +12,8 @@ from attune.executor.v1 import executor_pb2
 from executor_service.rpc.base import MAX_PAGE_BYTES, Context, RpcBase
 from executor_service.rpc.gate import gated
 from executor_service.runs.as_pattern import run_owner
+from executor_service.runs.event_log import journal_dir, started_run
+from executor_service.runs.journal import CorruptJournalError, RunJournal
 from executor_service.runs.privacy import served_run
 from executor_service.runs.query import RUN_SCHEMA, run_record
 from executor_service.runs.store import RUN_ID_PATTERN, CorruptRunError
@@ -59,22 +62,46 @@ class ReadingRpcs(RpcBase):
                 raise not_found("run", request.run_id)
             served = await asyncio.to_thread(served_run, snapshot)
             return executor_pb2.GetRunResponse(run=served)
+        root = self._runs.root
+        if (
+            elsewhere := await asyncio.to_thread(running_elsewhere, root, request.run_id)
+        ) is not None:
+            # In progress on another replica sharing the runs root (or
+            # suspended): answered from its journal, as it stands.
+            if not viewer.sees(run_owner(elsewhere)) and await asyncio.to_thread(
+                self._classify, elsewhere
+            ):
+                raise not_found("run", request.run_id)
+            return executor_pb2.GetRunResponse(run=await asyncio.to_thread(served_run, elsewhere))
         if not self._local_index.visible(request.run_id, viewer):
             raise not_found("run", request.run_id)
         try:
             run = await asyncio.to_thread(self._runs.load, request.run_id)
         except CorruptRunError as error:
             raise ServiceError(grpc.StatusCode.DATA_LOSS, str(error)) from None
-        if run is None:
+        if run is None or not await asyncio.to_thread(self._shown, run, viewer):
             raise not_found("run", request.run_id)
         outbox = self._deliverer.outbox
-        if outbox.is_queued(run.run_id):
+        # On disk, not this replica's queue: another replica may have queued it.
+        if await asyncio.to_thread(outbox.waits, run.run_id):
             run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_QUEUED
         elif await asyncio.to_thread(outbox.is_rejected, run.run_id):
             run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_REJECTED
         else:
             run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_STORED
         return executor_pb2.GetRunResponse(run=run)
+
+    def _classify(self, run: executor_pb2.Run) -> bool:
+        """Whether the run (as recorded) is SENSITIVE. Any thread."""
+        return is_sensitive_run(run, self._catalog.get(run.template_id))
+
+    def _shown(self, run: executor_pb2.Run, viewer: Viewer) -> bool:
+        """Whether the viewer may see this finished run. Classified from its
+        files when the viewer is not its owner: another replica's run may
+        not be in this replica's local index yet. Any thread."""
+        return viewer.sees(run_owner(run)) or not self._runs.is_sensitive(
+            run.run_id, self._classify
+        )
 
     @gated(AuditAction.LIST, Action.READ, _runs_listed)
     async def ListRuns(
@@ -103,6 +130,8 @@ class ReadingRpcs(RpcBase):
                 run = self._runs.readable(run_id)
                 if run is None or not matches(condition, run_record(run), RUN_SCHEMA):
                     continue
+                if not self._shown(run, viewer):
+                    continue
                 room -= run.ByteSize()
                 if len(found) == size or (found and room < 0):
                     return found, True
@@ -112,6 +141,22 @@ class ReadingRpcs(RpcBase):
         runs, more = await asyncio.to_thread(page)
         token = encode_cursor(runs[-1].run_id, scope) if more else ""
         return executor_pb2.ListRunsResponse(runs=runs, next_page_token=token)
+
+
+def running_elsewhere(root: Path, run_id: str) -> executor_pb2.Run | None:
+    """A run in progress that is not this process's (another replica's, or
+    suspended), as its journal has it: the run as it started, RUNNING, with
+    the agents' results recorded so far; None when it is not in progress."""
+    started = started_run(root, run_id)
+    if started is None or (root / run_id).exists():
+        return None  # Not in progress, or finished with its journal not yet gone.
+    try:
+        agents = RunJournal(journal_dir(root, run_id)).agents()
+    except CorruptJournalError:
+        agents = {}  # Being written: the run as it started still answers.
+    started.status = executor_pb2.RUN_STATUS_RUNNING
+    started.agents.extend(agents.values())
+    return started
 
 
 def _being_indexed(run_id: str, viewer: Viewer) -> bool:

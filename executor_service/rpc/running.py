@@ -235,6 +235,8 @@ class RunningRpcs(RpcBase):
             "caller": caller,
             "session_id": request.session_id,
             "tier_strategy": common_pb2.TierStrategy.Name(request.tier_strategy),
+            # Replicas sharing the runs root each resume only their own runs.
+            "replica": self._journals.replica,
         }
         await asyncio.to_thread(journal.start, record)
         remaining = context.time_remaining()

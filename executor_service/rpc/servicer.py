@@ -90,7 +90,7 @@ class ExecutorServicer(
         )
         self._spend = SpendLimit(settings.max_spend_per_hour_per_caller_usd)
         self.in_flight = InFlight()  # Stopped together at shutdown (server.py).
-        self._journals = Journals(runs.root)
+        self._journals = Journals(runs.root, runs.replica)
 
     @gated(AuditAction.TEMPLATES, Action.READ, _count_of("templates"))
     async def ListTemplates(

@@ -4,8 +4,8 @@ Each run in progress has a folder `<runs root>/.journal/<run_id>/`:
 
 - `start.json`: everything needed to run it again without its caller (the
   run as it started, its planned team, its config.json, the runner and the
-  runner's seed, the caller its spend accrues to). Written before the first
-  agent starts.
+  runner's seed, the caller its spend accrues to, the replica running it).
+  Written before the first agent starts.
 - `agents/<role>.json`: the agent's result (AgentResult as JSON) as it
   stands, rewritten after each of its attempts and when it finishes. A
   resumed run keeps a finished agent as it is and lets an unfinished one go
@@ -141,11 +141,18 @@ class RunJournal:
 
 
 class Journals:
-    """The journals under one runs root."""
+    """The journals under one runs root, as one replica sees them.
 
-    def __init__(self, runs_root: Path) -> None:
+    Replicas may share the runs root: each journal names the replica running
+    its run (start.json `replica`), and a replica resumes only its own, plus
+    those naming none (written before journals named their replica).
+    Without a replica (tools, tests) every journal counts.
+    """
+
+    def __init__(self, runs_root: Path, replica: str = "") -> None:
         self.runs_root = runs_root
         self.root = runs_root / JOURNAL_DIR
+        self.replica = replica
 
     def open(self, run_id: str) -> RunJournal:
         """The journal of a run (its folder made when it starts)."""
@@ -162,11 +169,23 @@ class Journals:
             if not RUN_ID_PATTERN.fullmatch(folder.name) or not (folder / START).is_file():
                 continue
             journal = RunJournal(folder)
+            if not self._is_mine(journal):
+                continue  # Another replica's run: its own restart resumes it.
             if (self.runs_root / folder.name).exists():
                 journal.remove()  # Persisted, then stopped before the journal went.
                 continue
             found.append(journal)
         return found
+
+    def _is_mine(self, journal: RunJournal) -> bool:
+        """Whether this replica resumes the journal: its own, or one naming
+        no replica. An unreadable start.json counts as its own, so the
+        resumption logs it for an operator rather than skip it silently."""
+        try:
+            owner = journal.start_record().get("replica", "")
+        except CorruptJournalError:
+            return True
+        return not self.replica or not owner or owner == self.replica
 
 
 def team_record(team: list[PlannedAgent]) -> list[dict[str, Any]]:

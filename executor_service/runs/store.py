@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,13 +81,19 @@ def _fsync_dir(path: Path) -> None:
 class RunStore:
     """Run directories under one root, named by run id."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, replica: str = "") -> None:
         self.root = root
+        self.replica = replica
         private_dir(self.root)
-        # Leftovers of writes interrupted by a crash are never visible runs.
-        shutil.rmtree(self.root / _STAGING, ignore_errors=True)
+        # One staging folder per replica: replicas sharing the runs root clear
+        # only their own leftovers, never another's write in progress. The
+        # leftovers of writes interrupted by a crash are never visible runs.
+        self._staging = self.root / (f"{_STAGING}-{replica}" if replica else _STAGING)
+        shutil.rmtree(self._staging, ignore_errors=True)
         # A persisted run never changes, so a parsed run can be kept.
         self._loaded: dict[str, executor_pb2.Run] = {}
+        # And so can whether it is SENSITIVE (classified on the run as recorded).
+        self._sensitive: dict[str, bool] = {}
 
     def persist(
         self,
@@ -101,7 +108,7 @@ class RunStore:
         """
         final = self.root / run.run_id
         run.run_dir = str(final.resolve())
-        staging = private_dir(self.root / _STAGING) / run.run_id
+        staging = private_dir(self._staging) / run.run_id
         staging.mkdir(DIR_MODE)
         # One conversion of the run; the other files are views of it.
         record = json_format.MessageToDict(run, preserving_proto_field_name=True)
@@ -144,6 +151,21 @@ class RunStore:
         copy = executor_pb2.Run()
         copy.CopyFrom(cached)
         return copy
+
+    def is_sensitive(self, run_id: str, classify: Callable[[executor_pb2.Run], bool]) -> bool:
+        """Whether the finished run is SENSITIVE, by `classify` on the run as
+        recorded (not as served: scrubbing must not hide what made it so).
+        A run of another replica sharing the root may not be in this one's
+        local index yet, so readers classify it themselves. Any thread."""
+        known = self._sensitive.get(run_id)
+        if known is None:
+            try:
+                text = (self.root / run_id / "result.json").read_text(encoding="utf-8")
+                recorded = json_format.Parse(text, executor_pb2.Run())
+            except (json_format.ParseError, OSError, UnicodeDecodeError):
+                return True  # Unreadable: shown to nobody but its owner (load says why).
+            known = self._sensitive[run_id] = classify(recorded)
+        return known
 
     def readable(self, run_id: str) -> executor_pb2.Run | None:
         """The run, or None if it is absent or unreadable (which is logged)."""
