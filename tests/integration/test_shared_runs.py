@@ -151,8 +151,11 @@ async def test_the_shared_outbox_is_replayed_by_exactly_one_replica(tmp_path: Pa
         tmp_path, outbox_replay_interval_seconds=0.05, outbox_replay_max_interval_seconds=0.2
     ) as (a, b):
         await a.stop_memory()  # Runs finish while it is down: their patterns queue.
-        made = [await finished_run(replica, f"{n}") for n in range(4) for replica in (a, b)]
+        made = [await finished_run(replica, f"{n}") for n in range(10) for replica in (a, b)]
         ids = {run.run_id for run in made}
+        # Both replicas' patterns are queued in the one shared runs root.
+        shared = tmp_path / "shared-runs"
+        assert all((shared / run_id / "pattern.pending.pb").is_file() for run_id in ids)
         await a.start_memory()
         audit = tmp_path / "a" / "memory" / "audit.log"
 
