@@ -7,6 +7,8 @@ injected sleep, so the schedule is checked exactly and nothing sleeps.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -320,3 +322,30 @@ async def test_a_pass_that_raises_is_logged_and_retried_with_backoff(
     failed = [r for r in caplog.records if r.getMessage() == "outbox replay failed"]
     assert len(failed) == 1
     assert failed[0].exc_info is not None
+
+
+# --- replicas sharing one runs directory ----------------------------------------------
+
+
+async def test_only_the_replica_holding_the_outbox_lock_replays(tmp_path: Path) -> None:
+    lock = tmp_path / ".outbox.lock"
+    first = Harness(tmp_path)
+    ids = [first.queue() for _ in range(3)]
+    replicas = [
+        PatternDeliverer(Outbox(tmp_path), cast(MemoryClient, first.memory), lock) for _ in range(2)
+    ]
+    # Another replica is replaying: it holds the lock (flock conflicts between
+    # open file descriptions even in one process, as between two hosts' processes).
+    holder = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        for replica in replicas:
+            assert await replica.replay() == ReplayPass(0)
+        assert first.memory.offered == []  # Nobody but the holder offers anything.
+    finally:
+        os.close(holder)
+    outcome = await replicas[0].replay()
+    assert (outcome.delivered, outcome.stalled) == (3, "")
+    # The other replica rescans under the lock and finds nothing left to offer.
+    assert await replicas[1].replay() == ReplayPass(0)
+    assert first.memory.offered == ids
