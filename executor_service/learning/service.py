@@ -179,9 +179,14 @@ class Learner:
         )
         tiers = await self.tier_choices(template.id, team, runner)
         suggestions = session_suggestions(template, choices or {}, answered)
-        # Suggested answers are other runs' answers: only from runs the caller may see.
+        # Suggested answers are other runs' answers: only from runs the caller
+        # may see. Another replica's run the index has not met yet may be
+        # SENSITIVE: left out until it has (within CATCH_UP_SECONDS).
+        await self._local_index.catch_up()
         visible = [
-            run for run in self.history.runs() if self._local_index.visible(run.run_id, viewer)
+            run
+            for run in self.history.runs()
+            if self._local_index.met(run.run_id) and self._local_index.visible(run.run_id, viewer)
         ]
         suggestions += run_suggestions(template, visible, answered, self.policy.min_runs)
         return Recommendations(tiers, similar, suggestions)
@@ -210,6 +215,7 @@ class Learner:
             if error.code() not in UNREACHABLE_CODES:
                 raise
             condition = compile_filter(filter_text, PATTERN_SCHEMA)
+            await self._local_index.catch_up()  # Other replicas' runs too.
             hits = self._local_index.search([], condition, SIMILAR_CANDIDATES, viewer=viewer)
             # The details say whether a deadline passed or the breaker is open.
             reason = (

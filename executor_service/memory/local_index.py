@@ -32,6 +32,14 @@ unreadable. Writes are durable enough for a cache (WAL, synchronous=NORMAL):
 a crash loses at most the newest runs, which the next start picks up again
 from their files.
 
+Replicas sharing one runs directory each keep their own index. Runs another
+replica finished appear as new run directories: `catch_up`, awaited before
+a local search, indexes them (and drops runs deleted), listing the
+directory at most once per CATCH_UP_SECONDS. Listing, reading, scrubbing
+and classifying run on a worker thread; only the index writes stay on the
+event loop, as every other use of the index (SearchIndex takes one caller
+at a time).
+
 Not mirrored: the memory service's retention expiry (its settings, not the
 executor's, decide when a pattern expires there), and the owner of an
 ownerless run (one started with authentication off): the memory service
@@ -41,10 +49,12 @@ is SENSITIVE.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -82,6 +92,9 @@ _MANIFEST = "manifest"  # The stamp table: version and namespace, written last.
 # Runs indexed per transaction while rebuilding or catching up: bounds the
 # WAL while keeping commits (and their page writes) few.
 _BATCH = 500
+# How stale a replica's local search may be about other replicas' runs: the
+# listing is cheap, but not cheap enough for every search.
+CATCH_UP_SECONDS = 1.0
 
 
 def as_memory_stores(pattern: memory_pb2.Pattern) -> memory_pb2.Pattern | None:
@@ -128,6 +141,36 @@ def _classified_sensitive(pattern: memory_pb2.Pattern) -> bool:
 
 
 @dataclass(frozen=True)
+class _Prepared:
+    """A run read from its files, ready to index: `stored` as the memory
+    service stores it, or None when the memory service would refuse it."""
+
+    pattern: memory_pb2.Pattern
+    stored: memory_pb2.Pattern | None
+
+
+def _prepare(root: Path, run_id: str, catalog: Catalog) -> _Prepared | None:
+    """The run's pattern, classified and scrubbed; None when unreadable (logged).
+
+    Touches no index: safe on any thread.
+    """
+    run = _read_run(root, run_id)
+    if run is None:
+        return None
+    pattern = run_to_pattern(run, catalog.get(run.template_id))
+    if find_secrets(pattern):
+        # Refused by the memory service, so not searchable here either; read
+        # again at each start (only runs from before answers were scanned up
+        # front can hold one).
+        return _Prepared(pattern, None)
+    return _Prepared(pattern, as_memory_stores(pattern))
+
+
+def _prepare_all(root: Path, run_ids: Iterable[str], catalog: Catalog) -> list[_Prepared]:
+    return [prepared for run_id in run_ids if (prepared := _prepare(root, run_id, catalog))]
+
+
+@dataclass(frozen=True)
 class Opened:
     """What `LocalIndex.open` did, for the log and for tests."""
 
@@ -150,9 +193,25 @@ class LocalIndex:
     one caller at a time, as SearchIndex requires.
     """
 
-    def __init__(self, folder: Path, namespace: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        namespace: str,
+        clock: Callable[[], float] = time.monotonic,
+        catch_up_seconds: float = CATCH_UP_SECONDS,
+    ) -> None:
         self._folder = folder
         self._namespace = namespace
+        self._clock = clock
+        self._catch_up_seconds = catch_up_seconds
+        # Set by `open`: where `catch_up` looks, and what with.
+        self._runs: RunStore | None = None
+        self._catalog: Catalog | None = None
+        # Run ids on disk at the last listing or added since: what a catch-up
+        # need not read (unreadable runs included, until the next start).
+        self._known: set[str] = set()
+        self._listed_at = 0.0
+        self._catching_up = asyncio.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._open_index: SearchIndex | None = None
         self._sensitive_index: SearchIndex | None = None
@@ -188,6 +247,8 @@ class LocalIndex:
             for db in self._connections:
                 write_stamp(db, _MANIFEST, self._stamp())
         self._warm()
+        self._runs, self._catalog, self._known = runs, catalog, on_disk
+        self._listed_at = self._clock()
         action = "rebuilt" if reason else ("caught_up" if added or removed else "up_to_date")
         opened = Opened(
             action=action,
@@ -217,30 +278,74 @@ class LocalIndex:
         (runs added, runs removed)."""
         missing = sorted(on_disk - indexed, reverse=True)
         gone = sorted(indexed - on_disk)
-        with transaction(self._open_db), transaction(self._sensitive_db):
-            for run_id in gone:
-                self._remove(run_id)
+        self._drop(gone)
         added = 0
         for start in range(0, len(missing), _BATCH):
-            with transaction(self._open_db), transaction(self._sensitive_db):
-                for run_id in missing[start : start + _BATCH]:
-                    run = _read_run(runs.root, run_id)  # An unreadable run is logged and skipped.
-                    if run is None:
-                        continue
-                    pattern = run_to_pattern(run, catalog.get(run.template_id))
-                    if find_secrets(pattern):
-                        # Refused by the memory service, so not searchable here
-                        # either; read again at each start (only runs from before
-                        # answers were scanned up front can hold one).
-                        self._left_out(pattern)
-                        continue
-                    stored = as_memory_stores(pattern)
-                    if stored is None:
-                        self._left_out(pattern)
-                        continue
-                    self._put(stored)
-                    added += 1
+            # Read a batch at a time: a rebuild never holds every run at once.
+            added += self._apply(_prepare_all(runs.root, missing[start : start + _BATCH], catalog))
         return added, len(gone)
+
+    def _drop(self, run_ids: Sequence[str]) -> None:
+        with transaction(self._open_db), transaction(self._sensitive_db):
+            for run_id in run_ids:
+                self._remove(run_id)
+
+    def _apply(self, prepared: Sequence[_Prepared]) -> int:
+        """Indexes prepared runs, _BATCH per transaction; the number indexed
+        (the others are left out, as the memory service refuses them)."""
+        added = 0
+        for start in range(0, len(prepared), _BATCH):
+            with transaction(self._open_db), transaction(self._sensitive_db):
+                for run in prepared[start : start + _BATCH]:
+                    if run.stored is None:
+                        self._left_out(run.pattern)
+                    else:
+                        self._put(run.stored)
+                        added += 1
+        return added
+
+    async def catch_up(self) -> None:
+        """Indexes the runs that appeared on disk since the last look (other
+        replicas' runs, in a shared runs directory) and drops those deleted;
+        does nothing if it looked under CATCH_UP_SECONDS ago.
+
+        Never raises for the cache's sake: a search answers from what is indexed.
+        """
+        if self._runs is None or not self._connections or self._fresh():
+            return
+        async with self._catching_up:
+            if self._fresh():
+                return
+            self._listed_at = self._clock()  # Before listing: later runs are found next time.
+            try:
+                await self._catch_up_now(self._runs)
+            except (OSError, sqlite3.Error) as error:
+                log.error("local index not caught up", extra={"reason": str(error)})
+
+    def _fresh(self) -> bool:
+        return self._clock() - self._listed_at < self._catch_up_seconds
+
+    async def _catch_up_now(self, runs: RunStore) -> None:
+        # A snapshot: a run added while the directory is listed is not "gone".
+        known = set(self._known)
+        on_disk = set(await asyncio.to_thread(runs.run_ids))
+        missing = sorted(on_disk - known, reverse=True)
+        catalog = self._catalog
+        assert catalog is not None  # Set by `open` with `_runs`.
+        prepared = await asyncio.to_thread(_prepare_all, runs.root, missing, catalog)
+        if not self._connections:
+            return  # Closed meanwhile (the executor is stopping).
+        gone = sorted(known - on_disk)
+        self._drop(gone)
+        added = self._apply(prepared)
+        self._known = (self._known | on_disk) - set(gone)
+        if added or gone:
+            log.info("local index caught up", extra={"added": added, "removed": len(gone)})
+
+    def met(self, run_id: str) -> bool:
+        """Whether the index has seen the run (on disk at its last look, or
+        added since): only then does `visible` know whether it is SENSITIVE."""
+        return run_id in self._known
 
     def _reuse(self) -> set[str]:
         """The ids the existing cache holds; raises _UnusableError if it cannot be reused."""
@@ -303,6 +408,7 @@ class LocalIndex:
         Never raises for the cache's sake: the run is already on disk, and a
         run missing here is indexed from its files at the next start.
         """
+        self._known.add(pattern.id)  # Not read again by a catch-up.
         # No secret check here: a run's answers were scanned before it started.
         stored = as_memory_stores(pattern)
         if stored is None:

@@ -46,6 +46,9 @@ class SearchingRpcs(RpcBase):
         # else's plan), as the memory service does.
         on_behalf_of = acting_for(principal)
         viewer = Viewer.of(principal)
+        # Other replicas' runs (a shared runs directory) shape the plan and
+        # the local answers too.
+        await self._local_index.catch_up()
         # Planned here too, with the same code as the memory service, so a bad
         # request fails the same way whether or not the memory service is up.
         try:

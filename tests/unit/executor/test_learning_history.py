@@ -1,9 +1,13 @@
-"""The run history: loaded from the run files once, then kept current by recording."""
+"""The run history: loaded from the run files, kept current by recording this
+process's runs and catching up with runs other replicas add to the files."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
@@ -12,6 +16,7 @@ from executor_service.learning.history import RunHistory
 from executor_service.runs.forms import to_form_value
 from executor_service.runs.store import RunStore, new_run_id
 from executor_service.templates.models import Tier
+from tests.support.helpers import ManualClock
 
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
@@ -70,18 +75,40 @@ async def test_runs_on_disk_and_recorded_runs_are_counted_once(tmp_path: Path) -
     assert (tally.attempts, tally.successes) == (2, 1)
 
 
-async def test_after_loading_only_recording_adds_runs(tmp_path: Path) -> None:
+async def test_runs_another_replica_finished_are_caught_up_at_most_once_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = RunStore(tmp_path / "runs")
-    history = RunHistory(store)
+    clock = ManualClock()
+    history = RunHistory(store, clock=clock)
     await history.ready()
-    # Every run of this executor is recorded when it finishes; the files are
-    # not scanned again.
-    late = make_run(2, success=True)
-    store.persist(late, {})
-    await history.ready()
+    # Another replica sharing the runs directory (its own RunStore) finishes a run.
+    other = make_run(2, success=True)
+    RunStore(tmp_path / "runs").persist(other, {})
+    read: list[str] = []
+    readable = store.readable
+
+    def counted(run_id: str) -> executor_pb2.Run | None:
+        read.append(run_id)
+        return readable(run_id)
+
+    monkeypatch.setattr(store, "readable", counted)
+    clock.now += 0.5
+    await history.ready()  # Listed half a second ago: not again.
     assert history.runs() == []
-    history.record(late)
-    assert [fact.run_id for fact in history.runs()] == [late.run_id]
+    clock.now += 0.5
+    await history.ready()
+    assert [fact.run_id for fact in history.runs()] == [other.run_id]
+    # This process's own runs are recorded as they finish; a catch-up reads
+    # only the runs it does not know.
+    own = make_run(3, success=False)
+    store.persist(own, {})
+    history.record(own)
+    clock.now += 1
+    await history.ready()
+    assert read == [other.run_id]
+    assert sorted(fact.run_id for fact in history.runs()) == sorted([other.run_id, own.run_id])
+    assert history.evidence("t", "simulated")[("coder", Tier.CHEAP)].attempts == 2
 
 
 async def test_evidence_is_kept_per_runner(tmp_path: Path) -> None:
@@ -97,13 +124,20 @@ async def test_evidence_is_kept_per_runner(tmp_path: Path) -> None:
     assert history.evidence("t", "simulated")[("coder", Tier.CHEAP)].attempts == 1
 
 
-async def test_unreadable_runs_are_skipped(tmp_path: Path) -> None:
+async def test_unreadable_runs_are_skipped_and_not_read_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = RunStore(tmp_path / "runs")
     good = make_run(0, success=True)
     store.persist(good, {})
     broken = store.root / new_run_id(START + timedelta(hours=1))
     broken.mkdir()
     (broken / "result.json").write_text("{not json")
-    history = RunHistory(store)
-    await history.ready()
+    clock = ManualClock()
+    history = RunHistory(store, clock=clock)
+    with caplog.at_level(logging.ERROR):
+        await history.ready()
+        clock.now += 5
+        await history.ready()
     assert [fact.run_id for fact in history.runs()] == [good.run_id]
+    assert [record.message for record in caplog.records] == ["run skipped"]

@@ -33,6 +33,7 @@ from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.identity import Principal
 from memory_service.write_pipeline import Retention, secure
+from tests.support.helpers import ManualClock
 
 NAMESPACE = "default"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -435,3 +436,75 @@ def test_an_unreadable_run_is_logged_and_skipped(
     (logged,) = [r for r in caplog.records if r.getMessage() == "run not indexed"]
     assert getattr(logged, "run_id", None) == bad
     assert search(index, "demo") == [good]
+
+
+# --- replicas sharing one runs directory ------------------------------------------
+
+
+def replica(tmp_path: Path, name: str, catalog: Catalog, clock: ManualClock) -> LocalIndex:
+    """A replica's own index over the shared runs directory."""
+    index = LocalIndex(tmp_path / name / INDEX_DIR, NAMESPACE, clock=clock)
+    index.open(RunStore(tmp_path / "runs"), catalog)
+    return index
+
+
+async def test_runs_another_replica_finishes_are_caught_up_at_most_once_a_second(
+    tmp_path: Path, catalog: Catalog, reads: list[str]
+) -> None:
+    clock = ManualClock()
+    (doomed,) = persist(RunStore(tmp_path / "runs"), make_run(0, package_name="doomed"))
+    a, b = (replica(tmp_path, name, catalog, clock) for name in ("a", "b"))
+    reads.clear()
+    # Replica A finishes a run: on disk, and in A's own index.
+    other = make_run(1, package_name="arrived")
+    persist(RunStore(tmp_path / "runs"), other)
+    a.add(run_to_pattern(other, catalog.get(other.template_id)))
+    shutil.rmtree(tmp_path / "runs" / doomed)
+    clock.now += 0.5
+    await b.catch_up()  # Looked half a second ago (at open): not again.
+    assert search(b, "arrived") == []
+    assert not b.met(other.run_id)
+    clock.now += 0.5
+    await b.catch_up()
+    assert search(b, "arrived") == [other.run_id]
+    assert search(b, "doomed") == []
+    assert b.run_ids() == {other.run_id}
+    assert b.met(other.run_id)
+    assert reads == [other.run_id]  # Only the new run was read.
+    # A knew its own run: its catch-up reads nothing, and drops the deleted run.
+    clock.now += 1
+    await a.catch_up()
+    assert reads == [other.run_id]
+    assert a.run_ids() == {other.run_id}
+    # What a catch-up indexed is in the cache: B's next start reads nothing.
+    b.close()
+    reads.clear()
+    again = LocalIndex(tmp_path / "b" / INDEX_DIR, NAMESPACE)
+    assert again.open(RunStore(tmp_path / "runs"), catalog).action == "up_to_date"
+    assert reads == []
+
+
+async def test_another_replicas_sensitive_run_is_caught_up_for_its_owner_only(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    clock = ManualClock()
+    b = replica(tmp_path, "b", catalog, clock)
+    (alices,) = persist(
+        RunStore(tmp_path / "runs"),
+        make_run(0, owner="alice", package_name="payroll with salary data"),
+    )
+    clock.now += 1
+    await b.catch_up()
+    assert search(b, "payroll", viewer=ALICE) == [alices]
+    assert search(b, "payroll", viewer=BOB) == []
+    assert (b.visible(alices, ALICE), b.visible(alices, BOB)) == (True, False)
+
+
+async def test_a_closed_index_does_not_catch_up(tmp_path: Path, catalog: Catalog) -> None:
+    clock = ManualClock()
+    b = replica(tmp_path, "b", catalog, clock)
+    b.close()
+    (late,) = persist(RunStore(tmp_path / "runs"), make_run(0, package_name="late"))
+    clock.now += 1
+    await b.catch_up()  # The executor is stopping: nothing to index into.
+    assert not b.met(late)
