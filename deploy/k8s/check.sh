@@ -38,6 +38,11 @@ for component in redis-in-cluster redis-external; do
 resources: [../../base]
 components: [../../components/$component]"
 done
+# prod with several executor replicas sharing one runs volume.
+cp -r "$here/overlays/prod" "${scratch}prod+executor-replicas"
+sed -i 's#^components:$#components:\n  - ../../components/executor-replicas#' \
+  "${scratch}prod+executor-replicas/kustomization.yaml"
+grep -q 'components/executor-replicas$' "${scratch}prod+executor-replicas/kustomization.yaml"
 # prod with a managed Redis in place of the in-cluster one.
 cp -r "$here/overlays/prod" "${scratch}prod+redis-external"
 sed -i 's#components/redis-in-cluster$#components/redis-external#' \
