@@ -60,8 +60,10 @@ async def test_a_secret_in_an_answer_refuses_the_run_and_nothing_is_written(
     assert "SECRET_DETECTED" in error_reasons(error)
     assert secret not in (error.details() or "")
     assert all(secret not in text for text in violations.values())
-    # Nothing was written: no run directory, and no file anywhere holds it.
-    assert not [p for p in (stack.root / "executor" / "runs").iterdir() if p.name != ".staging"]
+    # Nothing was written: no run directory (the dot-files are the store's own
+    # bookkeeping: staging, the outbox lock), and no file anywhere holds it.
+    runs = stack.root / "executor" / "runs"
+    assert not [p for p in runs.iterdir() if not p.name.startswith(".")]
     assert files_holding(stack.root, secret) == []
     listed = await stub.ListRuns(executor_pb2.ListRunsRequest(), timeout=5)
     assert list(listed.runs) == []
