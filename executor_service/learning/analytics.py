@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -116,8 +116,15 @@ def normalise_error(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def analyse(runs: Iterable[RunFact], window: Window) -> Analytics:
-    """The analytics of the runs that fall in the window."""
+def analyse(
+    runs: Iterable[RunFact],
+    window: Window,
+    shows_text: Callable[[RunFact], bool] = lambda run: True,
+) -> Analytics:
+    """The analytics of the runs that fall in the window. Counts, rates and
+    costs cover every run; failure texts come only from runs `shows_text`
+    allows: an error is free text, which another owner's SENSITIVE run keeps
+    to its owner."""
     selected = sorted((run for run in runs if window.holds(run)), key=lambda r: r.create_time)
     costs = [run.total_cost_usd for run in selected]
     by_tier: dict[str, float] = {}
@@ -127,7 +134,7 @@ def analyse(runs: Iterable[RunFact], window: Window) -> Analytics:
             for attempt in agent.attempts:
                 tier = attempt.tier.value
                 by_tier[tier] = by_tier.get(tier, 0.0) + attempt.cost_usd
-                if not attempt.success:
+                if not attempt.success and shows_text(run):
                     failures[(agent.role, normalise_error(attempt.error))] += 1
     tallies = add_runs({}, selected)
     role_tiers = [

@@ -25,6 +25,7 @@ from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.convert.learning import analytics_to_proto
 from executor_service.learning.analytics import analyse
+from executor_service.learning.facts import RunFact
 from executor_service.learning.history import RunHistory
 from executor_service.learning.recommend import Policy, TierChoice, recommend_tier
 from executor_service.learning.requests import analytics_window
@@ -100,13 +101,14 @@ class Learner:
         self.history.record(run)
 
     async def analytics(
-        self, request: executor_pb2.GetAnalyticsRequest
+        self, request: executor_pb2.GetAnalyticsRequest, principal: Principal
     ) -> executor_pb2.GetAnalyticsResponse:
         """GetAnalytics: INVALID_ARGUMENT for a bad window, NOT_FOUND for a
         template id that neither the catalog nor any run knows.
 
         Over every run, SENSITIVE ones of any owner included: aggregates,
-        never a run's answers (see the module's docstring).
+        never a run's answers (see the module's docstring). Failure texts are
+        free text: only from runs `principal` may see.
         """
         window = analytics_window(request)
         await self.history.ready()
@@ -121,8 +123,17 @@ class Learner:
             known = ", ".join(template.id for template in self._catalog.all())
             message = f"no template or run has id {template_id!r}; known: {known}"
             raise not_found("template", template_id, message)
+        viewer = Viewer.of(principal)
+        await self._local_index.catch_up()
+
+        def shows_text(run: RunFact) -> bool:
+            # A run the index has not met yet (another replica's) may be SENSITIVE.
+            return self._local_index.met(run.run_id) and self._local_index.visible(
+                run.run_id, viewer
+            )
+
         # Thousands of runs take some milliseconds: off the event loop.
-        return analytics_to_proto(await asyncio.to_thread(analyse, runs, window))
+        return analytics_to_proto(await asyncio.to_thread(analyse, runs, window, shows_text))
 
     async def tier_choices(
         self, template_id: str, team: Sequence[PlannedAgent], runner: str

@@ -25,7 +25,7 @@ class LearningRpcs(RpcBase):
     async def GetAnalytics(
         self, request: executor_pb2.GetAnalyticsRequest, context: Context, principal: Principal
     ) -> executor_pb2.GetAnalyticsResponse:
-        return await self._learner.analytics(request)
+        return await self._learner.analytics(request, principal)
 
     @gated(AuditAction.RECOMMEND, Action.READ)
     async def GetRecommendations(

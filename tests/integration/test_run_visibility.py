@@ -195,3 +195,27 @@ async def test_with_authentication_off_every_run_is_shown(tmp_path: Path) -> Non
         assert (fetched.run.run_id, fetched.run.owner) == (secret, "anonymous")
         listed_runs = await stub.ListRuns(executor_pb2.ListRunsRequest(), timeout=10)
         assert [run.run_id for run in listed_runs.runs] == [secret]
+
+
+ALL_FAIL_CHEAP = {"cheap": 0.0, "capable": 1.0, "premium": 1.0}
+
+
+async def test_analytics_count_a_sensitive_run_but_show_its_failure_texts_to_its_owner_only(
+    tmp_path: Path,
+) -> None:
+    # Every cheap attempt fails, so the run has failure texts to report.
+    async with secured_executor(tmp_path, simulated_success=ALL_FAIL_CHEAP) as secured:
+        await run_as(secured, "alice", package_name=SENSITIVE_NAME)
+
+        async def analytics_as(user: str) -> executor_pb2.GetAnalyticsResponse:
+            return await secured.stub().GetAnalytics(
+                executor_pb2.GetAnalyticsRequest(), metadata=secured.auth(user), timeout=10
+            )
+
+        mine, theirs = await analytics_as("alice"), await analytics_as("bob")
+        # Counts, rates and costs cover the run for everybody ...
+        assert mine.run_count == theirs.run_count == 1
+        assert theirs.cost.total_usd == mine.cost.total_usd > 0
+        # ... but an error is free text: the SENSITIVE run's stay its owner's.
+        assert mine.failures
+        assert list(theirs.failures) == []
