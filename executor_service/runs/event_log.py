@@ -24,6 +24,7 @@ from typing import IO
 from google.protobuf import json_format
 
 from attune.executor.v1 import executor_pb2
+from executor_service.runs.journal import write_atomically
 from memory_service.servicekit.private_files import FILE_MODE, private_dir
 
 log = logging.getLogger("attune.executor.runs")
@@ -64,10 +65,8 @@ class EventLog:
         self._root = root
         self._run_id = run.run_id
         directory = private_dir(journal_dir(root, run.run_id))
-        started = directory / f".{STARTED_RUN}.tmp"
-        started.write_text(json_format.MessageToJson(run, preserving_proto_field_name=True))
-        started.chmod(FILE_MODE)
-        os.replace(started, directory / STARTED_RUN)
+        started = json_format.MessageToJson(run, preserving_proto_field_name=True)
+        write_atomically(directory / STARTED_RUN, started.encode())
         descriptor = os.open(directory / EVENTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self._file: IO[bytes] | None = os.fdopen(descriptor, "ab")
 
@@ -108,14 +107,7 @@ class EventLog:
         directory = journal_dir(self._root, self._run_id)
         try:
             if run_dir:
-                final = Path(run_dir) / EVENTS
-                staged = final.with_name(f".{EVENTS}.tmp")
-                descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-                with os.fdopen(descriptor, "wb") as out:
-                    out.write((directory / EVENTS).read_bytes())
-                    out.flush()
-                    os.fdatasync(out.fileno())
-                os.replace(staged, final)
+                write_atomically(Path(run_dir) / EVENTS, (directory / EVENTS).read_bytes())
             (directory / EVENTS).unlink(missing_ok=True)
             (directory / STARTED_RUN).unlink(missing_ok=True)
             # The journal directory may hold other files (checkpoints) still.
