@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def _json_durations(result: executor_pb2.AgentResult) -> executor_pb2.AgentResul
     # Durations JSON can hold (about 10,000 years), as every run file's are.
     for duration in [result.duration, *(attempt.duration for attempt in result.attempts)]:
         duration.FromNanoseconds(abs(duration.seconds) % 10**6 * 10**9 + abs(duration.nanos))
+    # JSON writes a NaN without its sign bit: one NaN, as JSON can hold it.
+    if math.isnan(result.cost_usd):
+        result.cost_usd = math.nan
+    for attempt in result.attempts:
+        if math.isnan(attempt.cost_usd):
+            attempt.cost_usd = math.nan
     return result
 
 
