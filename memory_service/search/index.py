@@ -153,6 +153,9 @@ class ReadQuery:
     offset: int = 0
     recency: Recency | None = None
     explain: bool = False
+    # How many of the SHOULD terms a document must contain (MUST terms are
+    # always required, MUST_NOT ones always excluded).
+    min_should_match: int = 1
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 
 MAX_QUERY_LENGTH = 1024
 
@@ -19,12 +20,23 @@ class QueryError(ValueError):
     """A query that cannot be searched; the message says why."""
 
 
+class Occur(Enum):
+    """How a term takes part in a search: it ranks (SHOULD: a document needs
+    only the query's minimum number of them), it is required (MUST, typed
+    `+word`), or it excludes (MUST_NOT, typed `-word`)."""
+
+    SHOULD = "should"
+    MUST = "must"
+    MUST_NOT = "must_not"
+
+
 @dataclass(frozen=True)
 class Term:
     """One search term: a phrase of one or more words, maybe a prefix."""
 
     words: tuple[str, ...]
     prefix: bool = False
+    occur: Occur = Occur.SHOULD
 
     def to_fts(self) -> str:
         """The term as an FTS5 expression, every word quoted."""
