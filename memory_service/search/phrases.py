@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from memory_service.search.filter import Node, Restriction
+from memory_service.search.form_lexicon import Lexicon
 
 # A decimal, maybe with thousands separators; not part of a longer word or number.
 NUM = (
@@ -150,16 +151,23 @@ class Candidate:
     terms: tuple[Node, ...]
 
 
+_NO_FORMS = Lexicon()
+
+
 @dataclass(frozen=True)
 class Context:
     """What a rule may consult besides its match."""
 
     now: datetime  # UTC-aware.
-    fields: tuple[tuple[str, tuple[str, ...]], ...]  # Question id and its words.
+    forms: Lexicon = _NO_FORMS  # What the templates' forms let a query name.
+    templates: frozenset[str] = frozenset()  # Named in the query or the caller's filter.
+    spans: tuple[tuple[int, int], ...] = ()  # Where the query names templates.
 
 
 _Handler = Callable[[re.Match[str], Context], Candidate | None]
 Rule = tuple[re.Pattern[str], _Handler]
+# A rule that reads the whole text itself (a phrase index rather than a regex).
+Finder = Callable[[str, Context], list[Candidate]]
 
 
 def whole_match(match: re.Match[str], *terms: Node) -> Candidate:

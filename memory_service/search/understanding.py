@@ -34,6 +34,7 @@ user's own wording and stays; so text left with nothing but filler becomes "".
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,21 +45,33 @@ from memory_service.search.filter import (
     And,
     FilterError,
     Node,
+    Or,
     check_filter,
     parse_filter,
     to_text,
 )
+from memory_service.search.form_lexicon import Lexicon, compile_lexicon
+from memory_service.search.forms import EMPTY_FORMS, FormCatalog
 from memory_service.search.phrase_rules import rule_groups
-from memory_service.search.phrases import FIELD_NAME, FILLER, MASK, TOKEN, Candidate, Context, Rule
+from memory_service.search.phrase_rules_forms import named_templates
+from memory_service.search.phrases import FILLER, MASK, TOKEN, Candidate, Context, Finder, Rule
 from memory_service.search.schema import PATTERN_SCHEMA
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What the rules may name besides the fixed pattern fields."""
+    """What the rules may name besides the fixed pattern fields: the forms'
+    catalog, and the ids the data holds that it may not know."""
 
     templates: Mapping[str, str]  # Template id -> human name ("Publish a Python package").
-    numeric_fields: Sequence[str]  # Form question ids with number answers, in preference order.
+    numeric_fields: Sequence[str]  # Form question ids with number answers.
+    forms: FormCatalog = EMPTY_FORMS
+
+    def lexicon(self) -> Lexicon:
+        """The compiled vocabulary (cached per catalog and data ids)."""
+        return compile_lexicon(
+            self.forms, tuple(self.templates.items()), tuple(self.numeric_fields)
+        )
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,10 @@ class Understanding:
     filter_text: str  # AIP-160 text of the derived terms ANDed; "" if none.
     remaining_query: str  # The free text left after removing consumed phrases; may be "".
     interpretations: tuple[str, ...]  # '"cost under $0.50" -> total_cost_usd < 0.5', ...
+    tree: Node | None = None  # filter_text as a checked tree.
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_valid(term: Node) -> bool:
     """Whether the term prints, parses back to itself and fits the pattern schema."""
     try:
@@ -84,34 +99,32 @@ def _as_utc(now: datetime) -> datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
-def _fields(vocabulary: Vocabulary) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    fields: list[tuple[str, tuple[str, ...]]] = []
-    for field_id in vocabulary.numeric_fields:
-        if FIELD_NAME.fullmatch(field_id):  # Others cannot be named in a filter.
-            words = tuple(word.lower() for word in re.split(r"[_-]+", field_id) if word)
-            if words:
-                fields.append((field_id, words))
-    return tuple(fields)
-
-
 def _mask(text: str, start: int, end: int) -> str:
     return text[:start] + MASK * (end - start) + text[end:]
 
 
-def _candidates(rules: Sequence[Rule], working: str, context: Context) -> list[Candidate]:
+def _matches(rule: Rule | Finder, working: str, context: Context) -> list[Candidate]:
+    if not isinstance(rule, tuple):
+        return rule(working, context)
+    pattern, handler = rule
     found: list[Candidate] = []
-    for pattern, handler in rules:
-        for match in pattern.finditer(working):
-            try:
-                candidate = handler(match, context)
-            except (ValueError, OverflowError):
-                continue  # An impossible date or a window beyond the calendar: not a term.
-            if (
-                candidate is not None
-                and candidate.end > candidate.start
-                and all(_is_valid(term) for term in candidate.terms)
-            ):
-                found.append(candidate)
+    for match in pattern.finditer(working):
+        try:
+            candidate = handler(match, context)
+        except (ValueError, OverflowError):
+            continue  # An impossible date or a window beyond the calendar: not a term.
+        if candidate is not None:
+            found.append(candidate)
+    return found
+
+
+def _candidates(rules: Sequence[Rule | Finder], working: str, context: Context) -> list[Candidate]:
+    found = [
+        candidate
+        for rule in rules
+        for candidate in _matches(rule, working, context)
+        if candidate.end > candidate.start and all(_is_valid(term) for term in candidate.terms)
+    ]
     # Longest first, then leftmost.
     found.sort(key=lambda candidate: (candidate.start - candidate.end, candidate.start))
     return found
@@ -141,14 +154,25 @@ def _remaining(query: str, spans: Sequence[tuple[int, int]]) -> str:
     return " ".join(kept)
 
 
-def understand(query: str, vocabulary: Vocabulary, now: datetime) -> Understanding:
-    """Splits a free-text query into filter terms and the free text left over."""
-    context = Context(_as_utc(now), _fields(vocabulary))
+def understand(
+    query: str,
+    vocabulary: Vocabulary,
+    now: datetime,
+    filter_templates: frozenset[str] = frozenset(),
+) -> Understanding:
+    """Splits a free-text query into filter terms and the free text left over.
+
+    filter_templates: the templates the caller's own filter selects, which
+    settle ambiguous questions as a template named in the query does.
+    """
     working = query
     for token in TOKEN.finditer(query):
         if token.group().startswith('"'):
             working = _mask(working, token.start(), token.end())
-    groups = rule_groups(vocabulary.templates)
+    lexicon = vocabulary.lexicon()
+    named, spans = named_templates(working, Context(_as_utc(now), lexicon))
+    context = Context(_as_utc(now), lexicon, named | filter_templates, spans)
+    groups = rule_groups()
     accepted: list[Candidate] = []
     term_texts: dict[Node, str] = {}
     length = -len(" AND ")  # Length of the joined filter so far.
@@ -173,12 +197,16 @@ def understand(query: str, vocabulary: Vocabulary, now: datetime) -> Understandi
     for candidate in accepted:
         terms.update(dict.fromkeys(candidate.terms))
         phrase = " ".join(query[candidate.start : candidate.end].split())
-        meaning = " AND ".join(term_texts[term] for term in candidate.terms)
+        meaning = " AND ".join(
+            f"({term_texts[term]})" if isinstance(term, Or) else term_texts[term]
+            for term in candidate.terms
+        )
         interpretations.append(f'"{phrase}" -> {meaning}')
     ordered = tuple(terms)
     tree: Node | None = None if not ordered else ordered[0] if len(ordered) == 1 else And(ordered)
-    spans = [(candidate.start, candidate.end) for candidate in accepted]
-    return Understanding(to_text(tree), _remaining(query, spans), tuple(interpretations))
+    consumed = [(candidate.start, candidate.end) for candidate in accepted]
+    remaining = _remaining(query, consumed)
+    return Understanding(to_text(tree), remaining, tuple(interpretations), tree)
 
 
 def combine(user_filter: str, derived: str) -> str:
@@ -188,7 +216,11 @@ def combine(user_filter: str, derived: str) -> str:
     `a OR b` and `c AND d` give `(a OR b) AND (c AND d)`. Raises FilterError
     if either does not parse.
     """
-    user, extra = parse_filter(user_filter), parse_filter(derived)
-    if user is None or extra is None:
-        return to_text(user if extra is None else extra)
-    return to_text(And((user, extra)))
+    return to_text(conjoin(parse_filter(user_filter), parse_filter(derived)))
+
+
+def conjoin(user: Node | None, derived: Node | None) -> Node | None:
+    """The tree `combine` prints: both ANDed, or whichever there is."""
+    if user is None or derived is None:
+        return user if derived is None else derived
+    return And((user, derived))

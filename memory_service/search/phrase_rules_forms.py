@@ -1,0 +1,389 @@
+"""Query understanding's rules over the templates' forms (see form_lexicon.py):
+template names, option values, yes/no questions and number questions.
+
+Which question a phrase means, when several could:
+1. the templates named in the same query (or in the caller's filter) decide
+   among questions they ask, if any does;
+2. then closeness: the question whose words (id and label) are nearest to
+   the phrase; for a number question, how many of the words are in its id,
+   then whether its label uses any of them;
+3. what is left becomes an OR over the questions, shown in the filter.
+
+An option value spelled like an everyday word ("go", "major") is read only
+with context: its question's words within three words, a named template
+offering it, or "in X" / "using X" before it; a value like "none" or
+"other" only with its question's words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from memory_service.search.filter import Node, Or
+from memory_service.search.form_lexicon import (
+    ARTICLES,
+    Found,
+    Guard,
+    Kind,
+    Question,
+    Token,
+    stem,
+    tokens_of,
+)
+from memory_service.search.phrases import (
+    CMP,
+    CONNECTORS,
+    FILLER,
+    NUM,
+    PCT,
+    WEAK_ID_WORDS,
+    Candidate,
+    Context,
+    Rule,
+    canon,
+    comparator_op,
+    number_value,
+    restriction,
+    rule_regex,
+)
+
+_WINDOW = 3  # How many words either side of a value count as its context.
+_TEMPLATE = stem("template")
+_WORKFLOW_NOUNS = frozenset(
+    stem(w) for w in ("workflows", "runs", "patterns", "jobs", "executions")
+)
+_NEGATORS = frozenset({"no", "not", "without", "never", "non"})
+_CONTRACTED = frozenset({"doesn", "don", "didn", "isn", "wasn", "aren", "weren", "hasn", "haven"})
+_SKIPPABLE = ARTICLES | {"any"}
+_FRAMES = frozenset({"in", "using", "uses", "used"})  # "written in go", "using rust".
+_LINKS = frozenset({*CONNECTORS, "to", "on", "in", "at", "for", "with", "by", "as", "set"})
+_YES = frozenset({"yes", "true", "on"})
+_NO = frozenset({"no", "false", "off"})
+_ATTACHED = re.compile(r"[\s_-]*[:=]?[\s_-]*")
+_FILLER_KEYS = frozenset(stem(word) for word in FILLER)
+_WEAK_KEYS = frozenset(stem(word) for word in WEAK_ID_WORDS)
+
+
+def _attached(token: Token) -> bool:
+    """Only separators, maybe one : or =, between the token and the one before."""
+    return bool(token.gap) and _ATTACHED.fullmatch(token.gap) is not None
+
+
+def _any_of(
+    prefix: str, op: str, value: str | float | bool, targets: Iterable[str], path: str = ""
+) -> Node:
+    """`prefix.target op value` for each target, ORed; with `path`, `path op
+    target` for each target instead."""
+    terms = tuple(
+        restriction(path, op, target) if path else restriction(f"{prefix}.{target}", op, value)
+        for target in targets
+    )
+    return terms[0] if len(terms) == 1 else Or(terms)
+
+
+def _in_context(
+    targets: Sequence[str], offers: Mapping[str, frozenset[str]], named: frozenset[str]
+) -> list[str]:
+    """The targets a named template offers, if any does; else all of them."""
+    kept = [target for target in targets if offers[target] & named]
+    return kept or list(targets)
+
+
+# Templates.
+
+
+def _template_span(tokens: Sequence[Token], found: Found) -> tuple[int, int] | None:
+    """A template phrase's span with "template" before or after it; a
+    one-word name needs "template" or a workflow noun ("runs") after it."""
+    first, last = found.first, found.last
+    before = tokens[first - 1] if first > 0 else None
+    after = tokens[last + 1] if last + 1 < len(tokens) else None
+    prefixed = before is not None and before.key == _TEMPLATE and _attached(tokens[first])
+    suffixed = after is not None and after.key == _TEMPLATE and after.joined
+    noun_after = after is not None and after.joined and after.key in _WORKFLOW_NOUNS
+    if len(found.phrase.keys) == 1 and not (prefixed or suffixed or noun_after):
+        return None
+    start = before.start if prefixed and before is not None else tokens[first].start
+    end = after.end if suffixed and after is not None else tokens[last].end
+    return start, end
+
+
+def _templates_found(text: str, context: Context) -> list[tuple[int, int, tuple[str, ...]]]:
+    tokens = tokens_of(text)
+    found: list[tuple[int, int, tuple[str, ...]]] = []
+    for match in context.forms.find(tokens):
+        meaning = match.phrase.meaning
+        span = _template_span(tokens, match) if meaning.kind is Kind.TEMPLATE else None
+        if span is not None:
+            found.append((*span, tuple(target for target, _ in meaning.targets)))
+    return found
+
+
+def template_mentions(text: str, context: Context) -> list[Candidate]:
+    """Template names in the text, as filters on the template id."""
+    return [
+        Candidate(start, end, (_any_of("", "=", "", ids, path="template_id"),))
+        for start, end, ids in _templates_found(text, context)
+    ]
+
+
+def named_templates(
+    text: str, context: Context
+) -> tuple[frozenset[str], tuple[tuple[int, int], ...]]:
+    """The templates the text names, and where their names are."""
+    found = _templates_found(text, context)
+    named = frozenset(template for _, _, ids in found for template in ids)
+    return named, tuple((start, end) for start, end, _ in found)
+
+
+# Option values and yes/no questions.
+
+
+def _near_keys(tokens: Sequence[Token], first: int, last: int) -> set[str]:
+    around = [*tokens[max(0, first - _WINDOW) : first], *tokens[last + 1 : last + 1 + _WINDOW]]
+    return {token.key for token in around}
+
+
+def _extend(
+    tokens: Sequence[Token], first: int, last: int, words: frozenset[str], taken: set[int]
+) -> tuple[int, int]:
+    """The span grown over the question's own words next to it ("test
+    framework: jest", "hipaa compliance"), through linking words, but not
+    into another value's words (`taken`)."""
+    at = first
+    while at > 0 and _attached(tokens[at]) and at - 1 not in taken:
+        key = tokens[at - 1].key
+        if key not in words and key not in _LINKS:
+            break
+        at -= 1
+        if key in words:
+            first = at
+    at = last
+    while at + 1 < len(tokens) and _attached(tokens[at + 1]) and at + 1 not in taken:
+        key = tokens[at + 1].key
+        if key not in words and key not in _LINKS:
+            break
+        at += 1
+        if key in words:
+            last = at
+    return first, last
+
+
+def _frame(tokens: Sequence[Token], first: int) -> int | None:
+    """The index "in" / "using" / "written in" starts at, just before first."""
+    at = first - 1
+    if at >= 0 and tokens[at].key in ARTICLES:
+        at -= 1
+    if at < 0 or tokens[at].word not in _FRAMES:
+        return None
+    if tokens[at].word == "in" and at > 0 and tokens[at - 1].word == "written":
+        return at - 1
+    return at
+
+
+def _option(
+    tokens: Sequence[Token], found: Found, context: Context, taken: set[int]
+) -> Candidate | None:
+    meaning = found.phrase.meaning
+    offers = dict(meaning.targets)
+    questions = _in_context(list(offers), offers, context.templates)
+    near = _near_keys(tokens, found.first, found.last)
+    scores = {qid: len(near & context.forms.questions[qid].words) for qid in questions}
+    best = max(scores.values())
+    if best:
+        questions = [qid for qid in questions if scores[qid] == best]
+    templated = any(offers[qid] & context.templates for qid in questions)
+    frame = _frame(tokens, found.first)
+    if meaning.guard is Guard.FUNCTION and not best:
+        return None
+    if meaning.guard is Guard.COMMON and not (best or templated or frame is not None):
+        return None
+    words = frozenset().union(*(context.forms.questions[qid].words for qid in questions))
+    first, last = _extend(tokens, found.first, found.last, words, taken)
+    if frame is not None and first == found.first:
+        first = frame
+    term = _any_of("form_responses", "=", meaning.value, questions)
+    return Candidate(tokens[first].start, tokens[last].end, (term,))
+
+
+def _negated(tokens: Sequence[Token], first: int) -> int | None:
+    """Where a negation just before tokens[first] starts ("without",
+    "does not", "doesn't", "no"), if there is one."""
+    at = first - 1
+    if at >= 0 and tokens[at].word in _SKIPPABLE:
+        at -= 1
+    if at < 0:
+        return None
+    if tokens[at].word in _NEGATORS:
+        return at
+    if tokens[at].word == "t" and at > 0 and tokens[at - 1].word in _CONTRACTED:
+        return at - 1
+    return None
+
+
+def _boolean(tokens: Sequence[Token], found: Found, context: Context) -> Candidate:
+    offers = dict(found.phrase.meaning.targets)
+    questions = _in_context(list(offers), offers, context.templates)
+    negation = _negated(tokens, found.first)
+    value = negation is None
+    last = found.last
+    answer = tokens[last + 1] if last + 1 < len(tokens) else None
+    if answer is not None and _attached(answer) and answer.word in _YES | _NO:
+        value, last = (answer.word in _YES) == value, last + 1  # "internet facing: no".
+    first = found.first if negation is None else negation
+    term = _any_of("form_responses", "=", value, questions)
+    return Candidate(tokens[first].start, tokens[last].end, (term,))
+
+
+def value_mentions(text: str, context: Context) -> list[Candidate]:
+    """Option values and yes/no questions, as filters on their questions."""
+    tokens = tokens_of(text)
+    matches = [m for m in context.forms.find(tokens) if m.phrase.meaning.kind is not Kind.TEMPLATE]
+    taken = {index for m in matches for index in range(m.first, m.last + 1)}
+    found: list[Candidate] = []
+    for match in matches:
+        kind = match.phrase.meaning.kind
+        if kind is Kind.OPTION:
+            candidate = _option(tokens, match, context, taken)
+        elif kind is Kind.BOOLEAN:
+            candidate = _boolean(tokens, match, context)
+        else:
+            continue
+        if candidate is not None:
+            found.append(candidate)
+    return found
+
+
+# Number questions.
+
+
+def _closeness(question: Question, keys: Sequence[str]) -> tuple[int, bool]:
+    """How many words are in the question's id, then whether its label uses any."""
+    return sum(key in question.id_keys for key in keys), any(k in question.label_keys for k in keys)
+
+
+def number_questions(
+    keys: Sequence[str], value: float, percent: bool, context: Context
+) -> list[str]:
+    """The number questions the words name, narrowed by the named templates,
+    the unit and range, then closeness; [] if none."""
+    content = [key for key in keys if key not in _FILLER_KEYS]
+    if not content or all(key in _WEAK_KEYS for key in content):
+        return []
+    questions = context.forms.number_questions(content)
+    if not questions:
+        return []
+    named = [q for q in questions if q.templates & context.templates]
+    questions = named or questions
+    if percent:
+        questions = [q for q in questions if q.unit == "percent"] or questions
+    fits = [
+        q
+        for q in questions
+        if (q.minimum is None or value >= q.minimum) and (q.maximum is None or value <= q.maximum)
+    ]
+    questions = fits or questions
+    best = max(_closeness(q, content) for q in questions)
+    return sorted(q.id for q in questions if _closeness(q, content) == best)
+
+
+def _word_spans(match: re.Match[str], context: Context) -> list[tuple[int, int, str]]:
+    base = match.start("words")
+    spans = [
+        (base + word.start(), base + word.end(), canon(word.group()))
+        for word in re.finditer(r"[A-Za-z]+", match.group("words"), re.IGNORECASE)
+    ]
+    # Words of a template's name belong to it, not to a question.
+    return [
+        span for span in spans if not any(s < span[1] and span[0] < e for s, e in context.spans)
+    ]
+
+
+def _nearest_run(
+    spans: list[tuple[int, int, str]], context: Context, before: bool
+) -> list[tuple[int, int, str]]:
+    """The words next to the number, up to a template's name."""
+    cut = [
+        index for index in range(1, len(spans)) if _broken(spans[index - 1], spans[index], context)
+    ]
+    if not cut:
+        return spans
+    return spans[cut[-1] :] if before else spans[: cut[0]]
+
+
+def _broken(left: tuple[int, int, str], right: tuple[int, int, str], context: Context) -> bool:
+    return any(left[1] <= s and e <= right[0] for s, e in context.spans)
+
+
+def _number_term(
+    match: re.Match[str], keys: Sequence[str], op: str, context: Context
+) -> Node | None:
+    value = number_value(match.group("n"))
+    if value is None:
+        return None
+    percent = bool((match.groupdict().get("pct") or "").strip())
+    questions = number_questions(keys, value, percent, context)
+    if not questions:
+        return None
+    return _any_of("form_responses", op, value, questions)
+
+
+def _keys(spans: Sequence[tuple[int, int, str]]) -> list[str]:
+    return [stem(word) for _, _, word in spans]
+
+
+def _number_before(match: re.Match[str], context: Context) -> Candidate | None:
+    """`test coverage > 80%`, `coverage of 80%`: the longest run of words
+    just before the number that names number questions."""
+    spans = _nearest_run(_word_spans(match, context), context, before=True)
+    linked = bool(match.groupdict().get("link"))
+    while spans and spans[-1][2] in CONNECTORS | {"at", "to"}:  # "coverage is at least 90".
+        spans.pop()
+        linked = True
+    groups = match.groupdict()
+    op = comparator_op(groups["cmp"]) if groups.get("cmp") else "="
+    if not groups.get("cmp") and not (linked or (groups.get("pct") or "").strip()):
+        return None  # "release 2": a bare number needs a unit or "is"/"of"/":".
+    for first in range(len(spans)):
+        if spans[first][2] in FILLER:
+            continue
+        term = _number_term(match, _keys(spans[first:]), op, context)
+        if term is not None:
+            return Candidate(spans[first][0], match.end(), (term,))
+    return None
+
+
+def _number_after(match: re.Match[str], context: Context) -> Candidate | None:
+    """`at least 80% coverage`, `90 percent coverage`: the longest run of
+    words just after the number that names number questions."""
+    spans = _nearest_run(_word_spans(match, context), context, before=False)
+    groups = match.groupdict()
+    if not groups.get("cmp") and not (groups.get("pct") or "").strip():
+        return None
+    op = comparator_op(groups["cmp"]) if groups.get("cmp") else "="
+    for last in range(len(spans), 0, -1):
+        if spans[last - 1][2] in FILLER:
+            continue
+        term = _number_term(match, _keys(spans[:last]), op, context)
+        if term is not None:
+            return Candidate(match.start(), spans[last - 1][1], (term,))
+    return None
+
+
+_WORDS = r"(?P<words>[A-Za-z]+(?:[\s_-]+[A-Za-z]+){0,5})"
+_PCT = rf"(?P<pct>{PCT})"
+NUMBER_BEFORE_RULES: tuple[Rule, ...] = (
+    (rule_regex(rf"\b{_WORDS}\s*(?P<cmp>{CMP})\s*(?P<n>{NUM}){_PCT}(?!\w)"), _number_before),
+)
+NUMBER_AFTER_RULES: tuple[Rule, ...] = (
+    (rule_regex(rf"(?P<cmp>{CMP})\s*(?P<n>{NUM}){_PCT}\s+{_WORDS}\b"), _number_after),
+)
+# Without a comparison: "coverage of 80%", "coverage: 80", "80% coverage".
+NUMBER_BARE_RULES: tuple[Rule, ...] = (
+    (
+        rule_regex(rf"\b{_WORDS}\s*(?:(?P<link>[:=])\s*)?(?P<n>{NUM}){_PCT}(?!\w)"),
+        _number_before,
+    ),
+    (rule_regex(rf"(?P<n>{NUM}){_PCT}\s+{_WORDS}\b"), _number_after),
+)
