@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from memory_service.search.filter import Node, Or
+from memory_service.search.filter import And, Node, Or
 from memory_service.search.form_lexicon import (
     ARTICLES,
     Found,
@@ -34,6 +34,7 @@ from memory_service.search.form_lexicon import (
 from memory_service.search.phrases import (
     CMP,
     CONNECTORS,
+    DASH,
     FILLER,
     NUM,
     PCT,
@@ -182,9 +183,11 @@ def _frame(tokens: Sequence[Token], first: int) -> int | None:
     return at
 
 
-def _option(
-    tokens: Sequence[Token], found: Found, context: Context, taken: set[int]
-) -> Candidate | None:
+def _option_questions(
+    tokens: Sequence[Token], found: Found, context: Context
+) -> tuple[list[str], int | None] | None:
+    """The questions an option value answers here, and where an "in X" frame
+    that licensed it starts; None if it needs context it does not have."""
     meaning = found.phrase.meaning
     offers = dict(meaning.targets)
     questions = _in_context(list(offers), offers, context.templates)
@@ -199,11 +202,22 @@ def _option(
         return None
     if meaning.guard is Guard.COMMON and not (best or templated or frame is not None):
         return None
+    return questions, frame
+
+
+def _option(
+    tokens: Sequence[Token],
+    found: Found,
+    read: tuple[list[str], int | None],
+    context: Context,
+    taken: set[int],
+) -> Candidate:
+    questions, frame = read
     words = frozenset().union(*(context.forms.questions[qid].words for qid in questions))
     first, last = _extend(tokens, found.first, found.last, words, taken)
     if frame is not None and first == found.first:
         first = frame
-    term = _any_of("form_responses", "=", meaning.value, questions)
+    term = _any_of("form_responses", "=", found.phrase.meaning.value, questions)
     return Candidate(tokens[first].start, tokens[last].end, (term,))
 
 
@@ -239,20 +253,20 @@ def _boolean(tokens: Sequence[Token], found: Found, context: Context) -> Candida
 def value_mentions(text: str, context: Context) -> list[Candidate]:
     """Option values and yes/no questions, as filters on their questions."""
     tokens = tokens_of(text)
-    matches = [m for m in context.forms.find(tokens) if m.phrase.meaning.kind is not Kind.TEMPLATE]
-    taken = {index for m in matches for index in range(m.first, m.last + 1)}
-    found: list[Candidate] = []
-    for match in matches:
+    options: list[tuple[Found, tuple[list[str], int | None]]] = []
+    booleans: list[Found] = []
+    for match in context.forms.find(tokens):
         kind = match.phrase.meaning.kind
-        if kind is Kind.OPTION:
-            candidate = _option(tokens, match, context, taken)
-        elif kind is Kind.BOOLEAN:
-            candidate = _boolean(tokens, match, context)
-        else:
-            continue
-        if candidate is not None:
-            found.append(candidate)
-    return found
+        if kind is Kind.BOOLEAN:
+            booleans.append(match)
+        elif kind is Kind.OPTION and (read := _option_questions(tokens, match, context)):
+            options.append((match, read))
+    # A value's span grows over its question's words, never over another value.
+    taken = {i for m in [*booleans, *(m for m, _ in options)] for i in range(m.first, m.last + 1)}
+    return [
+        *(_option(tokens, match, read, context, taken) for match, read in options),
+        *(_boolean(tokens, match, context) for match in booleans),
+    ]
 
 
 # Number questions.
@@ -264,14 +278,16 @@ def _closeness(question: Question, keys: Sequence[str]) -> tuple[int, bool]:
 
 
 def number_questions(
-    keys: Sequence[str], value: float, percent: bool, context: Context
+    keys: Sequence[str], values: Sequence[float], percent: bool, context: Context, by_id: bool
 ) -> list[str]:
-    """The number questions the words name, narrowed by the named templates,
-    the unit and range, then closeness; [] if none."""
+    """The number questions the words name (by_id: their ids alone),
+    narrowed by the named templates, the unit and range, then closeness."""
     content = [key for key in keys if key not in _FILLER_KEYS]
     if not content or all(key in _WEAK_KEYS for key in content):
         return []
     questions = context.forms.number_questions(content)
+    if by_id:
+        questions = [q for q in questions if q.id_keys.issuperset(content)]
     if not questions:
         return []
     named = [q for q in questions if q.templates & context.templates]
@@ -281,7 +297,10 @@ def number_questions(
     fits = [
         q
         for q in questions
-        if (q.minimum is None or value >= q.minimum) and (q.maximum is None or value <= q.maximum)
+        if all(
+            (q.minimum is None or value >= q.minimum) and (q.maximum is None or value <= q.maximum)
+            for value in values
+        )
     ]
     questions = fits or questions
     best = max(_closeness(q, content) for q in questions)
@@ -316,17 +335,35 @@ def _broken(left: tuple[int, int, str], right: tuple[int, int, str], context: Co
     return any(left[1] <= s and e <= right[0] for s, e in context.spans)
 
 
-def _number_term(
-    match: re.Match[str], keys: Sequence[str], op: str, context: Context
-) -> Node | None:
-    value = number_value(match.group("n"))
-    if value is None:
-        return None
-    percent = bool((match.groupdict().get("pct") or "").strip())
-    questions = number_questions(keys, value, percent, context)
-    if not questions:
-        return None
-    return _any_of("form_responses", op, value, questions)
+def _number_terms(
+    match: re.Match[str],
+    keys: Sequence[str],
+    bounds: Sequence[tuple[str, str]],
+    context: Context,
+    linked: bool = False,
+) -> tuple[Node, ...]:
+    """The terms `question op value` for each (op, number text) of bounds,
+    on the questions the words name (an OR of each question's terms). A
+    bare number, with no comparison, unit, range or link ("is", "of", ":"),
+    needs words of the question's id ("cvss 7", not "release 2")."""
+    values = [number_value(text) for _, text in bounds]
+    if any(value is None for value in values):
+        return ()
+    groups = match.groupdict()
+    percent = any((groups.get(name) or "").strip() for name in ("pct", "pct2"))
+    by_id = not (groups.get("cmp") or linked or percent or len(bounds) > 1)
+    checked = [value for value in values if value is not None]
+    questions = number_questions(keys, checked, percent, context, by_id)
+    per_question = [
+        tuple(
+            restriction(f"form_responses.{qid}", op, value)
+            for (op, _), value in zip(bounds, checked, strict=True)
+        )
+        for qid in questions
+    ]
+    if len(per_question) <= 1:
+        return per_question[0] if per_question else ()
+    return (Or(tuple(terms[0] if len(terms) == 1 else And(terms) for terms in per_question)),)
 
 
 def _keys(spans: Sequence[tuple[int, int, str]]) -> list[str]:
@@ -341,17 +378,24 @@ def _number_before(match: re.Match[str], context: Context) -> Candidate | None:
     while spans and spans[-1][2] in CONNECTORS | {"at", "to"}:  # "coverage is at least 90".
         spans.pop()
         linked = True
-    groups = match.groupdict()
-    op = comparator_op(groups["cmp"]) if groups.get("cmp") else "="
-    if not groups.get("cmp") and not (linked or (groups.get("pct") or "").strip()):
-        return None  # "release 2": a bare number needs a unit or "is"/"of"/":".
     for first in range(len(spans)):
         if spans[first][2] in FILLER:
             continue
-        term = _number_term(match, _keys(spans[first:]), op, context)
-        if term is not None:
-            return Candidate(spans[first][0], match.end(), (term,))
+        terms = _number_terms(match, _keys(spans[first:]), _bounds(match), context, linked)
+        if terms:
+            return Candidate(spans[first][0], match.end(), terms)
     return None
+
+
+def _bounds(match: re.Match[str]) -> list[tuple[str, str]]:
+    """(op, number text) of the match: a comparison, a range, or equality."""
+    groups = match.groupdict()
+    if groups.get("hi"):
+        low, high = sorted((groups["n"], groups["hi"]), key=lambda text: number_value(text) or 0)
+        return [(">=", low), ("<=", high)]
+    if groups.get("cmp"):
+        return [(comparator_op(groups["cmp"]), groups["n"])]
+    return [("=", groups["n"])]
 
 
 def _number_after(match: re.Match[str], context: Context) -> Candidate | None:
@@ -360,14 +404,13 @@ def _number_after(match: re.Match[str], context: Context) -> Candidate | None:
     spans = _nearest_run(_word_spans(match, context), context, before=False)
     groups = match.groupdict()
     if not groups.get("cmp") and not (groups.get("pct") or "").strip():
-        return None
-    op = comparator_op(groups["cmp"]) if groups.get("cmp") else "="
+        return None  # "3 green runs": without a comparison, only "80% coverage".
     for last in range(len(spans), 0, -1):
         if spans[last - 1][2] in FILLER:
             continue
-        term = _number_term(match, _keys(spans[:last]), op, context)
-        if term is not None:
-            return Candidate(match.start(), spans[last - 1][1], (term,))
+        terms = _number_terms(match, _keys(spans[:last]), _bounds(match), context)
+        if terms:
+            return Candidate(match.start(), spans[last - 1][1], terms)
     return None
 
 
@@ -379,8 +422,23 @@ NUMBER_BEFORE_RULES: tuple[Rule, ...] = (
 NUMBER_AFTER_RULES: tuple[Rule, ...] = (
     (rule_regex(rf"(?P<cmp>{CMP})\s*(?P<n>{NUM}){_PCT}\s+{_WORDS}\b"), _number_after),
 )
-# Without a comparison: "coverage of 80%", "coverage: 80", "80% coverage".
+# Without a comparison: "coverage between 70 and 90", "coverage of 80%",
+# "coverage: 80", "cvss 7" (a bare number only after words of a question's id),
+# "80% coverage".
 NUMBER_BARE_RULES: tuple[Rule, ...] = (
+    (
+        rule_regex(
+            rf"\b{_WORDS}\s+(?:between|from)\s+(?P<n>{NUM}){_PCT}\s*(?:{DASH}|\s(?:and|to)\s)"
+            rf"\s*(?P<hi>{NUM})(?P<pct2>{PCT})(?!\w)"
+        ),
+        _number_before,
+    ),
+    (
+        rule_regex(
+            rf"\b{_WORDS}\s+(?P<n>{NUM}){_PCT}\s*{DASH}\s*(?P<hi>{NUM})(?P<pct2>{PCT})(?!\w)"
+        ),
+        _number_before,
+    ),
     (
         rule_regex(rf"\b{_WORDS}\s*(?:(?P<link>[:=])\s*)?(?P<n>{NUM}){_PCT}(?!\w)"),
         _number_before,
