@@ -74,5 +74,12 @@ COMMON_WORDS = FUNCTION_WORDS | frozenset(
         *("draft", "final", "single", "double", "multiple", "every", "various", "extra"),
         *("strong", "weak", "heavy", "soft", "loose", "tight", "deep", "wide", "narrow"),
         *("reference", "guide", "guides", "summary", "report", "review", "version"),
+        *("integration", "architecture", "security", "container", "containers", "secret"),
+        *("secrets", "developer", "developers", "operator", "operators", "deployment"),
+        *("production", "network", "server", "client", "database", "cloud", "storage"),
+        *("process", "design", "quality", "feature", "update", "upgrade", "migration"),
+        *("output", "input", "result", "error", "warning", "failure", "status", "message"),
+        *("event", "request", "response", "access", "account", "policy", "content", "text"),
+        *("image", "images", "library", "module", "project", "product", "support", "target"),
     )
 )

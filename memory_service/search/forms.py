@@ -140,8 +140,9 @@ def load_forms(templates_dir: Path | None, builtin_dir: Path | None = None) -> F
     problems: list[FormsProblem] = []
     builtin_dir = builtin_dir or builtin_templates_dir()
     builtins: dict[str, FormTemplate] = {}
-    if builtin_dir is None:
-        problems.append(FormsProblem("executor_service", "built-in templates not found"))
+    if builtin_dir is None or not builtin_dir.is_dir():
+        where = str(builtin_dir or "executor_service/templates/builtin")
+        problems.append(FormsProblem(where, "built-in templates not found"))
     else:
         for path in sorted(builtin_dir.glob("*.json")):
             template = _read(path, problems)
@@ -190,9 +191,22 @@ def _read(path: Path, problems: list[FormsProblem]) -> FormTemplate | None:
         text = path.read_text(encoding="utf-8")
         data: object = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
         return template_from(data)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
-        problems.append(FormsProblem(str(path), str(error).splitlines()[0] or type(error).__name__))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, yaml.YAMLError) as error:
+        problems.append(FormsProblem(str(path), _message(error)))
         return None
+
+
+def _message(error: Exception) -> str:
+    """What is wrong with a file, in one line, with the place when known."""
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}"
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"not valid YAML{where}: {error.problem or error.context or 'syntax error'}"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return next(iter(str(error).splitlines()), "") or type(error).__name__
 
 
 def template_from(data: object) -> FormTemplate:

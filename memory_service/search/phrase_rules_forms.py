@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from memory_service.search.filter import And, Node, Or
+from memory_service.search.english import COMMON_WORDS
+from memory_service.search.filter import And, Node, Or, Restriction
 from memory_service.search.form_lexicon import (
     ARTICLES,
     Found,
@@ -64,6 +65,7 @@ _NO = frozenset({"no", "false", "off"})
 _ATTACHED = re.compile(r"[\s_-]*[:=]?[\s_-]*")
 _FILLER_KEYS = frozenset(stem(word) for word in FILLER)
 _WEAK_KEYS = frozenset(stem(word) for word in WEAK_ID_WORDS)
+COMMON_KEYS = frozenset(stem(word) for word in COMMON_WORDS)
 
 
 def _attached(token: Token) -> bool:
@@ -196,13 +198,19 @@ def _option_questions(
     best = max(scores.values())
     if best:
         questions = [qid for qid in questions if scores[qid] == best]
+    if meaning.guard is Guard.NONE:
+        return questions, None
+    if found.fuzzy:
+        return None  # A misspelt everyday word is just that.
+    # Everyday words nearby ("tests", "version") say too little to tie an
+    # everyday value ("integration", "minor") to a question.
+    telling = {token_key for token_key in near if token_key not in COMMON_KEYS}
+    said = any(telling & context.forms.questions[qid].words for qid in questions)
+    if meaning.guard is Guard.FUNCTION:
+        return (questions, None) if said else None
     templated = any(offers[qid] & context.templates for qid in questions)
     frame = _frame(tokens, found.first)
-    if meaning.guard is Guard.FUNCTION and not best:
-        return None
-    if meaning.guard is Guard.COMMON and not (best or templated or frame is not None):
-        return None
-    return questions, frame
+    return (questions, frame) if said or templated or frame is not None else None
 
 
 def _option(
@@ -383,8 +391,29 @@ def _number_before(match: re.Match[str], context: Context) -> Candidate | None:
             continue
         terms = _number_terms(match, _keys(spans[first:]), _bounds(match), context, linked)
         if terms:
-            return Candidate(spans[first][0], match.end(), terms)
+            return Candidate(spans[first][0], _unit_end(match, terms, context), terms)
     return None
+
+
+_NEXT_WORD = re.compile(r"\s+([A-Za-z]+)\b")
+
+
+def _unit_end(match: re.Match[str], terms: Sequence[Node], context: Context) -> int:
+    """The end of the match, or of the word after it when that is a word of
+    the questions the terms name ("downtime over 30 minutes")."""
+    following = _NEXT_WORD.match(match.string, match.end())
+    if following is None:
+        return match.end()
+    named: set[str] = set()
+    stack = list(terms)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Restriction):
+            named.add(node.path[-1])
+        elif isinstance(node, And | Or):
+            stack.extend(node.children)
+    words = set().union(*(context.forms.questions[qid].words for qid in named))
+    return following.end() if stem(canon(following.group(1))) in words else match.end()
 
 
 def _bounds(match: re.Match[str]) -> list[tuple[str, str]]:

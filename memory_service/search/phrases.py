@@ -87,11 +87,9 @@ FILLER = frozenset(
 # Id words too generic to pick a question on their own ("required > 3").
 WEAK_ID_WORDS = FILLER | {"required", "target", "max", "min", "new", "test", "tests", "count"}
 CONNECTORS = frozenset({"is", "was", "were", "are", "of", "be"})
-ARTICLES = frozenset({"a", "an", "the"})
 
 # Mirrors query.py's tokens: a "quoted phrase" starts where a token starts.
 TOKEN = re.compile(r'"[^"]*"?|\S+')
-FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 MASK = "\x00"  # Hides consumed or quoted text; no rule matches it.
 
 

@@ -2,9 +2,13 @@
 
 "failed publish runs last week that used premium agents" becomes the filter
 `success = false AND create_time >= "..." AND agents.tier = "premium"` and the
-free text "publish". Rules are regular expressions tried in groups, in a fixed
-order: numeric conditions (cost, agent count, form answers) first because they
-are the most specific, then time, template names, tiers and success words.
+free text "publish". Rules are regular expressions, or phrase finders over
+the templates' forms (phrase_rules_forms.py), tried in groups, in a fixed
+order: numeric conditions (cost, agent count, number questions) first because
+they are the most specific, then time, template names, option values and
+yes/no questions, tiers and success words. The templates a query names (and
+those the caller's filter selects) are found first: they settle which
+question an ambiguous word means.
 Text a group consumes is hidden from later groups; within a group the longest
 match wins (ties: the leftmost). Matching is case-insensitive and bounded by
 word boundaries. Words inside "quoted phrases" are never consumed: quoting is

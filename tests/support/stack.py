@@ -114,9 +114,13 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(tmp_path: Path, **executor_overrides: object) -> AsyncIterator[Stack]:
+async def running_stack(
+    tmp_path: Path, memory_overrides: dict[str, object] | None = None, **executor_overrides: object
+) -> AsyncIterator[Stack]:
     """Both services started, the executor pointing at the memory service."""
-    running = Stack(tmp_path, executor_overrides=executor_overrides)
+    running = Stack(
+        tmp_path, executor_overrides=executor_overrides, memory_overrides=memory_overrides or {}
+    )
     await running.start_memory()
     await running.start_executor()
     try:
