@@ -15,6 +15,7 @@ from memory_service.access.wiring import access_control, authenticator_from
 from memory_service.retention_sweep import RetentionSweep
 from memory_service.rpc.servicer import MemoryServicer
 from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
+from memory_service.search.form_lexicon import compile_lexicon
 from memory_service.search.forms import load_forms
 from memory_service.security.crypto import DecryptionError, KeyConfigError, Keyring, MissingKeyError
 from memory_service.security.identity import MEMORY_ROLE_NAMES, AuthConfigError, Authenticator
@@ -109,6 +110,7 @@ async def start(settings: MemorySettings) -> RunningService:
     forms = load_forms(settings.templates_dir)
     for problem in forms.problems:
         log.warning("template not understood", extra={"problem": str(problem)})
+    await asyncio.to_thread(compile_lexicon, forms.catalog, (), ())  # Not on the first search.
 
     def register(server: grpc.aio.Server) -> None:
         ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)

@@ -39,6 +39,7 @@ _VOWELS = frozenset("aeiouy")
 # Words of a question's label that say nothing about what it asks.
 _LABEL_STOP = FUNCTION_WORDS | {"percent", "percentage", "per", "cent", "least"}
 _MAX_FUZZY_CACHE = 4096
+MAX_MISSPELT = 16  # Words of a query tried as misspellings, at most.
 # Endings that make another word of the same root: a word ending so is read
 # as a misspelling only of a word with the same ending.
 _ENDINGS = ("ing", "ions", "ion", "ed", "ers", "er", "ors", "or", "es", "ity", "ment", "ness")
@@ -49,6 +50,7 @@ def fold(text: str) -> str:
     return text.translate(_FOLDS_TO_ASCII).casefold()
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A folded word without its plural, -ing or -ed ending or a final e
     (a light Porter step 1): "audits" "auditing" "audited" -> "audit",
@@ -110,10 +112,10 @@ class Question:
     minimum: float | None = None
     maximum: float | None = None
     unit: str = ""
+    words: frozenset[str] = field(init=False, default=frozenset())  # Id and label words.
 
-    @property
-    def words(self) -> frozenset[str]:
-        return self.id_keys | self.label_keys
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", self.id_keys | self.label_keys)
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,9 @@ class Lexicon:
 
     questions: dict[str, Question] = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)  # Number question ids, in catalog order.
+    templates: set[str] = field(default_factory=set)  # The catalog's template ids.
+    # Per word, the number questions whose id or label has it.
+    _number_words: dict[str, set[str]] = field(default_factory=dict)
     phrases: dict[str, list[Phrase]] = field(default_factory=dict)  # By first key.
     known: set[str] = field(default_factory=set)  # Every key: never taken for a typo.
     # Words of names and values that may be misspelt, by first letter: (word, stem).
@@ -187,19 +192,26 @@ class Lexicon:
     def find(self, tokens: Sequence[Token]) -> list[Found]:
         """Every phrase at every position, misspelt words allowed where the
         phrase allows them (a phrase of several words needs one spelt right)."""
+        near = self._misspelt(tokens)
         found: list[Found] = []
         for index, token in enumerate(tokens):
-            for key, exact in self._readings(token):
+            readings = [(token.key, True), *((key, False) for key in near[index])]
+            for key, exact in readings:
                 for phrase in self.phrases.get(key, ()):
                     if not exact and not phrase.meaning.fuzzy:
                         continue
-                    end = self._rest(phrase, tokens, index, 0 if exact else 1)
+                    end = self._rest(phrase, tokens, near, index, 0 if exact else 1)
                     if end is not None:
                         found.append(Found(phrase, index, *end))
         return found
 
     def _rest(
-        self, phrase: Phrase, tokens: Sequence[Token], index: int, fuzzy: int
+        self,
+        phrase: Phrase,
+        tokens: Sequence[Token],
+        near: Sequence[tuple[str, ...]],
+        index: int,
+        fuzzy: int,
     ) -> tuple[int, int] | None:
         at = index
         for key in phrase.keys[1:]:
@@ -210,28 +222,44 @@ class Lexicon:
                 return None
             if tokens[at].key == key:
                 continue
-            if not phrase.meaning.fuzzy or key not in self.near(tokens[at]):
+            if not phrase.meaning.fuzzy or key not in near[at]:
                 return None
             fuzzy += 1
         if len(phrase.keys) > 1 and fuzzy >= len(phrase.keys):
             return None
         return at, fuzzy
 
-    def _readings(self, token: Token) -> Iterable[tuple[str, bool]]:
-        yield token.key, True
-        for key in self.near(token):
-            yield key, False
+    def _misspelt(self, tokens: Sequence[Token]) -> list[tuple[str, ...]]:
+        """Per token, the known words it may misspell: looked up for the first
+        MAX_MISSPELT tokens that could be misspellings only, so a long query
+        of unknown words costs no more than a short one."""
+        near: list[tuple[str, ...]] = []
+        budget = MAX_MISSPELT
+        for token in tokens:
+            if not budget or not self._may_misspell(token):
+                near.append(())
+            else:
+                budget -= 1
+                near.append(self.near(token.word))
+        return near
 
-    def near(self, token: Token) -> tuple[str, ...]:
-        """The known name and value words the token may misspell, closest first."""
+    def _may_misspell(self, token: Token) -> bool:
+        """Not a known or everyday word, and long enough to be read as a typo."""
         key = token.key
-        if key in self.known or token.word in COMMON_WORDS or len(key) < 4 or not key.isalpha():
-            return ()
-        if key not in self._near:
+        return (
+            key not in self.known
+            and token.word not in COMMON_WORDS
+            and len(key) >= 4
+            and key.isalpha()
+        )
+
+    def near(self, word: str) -> tuple[str, ...]:
+        """Stems of the known name and value words a folded word may misspell."""
+        if word not in self._near:
             if len(self._near) >= _MAX_FUZZY_CACHE:
                 self._near.clear()
-            self._near[key] = self._closest(token.word)
-        return self._near[key]
+            self._near[word] = self._closest(word)
+        return self._near[word]
 
     def _closest(self, word: str) -> tuple[str, ...]:
         """Stems of the words within reach of the word as spelt (not stemmed:
@@ -253,12 +281,13 @@ class Lexicon:
 
     def number_questions(self, keys: Iterable[str]) -> list[Question]:
         """The number questions whose id or label has every one of the words."""
-        wanted = set(keys)
-        return [
-            question
-            for question in (self.questions[qid] for qid in self.numbers)
-            if wanted <= question.words
-        ]
+        found: set[str] | None = None
+        for key in set(keys):
+            having = self._number_words.get(key, set())
+            found = having if found is None else found & having
+            if not found:
+                return []
+        return [self.questions[qid] for qid in self.numbers if qid in (found or ())]
 
 
 class _Builder:
@@ -327,6 +356,9 @@ class _Builder:
             lexicon.known.update(words)
         for word in sorted(self._fuzzy):
             lexicon._fuzzy_words.setdefault(word[0], []).append((word, stem(word)))
+        for qid in lexicon.numbers:
+            for key in lexicon.questions[qid].words:
+                lexicon._number_words.setdefault(key, set()).add(qid)
         return lexicon
 
 
@@ -419,6 +451,7 @@ def compile_lexicon(
     """The lexicon of a catalog plus data ids it does not know: templates
     (id, name) and number question ids, in preference order."""
     builder = _Builder()
+    builder.lexicon.templates.update(template.id for template in catalog.templates)
     for template in catalog.templates:
         _add_template(builder, template.id, [template.name], fuzzy=True)
         for question in template.questions:

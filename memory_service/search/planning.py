@@ -20,7 +20,7 @@ from memory_service.search.filter import (
     compile_filter,
     to_text,
 )
-from memory_service.search.form_lexicon import ARTICLES, keys_of
+from memory_service.search.form_lexicon import ARTICLES, Question, compile_lexicon, keys_of
 from memory_service.search.forms import EMPTY_FORMS, FormCatalog, QuestionKind
 from memory_service.search.query import MAX_QUERY_LENGTH, QueryError, Term, parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
@@ -79,25 +79,24 @@ def _nameable(
     what a huge vocabulary costs.
     """
     spoken = set(keys_of(query))
-    catalog = {template.id for template in forms.templates}
-    numbers = {
-        question.id
-        for template in forms.templates
-        for question in template.questions
-        if question.kind is QuestionKind.NUMBER
-    }
+    known = compile_lexicon(forms, (), ())  # Cached per catalog.
     named = [
         template
         for template in templates
-        if template not in catalog
+        if template not in known.templates
         and all(key in spoken for key in keys_of(template) if key not in ARTICLES)
     ][:MAX_UNDERSTOOD_TEMPLATES]
     fields = [
         field_id
         for field_id in numeric
-        if field_id not in numbers and any(key in spoken for key in keys_of(field_id))
+        if not _catalog_number(known.questions.get(field_id))
+        and any(key in spoken for key in keys_of(field_id))
     ][:MAX_UNDERSTOOD_FIELDS]
     return named, fields
+
+
+def _catalog_number(question: Question | None) -> bool:
+    return question is not None and question.kind is QuestionKind.NUMBER
 
 
 def _selected_templates(condition: Node | None) -> frozenset[str]:

@@ -339,6 +339,24 @@ def test_a_lexicon_is_compiled_once_per_catalog() -> None:
     assert (info.misses, info.hits) == (1, 3)
 
 
+def test_misspellings_are_tried_for_the_first_words_only() -> None:
+    unknown = " ".join(f"zq{letter}word" for letter in "abcdefghijklmnopqrstuvwxyz")
+    assert run("flurbo secuirty audit").filter_text == 'template_id = "security_audit"'
+    assert run(f"{unknown} secuirty audit").filter_text == ""  # Past the bound: a word.
+    assert run(f"{unknown} security audit").filter_text == 'template_id = "security_audit"'
+
+
+def test_understanding_does_not_depend_on_what_was_asked_before() -> None:
+    queries = ["secuirties audit", "secuirty audit", "pytsets", "pytset", "hipa", "hipaas"]
+    form_lexicon.compile_lexicon.cache_clear()
+    fresh = []
+    for query in queries:
+        form_lexicon.compile_lexicon.cache_clear()
+        fresh.append(run(query))
+    assert [run(query) for query in queries] == fresh
+    assert [run(query) for query in reversed(queries)] == fresh[::-1]
+
+
 def test_planning_a_typical_question_takes_well_under_a_millisecond() -> None:
     queries = [
         "failed python package publish runs with coverage above 80%",
