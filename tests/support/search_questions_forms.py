@@ -18,6 +18,7 @@ from tests.support.search_truth import (
     RELEASE,
     REVIEW,
     Question,
+    about,
     chose,
     either,
     every,
@@ -90,15 +91,17 @@ def _ambiguous() -> list[Question]:
         Question(AMBIGUOUS, "coverage at least 85%", tested_coverage(lambda v: v >= 85)),
         Question(AMBIGUOUS, "coverage below 60", tested_coverage(lambda v: v < 60)),
         Question(AMBIGUOUS, "runs with 80 percent coverage", tested_coverage(lambda v: v == 80)),
-        Question(
+        about(
             AMBIGUOUS,
             "python packages with coverage over 90",
-            every(template(PUBLISH), number("test_coverage_required", lambda v: v > 90)),
+            PUBLISH,
+            number("test_coverage_required", lambda v: v > 90),
         ),
-        Question(
+        about(
             AMBIGUOUS,
             "documentation with coverage over 90",
-            every(template(DOCS), number("docstring_coverage_target", lambda v: v > 90)),
+            DOCS,
+            number("docstring_coverage_target", lambda v: v > 90),
         ),
         Question(
             AMBIGUOUS,
@@ -106,16 +109,13 @@ def _ambiguous() -> list[Question]:
             number("docstring_coverage_target", lambda v: v == 100),
         ),
         Question(AMBIGUOUS, "test coverage target 95", tested_coverage(lambda v: v == 95)),
-        Question(
+        about(
             AMBIGUOUS,
             "coverage boosts aiming for 70 or less",
-            every(template(COVERAGE), number("test_coverage_target", lambda v: v <= 70)),
+            COVERAGE,
+            number("test_coverage_target", lambda v: v <= 70),
         ),
-        Question(
-            AMBIGUOUS,
-            "publish target pypi",
-            every(template(PUBLISH), chose("publish_target", "pypi")),
-        ),
+        about(AMBIGUOUS, "publish target pypi", PUBLISH, chose("publish_target", "pypi")),
         # PyPI is where a package is published, or a platform a release ships to.
         Question(
             AMBIGUOUS,
@@ -137,20 +137,13 @@ def _ambiguous() -> list[Question]:
             "minor version bumps",
             either(chose("version_bump", "minor"), chose("release_type", "minor")),
         ),
-        Question(
-            AMBIGUOUS,
-            "reviews focused on security",
-            every(template(REVIEW), chose("review_focus", "security")),
-        ),
-        Question(
-            AMBIGUOUS,
-            "severity threshold high",
-            every(template(AUDIT), chose("severity_threshold", "high")),
-        ),
-        Question(
+        about(AMBIGUOUS, "reviews focused on security", REVIEW, chose("review_focus", "security")),
+        about(AMBIGUOUS, "severity threshold high", AUDIT, chose("severity_threshold", "high")),
+        about(
             AMBIGUOUS,
             "coverage boosts with branch coverage",
-            every(template(COVERAGE), flag("include_branch_coverage", True)),
+            COVERAGE,
+            flag("include_branch_coverage", True),
         ),
         Question(
             AMBIGUOUS,
@@ -168,20 +161,15 @@ def _ambiguous() -> list[Question]:
             "at most 5 new test files",
             number("max_new_test_files", lambda v: v <= 5),
         ),
-        Question(
+        about(
             AMBIGUOUS,
             "reviews with at most 10 comments",
-            every(template(REVIEW), number("max_comments", lambda v: v <= 10)),
+            REVIEW,
+            number("max_comments", lambda v: v <= 10),
         ),
-        Question(
-            AMBIGUOUS,
-            "docs with no publish target",
-            every(template(DOCS), chose("publish_target", "none")),
-        ),
-        Question(
-            AMBIGUOUS,
-            "packages not published anywhere",
-            every(template(PUBLISH), chose("publish_target", "none")),
+        about(AMBIGUOUS, "docs with no publish target", DOCS, chose("publish_target", "none")),
+        about(
+            AMBIGUOUS, "packages not published anywhere", PUBLISH, chose("publish_target", "none")
         ),
     ]
 

@@ -18,6 +18,7 @@ from tests.support.search_truth import (
     RELEASE,
     REVIEW,
     Question,
+    about,
     agent,
     agents,
     any_skipped,
@@ -68,22 +69,12 @@ def _tiers() -> list[Question]:
         Question(TIERS, "every agent on the capable tier", only_tier(CAPABLE)),
         Question(TIERS, "runs that escalated", escalated),
         Question(TIERS, "runs with no escalation", negated(escalated)),
-        Question(
-            TIERS,
-            "code reviews that only used cheap agents",
-            every(template(REVIEW), only_tier(CHEAP)),
-        ),
+        about(TIERS, "code reviews that only used cheap agents", REVIEW, only_tier(CHEAP)),
         Question(
             TIERS, "failed runs that escalated to premium", every(failed, escalated_to(PREMIUM))
         ),
-        Question(
-            TIERS, "security audits with no premium agent", every(template(AUDIT), no_tier(PREMIUM))
-        ),
-        Question(
-            TIERS,
-            "documentation runs where an agent had to escalate",
-            every(template(DOCS), escalated),
-        ),
+        about(TIERS, "security audits with no premium agent", AUDIT, no_tier(PREMIUM)),
+        about(TIERS, "documentation runs where an agent had to escalate", DOCS, escalated),
         Question(
             TIERS,
             "runs on the premium only strategy",
@@ -99,10 +90,12 @@ def _tiers() -> list[Question]:
             "capable first runs",
             whole_team_on(common_pb2.TIER_STRATEGY_CAPABLE_FIRST),
         ),
-        Question(
+        about(
             TIERS,
             "successful release preps without escalation",
-            every(template(RELEASE), succeeded, negated(escalated)),
+            RELEASE,
+            succeeded,
+            negated(escalated),
         ),
     ]
 
@@ -125,17 +118,19 @@ def _sensitive() -> list[Question]:
         ),
         Question(SENSITIVE, "confidential documentation", mentions("confidential"), asker=OTHER),
         Question(SENSITIVE, "my sensitive runs", sensitive_of(ASKER)),
-        Question(
+        about(
             SENSITIVE,
             "hipaa security audits",
-            every(template(AUDIT), chose("compliance_framework", "hipaa")),
+            AUDIT,
+            chose("compliance_framework", "hipaa"),
             asker=OTHER,
         ),
-        Question(SENSITIVE, "failed security audits", every(template(AUDIT), failed), asker=OTHER),
-        Question(
+        about(SENSITIVE, "failed security audits", AUDIT, failed, asker=OTHER),
+        about(
             SENSITIVE,
             "security audits of internet facing services",
-            every(template(AUDIT), flag("internet_facing", True)),
+            AUDIT,
+            flag("internet_facing", True),
         ),
         Question(
             SENSITIVE,
@@ -160,22 +155,12 @@ def _plain() -> list[Question]:
         Question(PLAIN, "runs with fewer than 4 agents", agents(lambda n: n < 4)),
         Question(PLAIN, "runs in the last 24 hours", anything),
         Question(PLAIN, "failed runs in the past week", failed),
-        Question(PLAIN, "successful code reviews", every(template(REVIEW), succeeded)),
-        Question(
-            PLAIN,
-            "security audits that cost over $0.15",
-            every(template(AUDIT), cost(lambda c: c > 0.15)),
+        about(PLAIN, "successful code reviews", REVIEW, succeeded),
+        about(PLAIN, "security audits that cost over $0.15", AUDIT, cost(lambda c: c > 0.15)),
+        about(
+            PLAIN, "documentation runs that cost less than 5 cents", DOCS, cost(lambda c: c < 0.05)
         ),
-        Question(
-            PLAIN,
-            "documentation runs that cost less than 5 cents",
-            every(template(DOCS), cost(lambda c: c < 0.05)),
-        ),
-        Question(
-            PLAIN,
-            "release preps with more than 7 agents",
-            every(template(RELEASE), agents(lambda n: n > 7)),
-        ),
+        about(PLAIN, "release preps with more than 7 agents", RELEASE, agents(lambda n: n > 7)),
         Question(PLAIN, "runs where the diff analyst failed", agent("diff_analyst", FAILED_AGENT)),
         Question(
             PLAIN,
@@ -183,13 +168,11 @@ def _plain() -> list[Question]:
             agent("mutation_tester", SUCCEEDED_AGENT),
         ),
         Question(PLAIN, "runs with skipped agents", any_skipped),
-        Question(
-            PLAIN,
-            "publish runs where the linter failed",
-            every(template(PUBLISH), agent("linter", FAILED_AGENT)),
+        about(
+            PLAIN, "publish runs where the linter failed", PUBLISH, agent("linter", FAILED_AGENT)
         ),
         Question(PLAIN, "runs that failed in the last hour", failed),
-        Question(PLAIN, "failed coverage boosts", every(template(COVERAGE), failed)),
+        about(PLAIN, "failed coverage boosts", COVERAGE, failed),
     ]
 
 
@@ -197,27 +180,17 @@ def _exact() -> list[Question]:
     return [
         Question(EXACT, '"publish a python package"', template(PUBLISH)),
         Question(EXACT, '"security audit"', template(AUDIT)),
-        Question(EXACT, "+sphinx docs", every(template(DOCS), chose("doc_tool", "sphinx"))),
-        Question(
-            EXACT,
-            "documentation -mkdocs",
-            every(template(DOCS), negated(chose("doc_tool", "mkdocs"))),
-        ),
-        Question(
-            EXACT,
-            "code review -python",
-            every(template(REVIEW), negated(chose("primary_language", "python"))),
-        ),
+        about(EXACT, "+sphinx docs", DOCS, chose("doc_tool", "sphinx")),
+        about(EXACT, "documentation -mkdocs", DOCS, negated(chose("doc_tool", "mkdocs"))),
+        about(EXACT, "code review -python", REVIEW, negated(chose("primary_language", "python"))),
         Question(
             EXACT,
             "+owasp +failed",
             every(chose("compliance_framework", "owasp_asvs"), failed),
         ),
         Question(EXACT, '"read_the_docs"', chose("publish_target", "read_the_docs")),
-        Question(
-            EXACT,
-            "release prep -prerelease",
-            every(template(RELEASE), negated(chose("release_type", "prerelease"))),
+        about(
+            EXACT, "release prep -prerelease", RELEASE, negated(chose("release_type", "prerelease"))
         ),
         Question(EXACT, "coverage boost +vitest", chose("test_framework", "vitest")),
         Question(

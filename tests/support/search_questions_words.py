@@ -15,8 +15,8 @@ from tests.support.search_truth import (
     RELEASE,
     REVIEW,
     Question,
+    about,
     chose,
-    every,
     failed,
     flag,
     mentions,
@@ -33,106 +33,111 @@ def _filler() -> list[Question]:
     """Sentences people write: the words around what they mean must not empty the answer."""
     return [
         Question(FILLER, "show me the runs that published a python package", template(PUBLISH)),
-        Question(FILLER, "which code reviews failed?", every(template(REVIEW), failed)),
-        Question(
-            FILLER,
-            "documentation runs that used sphinx",
-            every(template(DOCS), chose("doc_tool", "sphinx")),
-        ),
-        Question(
+        about(FILLER, "which code reviews failed?", REVIEW, failed),
+        about(FILLER, "documentation runs that used sphinx", DOCS, chose("doc_tool", "sphinx")),
+        about(
             FILLER,
             "runs for publishing python packages with bandit checks",
-            every(template(PUBLISH), chose("quality_checks", "bandit")),
+            PUBLISH,
+            chose("quality_checks", "bandit"),
         ),
-        Question(
+        about(
             FILLER,
             "find the security audits that were mapped to soc2",
-            every(template(AUDIT), chose("compliance_framework", "soc2")),
+            AUDIT,
+            chose("compliance_framework", "soc2"),
         ),
-        Question(
+        about(
             FILLER,
             "all the release prep runs for a major release",
-            every(template(RELEASE), chose("release_type", "major")),
+            RELEASE,
+            chose("release_type", "major"),
         ),
-        Question(
-            FILLER,
-            "test coverage boost runs using jest",
-            every(template(COVERAGE), chose("test_framework", "jest")),
+        about(
+            FILLER, "test coverage boost runs using jest", COVERAGE, chose("test_framework", "jest")
         ),
-        Question(
-            FILLER,
-            "code reviews of go code",
-            every(template(REVIEW), chose("primary_language", "go")),
-        ),
-        Question(
+        about(FILLER, "code reviews of go code", REVIEW, chose("primary_language", "go")),
+        about(
             FILLER,
             "I want the successful documentation runs written for end users",
-            every(template(DOCS), succeeded, chose("audience", "end_users")),
+            DOCS,
+            succeeded,
+            chose("audience", "end_users"),
         ),
-        Question(
+        about(
             FILLER,
             "runs of the code review template with a strict review",
-            every(template(REVIEW), chose("strictness", "strict")),
+            REVIEW,
+            chose("strictness", "strict"),
         ),
-        Question(
-            FILLER,
-            "what release preps shipped to npm",
-            every(template(RELEASE), chose("target_platforms", "npm")),
+        about(
+            FILLER, "what release preps shipped to npm", RELEASE, chose("target_platforms", "npm")
         ),
-        Question(
+        about(
             FILLER,
             "list the runs that raised test coverage with mutation testing",
-            every(template(COVERAGE), chose("test_kinds", "mutation")),
+            COVERAGE,
+            chose("test_kinds", "mutation"),
         ),
-        Question(
+        about(
             FILLER,
             "the python packages that were published to pypi",
-            every(template(PUBLISH), chose("publish_target", "pypi")),
+            PUBLISH,
+            chose("publish_target", "pypi"),
         ),
-        Question(
+        about(
             FILLER,
             "security audits for a service that handles personal data",
-            every(template(AUDIT), flag("handles_personal_data", True)),
+            AUDIT,
+            flag("handles_personal_data", True),
         ),
-        Question(
+        about(
             FILLER,
             "documentation that was published on read the docs",
-            every(template(DOCS), chose("publish_target", "read_the_docs")),
+            DOCS,
+            chose("publish_target", "read_the_docs"),
         ),
-        Question(
+        about(
             FILLER,
             "reviews that were posted as inline comments",
-            every(template(REVIEW), chose("review_output", "inline_comments")),
+            REVIEW,
+            chose("review_output", "inline_comments"),
         ),
-        Question(
+        about(
             FILLER,
             "which release preps had breaking changes",
-            every(template(RELEASE), flag("has_breaking_changes", True)),
+            RELEASE,
+            flag("has_breaking_changes", True),
         ),
-        Question(
+        about(
             FILLER,
             "coverage boosts where we allowed refactoring the source",
-            every(template(COVERAGE), flag("allow_source_refactors", True)),
+            COVERAGE,
+            flag("allow_source_refactors", True),
         ),
-        Question(
+        about(
             FILLER,
             "packages that were published without any tests",
-            every(template(PUBLISH), flag("has_tests", False)),
+            PUBLISH,
+            flag("has_tests", False),
         ),
-        Question(
+        about(
             FILLER,
             "code reviews for changes that touch the public api",
-            every(template(REVIEW), flag("touches_public_api", True)),
+            REVIEW,
+            flag("touches_public_api", True),
         ),
-        Question(
+        about(
             FILLER,
             "show me docs runs that wrote architecture pages",
-            every(template(DOCS), chose("doc_types", "architecture")),
+            DOCS,
+            chose("doc_types", "architecture"),
         ),
-        Question(
+        about(
             FILLER,
             "audits with the severity threshold set to critical",
-            every(template(AUDIT), chose("severity_threshold", "critical")),
+            AUDIT,
+            chose("severity_threshold", "critical"),
         ),
         Question(
             FILLER,
@@ -145,78 +150,69 @@ def _filler() -> list[Question]:
 def _misspelling() -> list[Question]:
     """Typos in free words and next to words the search understands."""
     return [
-        Question(MISSPELLING, "faild code reviews", every(template(REVIEW), failed)),
-        Question(MISSPELLING, "failed documantation runs", every(template(DOCS), failed)),
-        Question(
-            MISSPELLING,
-            "code reviews with a strict reveiw",
-            every(template(REVIEW), chose("strictness", "strict")),
+        about(MISSPELLING, "faild code reviews", REVIEW, failed),
+        about(MISSPELLING, "failed documantation runs", DOCS, failed),
+        about(
+            MISSPELLING, "code reviews with a strict reveiw", REVIEW, chose("strictness", "strict")
         ),
-        Question(
-            MISSPELLING, "sphnix documentation", every(template(DOCS), chose("doc_tool", "sphinx"))
-        ),
-        Question(
-            MISSPELLING,
-            "hipa security audits",
-            every(template(AUDIT), chose("compliance_framework", "hipaa")),
-        ),
-        Question(
+        about(MISSPELLING, "sphnix documentation", DOCS, chose("doc_tool", "sphinx")),
+        about(MISSPELLING, "hipa security audits", AUDIT, chose("compliance_framework", "hipaa")),
+        about(
             MISSPELLING,
             "coverage boosts with unittset",
-            every(template(COVERAGE), chose("test_framework", "unittest")),
+            COVERAGE,
+            chose("test_framework", "unittest"),
         ),
-        Question(
-            MISSPELLING,
-            "release preps for a majr release",
-            every(template(RELEASE), chose("release_type", "major")),
+        about(
+            MISSPELLING, "release preps for a majr release", RELEASE, chose("release_type", "major")
         ),
-        Question(
-            MISSPELLING,
-            "package publish with bandti",
-            every(template(PUBLISH), chose("quality_checks", "bandit")),
+        about(
+            MISSPELLING, "package publish with bandti", PUBLISH, chose("quality_checks", "bandit")
         ),
-        Question(
-            MISSPELLING, "docusarus docs", every(template(DOCS), chose("doc_tool", "docusaurus"))
-        ),
-        Question(MISSPELLING, "succesful release preps", every(template(RELEASE), succeeded)),
-        Question(
+        about(MISSPELLING, "docusarus docs", DOCS, chose("doc_tool", "docusaurus")),
+        about(MISSPELLING, "succesful release preps", RELEASE, succeeded),
+        about(
             MISSPELLING,
             "code reviews in typscript",
-            every(template(REVIEW), chose("primary_language", "typescript")),
+            REVIEW,
+            chose("primary_language", "typescript"),
         ),
-        Question(
+        about(
             MISSPELLING,
             "mutaton testing coverage boosts",
-            every(template(COVERAGE), chose("test_kinds", "mutation")),
+            COVERAGE,
+            chose("test_kinds", "mutation"),
         ),
-        Question(
+        about(
             MISSPELLING,
             "documentation published to github pagse",
-            every(template(DOCS), chose("publish_target", "github_pages")),
+            DOCS,
+            chose("publish_target", "github_pages"),
         ),
-        Question(
+        about(
             MISSPELLING,
             "packages published to tsetpypi",
-            every(template(PUBLISH), chose("publish_target", "testpypi")),
+            PUBLISH,
+            chose("publish_target", "testpypi"),
         ),
-        Question(
+        about(
             MISSPELLING,
             "rust code reviews that faild",
-            every(template(REVIEW), chose("primary_language", "rust"), failed),
+            REVIEW,
+            chose("primary_language", "rust"),
+            failed,
         ),
         Question(MISSPELLING, "runs for fastcvs", mentions("fastcsv")),
         Question(MISSPELLING, "kestral", mentions("kestrel")),
         Question(MISSPELLING, "harbor synk", mentions("harbor-sync")),
-        Question(
+        about(
             MISSPELLING,
             "audits with soc2 that succeded",
-            every(template(AUDIT), chose("compliance_framework", "soc2"), succeeded),
+            AUDIT,
+            chose("compliance_framework", "soc2"),
+            succeeded,
         ),
-        Question(
-            MISSPELLING,
-            "docs for opertors",
-            every(template(DOCS), chose("audience", "operators")),
-        ),
+        about(MISSPELLING, "docs for opertors", DOCS, chose("audience", "operators")),
     ]
 
 

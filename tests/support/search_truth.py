@@ -177,3 +177,8 @@ class Question:
     def label(self) -> str:
         shown = self.text if not self.filter else f"{self.text} | filter: {self.filter}"
         return shown if self.asker == ASKER else f"{shown} (asked by {self.asker})"
+
+
+def about(kind: str, text: str, template_id: str, *truths: Truth, asker: str = ASKER) -> Question:
+    """A question about runs of one template that the truths also hold for."""
+    return Question(kind, text, every(template(template_id), *truths), asker=asker)
