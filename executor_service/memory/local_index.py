@@ -488,15 +488,19 @@ class LocalIndex:
         limit: int,
         *,
         viewer: Viewer,
+        min_should_match: int = 1,
     ) -> list[Hit]:
-        """The best runs the viewer may see for the terms and filter, best first.
+        """The best runs the viewer may see for the terms and filter, best first
+        (having at least `min_should_match` of the ranked terms).
 
         The filter selects inside the index, before the limit, so no match
         is lost to it. The viewer's SENSITIVE runs are merged in as the
         memory service merges its caller's own SENSITIVE patterns (each
         index gives its best `limit`; ordered by rank, then newest, then id).
         """
-        query = ReadQuery(self._namespace, terms, condition, limit)
+        query = ReadQuery(
+            self._namespace, terms, condition, limit, min_should_match=min_should_match
+        )
         hits = self._index(self._open_db).top(query)
         scopes = self._scopes(viewer)
         if not scopes:
