@@ -85,8 +85,9 @@ INDEX_DIR = "local-index"
 # scrubbing or classification applied here, the index layout): a cache
 # written by another version is rebuilt instead of answering differently.
 # 2: runs whose pattern holds a secret are left out; 3: SENSITIVE runs are
-# indexed per owner.
-INDEX_VERSION = 3
+# indexed per owner; 4: agents carry their tier strategy and first tier
+# (escalation filters).
+INDEX_VERSION = 4
 _HALVES = ("open.sqlite3", "sensitive.sqlite3")
 _MANIFEST = "manifest"  # The stamp table: version and namespace, written last.
 # Runs indexed per transaction while rebuilding or catching up: bounds the

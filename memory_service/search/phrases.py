@@ -161,3 +161,16 @@ Rule = tuple[re.Pattern[str], _Handler]
 
 def whole_match(match: re.Match[str], *terms: Node) -> Candidate:
     return Candidate(match.start(), match.end(), terms)
+
+
+def count_op(match: re.Match[str]) -> str:
+    """The comparison a counted phrase asks for: its comparator (group `cmp`),
+    "N+" (`plus`: >=), "N or more"/"N or fewer" (`orx`), else equality."""
+    groups = match.groupdict()
+    if groups.get("cmp"):
+        return comparator_op(groups["cmp"])
+    if groups.get("plus"):
+        return ">="
+    if groups.get("orx"):
+        return ">=" if canon(groups["orx"]) in ("more", "greater", "above") else "<="
+    return "="  # "with 6 agents", "2 premium agents".

@@ -97,6 +97,8 @@ class PatternAgent(_message.Message):
     COST_USD_FIELD_NUMBER: _builtins.int
     ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
     DURATION_FIELD_NUMBER: _builtins.int
+    TIER_STRATEGY_FIELD_NUMBER: _builtins.int
+    FIRST_TIER_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """The agent's role, for example "test_runner". Lower snake case."""
     tier: _common_pb2.Tier.ValueType
@@ -108,6 +110,15 @@ class PatternAgent(_message.Message):
     attempt_count: _builtins.int
     """How many attempts the agent made, escalations included. At least 0 (a
     skipped agent makes none).
+    """
+    tier_strategy: _common_pb2.TierStrategy.ValueType
+    """The tier strategy the agent followed: the tiers it may try, in order.
+    Unspecified when the writer did not record it.
+    """
+    first_tier: _common_pb2.Tier.ValueType
+    """The tier of the agent's first attempt. With `tier` (its last attempt's)
+    it tells whether and how far the agent escalated. Unspecified if it
+    made no attempt, or when the writer did not record it.
     """
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
@@ -122,10 +133,12 @@ class PatternAgent(_message.Message):
         cost_usd: _builtins.float = ...,
         attempt_count: _builtins.int = ...,
         duration: _duration_pb2.Duration | None = ...,
+        tier_strategy: _common_pb2.TierStrategy.ValueType = ...,
+        first_tier: _common_pb2.Tier.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "cost_usd", b"cost_usd", "duration", b"duration", "role", b"role", "success", b"success", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "cost_usd", b"cost_usd", "duration", b"duration", "first_tier", b"first_tier", "role", b"role", "success", b"success", "tier", b"tier", "tier_strategy", b"tier_strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
