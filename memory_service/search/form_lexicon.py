@@ -97,7 +97,8 @@ class Kind(IntEnum):
 
     TEMPLATE = 0
     OPTION = 1
-    BOOLEAN = 2
+    BOOLEAN = 2  # COMMON-guarded: only right after "with", "without", "no", "not".
+    NO_OPTION = 3  # A question's words after "no"/"without": its option "none".
 
 
 @dataclass(frozen=True)
@@ -267,11 +268,14 @@ class Lexicon:
         best: list[str] = []
         best_distance = 3
         ending = next((end for end in _ENDINGS if word.endswith(end)), "")
+        # "reveiws" misspells "review" in the plural.
+        plural = word[:-1] if word.endswith("s") and not word.endswith("ss") else ""
         for known, key in self._fuzzy_words.get(word[0], ()):
-            limit = 2 if min(len(known), len(word)) >= 9 else 1
-            if abs(len(known) - len(word)) > limit or not known.endswith(ending):
+            spelt = plural if plural and not known.endswith("s") else word
+            limit = 2 if min(len(known), len(spelt)) >= 9 else 1
+            if abs(len(known) - len(spelt)) > limit or not known.endswith(ending):
                 continue  # "operations" is another word than "operators", not a typo.
-            distance = OSA.distance(word, known, score_cutoff=limit)
+            distance = OSA.distance(spelt, known, score_cutoff=limit)
             if distance > limit or distance > best_distance:
                 continue
             if distance < best_distance:
@@ -436,6 +440,19 @@ def _add_booleans(builder: _Builder, catalog: FormCatalog) -> None:
                 builder.add(Kind.BOOLEAN, "", raw, question.id, [template.id])
             if len(raw) >= 3 and any(word not in COMMON_WORDS for word in raw[-2:]):
                 builder.add(Kind.BOOLEAN, "", raw[-2:], question.id, [template.id])
+            if len(raw) == 2 and raw[0] in FUNCTION_WORDS:  # "has_tests": "without tests".
+                builder.add(Kind.BOOLEAN, "", raw[1:], question.id, [template.id], Guard.COMMON)
+
+
+def _add_none_options(builder: _Builder, catalog: FormCatalog) -> None:
+    """A select question offering "none", by its id's words: "no publish
+    target" and "without a version bump" choose "none"."""
+    for template in catalog.templates:
+        for question in template.questions:
+            for value in question.options:
+                if WORD.findall(fold(value)) == ["none"]:
+                    spelt = WORD.findall(fold(question.id))
+                    builder.add(Kind.NO_OPTION, value, spelt, question.id, [template.id])
 
 
 def _add_template(builder: _Builder, template_id: str, names: Iterable[str], fuzzy: bool) -> None:
@@ -469,6 +486,7 @@ def compile_lexicon(
             )
     _add_options(builder, catalog)
     _add_booleans(builder, catalog)
+    _add_none_options(builder, catalog)
     known_templates = {template.id for template in catalog.templates}
     for template_id, name in templates:
         if template_id not in known_templates:

@@ -64,6 +64,8 @@ _YES = frozenset({"yes", "true", "on"})
 _NO = frozenset({"no", "false", "off"})
 _ATTACHED = re.compile(r"[\s_-]*[:=]?[\s_-]*")
 _FILLER_KEYS = frozenset(stem(word) for word in FILLER)
+# Crossed only on the way to a word of the question ("service that handles personal data").
+_BRIDGES = _LINKS | _FILLER_KEYS
 _WEAK_KEYS = frozenset(stem(word) for word in WEAK_ID_WORDS)
 COMMON_KEYS = frozenset(stem(word) for word in COMMON_WORDS)
 
@@ -96,28 +98,33 @@ def _in_context(
 # Templates.
 
 
-def _template_span(tokens: Sequence[Token], found: Found) -> tuple[int, int] | None:
+def _template_span(
+    tokens: Sequence[Token], found: Found, loose: bool = False
+) -> tuple[int, int] | None:
     """A template phrase's span with "template" before or after it; a
-    one-word name needs "template" or a workflow noun ("runs") after it."""
+    one-word name needs "template" or a workflow noun ("runs") after it,
+    unless `loose`."""
     first, last = found.first, found.last
     before = tokens[first - 1] if first > 0 else None
     after = tokens[last + 1] if last + 1 < len(tokens) else None
     prefixed = before is not None and before.key == _TEMPLATE and _attached(tokens[first])
     suffixed = after is not None and after.key == _TEMPLATE and after.joined
     noun_after = after is not None and after.joined and after.key in _WORKFLOW_NOUNS
-    if len(found.phrase.keys) == 1 and not (prefixed or suffixed or noun_after):
+    if len(found.phrase.keys) == 1 and not (prefixed or suffixed or noun_after or loose):
         return None
     start = before.start if prefixed and before is not None else tokens[first].start
     end = after.end if suffixed and after is not None else tokens[last].end
     return start, end
 
 
-def _templates_found(text: str, context: Context) -> list[tuple[int, int, tuple[str, ...]]]:
+def _templates_found(
+    text: str, context: Context, loose: bool = False
+) -> list[tuple[int, int, tuple[str, ...]]]:
     tokens = tokens_of(text)
     found: list[tuple[int, int, tuple[str, ...]]] = []
     for match in context.forms.find(tokens):
         meaning = match.phrase.meaning
-        span = _template_span(tokens, match) if meaning.kind is Kind.TEMPLATE else None
+        span = _template_span(tokens, match, loose) if meaning.kind is Kind.TEMPLATE else None
         if span is not None:
             found.append((*span, tuple(target for target, _ in meaning.targets)))
     return found
@@ -134,8 +141,11 @@ def template_mentions(text: str, context: Context) -> list[Candidate]:
 def named_templates(
     text: str, context: Context
 ) -> tuple[frozenset[str], tuple[tuple[int, int], ...]]:
-    """The templates the text names, and where their names are."""
-    found = _templates_found(text, context)
+    """The templates the text names, and where their names are. For this, a
+    one-word name needs no "runs" after it: "documentation with coverage over
+    90" asks about documentation's coverage question, though the word alone
+    is too common to filter on."""
+    found = _templates_found(text, context, loose=True)
     named = frozenset(template for _, _, ids in found for template in ids)
     return named, tuple((start, end) for start, end, _ in found)
 
@@ -144,8 +154,10 @@ def named_templates(
 
 
 def _near_keys(tokens: Sequence[Token], first: int, last: int) -> set[str]:
-    around = [*tokens[max(0, first - _WINDOW) : first], *tokens[last + 1 : last + 1 + _WINDOW]]
-    return {token.key for token in around}
+    """The words within _WINDOW words either side, stop words not counted."""
+    before = [t.key for t in reversed(tokens[:first]) if t.key not in _FILLER_KEYS][:_WINDOW]
+    after = [t.key for t in tokens[last + 1 :] if t.key not in _FILLER_KEYS][:_WINDOW]
+    return {*before, *after}
 
 
 def _extend(
@@ -157,7 +169,7 @@ def _extend(
     at = first
     while at > 0 and _attached(tokens[at]) and at - 1 not in taken:
         key = tokens[at - 1].key
-        if key not in words and key not in _LINKS:
+        if key not in words and key not in _BRIDGES:
             break
         at -= 1
         if key in words:
@@ -165,7 +177,7 @@ def _extend(
     at = last
     while at + 1 < len(tokens) and _attached(tokens[at + 1]) and at + 1 not in taken:
         key = tokens[at + 1].key
-        if key not in words and key not in _LINKS:
+        if key not in words and key not in _BRIDGES:
             break
         at += 1
         if key in words:
@@ -244,7 +256,7 @@ def _negated(tokens: Sequence[Token], first: int) -> int | None:
     return None
 
 
-def _boolean(tokens: Sequence[Token], found: Found, context: Context) -> Candidate:
+def _boolean(tokens: Sequence[Token], found: Found, context: Context, taken: set[int]) -> Candidate:
     offers = dict(found.phrase.meaning.targets)
     questions = _in_context(list(offers), offers, context.templates)
     negation = _negated(tokens, found.first)
@@ -254,8 +266,36 @@ def _boolean(tokens: Sequence[Token], found: Found, context: Context) -> Candida
     if answer is not None and _attached(answer) and answer.word in _YES | _NO:
         value, last = (answer.word in _YES) == value, last + 1  # "internet facing: no".
     first = found.first if negation is None else negation
+    words = frozenset().union(*(context.forms.questions[qid].words for qid in questions))
+    first, last = _extend(tokens, first, last, words, taken)
     term = _any_of("form_responses", "=", value, questions)
     return Candidate(tokens[first].start, tokens[last].end, (term,))
+
+
+def _said_as_yes_no(tokens: Sequence[Token], found: Found) -> bool:
+    """A guarded yes/no phrase ("tests" of has_tests) needs "with", "without",
+    "no" or "not" right before it."""
+    if found.phrase.meaning.guard is Guard.NONE:
+        return True
+    return _negated(tokens, found.first) is not None or _with(tokens, found.first)
+
+
+def _with(tokens: Sequence[Token], first: int) -> bool:
+    at = first - 1
+    if at >= 0 and tokens[at].word in _SKIPPABLE:
+        at -= 1
+    return at >= 0 and tokens[at].word == "with"
+
+
+def _no_option(tokens: Sequence[Token], found: Found, context: Context) -> Candidate | None:
+    """ "no publish target": the question's option "none"."""
+    negation = _negated(tokens, found.first)
+    if negation is None:
+        return None
+    offers = dict(found.phrase.meaning.targets)
+    questions = _in_context(list(offers), offers, context.templates)
+    term = _any_of("form_responses", "=", found.phrase.meaning.value, questions)
+    return Candidate(tokens[negation].start, tokens[found.last].end, (term,))
 
 
 def value_mentions(text: str, context: Context) -> list[Candidate]:
@@ -263,18 +303,20 @@ def value_mentions(text: str, context: Context) -> list[Candidate]:
     tokens = tokens_of(text)
     options: list[tuple[Found, tuple[list[str], int | None]]] = []
     booleans: list[Found] = []
+    found: list[Candidate | None] = []
     for match in context.forms.find(tokens):
         kind = match.phrase.meaning.kind
-        if kind is Kind.BOOLEAN:
+        if kind is Kind.BOOLEAN and _said_as_yes_no(tokens, match):
             booleans.append(match)
         elif kind is Kind.OPTION and (read := _option_questions(tokens, match, context)):
             options.append((match, read))
+        elif kind is Kind.NO_OPTION:
+            found.append(_no_option(tokens, match, context))
     # A value's span grows over its question's words, never over another value.
     taken = {i for m in [*booleans, *(m for m, _ in options)] for i in range(m.first, m.last + 1)}
-    return [
-        *(_option(tokens, match, read, context, taken) for match, read in options),
-        *(_boolean(tokens, match, context) for match in booleans),
-    ]
+    found += [_option(tokens, match, read, context, taken) for match, read in options]
+    found += [_boolean(tokens, match, context, taken) for match in booleans]
+    return [candidate for candidate in found if candidate is not None]
 
 
 # Number questions.
@@ -359,7 +401,8 @@ def _number_terms(
         return ()
     groups = match.groupdict()
     percent = any((groups.get(name) or "").strip() for name in ("pct", "pct2"))
-    by_id = not (groups.get("cmp") or linked or percent or len(bounds) > 1)
+    compared = groups.get("cmp") or groups.get("orx") or groups.get("plus")
+    by_id = not (compared or linked or percent or len(bounds) > 1)
     checked = [value for value in values if value is not None]
     questions = number_questions(keys, checked, percent, context, by_id)
     per_question = [
@@ -391,16 +434,20 @@ def _number_before(match: re.Match[str], context: Context) -> Candidate | None:
             continue
         terms = _number_terms(match, _keys(spans[first:]), _bounds(match), context, linked)
         if terms:
-            return Candidate(spans[first][0], _unit_end(match, terms, context), terms)
+            said = _keys(spans[first:])
+            return Candidate(spans[first][0], _unit_end(match, terms, said, context), terms)
     return None
 
 
 _NEXT_WORD = re.compile(r"\s+([A-Za-z]+)\b")
 
 
-def _unit_end(match: re.Match[str], terms: Sequence[Node], context: Context) -> int:
-    """The end of the match, or of the word after it when that is a word of
-    the questions the terms name ("downtime over 30 minutes")."""
+def _unit_end(
+    match: re.Match[str], terms: Sequence[Node], said: Sequence[str], context: Context
+) -> int:
+    """The end of the match, or of the word after it when that is the last
+    word of the id of a question the terms name, as a unit often is, and was
+    not said before the number ("downtime over 30 minutes")."""
     following = _NEXT_WORD.match(match.string, match.end())
     if following is None:
         return match.end()
@@ -412,8 +459,8 @@ def _unit_end(match: re.Match[str], terms: Sequence[Node], context: Context) -> 
             named.add(node.path[-1])
         elif isinstance(node, And | Or):
             stack.extend(node.children)
-    words = set().union(*(context.forms.questions[qid].words for qid in named))
-    return following.end() if stem(canon(following.group(1))) in words else match.end()
+    units = {stem(canon(re.split(r"[_-]", qid)[-1])) for qid in named} - set(said)
+    return following.end() if stem(canon(following.group(1))) in units else match.end()
 
 
 def _bounds(match: re.Match[str]) -> list[tuple[str, str]]:
@@ -424,7 +471,14 @@ def _bounds(match: re.Match[str]) -> list[tuple[str, str]]:
         return [(">=", low), ("<=", high)]
     if groups.get("cmp"):
         return [(comparator_op(groups["cmp"]), groups["n"])]
+    if groups.get("plus"):
+        return [(">=", groups["n"])]
+    if groups.get("orx"):
+        return [("<=" if canon(groups["orx"]) in _OR_LESS else ">=", groups["n"])]
     return [("=", groups["n"])]
+
+
+_OR_LESS = frozenset({"less", "fewer", "lower", "below", "under", "smaller"})
 
 
 def _number_after(match: re.Match[str], context: Context) -> Candidate | None:
@@ -455,6 +509,14 @@ NUMBER_AFTER_RULES: tuple[Rule, ...] = (
 # "coverage: 80", "cvss 7" (a bare number only after words of a question's id),
 # "80% coverage".
 NUMBER_BARE_RULES: tuple[Rule, ...] = (
+    (
+        rule_regex(
+            rf"\b{_WORDS}\s*(?:(?P<link>[:=])\s*)?(?P<n>{NUM}){_PCT}\s*(?:(?P<plus>\+)"
+            r"|\s+or\s+(?P<orx>more|greater|higher|above|over|less|fewer|lower|below|under"
+            r"|smaller)\b)"
+        ),
+        _number_before,
+    ),
     (
         rule_regex(
             rf"\b{_WORDS}\s+(?:between|from)\s+(?P<n>{NUM}){_PCT}\s*(?:{DASH}|\s(?:and|to)\s)"

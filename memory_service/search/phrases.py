@@ -14,6 +14,8 @@ from datetime import datetime
 
 from memory_service.search.filter import Node, Restriction
 from memory_service.search.form_lexicon import Lexicon
+from memory_service.search.query import TOKEN as QUERY_TOKEN
+from memory_service.search.stopwords import STOP_WORDS
 
 # A decimal, maybe with thousands separators; not part of a longer word or number.
 NUM = (
@@ -76,20 +78,15 @@ TIER_NOUN = r"(?:tiers?|agents?|models?|llms?)"
 POSITIVE = r"successful(?:ly)?|succeeded|succeeding|succeeds|success(?:es)?|passing|passed|passes"
 NEGATIVE = r"unsuccessful(?:ly)?|failed|failing|fails|failures?|errored"
 
-FILLER = frozenset(
-    (
-        *("with", "that", "runs", "run", "workflows", "workflow", "show", "me", "find", "the"),
-        *("and", "in", "of", "for", "where", "whose", "which", "had", "have", "has", "were"),
-        *("was", "are", "is", "a", "an", "patterns", "pattern", "executions", "execution"),
-        *("did", "to", "on", "at", "from", "by", "all", "any", "please"),
-    )
-)
+# Words that only tie an understood phrase to the sentence: the query
+# language's stop words, one list (stopwords.py).
+FILLER = STOP_WORDS
 # Id words too generic to pick a question on their own ("required > 3").
 WEAK_ID_WORDS = FILLER | {"required", "target", "max", "min", "new", "test", "tests", "count"}
 CONNECTORS = frozenset({"is", "was", "were", "are", "of", "be"})
 
-# Mirrors query.py's tokens: a "quoted phrase" starts where a token starts.
-TOKEN = re.compile(r'"[^"]*"?|\S+')
+# query.py's tokens: a "quoted phrase" (maybe +/- marked) starts where a token starts.
+TOKEN = QUERY_TOKEN
 MASK = "\x00"  # Hides consumed or quoted text; no rule matches it.
 
 
@@ -170,3 +167,16 @@ Finder = Callable[[str, Context], list[Candidate]]
 
 def whole_match(match: re.Match[str], *terms: Node) -> Candidate:
     return Candidate(match.start(), match.end(), terms)
+
+
+def count_op(match: re.Match[str]) -> str:
+    """The comparison a counted phrase asks for: its comparator (group `cmp`),
+    "N+" (`plus`: >=), "N or more"/"N or fewer" (`orx`), else equality."""
+    groups = match.groupdict()
+    if groups.get("cmp"):
+        return comparator_op(groups["cmp"])
+    if groups.get("plus"):
+        return ">="
+    if groups.get("orx"):
+        return ">=" if canon(groups["orx"]) in ("more", "greater", "above") else "<="
+    return "="  # "with 6 agents", "2 premium agents".

@@ -12,8 +12,8 @@ The queries cover free text, phrases, prefixes, typos, every filter operator
 `-`, parentheses), nested fields (agents.*, form_responses.*,
 tier_distribution.*), query understanding (success words, cost bounds,
 agent counts, tiers, relative time, template names, numeric form answers,
-option values and yes/no questions from the templates' forms) and text the memory service scrubbed of PII, which must match on neither
-side.
+option values and yes/no questions from the templates' forms) and text
+the memory service scrubbed of PII, which must match on neither side.
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ QUERIES: list[tuple[str, str, bool]] = [
     ("", 'classification = "INTERNAL" AND type = "EXECUTION" AND runner = "simulated"', True),
     ("", 'create_time > "2020-01-01T00:00:00Z" AND template_id = "documentation"', True),
     ("review", "total_cost_usd < 1", True),
+    ("", 'agents.escalated = true AND agents.tier_strategy = "progressive"', True),
+    ("", 'agents.escalation = "capable_to_premium" OR agents.first_tier = "premium"', True),
     # Query understanding.
     ("failed runs", "", True),
     ("successful workflows with test coverage > 80%", "", True),
@@ -134,6 +136,10 @@ QUERIES: list[tuple[str, str, bool]] = [
     ("documentation workflows from last week", "", True),
     ("runs before 2020-01-01", "", False),
     ("docstring coverage at least 90", "", True),
+    ("runs that escalated to capable", "", True),
+    ("only cheap agents that never escalated", "", True),
+    ("progressive escalation without premium agents", "", True),
+    ("capable first strategy older than a week", "", False),
     # Understood from the templates' forms: values, yes/no and number questions, names.
     ("soc2 security audits", "", True),
     ("code reviews in go", "", True),

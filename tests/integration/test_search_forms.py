@@ -16,7 +16,7 @@ from attune.executor.v1 import executor_pb2
 from executor_service.runs.forms import to_form_value
 from executor_service.templates.models import Answer
 from tests.support.helpers import run_to_end
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, started
 
 INCIDENT = """
 id: incident_review
@@ -77,7 +77,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     templates.mkdir()
     (templates / "incident.yaml").write_text(INCIDENT)
     overrides: dict[str, object] = {"templates_dir": templates}
-    async with running_stack(tmp_path, overrides, templates_dir=templates) as running:
+    pair = Stack(tmp_path, executor_overrides=dict(overrides), memory_overrides=overrides)
+    async with started(pair) as running:
         yield running
 
 

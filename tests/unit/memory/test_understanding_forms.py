@@ -318,6 +318,52 @@ def test_everything_at_once_over_a_custom_form() -> None:
 
 
 @pytest.mark.parametrize(
+    ("query", "expected", "remaining"),
+    [
+        # "N or more", "N+" after a question's words.
+        ("cvss 9 or more", "form_responses.fail_on_cvss >= 9", ""),
+        ("max comments 10 or fewer", "form_responses.max_comments <= 10", ""),
+        ("coverage 80+", either(">=", "80", *COVERAGE), ""),
+        # A one-word template name settles a question without filtering on the word.
+        (
+            "documentation with coverage over 90",
+            "form_responses.docstring_coverage_target > 90",
+            "documentation",
+        ),
+        # A yes/no question takes its label's words along.
+        (
+            "security audits for a service that handles personal data",
+            'template_id = "security_audit" AND form_responses.handles_personal_data = true',
+            "",
+        ),
+        (
+            "changes that don't touch the public api",
+            "form_responses.touches_public_api = false",
+            "",
+        ),
+        # has_tests by its last word, only after with/without/no.
+        ("packages without any tests", "form_responses.has_tests = false", ""),
+        ("with tests", "form_responses.has_tests = true", ""),
+        ("tests", "", "tests"),
+        # "no <question>": its option "none".
+        ("docs with no publish target", 'form_responses.publish_target = "none"', "docs"),
+        ("without a version bump", 'form_responses.version_bump = "none"', ""),
+        ("publish target", "", "publish target"),
+        # A misspelt plural; the window counts words, not stop words.
+        ("code reveiws", 'template_id = "code_review"', ""),
+        (
+            "docs runs that wrote architecture pages",
+            'form_responses.doc_types = "architecture"',
+            "docs runs that wrote pages",
+        ),
+    ],
+)
+def test_phrasings_around_a_question(query: str, expected: str, remaining: str) -> None:
+    result = run(query)
+    assert (result.filter_text, result.remaining_query) == (expected, remaining)
+
+
+@pytest.mark.parametrize(
     "query",
     ["flaky upload timeout", "interval between retries", "ready for review", "the operations team"],
 )
