@@ -42,6 +42,7 @@ becomes "".
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ from memory_service.search.filter import (
     FilterError,
     Node,
     Or,
+    Restriction,
+    Star,
     check_filter,
     parse_filter,
     to_text,
@@ -93,9 +96,37 @@ class Understanding:
     tree: Node | None = None  # filter_text as a checked tree.
 
 
-@functools.lru_cache(maxsize=4096)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_KEYWORDS = frozenset({"AND", "OR", "NOT", "true", "false"})
+
+
 def _is_valid(term: Node) -> bool:
     """Whether the term prints, parses back to itself and fits the pattern schema."""
+    if _prints_back(term):  # Most terms: no parser needed (a relative time is new each second).
+        try:
+            return check_filter(term, PATTERN_SCHEMA) is not None
+        except FilterError:
+            return False
+    return _parses_back(term)
+
+
+def _prints_back(term: Node) -> bool:
+    """A restriction on grammar names with a quoted, numeric or boolean value:
+    what the parser would give back for it, without running the parser."""
+    if not isinstance(term, Restriction) or term.bare or isinstance(term.value, Star):
+        return False
+    if not all(_NAME.fullmatch(name) and name not in _KEYWORDS for name in term.path):
+        return False
+    if isinstance(term.value, str):
+        try:
+            term.value.encode()  # A lone surrogate never parses back.
+        except UnicodeEncodeError:
+            return False
+    return not isinstance(term.value, float) or math.isfinite(term.value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parses_back(term: Node) -> bool:
     try:
         return (
             parse_filter(to_text(term)) == term and check_filter(term, PATTERN_SCHEMA) is not None

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memory_service.search import form_lexicon
-from memory_service.search.filter import compile_filter, matches
+from memory_service.search import form_lexicon, understanding
+from memory_service.search.filter import Restriction, compile_filter, matches, parse_filter, to_text
 from memory_service.search.forms import (
     FormCatalog,
     FormQuestion,
@@ -500,3 +500,26 @@ def test_any_query_over_any_catalog_understands_to_a_filter_that_compiles(
     except PlanError:
         return  # Nothing left to search for: a precise error, not a crash.
     assert compile_filter(plan.applied_filter, PATTERN_SCHEMA) == plan.condition
+
+
+_NAMES = st.sampled_from(["form_responses", "a", "AND", "true", "x-y", "_q", "1a", "a.b", ""])
+_VALUES_ANY = (
+    st.text(st.characters(codec="utf-8"), max_size=8)
+    | st.text(max_size=4)  # Lone surrogates too.
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_NAMES, min_size=1, max_size=3), st.sampled_from(["=", "<", ">=", "!="]), _VALUES_ANY
+)
+def test_a_term_said_to_print_back_parses_back_to_itself(
+    path: list[str], op: str, value: str | float | bool
+) -> None:
+    """Understanding skips the parser for terms _prints_back accepts: they must
+    be exactly those the parser would give back unchanged."""
+    term = Restriction(tuple(path), op, value)
+    if understanding._prints_back(term):
+        assert parse_filter(to_text(term)) == term
