@@ -15,7 +15,7 @@ from memory_service.access.wiring import access_control, authenticator_from
 from memory_service.retention_sweep import RetentionSweep
 from memory_service.rpc.servicer import MemoryServicer
 from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
-from memory_service.search.form_lexicon import compile_lexicon
+from memory_service.search.form_compile import compile_lexicon
 from memory_service.search.forms import load_forms
 from memory_service.security.crypto import DecryptionError, KeyConfigError, Keyring, MissingKeyError
 from memory_service.security.identity import MEMORY_ROLE_NAMES, AuthConfigError, Authenticator

@@ -8,12 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from memory_service.search.phrase_rules_forms import (
+from memory_service.search.phrase_rules_forms import template_mentions, value_mentions
+from memory_service.search.phrase_rules_numbers import (
     NUMBER_AFTER_RULES,
     NUMBER_BARE_RULES,
     NUMBER_BEFORE_RULES,
-    template_mentions,
-    value_mentions,
 )
 from memory_service.search.phrase_rules_success import SUCCESS_RULES
 from memory_service.search.phrase_rules_tiers import TIER_NAMED_RULES, TIER_RULES

@@ -22,7 +22,8 @@ from memory_service.search.filter import (
     compile_filter,
     to_text,
 )
-from memory_service.search.form_lexicon import ARTICLES, Question, compile_lexicon, keys_of
+from memory_service.search.form_compile import compile_lexicon
+from memory_service.search.form_lexicon import ARTICLES, Question, keys_of
 from memory_service.search.forms import EMPTY_FORMS, FormCatalog, QuestionKind
 from memory_service.search.query import MAX_QUERY_LENGTH, Occur, QueryError, Term, format_query
 from memory_service.search.reading import TextReading, read_text

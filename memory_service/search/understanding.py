@@ -60,7 +60,8 @@ from memory_service.search.filter import (
     parse_filter,
     to_text,
 )
-from memory_service.search.form_lexicon import Lexicon, compile_lexicon
+from memory_service.search.form_compile import compile_lexicon
+from memory_service.search.form_lexicon import Lexicon
 from memory_service.search.forms import EMPTY_FORMS, FormCatalog
 from memory_service.search.phrase_rules import rule_groups
 from memory_service.search.phrase_rules_forms import named_templates

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memory_service.search import form_lexicon, understanding
+from memory_service.search import form_compile, understanding
 from memory_service.search.filter import Restriction, compile_filter, matches, parse_filter, to_text
 from memory_service.search.forms import (
     FormCatalog,
@@ -378,10 +378,10 @@ def test_quoted_words_are_never_read_as_values() -> None:
 
 
 def test_a_lexicon_is_compiled_once_per_catalog() -> None:
-    form_lexicon.compile_lexicon.cache_clear()
+    form_compile.compile_lexicon.cache_clear()
     for query in ("hipaa", "jest", "coverage above 80", "security audits"):
         run(query)
-    info = form_lexicon.compile_lexicon.cache_info()
+    info = form_compile.compile_lexicon.cache_info()
     assert (info.misses, info.hits) == (1, 3)
 
 
@@ -394,10 +394,10 @@ def test_misspellings_are_tried_for_the_first_words_only() -> None:
 
 def test_understanding_does_not_depend_on_what_was_asked_before() -> None:
     queries = ["secuirties audit", "secuirty audit", "pytsets", "pytset", "hipa", "hipaas"]
-    form_lexicon.compile_lexicon.cache_clear()
+    form_compile.compile_lexicon.cache_clear()
     fresh = []
     for query in queries:
-        form_lexicon.compile_lexicon.cache_clear()
+        form_compile.compile_lexicon.cache_clear()
         fresh.append(run(query))
     assert [run(query) for query in queries] == fresh
     assert [run(query) for query in reversed(queries)] == fresh[::-1]
