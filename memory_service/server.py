@@ -15,6 +15,8 @@ from memory_service.access.wiring import access_control, authenticator_from
 from memory_service.retention_sweep import RetentionSweep
 from memory_service.rpc.servicer import MemoryServicer
 from memory_service.search.embeddings import EmbeddingsConfig, EmbeddingsProvider
+from memory_service.search.form_compile import compile_lexicon
+from memory_service.search.forms import load_forms
 from memory_service.security.crypto import DecryptionError, KeyConfigError, Keyring, MissingKeyError
 from memory_service.security.identity import MEMORY_ROLE_NAMES, AuthConfigError, Authenticator
 from memory_service.semantic import Semantic
@@ -104,6 +106,11 @@ async def start(settings: MemorySettings) -> RunningService:
         closers.append(stream.aclose)
         audit_sink = stream
     access = access_control(settings, authenticator, settings.data_dir, audit_sink)
+    # The templates' forms search understands: problems are reported, never fatal.
+    forms = load_forms(settings.templates_dir)
+    for problem in forms.problems:
+        log.warning("template not understood", extra={"problem": str(problem)})
+    await asyncio.to_thread(compile_lexicon, forms.catalog, (), ())  # Not on the first search.
 
     def register(server: grpc.aio.Server) -> None:
         ttl = (settings.context_default_ttl_seconds, settings.context_max_ttl_seconds)
@@ -116,6 +123,7 @@ async def start(settings: MemorySettings) -> RunningService:
             audit_log=access.audit_log,
             max_pattern_bytes=settings.max_pattern_bytes,
             denials=access.denials,
+            forms=forms.catalog,
         )
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
 

@@ -124,6 +124,12 @@ class MemorySettings(ServerSettings, AccessSettings):
         "larger write is INVALID_ARGUMENT and nothing is stored. At most 3 MiB, so any pattern "
         "fits a response a default gRPC client accepts (4 MiB).",
     )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Extra template files (*.yaml, *.yml, *.json) whose forms search "
+        "understands beside the built-in templates' (question ids, labels, options); point it "
+        "at the executor's `EXECUTOR_TEMPLATES_DIR` so both understand a query alike.",
+    )
     embeddings_url: str | None = Field(
         default=None,
         description="Base URL of an OpenAI-compatible embeddings API; unset turns semantic "

@@ -25,9 +25,11 @@ from executor_service.runs.store import RunStore
 from executor_service.runs.workflow_run import InFlight
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.catalog import Catalog
+from executor_service.templates.form_catalog import form_catalog
 from executor_service.templates.models import Template
 from memory_service.access.audit_buffer import BufferedAudit
 from memory_service.access.denials import DenialLimiter
+from memory_service.search.forms import FormCatalog
 from memory_service.security.identity import Authenticator, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 
@@ -69,6 +71,12 @@ class RpcBase:
                 "template", template_id, f"unknown template {template_id!r}; known: {known}"
             )
         return template
+
+    @functools.cached_property
+    def _forms(self) -> FormCatalog:
+        """The templates' forms, as query understanding reads them (the
+        memory service reads the same files: see memory_service/search/forms.py)."""
+        return form_catalog(self._catalog)
 
     @functools.cached_property
     def _learner(self) -> Learner:

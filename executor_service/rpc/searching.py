@@ -61,6 +61,7 @@ class SearchingRpcs(RpcBase):
                 not request.disable_query_understanding,
                 self._local_index.vocabulary(viewer=viewer),
                 datetime.now(UTC),
+                forms=self._forms,
             )
         except PlanError as error:
             raise invalid_argument(error.violations) from None

@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from memory_service.access.audit_buffer import BufferedAudit
 from memory_service.access.denials import DenialLimiter
 from memory_service.patterns import namespace_violations, pattern_id_violations
+from memory_service.search.forms import EMPTY_FORMS, FormCatalog
 from memory_service.security.identity import Authenticator
 from memory_service.semantic import Semantic
 from memory_service.servicekit.errors import invalid_argument
@@ -31,6 +32,7 @@ class RpcBase:
     _semantic: Semantic | None
     _context_ttl: tuple[float, float]
     _max_pattern_bytes: int
+    _forms: FormCatalog = EMPTY_FORMS  # The templates' forms search understands.
 
 
 def message_size(message: Message) -> int:

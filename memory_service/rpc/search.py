@@ -67,6 +67,7 @@ class PatternSearchRpcs(RpcBase):
                 not request.disable_query_understanding,
                 vocabulary,
                 datetime.now(UTC),
+                forms=self._forms,
             )
         except PlanError as error:
             raise invalid_argument(error.violations) from None

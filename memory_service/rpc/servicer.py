@@ -16,6 +16,7 @@ from memory_service.rpc.context import ContextRpcs
 from memory_service.rpc.gate import Scope, guarded
 from memory_service.rpc.reads import PatternReadRpcs
 from memory_service.rpc.search import PatternSearchRpcs
+from memory_service.search.forms import FormCatalog, load_forms
 from memory_service.security.identity import Action, Authenticator, Principal
 from memory_service.semantic import Semantic
 from memory_service.servicekit.errors import ServiceError, invalid_argument
@@ -42,6 +43,7 @@ class MemoryServicer(
         audit_log: BufferedAudit | None = None,
         max_pattern_bytes: int = DEFAULT_MAX_PATTERN_BYTES,
         denials: DenialLimiter | None = None,
+        forms: FormCatalog | None = None,
     ) -> None:
         # Unreachable: UNAVAILABLE with its reason; a missing key: FAILED_PRECONDITION.
         self._store: PatternStore = store_errors_as_status(store)
@@ -53,6 +55,8 @@ class MemoryServicer(
         # The largest pattern as stored: every one fits any response (see sizes.py).
         self._max_pattern_bytes = min(max_pattern_bytes, RESPONSE_BUDGET - ITEM_OVERHEAD)
         self.denials = denials  # The budget of refused calls per peer (see guarded).
+        # The templates' forms search understands; unset: the built-in templates.
+        self._forms = forms if forms is not None else load_forms(None).catalog
 
     @guarded(AuditAction.AUDIT, Action.ADMIN, lambda q, r: ((), len(r.events)), Scope.ANY_NAMESPACE)
     async def ListAuditEvents(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from memory_service.search.filter import Node, Restriction
+from memory_service.search.form_lexicon import Lexicon
 from memory_service.search.query import TOKEN as QUERY_TOKEN
 from memory_service.search.stopwords import STOP_WORDS
 
@@ -83,11 +84,9 @@ FILLER = STOP_WORDS
 # Id words too generic to pick a question on their own ("required > 3").
 WEAK_ID_WORDS = FILLER | {"required", "target", "max", "min", "new", "test", "tests", "count"}
 CONNECTORS = frozenset({"is", "was", "were", "are", "of", "be"})
-ARTICLES = frozenset({"a", "an", "the"})
 
 # query.py's tokens: a "quoted phrase" (maybe +/- marked) starts where a token starts.
 TOKEN = QUERY_TOKEN
-FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 MASK = "\x00"  # Hides consumed or quoted text; no rule matches it.
 
 
@@ -147,16 +146,23 @@ class Candidate:
     terms: tuple[Node, ...]
 
 
+_NO_FORMS = Lexicon()
+
+
 @dataclass(frozen=True)
 class Context:
     """What a rule may consult besides its match."""
 
     now: datetime  # UTC-aware.
-    fields: tuple[tuple[str, tuple[str, ...]], ...]  # Question id and its words.
+    forms: Lexicon = _NO_FORMS  # What the templates' forms let a query name.
+    templates: frozenset[str] = frozenset()  # Named in the query or the caller's filter.
+    spans: tuple[tuple[int, int], ...] = ()  # Where the query names templates.
 
 
 _Handler = Callable[[re.Match[str], Context], Candidate | None]
 Rule = tuple[re.Pattern[str], _Handler]
+# A rule that reads the whole text itself (a phrase index rather than a regex).
+Finder = Callable[[str, Context], list[Candidate]]
 
 
 def whole_match(match: re.Match[str], *terms: Node) -> Candidate:

@@ -9,16 +9,26 @@ reading.py says: stop words dropped, a minimum of ranked words to match.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from memory_service.search.filter import MAX_FILTER_LENGTH, FilterError, Node, compile_filter
+from memory_service.search.filter import (
+    MAX_FILTER_LENGTH,
+    And,
+    FilterError,
+    Node,
+    Restriction,
+    compile_filter,
+    to_text,
+)
+from memory_service.search.form_compile import compile_lexicon
+from memory_service.search.form_lexicon import ARTICLES, Question, keys_of
+from memory_service.search.forms import EMPTY_FORMS, FormCatalog, QuestionKind
 from memory_service.search.query import MAX_QUERY_LENGTH, Occur, QueryError, Term, format_query
 from memory_service.search.reading import TextReading, read_text
 from memory_service.search.schema import PATTERN_SCHEMA
-from memory_service.search.understanding import Vocabulary, combine, understand
+from memory_service.search.understanding import Vocabulary, conjoin, understand
 
 
 @dataclass(frozen=True)
@@ -49,16 +59,12 @@ class PlanError(Exception):
     violations: list[tuple[str, str]] = field(default_factory=list)
 
 
-# Query understanding builds rules from the namespace's vocabulary, so its
-# cost grows with it: only entries the query can name are kept, at most
-# this many of each kind (in the vocabulary's order), whatever the data holds.
+# Query understanding compiles the data's ids the catalog does not know into
+# its vocabulary, so its cost grows with them: only ids the query can name
+# are kept, at most this many of each kind (in the vocabulary's order),
+# whatever the data holds.
 MAX_UNDERSTOOD_TEMPLATES = 32
 MAX_UNDERSTOOD_FIELDS = 32
-_ID_WORD = re.compile(r"[^\W_]+")
-_SPOKEN_WORD = re.compile(r"[A-Za-z]+", re.IGNORECASE)  # What understanding reads as words.
-_ARTICLES = frozenset({"a", "an", "the"})  # Optional in a template's name.
-# Ignoring case, `re` matches these to ASCII letters; casefold() does not.
-_FOLDS_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 
 
 def size_violations(query: str, filter_text: str) -> list[tuple[str, str]]:
@@ -71,38 +77,53 @@ def size_violations(query: str, filter_text: str) -> list[tuple[str, str]]:
     return found
 
 
-def _fold(text: str) -> str:
-    return text.translate(_FOLDS_TO_ASCII).casefold()
-
-
 def _nameable(
-    query: str, templates: Sequence[str], numeric: Sequence[str]
+    query: str,
+    templates: Sequence[str],
+    numeric: Sequence[str],
+    forms: FormCatalog = EMPTY_FORMS,
 ) -> tuple[list[str], list[str]]:
-    """The templates and question ids the query may name, each list capped.
+    """The data's template and number question ids the catalog does not know
+    and the query may name, each list capped.
 
-    A template rule needs every word of the id as a whole word of the query;
-    a question needs one of its id words (or its plural or singular) among
-    the query's words. Anything else can never match, so dropping it changes
-    no understanding; the caps bound what a huge vocabulary costs.
+    A template needs every word of its id (articles aside) among the query's
+    words, a question one of its id words, both compared by stem as
+    understanding compares them (see form_lexicon.py). Anything else can
+    never match, so dropping it changes no understanding; the caps bound
+    what a huge vocabulary costs.
     """
-    runs = {_fold(word) for word in _ID_WORD.findall(query)}
+    spoken = set(keys_of(query))
+    known = compile_lexicon(forms, (), ())  # Cached per catalog.
     named = [
         template
         for template in templates
-        if all(
-            _fold(word) in runs
-            for word in _ID_WORD.findall(template)
-            if word.lower() not in _ARTICLES
-        )
+        if template not in known.templates
+        and all(key in spoken for key in keys_of(template) if key not in ARTICLES)
     ][:MAX_UNDERSTOOD_TEMPLATES]
-    spoken = {_fold(word) for word in _SPOKEN_WORD.findall(query)}
-    spoken |= {word + "s" for word in spoken} | {word[:-1] for word in spoken if word[-1:] == "s"}
     fields = [
         field_id
         for field_id in numeric
-        if any(_fold(word) in spoken for word in re.split(r"[_-]+", field_id) if word)
+        if not _catalog_number(known.questions.get(field_id))
+        and any(key in spoken for key in keys_of(field_id))
     ][:MAX_UNDERSTOOD_FIELDS]
     return named, fields
+
+
+def _catalog_number(question: Question | None) -> bool:
+    return question is not None and question.kind is QuestionKind.NUMBER
+
+
+def _selected_templates(condition: Node | None) -> frozenset[str]:
+    """The template ids a filter requires (`template_id = "x"` ANDed at its top)."""
+    terms = condition.children if isinstance(condition, And) else (condition,)
+    return frozenset(
+        str(term.value)
+        for term in terms
+        if isinstance(term, Restriction)
+        and term.path == ("template_id",)
+        and term.op == "="
+        and isinstance(term.value, str)
+    )
 
 
 def plan_search(
@@ -111,26 +132,35 @@ def plan_search(
     understand_query: bool,
     vocabulary: tuple[list[str], list[str]],
     now: datetime,
+    forms: FormCatalog = EMPTY_FORMS,
 ) -> SearchPlan:
-    """Plans a search; raises PlanError listing every problem at once."""
+    """Plans a search; raises PlanError listing every problem at once.
+
+    vocabulary: the template ids and number question ids the data holds;
+    forms: the templates' forms, whatever the data holds.
+    """
     violations = size_violations(query, filter_text)
     if violations:
         raise PlanError(violations)  # Before any parsing, so what each costs is bounded.
+    user_condition: Node | None = None
     try:
-        compile_filter(filter_text, PATTERN_SCHEMA)
+        user_condition = compile_filter(filter_text, PATTERN_SCHEMA)
     except FilterError as error:
         violations.append(("filter", str(error)))
-    applied_filter, remaining = filter_text, query
+    applied_filter, remaining, condition = filter_text, query, user_condition
     notes: tuple[str, ...] = ()
     filler: tuple[str, ...] = ()
     if understand_query and query.strip() and not violations:
-        templates, numeric = _nameable(query, *vocabulary)
+        templates, numeric = _nameable(query, *vocabulary, forms)
         words = Vocabulary(
             templates={template: template.replace("_", " ") for template in templates},
             numeric_fields=numeric,
+            forms=forms,
         )
-        understood = understand(query, words, now)
-        applied_filter = combine(filter_text, understood.filter_text)
+        understood = understand(query, words, now, _selected_templates(user_condition))
+        # The trees, not their texts: no filter is parsed twice.
+        condition = conjoin(user_condition, understood.tree)
+        applied_filter = to_text(condition)
         remaining, notes = understood.remaining_query, understood.interpretations
         filler = understood.dropped_words
     reading = TextReading([], (), 0)
@@ -147,7 +177,7 @@ def plan_search(
         raise PlanError(violations)
     return SearchPlan(
         terms=terms,
-        condition=compile_filter(applied_filter, PATTERN_SCHEMA),
+        condition=condition,
         applied_filter=applied_filter,
         applied_query=format_query(terms),
         interpretations=notes,

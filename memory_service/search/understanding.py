@@ -2,9 +2,13 @@
 
 "failed publish runs last week that used premium agents" becomes the filter
 `success = false AND create_time >= "..." AND agents.tier = "premium"` and the
-free text "publish". Rules are regular expressions tried in groups, in a fixed
-order: numeric conditions (cost, agent count, form answers) first because they
-are the most specific, then time, template names, tiers and success words.
+free text "publish". Rules are regular expressions, or phrase finders over
+the templates' forms (phrase_rules_forms.py), tried in groups, in a fixed
+order: numeric conditions (cost, agent count, number questions) first because
+they are the most specific, then time, template names, option values and
+yes/no questions, tiers and success words. The templates a query names (and
+those the caller's filter selects) are found first: they settle which
+question an ambiguous word means.
 Text a group consumes is hidden from later groups; within a group the longest
 match wins (ties: the leftmost). Matching is case-insensitive and bounded by
 word boundaries. Words inside "quoted phrases" are never consumed: quoting is
@@ -37,6 +41,8 @@ becomes "".
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,22 +53,37 @@ from memory_service.search.filter import (
     And,
     FilterError,
     Node,
+    Or,
+    Restriction,
+    Star,
     check_filter,
     parse_filter,
     to_text,
 )
+from memory_service.search.form_compile import compile_lexicon
+from memory_service.search.form_lexicon import Lexicon
+from memory_service.search.forms import EMPTY_FORMS, FormCatalog
 from memory_service.search.phrase_rules import rule_groups
-from memory_service.search.phrases import FIELD_NAME, FILLER, MASK, TOKEN, Candidate, Context, Rule
+from memory_service.search.phrase_rules_forms import named_templates
+from memory_service.search.phrases import FILLER, MASK, TOKEN, Candidate, Context, Finder, Rule
 from memory_service.search.query import is_literal_token
 from memory_service.search.schema import PATTERN_SCHEMA
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What the rules may name besides the fixed pattern fields."""
+    """What the rules may name besides the fixed pattern fields: the forms'
+    catalog, and the ids the data holds that it may not know."""
 
     templates: Mapping[str, str]  # Template id -> human name ("Publish a Python package").
-    numeric_fields: Sequence[str]  # Form question ids with number answers, in preference order.
+    numeric_fields: Sequence[str]  # Form question ids with number answers.
+    forms: FormCatalog = EMPTY_FORMS
+
+    def lexicon(self) -> Lexicon:
+        """The compiled vocabulary (cached per catalog and data ids)."""
+        return compile_lexicon(
+            self.forms, tuple(self.templates.items()), tuple(self.numeric_fields)
+        )
 
 
 @dataclass(frozen=True)
@@ -73,10 +94,40 @@ class Understanding:
     remaining_query: str  # The free text left after removing consumed phrases; may be "".
     interpretations: tuple[str, ...]  # '"cost under $0.50" -> total_cost_usd < 0.5', ...
     dropped_words: tuple[str, ...] = ()  # Filler dropped next to consumed phrases.
+    tree: Node | None = None  # filter_text as a checked tree.
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_KEYWORDS = frozenset({"AND", "OR", "NOT", "true", "false"})
 
 
 def _is_valid(term: Node) -> bool:
     """Whether the term prints, parses back to itself and fits the pattern schema."""
+    if _prints_back(term):  # Most terms: no parser needed (a relative time is new each second).
+        try:
+            return check_filter(term, PATTERN_SCHEMA) is not None
+        except FilterError:
+            return False
+    return _parses_back(term)
+
+
+def _prints_back(term: Node) -> bool:
+    """A restriction on grammar names with a quoted, numeric or boolean value:
+    what the parser would give back for it, without running the parser."""
+    if not isinstance(term, Restriction) or term.bare or isinstance(term.value, Star):
+        return False
+    if not all(_NAME.fullmatch(name) and name not in _KEYWORDS for name in term.path):
+        return False
+    if isinstance(term.value, str):
+        try:
+            term.value.encode()  # A lone surrogate never parses back.
+        except UnicodeEncodeError:
+            return False
+    return not isinstance(term.value, float) or math.isfinite(term.value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parses_back(term: Node) -> bool:
     try:
         return (
             parse_filter(to_text(term)) == term and check_filter(term, PATTERN_SCHEMA) is not None
@@ -89,34 +140,32 @@ def _as_utc(now: datetime) -> datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
-def _fields(vocabulary: Vocabulary) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    fields: list[tuple[str, tuple[str, ...]]] = []
-    for field_id in vocabulary.numeric_fields:
-        if FIELD_NAME.fullmatch(field_id):  # Others cannot be named in a filter.
-            words = tuple(word.lower() for word in re.split(r"[_-]+", field_id) if word)
-            if words:
-                fields.append((field_id, words))
-    return tuple(fields)
-
-
 def _mask(text: str, start: int, end: int) -> str:
     return text[:start] + MASK * (end - start) + text[end:]
 
 
-def _candidates(rules: Sequence[Rule], working: str, context: Context) -> list[Candidate]:
+def _matches(rule: Rule | Finder, working: str, context: Context) -> list[Candidate]:
+    if not isinstance(rule, tuple):
+        return rule(working, context)
+    pattern, handler = rule
     found: list[Candidate] = []
-    for pattern, handler in rules:
-        for match in pattern.finditer(working):
-            try:
-                candidate = handler(match, context)
-            except (ValueError, OverflowError):
-                continue  # An impossible date or a window beyond the calendar: not a term.
-            if (
-                candidate is not None
-                and candidate.end > candidate.start
-                and all(_is_valid(term) for term in candidate.terms)
-            ):
-                found.append(candidate)
+    for match in pattern.finditer(working):
+        try:
+            candidate = handler(match, context)
+        except (ValueError, OverflowError):
+            continue  # An impossible date or a window beyond the calendar: not a term.
+        if candidate is not None:
+            found.append(candidate)
+    return found
+
+
+def _candidates(rules: Sequence[Rule | Finder], working: str, context: Context) -> list[Candidate]:
+    found = [
+        candidate
+        for rule in rules
+        for candidate in _matches(rule, working, context)
+        if candidate.end > candidate.start and all(_is_valid(term) for term in candidate.terms)
+    ]
     # Longest first, then leftmost.
     found.sort(key=lambda candidate: (candidate.start - candidate.end, candidate.start))
     return found
@@ -151,14 +200,25 @@ def _remaining(query: str, spans: Sequence[tuple[int, int]]) -> tuple[str, tuple
     return " ".join(kept), tuple(dict.fromkeys(words))
 
 
-def understand(query: str, vocabulary: Vocabulary, now: datetime) -> Understanding:
-    """Splits a free-text query into filter terms and the free text left over."""
-    context = Context(_as_utc(now), _fields(vocabulary))
+def understand(
+    query: str,
+    vocabulary: Vocabulary,
+    now: datetime,
+    filter_templates: frozenset[str] = frozenset(),
+) -> Understanding:
+    """Splits a free-text query into filter terms and the free text left over.
+
+    filter_templates: the templates the caller's own filter selects, which
+    settle ambiguous questions as a template named in the query does.
+    """
     working = query
     for token in TOKEN.finditer(query):
         if is_literal_token(token.group()):
             working = _mask(working, token.start(), token.end())
-    groups = rule_groups(vocabulary.templates)
+    lexicon = vocabulary.lexicon()
+    named, spans = named_templates(working, Context(_as_utc(now), lexicon))
+    context = Context(_as_utc(now), lexicon, named | filter_templates, spans)
+    groups = rule_groups()
     accepted: list[Candidate] = []
     term_texts: dict[Node, str] = {}
     length = -len(" AND ")  # Length of the joined filter so far.
@@ -183,13 +243,16 @@ def understand(query: str, vocabulary: Vocabulary, now: datetime) -> Understandi
     for candidate in accepted:
         terms.update(dict.fromkeys(candidate.terms))
         phrase = " ".join(query[candidate.start : candidate.end].split())
-        meaning = " AND ".join(term_texts[term] for term in candidate.terms)
+        meaning = " AND ".join(
+            f"({term_texts[term]})" if isinstance(term, Or) else term_texts[term]
+            for term in candidate.terms
+        )
         interpretations.append(f'"{phrase}" -> {meaning}')
     ordered = tuple(terms)
     tree: Node | None = None if not ordered else ordered[0] if len(ordered) == 1 else And(ordered)
-    spans = [(candidate.start, candidate.end) for candidate in accepted]
-    remaining, dropped = _remaining(query, spans)
-    return Understanding(to_text(tree), remaining, tuple(interpretations), dropped)
+    consumed = [(candidate.start, candidate.end) for candidate in accepted]
+    remaining, dropped = _remaining(query, consumed)
+    return Understanding(to_text(tree), remaining, tuple(interpretations), dropped, tree)
 
 
 def combine(user_filter: str, derived: str) -> str:
@@ -199,7 +262,11 @@ def combine(user_filter: str, derived: str) -> str:
     `a OR b` and `c AND d` give `(a OR b) AND (c AND d)`. Raises FilterError
     if either does not parse.
     """
-    user, extra = parse_filter(user_filter), parse_filter(derived)
-    if user is None or extra is None:
-        return to_text(user if extra is None else extra)
-    return to_text(And((user, extra)))
+    return to_text(conjoin(parse_filter(user_filter), parse_filter(derived)))
+
+
+def conjoin(user: Node | None, derived: Node | None) -> Node | None:
+    """The tree `combine` prints: both ANDed, or whichever there is."""
+    if user is None or derived is None:
+        return user if derived is None else derived
+    return And((user, derived))

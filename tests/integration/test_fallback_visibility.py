@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from attune.executor.v1 import executor_pb2
+from executor_service.runs.forms import to_form_value
 from tests.support.helpers import run_request, run_to_end
 from tests.support.secured_executor import SecuredExecutor, run_id_of, secured_executor
 from tests.support.stack import running_stack
@@ -72,18 +73,55 @@ async def test_the_fallback_while_memory_is_down_shows_it_to_its_owner_only(
             assert hits(other) == []
 
 
+PAYROLL = """
+id: payroll_export
+name: Payroll export
+description: Export the monthly payroll.
+version: "1.0.0"
+estimated_cost: {min_usd: 0.01, max_usd: 0.2}
+estimated_duration_seconds: 60
+questions:
+  - {id: notes, text: "Anything to know?", type: text, required: true}
+  - {id: headcount, text: "How many people are paid?", type: number, default: 12}
+agent_rules:
+  - {role: exporter, success_criteria: [a file], tier_strategy: cheap_only}
+"""
+
+
 async def test_local_files_plan_a_query_only_from_runs_the_caller_may_see(
     tmp_path: Path,
 ) -> None:
     """The words query understanding learns from the run files follow the same
-    visibility: a SENSITIVE run's template shapes only its owner's plan."""
-    async with secured_executor(tmp_path) as secured:
-        await alices_sensitive_run(secured)
-        query = "python package publish runs"
-        own = await search_as(secured, "alice", query)
-        assert own.applied_filter == 'template_id = "python_package_publish"'
+    visibility: a SENSITIVE run's template shapes only its owner's plan (once
+    the catalog no longer describes it; the catalog itself is everyone's)."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "payroll.yaml").write_text(PAYROLL)
+    async with secured_executor(tmp_path, templates_dir=templates) as secured:
+        stream = secured.stub().RunWorkflow(
+            executor_pb2.RunWorkflowRequest(
+                template_id="payroll_export",
+                answers={"notes": to_form_value("salary bands changed")},
+            ),
+            metadata=secured.auth("alice"),
+            timeout=30,
+        )
+        assert run_id_of([event async for event in stream])
+        query = "payroll export runs with headcount above 10"
+        understood = 'template_id = "payroll_export" AND form_responses.headcount > 10'
+        for user in ("alice", "bob"):  # From the catalog: the same for everyone.
+            assert (await search_as(secured, user, query)).applied_filter == understood
+        # The template leaves the catalog; its run stays, alice's alone.
+        stack = secured.stack
+        assert stack.executor is not None
+        await stack.executor.stop()
+        stack.executor = None
+        stack.executor_overrides.pop("templates_dir")
+        await stack.start_executor()
+        assert (await search_as(secured, "alice", query)).applied_filter == understood
         other = await search_as(secured, "bob", query)
         assert other.applied_filter == ""
+        assert hits(other) == []
 
 
 async def test_with_authentication_off_the_files_show_every_run(tmp_path: Path) -> None:

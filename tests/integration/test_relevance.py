@@ -28,7 +28,8 @@ NEEDLE_QUERIES = [
     ("wheel manylinux", "needle-wheel"),
     ("manylinx wheel", "needle-wheel"),
     ("leaked tokens", "needle-secrets"),  # Stemming: leaked/leak, tokens/token.
-    ("sphinx docs warnings", "needle-docs"),
+    # Quoted, an option value ("sphinx" of doc_tool) is a word, not a filter on runs.
+    ('"sphinx" docs warnings', "needle-docs"),
     ('"duplicate labels"', "needle-docs"),
     ("autosection*", "needle-docs"),
 ]
@@ -37,7 +38,12 @@ UNDERSTOOD_QUERIES = [
     ("failed code review runs", 'success = false AND template_id = "code_review"'),
     (
         "successful workflows with test coverage > 80%",
-        "success = true AND form_responses.test_coverage_required > 80",
+        "success = true AND (form_responses.test_coverage_required > 80 "
+        "OR form_responses.test_coverage_target > 80)",
+    ),
+    (
+        "documentation runs with sphinx",
+        'template_id = "documentation" AND form_responses.doc_tool = "sphinx"',
     ),
     ("runs with premium agents", 'agents.tier = "premium"'),
     ("security audit runs costing more than $0.20", None),

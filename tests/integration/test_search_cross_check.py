@@ -11,9 +11,9 @@ The queries cover free text, phrases, prefixes, typos, every filter operator
 (= != < <= > >= and `:` for lists, maps, text and presence; AND, OR, NOT,
 `-`, parentheses), nested fields (agents.*, form_responses.*,
 tier_distribution.*), query understanding (success words, cost bounds,
-agent counts, tiers, relative time, template names, numeric form answers)
-and text the memory service scrubbed of PII, which must match on neither
-side.
+agent counts, tiers, relative time, template names, numeric form answers,
+option values and yes/no questions from the templates' forms) and text
+the memory service scrubbed of PII, which must match on neither side.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ QUERIES: list[tuple[str, str, bool]] = [
     ("doc* sphinx", "", True),
     ("packge", "", True),
     ("documentaton", "", True),
-    ("security audit", "", True),  # Only SENSITIVE runs have it: free text on both sides.
+    ("security audit", "", True),  # A template name, from the catalog on both sides.
     ("salary", "", True),
     # Every operator, nested fields.
     ("", 'agents.tier = "premium"', True),
@@ -140,6 +140,14 @@ QUERIES: list[tuple[str, str, bool]] = [
     ("only cheap agents that never escalated", "", True),
     ("progressive escalation without premium agents", "", True),
     ("capable first strategy older than a week", "", False),
+    # Understood from the templates' forms: values, yes/no and number questions, names.
+    ("soc2 security audits", "", True),
+    ("code reviews in go", "", True),
+    ("strict reviews", "", True),
+    ("without static analysis", "", True),
+    ("coverage above 80", "", True),
+    ("sphinx docs", "", True),
+    ("secuirty audits that are not internet facing", "", True),
     # PII: scrubbed by the memory service, so by the fallback too.
     ("alice", "", False),
     ("", 'form_responses.pull_request_url:"alice"', False),

@@ -116,10 +116,16 @@ class Stack:
 @asynccontextmanager
 async def running_stack(tmp_path: Path, **executor_overrides: object) -> AsyncIterator[Stack]:
     """Both services started, the executor pointing at the memory service."""
-    running = Stack(tmp_path, executor_overrides=executor_overrides)
-    await running.start_memory()
-    await running.start_executor()
-    try:
+    async with started(Stack(tmp_path, executor_overrides=executor_overrides)) as running:
         yield running
+
+
+@asynccontextmanager
+async def started(stack: Stack) -> AsyncIterator[Stack]:
+    """The stack's services started, then closed when done."""
+    await stack.start_memory()
+    await stack.start_executor()
+    try:
+        yield stack
     finally:
-        await running.close()
+        await stack.close()

@@ -20,6 +20,7 @@ from memory_service.search.filter import (
     matches,
     parse_filter,
 )
+from memory_service.search.forms import load_forms
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.search.understanding import Understanding, Vocabulary, combine, understand
 
@@ -37,15 +38,16 @@ def _builtin_vocabulary() -> Vocabulary:
     return Vocabulary(templates, tuple(numeric))
 
 
+# The ids alone, as data holding runs of templates no catalog describes gives them.
 BUILTIN_VOCABULARY = _builtin_vocabulary()
-# The same, with the publish template's coverage question preferred on ties.
+# The same with the templates' forms, as the services understand queries.
 VOCABULARY = Vocabulary(
     BUILTIN_VOCABULARY.templates,
-    (
-        "test_coverage_required",
-        *(f for f in BUILTIN_VOCABULARY.numeric_fields if f != "test_coverage_required"),
-    ),
+    BUILTIN_VOCABULARY.numeric_fields,
+    load_forms(None, BUILTIN).catalog,
 )
+# Both test coverage questions: the one a publish run answers, and a boost run's.
+COVERAGE = "form_responses.test_coverage_required {0} OR form_responses.test_coverage_target {0}"
 NOW = datetime(2026, 3, 18, 14, 30, 15, 250_000, tzinfo=UTC)  # A Wednesday.
 
 
@@ -67,11 +69,11 @@ def test_builtin_vocabulary_is_what_the_templates_say() -> None:
 
 def test_successful_workflows_with_coverage() -> None:
     result = run("successful workflows with test coverage > 80%")
-    assert result.filter_text == "success = true AND form_responses.test_coverage_required > 80"
+    assert result.filter_text == f"success = true AND ({COVERAGE.format('> 80')})"
     assert result.remaining_query == ""
     assert result.interpretations == (
         '"successful" -> success = true',
-        '"test coverage > 80%" -> form_responses.test_coverage_required > 80',
+        f'"test coverage > 80%" -> ({COVERAGE.format("> 80")})',
     )
 
 
@@ -302,12 +304,12 @@ def test_the_longest_template_name_wins() -> None:
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("test coverage > 80%", "form_responses.test_coverage_required > 80"),
-        ("coverage at least 90", "form_responses.test_coverage_required >= 90"),
-        ("test coverage above 75 percent", "form_responses.test_coverage_required > 75"),
-        ("coverage >= 80", "form_responses.test_coverage_required >= 80"),
-        ("coverage is below 50", "form_responses.test_coverage_required < 50"),
-        ("at least 80% test coverage", "form_responses.test_coverage_required >= 80"),
+        ("test coverage > 80%", COVERAGE.format("> 80")),
+        ("coverage at least 90", COVERAGE.format(">= 90")),
+        ("test coverage above 75 percent", COVERAGE.format("> 75")),
+        ("coverage >= 80", COVERAGE.format(">= 80")),
+        ("coverage is below 50", COVERAGE.format("< 50")),
+        ("at least 80% test coverage", COVERAGE.format(">= 80")),
         ("test_coverage_required=70", "form_responses.test_coverage_required = 70"),
         ("test coverage target >= 95", "form_responses.test_coverage_target >= 95"),
         ("docstring coverage exactly 60", "form_responses.docstring_coverage_target = 60"),
@@ -321,13 +323,14 @@ def test_numeric_form_answers(query: str, expected: str) -> None:
     assert (result.filter_text, result.remaining_query) == (expected, "")
 
 
-def test_ties_go_to_the_first_question_in_the_vocabulary() -> None:
-    # The built-in order lists the documentation template's question first.
+def test_questions_known_only_by_id_that_tie_become_an_or() -> None:
+    # Without the forms nothing but the ids tells the three coverage questions apart.
     assert run("coverage >= 80", BUILTIN_VOCABULARY).filter_text == (
-        "form_responses.docstring_coverage_target >= 80"
+        "form_responses.docstring_coverage_target >= 80 OR " + COVERAGE.format(">= 80")
     )
-    assert run("test coverage >= 80", BUILTIN_VOCABULARY).filter_text == (
-        "form_responses.test_coverage_required >= 80"
+    assert run("test coverage >= 80", BUILTIN_VOCABULARY).filter_text == COVERAGE.format(">= 80")
+    assert run("docstring coverage >= 80", BUILTIN_VOCABULARY).filter_text == (
+        "form_responses.docstring_coverage_target >= 80"
     )
 
 

@@ -200,10 +200,11 @@ def test_words_without_context_stay_free_text(query: str) -> None:
 def test_phrases_in_a_sentence() -> None:
     result = run("failed security audits last week with only cheap agents that never escalated")
     assert result.filter_text == (
-        f'success = false AND create_time >= "2026-03-11T14:30:15Z" AND {ONLY_CHEAP} '
+        'success = false AND template_id = "security_audit" '
+        f'AND create_time >= "2026-03-11T14:30:15Z" AND {ONLY_CHEAP} '
         "AND NOT agents.escalated = true"
     )
-    assert result.remaining_query == "security audits"
+    assert result.remaining_query == ""  # "security audits" names the template.
     assert run("premium agents that failed").filter_text == (
         'agents.tier = "premium" AND success = false'
     )
