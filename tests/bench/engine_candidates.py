@@ -29,9 +29,10 @@ import tantivy
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search import index_sql
+from memory_service.search.documents import searchable_text
 from memory_service.search.filter import And, Node, Not, Or, Restriction, Star
 from memory_service.search.index import decode_pattern
-from memory_service.search.query import Term
+from memory_service.search.query import Term, to_fts_expression
 
 # FTS5's `porter unicode61 remove_diacritics 2`, as tantivy filters.
 STEMMED = "attune_stem"
@@ -115,6 +116,27 @@ def sqlite_rank_first(
     return fetch_page(db, namespace, found[:limit])
 
 
+def has_text_table(db: sqlite3.Connection) -> bool:
+    """Whether the store file has the FTS5 engine's stemmed text table."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pattern_text'").fetchone()
+    return found is not None
+
+
+def sqlite_count_every_word(
+    db: sqlite3.Connection, namespace: str, terms: list[Term], condition: Node | None
+) -> int:
+    """How many patterns contain every term and pass the filter, by FTS5 and SQL."""
+    token = index_sql.namespace_token(namespace)
+    match = f'ns : "{token}" AND body : ({to_fts_expression(terms)})'
+    where = index_sql.COMPILER.compile(condition)
+    row = db.execute(
+        "SELECT count(*) FROM pattern_text t JOIN docs d ON d.rowid = t.rowid "
+        f"WHERE pattern_text MATCH ? AND {where.sql}",
+        [match, *where.params],
+    ).fetchone()
+    return int(row[0])
+
+
 # --- tantivy ------------------------------------------------------------------------
 
 
@@ -162,18 +184,18 @@ class TantivyEngine:
         self.searcher = self.index.searcher()
 
     def build(self, db: sqlite3.Connection, namespace: str, heap_size: int = WRITER_HEAP) -> Built:
-        """Indexes every document of the namespace, from the docs and text tables."""
+        """Indexes every document of the namespace, from the docs table alone
+        (the store of record: its text is the stored pattern's)."""
         writer = self.index.writer(heap_size=heap_size)
         rows = db.execute(
-            "SELECT d.rowid, t.body, d.record, d.create_time_us FROM docs d "
-            "JOIN pattern_text t ON t.rowid = d.rowid WHERE d.namespace = ?",
+            "SELECT rowid, body, record, create_time_us FROM docs WHERE namespace = ?",
             (namespace,),
         )
         count, reading, indexing = 0, 0.0, 0.0
         while True:
             started = time.perf_counter()
             chunk = rows.fetchmany(5000)
-            documents = [self._document(*row) for row in chunk]
+            documents = [self._document(namespace, *row) for row in chunk]
             added = time.perf_counter()
             reading += added - started
             if not chunk:
@@ -189,11 +211,15 @@ class TantivyEngine:
         self.searcher = self.index.searcher()
         return Built(count, reading, indexing + time.perf_counter() - started)
 
-    def _document(self, rowid: int, text: str, record_json: str, created: int) -> Any:
+    def _document(
+        self, namespace: str, rowid: int, body: bytes, record_json: str, created: int
+    ) -> Any:
+        pattern = decode_pattern(body, namespace, rowid)
         record = orjson.loads(record_json)
         document = tantivy.Document()
         document.add_unsigned("rowid", rowid)
-        document.add_text("body", text)
+        if pattern is not None:  # An unreadable one can still be filtered, not found by text.
+            document.add_text("body", searchable_text(pattern))
         document.add_integer("create_time_us", created)
         document.add_boolean("success", bool(record["success"]))
         for name in _NUMBERS:
