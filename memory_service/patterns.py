@@ -130,6 +130,10 @@ def _typed_violations(pattern: memory_pb2.Pattern, at: str) -> list[Violation]:
     for index, agent in enumerate(pattern.agents):
         where = f"{at}agents[{index}]."
         checks.append((f"{where}tier", _enum_problem(common_pb2.Tier, agent.tier)))
+        checks.append((f"{where}first_tier", _enum_problem(common_pb2.Tier, agent.first_tier)))
+        checks.append(
+            (f"{where}tier_strategy", _enum_problem(common_pb2.TierStrategy, agent.tier_strategy))
+        )
         checks.append((f"{where}cost_usd", _amount_problem(agent.cost_usd)))
         checks.append((f"{where}attempt_count", _amount_problem(agent.attempt_count)))
         if agent.HasField("duration"):

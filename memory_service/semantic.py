@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search.documents import searchable_text
@@ -21,8 +21,9 @@ from memory_service.search.embeddings import (
     top_k,
     vector_to_bytes,
 )
-from memory_service.search.index import ReadQuery
+from memory_service.search.index import Hit, ReadQuery
 from memory_service.search.planning import SearchPlan
+from memory_service.search.reading import relaxed_minimum
 from memory_service.store.base import PatternStore
 
 log = logging.getLogger("attune.memory.semantic")
@@ -72,9 +73,9 @@ class Semantic:
         viewer: str,
     ) -> Ranked | str:
         """A ranked page of what the viewer may see, or why it fell back to keyword."""
-        if not plan.applied_query:
+        if not plan.ranked_text:
             return "no free text to compare by meaning; ranked by filter and recency"
-        vectors = await self._embed([plan.applied_query])
+        vectors = await self._embed([plan.ranked_text])
         if vectors is None:
             return "the embeddings provider is unavailable; ranked by keyword"
         depth = FUSION_DEPTH if hybrid else offset + size
@@ -82,9 +83,7 @@ class Semantic:
         similar = top_k(vectors[0], candidates, max(depth, offset + size))
         similarity = dict(similar)
         if hybrid:
-            keyword, _ = await store.search(
-                ReadQuery(namespace, plan.terms, plan.condition, FUSION_DEPTH), viewer=viewer
-            )
+            keyword = await _keyword(store, namespace, plan, viewer)
             fused = reciprocal_rank_fusion(
                 [[hit.pattern.id for hit in keyword], [i for i, _ in similar]]
             )
@@ -106,3 +105,15 @@ class Semantic:
             result.explanation.recency_factor = 1.0
             results.append(result)
         return Ranked(results, len(order))
+
+
+async def _keyword(store: PatternStore, namespace: str, plan: SearchPlan, viewer: str) -> list[Hit]:
+    """The keyword ranking fused with the semantic one, relaxed as a keyword
+    search relaxes (reading.py)."""
+    query = ReadQuery(
+        namespace, plan.terms, plan.condition, FUSION_DEPTH, min_should_match=plan.min_should_match
+    )
+    hits, total = await store.search(query, viewer=viewer)
+    if (relaxed := relaxed_minimum(query.min_should_match, total)) is not None:
+        hits, _ = await store.search(replace(query, min_should_match=relaxed), viewer=viewer)
+    return hits

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
+from attune.memory.v1.memory_pb2 import QueryReading
 from executor_service.cli.answers import format_value
 from executor_service.cli.render import enum_name, usd
 from executor_service.convert.enums import tier_name
@@ -40,9 +41,12 @@ def print_search(
     if response.degraded:
         line.append(f"  (degraded: {response.degraded_reason or 'memory unavailable'})", "yellow")
     console.print(line, soft_wrap=True)
-    if explain or response.applied_filter:
+    reading = response.query_reading
+    read_differently = bool(reading.dropped_words or reading.corrections or reading.relaxed)
+    if explain or response.applied_filter or read_differently:
         console.print(f"query: {query or '-'}", soft_wrap=True)
         console.print(f"interpreted filter: {response.applied_filter or '-'}", soft_wrap=True)
+        print_reading(console, response.applied_query, reading)
     if not response.hits:
         console.print("no runs match")
         return
@@ -59,6 +63,21 @@ def print_search(
         ]
         table.add_row(*cells, *([f"{hit.score:.3f}"] if explain else []))
     console.print(table)
+
+
+def print_reading(console: Console, applied_query: str, reading: QueryReading) -> None:
+    """Which words were searched, which dropped or corrected, and how many a run has."""
+    console.print(f"searched words: {applied_query or '-'}", soft_wrap=True)
+    if reading.dropped_words:
+        console.print(
+            f"not searched (common words): {' '.join(reading.dropped_words)}", soft_wrap=True
+        )
+    if reading.corrections:
+        console.print(f"corrected: {', '.join(reading.corrections)}", soft_wrap=True)
+    if reading.relaxed:
+        console.print("no run had enough of the words; runs with any one of them", style="yellow")
+    elif reading.min_should_match > 1:
+        console.print(f"each run has at least {reading.min_should_match} of the unmarked words")
 
 
 def print_analytics(

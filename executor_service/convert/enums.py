@@ -30,3 +30,8 @@ RUNNER_FROM_NAME = {value: key for key, value in RUNNER_NAMES.items()}
 def tier_name(tier: common_pb2.Tier.ValueType) -> str:
     """The lower-case name of a proto tier, e.g. "premium"."""
     return common_pb2.Tier.Name(tier).removeprefix("TIER_").lower()
+
+
+def strategy_name(strategy: common_pb2.TierStrategy.ValueType) -> str:
+    """The settings' and run files' name of a tier strategy, e.g. "premium_only"."""
+    return common_pb2.TierStrategy.Name(strategy).removeprefix("TIER_STRATEGY_").lower()

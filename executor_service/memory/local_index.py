@@ -85,8 +85,9 @@ INDEX_DIR = "local-index"
 # scrubbing or classification applied here, the index layout): a cache
 # written by another version is rebuilt instead of answering differently.
 # 2: runs whose pattern holds a secret are left out; 3: SENSITIVE runs are
-# indexed per owner.
-INDEX_VERSION = 3
+# indexed per owner; 4: agents carry their tier strategy and first tier
+# (escalation filters).
+INDEX_VERSION = 4
 _HALVES = ("open.sqlite3", "sensitive.sqlite3")
 _MANIFEST = "manifest"  # The stamp table: version and namespace, written last.
 # Runs indexed per transaction while rebuilding or catching up: bounds the
@@ -488,15 +489,19 @@ class LocalIndex:
         limit: int,
         *,
         viewer: Viewer,
+        min_should_match: int = 1,
     ) -> list[Hit]:
-        """The best runs the viewer may see for the terms and filter, best first.
+        """The best runs the viewer may see for the terms and filter, best first
+        (having at least `min_should_match` of the ranked terms).
 
         The filter selects inside the index, before the limit, so no match
         is lost to it. The viewer's SENSITIVE runs are merged in as the
         memory service merges its caller's own SENSITIVE patterns (each
         index gives its best `limit`; ordered by rank, then newest, then id).
         """
-        query = ReadQuery(self._namespace, terms, condition, limit)
+        query = ReadQuery(
+            self._namespace, terms, condition, limit, min_should_match=min_should_match
+        )
         hits = self._index(self._open_db).top(query)
         scopes = self._scopes(viewer)
         if not scopes:

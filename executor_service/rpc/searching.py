@@ -16,7 +16,10 @@ from executor_service.rpc.base import MAX_PAGE_BYTES, Context, RpcBase, acting_f
 from executor_service.rpc.gate import gated
 from executor_service.runs.visibility import Viewer
 from memory_service.access.audit import AuditAction
+from memory_service.search.index import Hit
 from memory_service.search.planning import PlanError, SearchPlan, plan_search, size_violations
+from memory_service.search.query_notes import query_reading
+from memory_service.search.reading import relaxed_minimum
 from memory_service.security.identity import Action, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument, unavailable
 from memory_service.servicekit.paging import fit_page, page_bounds
@@ -102,25 +105,46 @@ class SearchingRpcs(RpcBase):
         source = executor_pb2.SEARCH_SOURCE_MEMORY
         if mode == executor_pb2.SEARCH_RUNS_MODE_HYBRID:
             seen = {hit.run_id for hit in hits}
-            local = self._local_index.search(plan.terms, plan.condition, limit, viewer=viewer)
+            local, _ = self._local_search(plan, limit, viewer)
             hits += [run_hit(h.pattern, h.score) for h in local if h.pattern.id not in seen][
                 : max(0, limit - len(hits))
             ]
             source = executor_pb2.SEARCH_SOURCE_HYBRID
         return executor_pb2.SearchRunsResponse(
-            hits=within_page(hits), source=source, applied_filter=response.applied_filter
+            hits=within_page(hits),
+            source=source,
+            applied_filter=response.applied_filter,
+            applied_query=response.applied_query,
+            query_reading=response.query_reading,
         )
+
+    def _local_search(self, plan: SearchPlan, limit: int, viewer: Viewer) -> tuple[list[Hit], int]:
+        """The best runs of the local files for the plan, and the minimum of
+        ranked words they were searched with: relaxed as the memory service
+        relaxes (one page, so none found means none matches)."""
+        minimum = plan.min_should_match
+        found = self._local_index.search(
+            plan.terms, plan.condition, limit, viewer=viewer, min_should_match=minimum
+        )
+        if (relaxed := relaxed_minimum(minimum, len(found))) is not None:
+            minimum = relaxed
+            found = self._local_index.search(
+                plan.terms, plan.condition, limit, viewer=viewer, min_should_match=minimum
+            )
+        return found, minimum
 
     def _local_answer(
         self, plan: SearchPlan, limit: int, degraded_reason: str, viewer: Viewer
     ) -> executor_pb2.SearchRunsResponse:
-        found = self._local_index.search(plan.terms, plan.condition, limit, viewer=viewer)
+        found, minimum = self._local_search(plan, limit, viewer)
         return executor_pb2.SearchRunsResponse(
             hits=within_page([run_hit(hit.pattern, hit.score) for hit in found]),
             source=executor_pb2.SEARCH_SOURCE_LOCAL_FILES,
             degraded=bool(degraded_reason),
             degraded_reason=degraded_reason,
             applied_filter=plan.applied_filter,
+            applied_query=plan.applied_query,
+            query_reading=query_reading(plan, minimum, found),
         )
 
 

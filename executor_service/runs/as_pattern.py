@@ -7,7 +7,7 @@ from collections import Counter
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
-from executor_service.convert.enums import RUNNER_NAMES, tier_name
+from executor_service.convert.enums import RUNNER_NAMES, strategy_name, tier_name
 from executor_service.runs.forms import answer_text, from_form_value
 from executor_service.templates.models import Template
 from memory_service.security.identity import ANONYMOUS_USER_ID
@@ -16,6 +16,21 @@ from memory_service.security.identity import ANONYMOUS_USER_ID
 def _text(value: common_pb2.FormValue) -> str:
     answer = from_form_value(value)
     return "" if answer is None else answer_text(answer)
+
+
+def _first_tier(agent: executor_pb2.AgentResult) -> common_pb2.Tier.ValueType:
+    return agent.attempts[0].tier if agent.attempts else common_pb2.TIER_UNSPECIFIED
+
+
+def _how(agent: executor_pb2.AgentResult) -> str:
+    """The agent's strategy and, when it escalated, from which tier: words a
+    search can rank on ("progressive", "escalated")."""
+    notes = []
+    if agent.tier_strategy != common_pb2.TIER_STRATEGY_UNSPECIFIED:
+        notes.append(f"strategy {strategy_name(agent.tier_strategy)}")
+    if agent.final_tier > _first_tier(agent) != common_pb2.TIER_UNSPECIFIED:
+        notes.append(f"escalated from {tier_name(_first_tier(agent))}")
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def run_summary(run: executor_pb2.Run, template: Template | None) -> str:
@@ -30,7 +45,9 @@ def run_summary(run: executor_pb2.Run, template: Template | None) -> str:
     for agent in run.agents:
         state = executor_pb2.AgentStatus.Name(agent.status).removeprefix("AGENT_STATUS_").lower()
         tier = f" at tier {tier_name(agent.final_tier)}" if agent.attempts else ""
-        lines.append(f"Agent {agent.role} {state}{tier} after {len(agent.attempts)} attempts.")
+        lines.append(
+            f"Agent {agent.role} {state}{tier} after {len(agent.attempts)} attempts{_how(agent)}."
+        )
     answers = ", ".join(f"{key}={_text(run.answers[key])}" for key in sorted(run.answers))
     lines.append(f"Answers: {answers}.")
     return "\n".join(lines)
@@ -59,6 +76,8 @@ def run_to_pattern(run: executor_pb2.Run, template: Template | None) -> memory_p
                 cost_usd=agent.cost_usd,
                 attempt_count=len(agent.attempts),
                 duration=agent.duration,
+                tier_strategy=agent.tier_strategy,
+                first_tier=_first_tier(agent),
             )
             for agent in run.agents
         ],

@@ -26,6 +26,7 @@ import grpc
 from google.rpc import error_details_pb2
 
 from attune.common.v1 import common_pb2
+from executor_service.convert.enums import strategy_name
 from executor_service.rpc.gate import ERROR_DOMAIN
 from memory_service.security.identity import EXECUTOR_ROLE_NAMES, Principal, role_label
 from memory_service.servicekit.errors import ServiceError
@@ -59,11 +60,6 @@ def checked_allowances(
                 f"known: {', '.join(choices)}, or {ANY!r} for all"
             )
     return {**defaults, **{role: list(names) for role, names in value.items()}}
-
-
-def strategy_name(strategy: common_pb2.TierStrategy.ValueType) -> str:
-    """The settings' name of a tier strategy, e.g. "premium_only"."""
-    return common_pb2.TierStrategy.Name(strategy).removeprefix("TIER_STRATEGY_").lower()
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ GROUPABLE = (
     "agents.role",
     "agents.tier",
     "agents.success",
+    "agents.tier_strategy",
+    "agents.escalated",
+    "agents.escalation",
     "tags",
 )
 

@@ -3,6 +3,7 @@ within the response budget."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from attune.memory.v1 import memory_pb2
@@ -12,6 +13,8 @@ from memory_service.rpc.base import Context, RpcBase, message_size
 from memory_service.rpc.gate import guarded
 from memory_service.search.index import Hit, ReadQuery, Recency
 from memory_service.search.planning import PlanError, plan_search, size_violations
+from memory_service.search.query_notes import query_reading
+from memory_service.search.reading import relaxed_minimum
 from memory_service.security.identity import Action, Principal
 from memory_service.semantic import Ranked
 from memory_service.servicekit.errors import invalid_argument
@@ -97,6 +100,7 @@ class PatternSearchRpcs(RpcBase):
                     results=results,
                     applied_filter=plan.applied_filter,
                     applied_query=plan.applied_query,
+                    query_reading=query_reading(plan, plan.min_should_match, []),
                     effective_mode=request.mode,
                     total_size=ranked.total,
                     next_page_token=encode_token(after, token_scope)
@@ -105,9 +109,19 @@ class PatternSearchRpcs(RpcBase):
                 )
             fallback = ranked
         query = ReadQuery(
-            request.namespace, plan.terms, plan.condition, size, offset, recency, request.explain
+            request.namespace,
+            plan.terms,
+            plan.condition,
+            size,
+            offset,
+            recency,
+            request.explain,
+            plan.min_should_match,
         )
         hits, total = await self._store.search(query, viewer=principal.user_id)
+        if (relaxed := relaxed_minimum(query.min_should_match, total)) is not None:
+            query = replace(query, min_should_match=relaxed)
+            hits, total = await self._store.search(query, viewer=principal.user_id)
         # A page stays within what a client can receive (see sizes.py).
         results, cut = fit_page(
             [_result(hit, request.explain) for hit in hits],
@@ -120,6 +134,7 @@ class PatternSearchRpcs(RpcBase):
             results=results,
             applied_filter=plan.applied_filter,
             applied_query=plan.applied_query,
+            query_reading=query_reading(plan, query.min_should_match, hits),
             effective_mode=memory_pb2.SEARCH_MODE_KEYWORD,
             total_size=total,
             next_page_token=encode_token(after, token_scope) if after < total else "",

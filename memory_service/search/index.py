@@ -39,6 +39,7 @@ from memory_service.search.filter import Node
 from memory_service.search.fuzzy import FuzzyVocabulary
 from memory_service.search.query import Term
 from memory_service.search.query_words import QueryWordCounts
+from memory_service.search.record_refresh import refresh_records
 from memory_service.search.schema import pattern_record, record_json
 from memory_service.search.sql_filter import record_facts, register_functions
 
@@ -213,6 +214,7 @@ class SearchIndex:
         register_functions(connection)
         index_sql.add_expiry_column(connection)
         connection.executescript(SCHEMA)
+        refresh_records(connection, decode_pattern)  # Records made by an older pattern_record.
         self._fuzzy = FuzzyVocabulary(connection, decode_pattern)
         self._query_words = QueryWordCounts(connection, decode_pattern)
         # Per namespace, at most the earliest expire_us of its documents (None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from memory_service.search.filter import Node, Restriction
+from memory_service.search.query import TOKEN as QUERY_TOKEN
+from memory_service.search.stopwords import STOP_WORDS
 
 # A decimal, maybe with thousands separators; not part of a longer word or number.
 NUM = (
@@ -75,21 +77,16 @@ TIER_NOUN = r"(?:tiers?|agents?|models?|llms?)"
 POSITIVE = r"successful(?:ly)?|succeeded|succeeding|succeeds|success(?:es)?|passing|passed|passes"
 NEGATIVE = r"unsuccessful(?:ly)?|failed|failing|fails|failures?|errored"
 
-FILLER = frozenset(
-    (
-        *("with", "that", "runs", "run", "workflows", "workflow", "show", "me", "find", "the"),
-        *("and", "in", "of", "for", "where", "whose", "which", "had", "have", "has", "were"),
-        *("was", "are", "is", "a", "an", "patterns", "pattern", "executions", "execution"),
-        *("did", "to", "on", "at", "from", "by", "all", "any", "please"),
-    )
-)
+# Words that only tie an understood phrase to the sentence: the query
+# language's stop words, one list (stopwords.py).
+FILLER = STOP_WORDS
 # Id words too generic to pick a question on their own ("required > 3").
 WEAK_ID_WORDS = FILLER | {"required", "target", "max", "min", "new", "test", "tests", "count"}
 CONNECTORS = frozenset({"is", "was", "were", "are", "of", "be"})
 ARTICLES = frozenset({"a", "an", "the"})
 
-# Mirrors query.py's tokens: a "quoted phrase" starts where a token starts.
-TOKEN = re.compile(r'"[^"]*"?|\S+')
+# query.py's tokens: a "quoted phrase" (maybe +/- marked) starts where a token starts.
+TOKEN = QUERY_TOKEN
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 MASK = "\x00"  # Hides consumed or quoted text; no rule matches it.
 
@@ -164,3 +161,16 @@ Rule = tuple[re.Pattern[str], _Handler]
 
 def whole_match(match: re.Match[str], *terms: Node) -> Candidate:
     return Candidate(match.start(), match.end(), terms)
+
+
+def count_op(match: re.Match[str]) -> str:
+    """The comparison a counted phrase asks for: its comparator (group `cmp`),
+    "N+" (`plus`: >=), "N or more"/"N or fewer" (`orx`), else equality."""
+    groups = match.groupdict()
+    if groups.get("cmp"):
+        return comparator_op(groups["cmp"])
+    if groups.get("plus"):
+        return ">="
+    if groups.get("orx"):
+        return ">=" if canon(groups["orx"]) in ("more", "greater", "above") else "<="
+    return "="  # "with 6 agents", "2 premium agents".

@@ -2,7 +2,9 @@
 
 The memory service and the executor's local fallback both plan searches
 here, so query understanding, the filter and the free text mean the same
-wherever a search is answered.
+wherever a search is answered. The filter (the request's and the one
+understood from the query) is hard; the free text left over ranks, read as
+reading.py says: stop words dropped, a minimum of ranked words to match.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from memory_service.search.filter import MAX_FILTER_LENGTH, FilterError, Node, compile_filter
-from memory_service.search.query import MAX_QUERY_LENGTH, QueryError, Term, parse_query
+from memory_service.search.query import MAX_QUERY_LENGTH, Occur, QueryError, Term, format_query
+from memory_service.search.reading import TextReading, read_text
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.search.understanding import Vocabulary, combine, understand
 
@@ -25,8 +28,18 @@ class SearchPlan:
     terms: list[Term]
     condition: Node | None
     applied_filter: str
-    applied_query: str
+    applied_query: str  # The terms as query text; parses back to the same terms.
     interpretations: tuple[str, ...] = ()
+    # Words of the query that do not rank (stop words), in the order met.
+    dropped_words: tuple[str, ...] = ()
+    min_should_match: int = 1  # Of the SHOULD terms; 0 when there is none.
+
+    @property
+    def ranked_text(self) -> str:
+        """The words that rank or are required, for what compares text by meaning."""
+        return " ".join(
+            " ".join(term.words) for term in self.terms if term.occur is not Occur.MUST_NOT
+        )
 
 
 @dataclass
@@ -109,6 +122,7 @@ def plan_search(
         violations.append(("filter", str(error)))
     applied_filter, remaining = filter_text, query
     notes: tuple[str, ...] = ()
+    filler: tuple[str, ...] = ()
     if understand_query and query.strip() and not violations:
         templates, numeric = _nameable(query, *vocabulary)
         words = Vocabulary(
@@ -118,13 +132,15 @@ def plan_search(
         understood = understand(query, words, now)
         applied_filter = combine(filter_text, understood.filter_text)
         remaining, notes = understood.remaining_query, understood.interpretations
-    terms: list[Term] = []
+        filler = understood.dropped_words
+    reading = TextReading([], (), 0)
     if remaining.strip():
         try:
-            terms = parse_query(remaining)
+            reading = read_text(remaining, has_filter=bool(applied_filter.strip()))
         except QueryError as error:
             if not applied_filter:
                 violations.append(("query", str(error)))
+    terms = reading.terms
     if not terms and not applied_filter.strip() and not violations:
         violations.append(("query", "required: give words to search for, or a filter"))
     if violations:
@@ -133,6 +149,8 @@ def plan_search(
         terms=terms,
         condition=compile_filter(applied_filter, PATTERN_SCHEMA),
         applied_filter=applied_filter,
-        applied_query=" ".join(" ".join(t.words) + ("*" if t.prefix else "") for t in terms),
+        applied_query=format_query(terms),
         interpretations=notes,
+        dropped_words=tuple(dict.fromkeys((*filler, *reading.dropped_words))),
+        min_should_match=reading.min_should_match,
     )

@@ -16,7 +16,12 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import FieldSpec, FieldType, Schema, epoch_micros
 
-_TIERS = ("CHEAP", "CAPABLE", "PREMIUM")
+_TIERS = ("CHEAP", "CAPABLE", "PREMIUM")  # In escalation order.
+_STRATEGIES = ("CHEAP_ONLY", "PROGRESSIVE", "CAPABLE_FIRST", "PREMIUM_ONLY", "LEARNED")
+# An escalation from the agent's first tier to its last, e.g. "CHEAP_TO_PREMIUM".
+_ESCALATIONS = tuple(
+    f"{low}_TO_{high}" for index, low in enumerate(_TIERS) for high in _TIERS[index + 1 :]
+)
 _CLASSIFICATIONS = ("PUBLIC", "INTERNAL", "SENSITIVE")
 _TYPES = ("EXECUTION", "INSIGHT", "PROMOTED_CONTEXT")
 
@@ -36,6 +41,11 @@ PATTERN_SCHEMA = Schema(
         "agents.success": FieldSpec(FieldType.BOOL, repeated=True),
         "agents.cost_usd": FieldSpec(FieldType.NUMBER, repeated=True),
         "agents.attempt_count": FieldSpec(FieldType.NUMBER, repeated=True),
+        "agents.tier_strategy": FieldSpec(FieldType.ENUM, repeated=True, enum_values=_STRATEGIES),
+        "agents.first_tier": FieldSpec(FieldType.ENUM, repeated=True, enum_values=_TIERS),
+        "agents.escalated": FieldSpec(FieldType.BOOL, repeated=True),
+        "agents.escalated_to": FieldSpec(FieldType.ENUM, repeated=True, enum_values=_TIERS),
+        "agents.escalation": FieldSpec(FieldType.ENUM, repeated=True, enum_values=_ESCALATIONS),
         "tier_distribution.cheap": FieldSpec(FieldType.NUMBER),
         "tier_distribution.capable": FieldSpec(FieldType.NUMBER),
         "tier_distribution.premium": FieldSpec(FieldType.NUMBER),
@@ -71,6 +81,48 @@ def _micros(value: object) -> int:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _escalation(agent: memory_pb2.PatternAgent) -> dict[str, Any]:
+    """Whether the agent escalated and, if it did, to which tier from which.
+
+    Escalating means its last attempt ran at a higher tier than its first.
+    A pattern written without `first_tier` (before the field existed) tells
+    only how many attempts the agent made; attempts after the first are
+    escalations (see PatternAgent.attempt_count), so it escalated to its last
+    tier from a tier it does not say. `escalated_to` and `escalation` are
+    left out when the agent did not escalate (or the tier is not known), so
+    a filter on them never matches such an agent.
+    """
+    last = agent.tier
+    if agent.first_tier == common_pb2.TIER_UNSPECIFIED:
+        escalated = agent.attempt_count > 1 and last != common_pb2.TIER_UNSPECIFIED
+        return {"escalated": escalated} | ({"escalated_to": _tier(last)} if escalated else {})
+    # Tier values grow with the tier (cheap 1, capable 2, premium 3).
+    if last <= agent.first_tier:
+        return {"escalated": False}
+    return {
+        "escalated": True,
+        "escalated_to": _tier(last),
+        "escalation": f"{_tier(agent.first_tier)}_TO_{_tier(last)}",
+    }
+
+
+def _tier(tier: common_pb2.Tier.ValueType) -> str:
+    return _enum(common_pb2.Tier.Name(tier), "TIER_")
+
+
+def _agent_record(agent: memory_pb2.PatternAgent) -> dict[str, Any]:
+    return {
+        "role": agent.role,
+        "tier": _tier(agent.tier),
+        "success": agent.success,
+        "cost_usd": agent.cost_usd,
+        "attempt_count": agent.attempt_count,
+        "tier_strategy": _enum(common_pb2.TierStrategy.Name(agent.tier_strategy), "TIER_STRATEGY_"),
+        "first_tier": _tier(agent.first_tier),
+        **_escalation(agent),
+    }
+
+
 def pattern_record(pattern: memory_pb2.Pattern) -> dict[str, Any]:
     """The pattern's filterable fields as plain values (see PATTERN_SCHEMA)."""
     return {
@@ -85,16 +137,7 @@ def pattern_record(pattern: memory_pb2.Pattern) -> dict[str, Any]:
         "total_cost_usd": pattern.total_cost_usd,
         "total_duration_seconds": pattern.total_duration.ToNanoseconds() / 1e9,
         "agent_count": len(pattern.agents),
-        "agents": [
-            {
-                "role": agent.role,
-                "tier": _enum(common_pb2.Tier.Name(agent.tier), "TIER_"),
-                "success": agent.success,
-                "cost_usd": agent.cost_usd,
-                "attempt_count": agent.attempt_count,
-            }
-            for agent in pattern.agents
-        ],
+        "agents": [_agent_record(agent) for agent in pattern.agents],
         "tier_distribution": {
             tier: pattern.tier_distribution.get(tier, 0) for tier in ("cheap", "capable", "premium")
         },

@@ -8,7 +8,8 @@ are the most specific, then time, template names, tiers and success words.
 Text a group consumes is hidden from later groups; within a group the longest
 match wins (ties: the leftmost). Matching is case-insensitive and bounded by
 word boundaries. Words inside "quoted phrases" are never consumed: quoting is
-how a user asks for the literal words.
+how a user asks for the literal words, and so is marking a word +required or
+-excluded.
 
 Every term is built as a filter tree, printed with to_text and checked against
 PATTERN_SCHEMA before its phrase is consumed, so `filter_text` always
@@ -26,10 +27,12 @@ days); "since/before/after/until/on DATE" and "between DATE and DATE" use
 RFC 3339 dates, a bare date meaning the whole day.
 
 The remaining text is what no rule consumed. Filler words ("runs", "with",
-"that", ...; see phrases.FILLER) and stray punctuation next to a consumed phrase,
-directly or through other filler, are dropped: they only tied the phrase to
-the sentence, and the free-text search ANDs its words. Filler elsewhere is the
-user's own wording and stays; so text left with nothing but filler becomes "".
+"that", ...; the stop words of stopwords.py) and stray punctuation next to a
+consumed phrase, directly or through other filler, are dropped (and listed in
+`dropped_words`): they only tied the phrase to the sentence. Filler elsewhere
+is the user's own wording and stays, for the free text's reading to judge
+(reading.py: stop words do not rank); text left with nothing but filler
+becomes "".
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from memory_service.search.filter import (
 )
 from memory_service.search.phrase_rules import rule_groups
 from memory_service.search.phrases import FIELD_NAME, FILLER, MASK, TOKEN, Candidate, Context, Rule
+from memory_service.search.query import is_literal_token
 from memory_service.search.schema import PATTERN_SCHEMA
 
 
@@ -68,6 +72,7 @@ class Understanding:
     filter_text: str  # AIP-160 text of the derived terms ANDed; "" if none.
     remaining_query: str  # The free text left after removing consumed phrases; may be "".
     interpretations: tuple[str, ...]  # '"cost under $0.50" -> total_cost_usd < 0.5', ...
+    dropped_words: tuple[str, ...] = ()  # Filler dropped next to consumed phrases.
 
 
 def _is_valid(term: Node) -> bool:
@@ -118,27 +123,32 @@ def _candidates(rules: Sequence[Rule], working: str, context: Context) -> list[C
 
 
 def _is_filler(token: str) -> bool:
-    if token.startswith('"'):
-        return False  # Quoted text is the user's literal phrase.
+    if is_literal_token(token):
+        return False  # A quoted, +required or -excluded term is the user's own.
     return all(word in FILLER for word in re.findall(r"\w+", token.lower()))
 
 
-def _remaining(query: str, spans: Sequence[tuple[int, int]]) -> str:
-    """The unconsumed text, minus filler left dangling next to a consumed phrase."""
+def _remaining(query: str, spans: Sequence[tuple[int, int]]) -> tuple[str, tuple[str, ...]]:
+    """The unconsumed text, minus filler left dangling next to a consumed
+    phrase; and the words of that filler."""
     kept: list[str] = []
+    dropped: list[str] = []
     cursor = 0
     bounds = [*spans, (len(query), len(query))]
     for index, (start, end) in enumerate(bounds):
         tokens = [token.group() for token in TOKEN.finditer(query[cursor:start])]
+        first, last = 0, len(tokens)
         if index > 0:  # A consumed phrase precedes this piece.
-            while tokens and _is_filler(tokens[0]):
-                tokens.pop(0)
+            while first < last and _is_filler(tokens[first]):
+                first += 1
         if index < len(spans):  # A consumed phrase follows it.
-            while tokens and _is_filler(tokens[-1]):
-                tokens.pop()
-        kept.extend(tokens)
+            while last > first and _is_filler(tokens[last - 1]):
+                last -= 1
+        kept.extend(tokens[first:last])
+        dropped.extend(tokens[:first] + tokens[last:])
         cursor = end
-    return " ".join(kept)
+    words = (word for token in dropped for word in re.findall(r"\w+", token.lower()))
+    return " ".join(kept), tuple(dict.fromkeys(words))
 
 
 def understand(query: str, vocabulary: Vocabulary, now: datetime) -> Understanding:
@@ -146,7 +156,7 @@ def understand(query: str, vocabulary: Vocabulary, now: datetime) -> Understandi
     context = Context(_as_utc(now), _fields(vocabulary))
     working = query
     for token in TOKEN.finditer(query):
-        if token.group().startswith('"'):
+        if is_literal_token(token.group()):
             working = _mask(working, token.start(), token.end())
     groups = rule_groups(vocabulary.templates)
     accepted: list[Candidate] = []
@@ -178,7 +188,8 @@ def understand(query: str, vocabulary: Vocabulary, now: datetime) -> Understandi
     ordered = tuple(terms)
     tree: Node | None = None if not ordered else ordered[0] if len(ordered) == 1 else And(ordered)
     spans = [(candidate.start, candidate.end) for candidate in accepted]
-    return Understanding(to_text(tree), _remaining(query, spans), tuple(interpretations))
+    remaining, dropped = _remaining(query, spans)
+    return Understanding(to_text(tree), remaining, tuple(interpretations), dropped)
 
 
 def combine(user_filter: str, derived: str) -> str:

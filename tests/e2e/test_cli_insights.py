@@ -77,6 +77,8 @@ def test_search_shows_the_source_the_interpretation_and_the_hits(
     assert result.exit_code == 0, result.output
     assert "source: memory" in result.output
     assert "form_responses.test_coverage_required > 80" in result.output
+    assert "searched words: zebrapkg" in result.output
+    assert "not searched (common words): runs with" in result.output
     assert pair.run_ids[0] in result.output
     assert pair.run_ids[1] not in result.output
     assert "score" in result.output

@@ -124,6 +124,8 @@ QUERIES: list[tuple[str, str, bool]] = [
     ("", 'classification = "INTERNAL" AND type = "EXECUTION" AND runner = "simulated"', True),
     ("", 'create_time > "2020-01-01T00:00:00Z" AND template_id = "documentation"', True),
     ("review", "total_cost_usd < 1", True),
+    ("", 'agents.escalated = true AND agents.tier_strategy = "progressive"', True),
+    ("", 'agents.escalation = "capable_to_premium" OR agents.first_tier = "premium"', True),
     # Query understanding.
     ("failed runs", "", True),
     ("successful workflows with test coverage > 80%", "", True),
@@ -134,6 +136,10 @@ QUERIES: list[tuple[str, str, bool]] = [
     ("documentation workflows from last week", "", True),
     ("runs before 2020-01-01", "", False),
     ("docstring coverage at least 90", "", True),
+    ("runs that escalated to capable", "", True),
+    ("only cheap agents that never escalated", "", True),
+    ("progressive escalation without premium agents", "", True),
+    ("capable first strategy older than a week", "", False),
     # PII: scrubbed by the memory service, so by the fallback too.
     ("alice", "", False),
     ("", 'form_responses.pull_request_url:"alice"', False),

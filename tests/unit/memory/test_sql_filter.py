@@ -78,18 +78,27 @@ def patterns(draw: st.DrawFn) -> memory_pb2.Pattern:
         runner=draw(st.sampled_from(["simulated", "anthropic"])),
         pinned=draw(st.booleans()),
     )
-    for role, tier, ok in draw(
+    for role, tier, ok, first, strategy, attempts in draw(
         st.lists(
             st.tuples(
                 st.sampled_from(["test_runner", "linter"]),
-                st.sampled_from([1, 2, 3]),
+                st.sampled_from([0, 1, 2, 3]),
                 st.booleans(),
+                st.sampled_from([0, 1, 2, 3]),  # 0: a writer that did not record it.
+                st.sampled_from([0, 1, 2, 3, 4, 5]),
+                st.integers(0, 3),
             ),
             max_size=3,
         )
     ):
         pattern.agents.add(
-            role=role, tier=tier, success=ok, cost_usd=0.1 * tier, attempt_count=tier
+            role=role,
+            tier=tier,
+            success=ok,
+            cost_usd=0.1 * tier,
+            attempt_count=attempts,
+            first_tier=first,
+            tier_strategy=strategy,
         )
     for key in draw(st.lists(st.sampled_from(["coverage", "checks", "name", "flag"]), max_size=4)):
         pattern.form_responses[key].CopyFrom(draw(form_values))
@@ -113,6 +122,12 @@ PATHS = [
     ("agents", "tier"),
     ("agents", "success"),
     ("agents", "cost_usd"),
+    ("agents", "attempt_count"),
+    ("agents", "tier_strategy"),
+    ("agents", "first_tier"),
+    ("agents", "escalated"),
+    ("agents", "escalated_to"),
+    ("agents", "escalation"),
     ("tier_distribution", "premium"),
     ("tags",),
     ("content",),
@@ -128,7 +143,10 @@ PATHS = [
 LITERALS: st.SearchStrategy[Any] = st.one_of(
     words,
     st.sampled_from(
-        ["PREMIUM", "cheap", "EXECUTION", "coverage", "checks", "2026-01-15T00:00:00Z"]
+        [
+            *("PREMIUM", "cheap", "EXECUTION", "coverage", "checks", "2026-01-15T00:00:00Z"),
+            *("progressive", "LEARNED", "cheap_to_premium", "CAPABLE_TO_PREMIUM", "unspecified"),
+        ]
     ),
     st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.0, 80.0, 85.5, -3.0]),
     st.booleans(),
@@ -191,10 +209,14 @@ def test_sql_and_python_agree(rows: list[memory_pb2.Pattern], tree: Node) -> Non
         index for index, p in enumerate(rows) if matches(tree, pattern_record(p), PATTERN_SCHEMA)
     }
     for name, compiler in COMPILERS.items():
-        compiled = compiler.compile(tree)
-        sql = f"SELECT n FROM docs WHERE {compiled.sql}"
-        found = {n for (n,) in db.execute(sql, compiled.params)}
-        assert found == expected, name
+        assert sql_selects(db, compiler, tree) == expected, name
+
+
+def sql_selects(db: sqlite3.Connection, compiler: FilterCompiler, tree: Node | None) -> set[int]:
+    """The rows (their index in `database`) the compiled filter selects."""
+    compiled = compiler.compile(tree)
+    sql = f"SELECT n FROM docs WHERE {compiled.sql}"
+    return {n for (n,) in db.execute(sql, compiled.params)}
 
 
 def test_examples_from_the_issue() -> None:

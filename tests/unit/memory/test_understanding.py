@@ -358,7 +358,10 @@ def test_everything_at_once() -> None:
         "AND agent_count >= 3 AND form_responses.test_coverage_required >= 80 "
         'AND agents.tier = "cheap"'
     )
-    assert result.remaining_query == "about flaky uploads"
+    # "about" is a stop word now (one list with the free text's): it only tied
+    # the words to the sentence, and is listed as dropped.
+    assert result.remaining_query == "flaky uploads"
+    assert result.dropped_words == ("show", "me", "runs", "and", "that", "about")
     assert len(result.interpretations) == 7
 
 

@@ -1756,6 +1756,8 @@ class SearchRunsResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _builtins.int
     APPLIED_FILTER_FIELD_NUMBER: _builtins.int
     DEGRADED_REASON_FIELD_NUMBER: _builtins.int
+    APPLIED_QUERY_FIELD_NUMBER: _builtins.int
+    QUERY_READING_FIELD_NUMBER: _builtins.int
     source: Global___SearchSource.ValueType
     """The source that answered."""
     degraded: _builtins.bool
@@ -1764,9 +1766,17 @@ class SearchRunsResponse(_message.Message):
     """The filter actually applied, including terms derived from the query."""
     degraded_reason: _builtins.str
     """Why the search degraded; empty when it did not."""
+    applied_query: _builtins.str
+    """The free text actually searched: the ranked, +required and -excluded
+    terms, as in SearchPatternsResponse.applied_query.
+    """
     @_builtins.property
     def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunHit]:
         """The hits, best first."""
+
+    @_builtins.property
+    def query_reading(self) -> _memory_pb2.QueryReading:
+        """The words dropped, the corrections and how many ranked words a hit has."""
 
     def __init__(
         self,
@@ -1776,10 +1786,12 @@ class SearchRunsResponse(_message.Message):
         degraded: _builtins.bool = ...,
         applied_filter: _builtins.str = ...,
         degraded_reason: _builtins.str = ...,
+        applied_query: _builtins.str = ...,
+        query_reading: _memory_pb2.QueryReading | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query_reading", b"query_reading"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_filter", b"applied_filter", "degraded", b"degraded", "degraded_reason", b"degraded_reason", "hits", b"hits", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_filter", b"applied_filter", "applied_query", b"applied_query", "degraded", b"degraded", "degraded_reason", b"degraded_reason", "hits", b"hits", "query_reading", b"query_reading", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

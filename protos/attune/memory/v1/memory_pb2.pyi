@@ -97,6 +97,8 @@ class PatternAgent(_message.Message):
     COST_USD_FIELD_NUMBER: _builtins.int
     ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
     DURATION_FIELD_NUMBER: _builtins.int
+    TIER_STRATEGY_FIELD_NUMBER: _builtins.int
+    FIRST_TIER_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """The agent's role, for example "test_runner". Lower snake case."""
     tier: _common_pb2.Tier.ValueType
@@ -108,6 +110,15 @@ class PatternAgent(_message.Message):
     attempt_count: _builtins.int
     """How many attempts the agent made, escalations included. At least 0 (a
     skipped agent makes none).
+    """
+    tier_strategy: _common_pb2.TierStrategy.ValueType
+    """The tier strategy the agent followed: the tiers it may try, in order.
+    Unspecified when the writer did not record it.
+    """
+    first_tier: _common_pb2.Tier.ValueType
+    """The tier of the agent's first attempt. With `tier` (its last attempt's)
+    it tells whether and how far the agent escalated. Unspecified if it
+    made no attempt, or when the writer did not record it.
     """
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
@@ -122,10 +133,12 @@ class PatternAgent(_message.Message):
         cost_usd: _builtins.float = ...,
         attempt_count: _builtins.int = ...,
         duration: _duration_pb2.Duration | None = ...,
+        tier_strategy: _common_pb2.TierStrategy.ValueType = ...,
+        first_tier: _common_pb2.Tier.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "cost_usd", b"cost_usd", "duration", b"duration", "role", b"role", "success", b"success", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "cost_usd", b"cost_usd", "duration", b"duration", "first_tier", b"first_tier", "role", b"role", "success", b"success", "tier", b"tier", "tier_strategy", b"tier_strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -725,9 +738,13 @@ class SearchPatternsRequest(_message.Message):
     namespace: _builtins.str
     """The namespace to search. Required; empty is not "all namespaces"."""
     query: _builtins.str
-    """Free text: words, "quoted phrases", prefix* terms. Misspelled words
-    still match by fuzzy matching. At most 1024 characters. Either query or
-    filter must be non-empty.
+    """Free text: words and "quoted phrases" rank (a result needs only some of
+    them, see QueryReading); +word or +"phrase" is required, -word or
+    -"phrase" excluded; prefix* matches word starts. Common words of a
+    question ("show", "me", "runs", "with") do not rank unless quoted.
+    Misspelled words still match by fuzzy matching. At most 1024 characters.
+    Either query or filter must be non-empty; only -excluded terms need a
+    filter.
     """
     filter: _builtins.str
     """A filter in the documented AIP-160 subset, applied before ranking."""
@@ -859,13 +876,17 @@ class SearchPatternsResponse(_message.Message):
     MODE_FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    QUERY_READING_FIELD_NUMBER: _builtins.int
     applied_filter: _builtins.str
     """The filter actually applied: the request's filter combined with terms
     derived from the query by query understanding.
     """
     applied_query: _builtins.str
     """The free text actually searched, after query understanding removed the
-    words it turned into filter terms.
+    words it turned into filter terms and the words that do not rank were
+    dropped: the ranked, +required and -excluded terms, as a query that
+    parses back to the same terms (for example
+    `python "test coverage" +publish -draft`).
     """
     effective_mode: Global___SearchMode.ValueType
     """The mode that actually ranked the results."""
@@ -881,6 +902,12 @@ class SearchPatternsResponse(_message.Message):
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResult]:
         """The results, best first."""
 
+    @_builtins.property
+    def query_reading(self) -> Global___QueryReading:
+        """How the free text was read besides applied_query: the words dropped,
+        the corrections, how many ranked words a result has.
+        """
+
     def __init__(
         self,
         *,
@@ -891,14 +918,64 @@ class SearchPatternsResponse(_message.Message):
         mode_fallback_reason: _builtins.str = ...,
         next_page_token: _builtins.str = ...,
         total_size: _builtins.int = ...,
+        query_reading: Global___QueryReading | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query_reading", b"query_reading"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_filter", b"applied_filter", "applied_query", b"applied_query", "effective_mode", b"effective_mode", "mode_fallback_reason", b"mode_fallback_reason", "next_page_token", b"next_page_token", "results", b"results", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_filter", b"applied_filter", "applied_query", b"applied_query", "effective_mode", b"effective_mode", "mode_fallback_reason", b"mode_fallback_reason", "next_page_token", b"next_page_token", "query_reading", b"query_reading", "results", b"results", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchPatternsResponse: _TypeAlias = SearchPatternsResponse  # noqa: Y015
+
+@_typing.final
+class QueryReading(_message.Message):
+    """How a search read its free text, besides the terms in applied_query."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DROPPED_WORDS_FIELD_NUMBER: _builtins.int
+    CORRECTIONS_FIELD_NUMBER: _builtins.int
+    MIN_SHOULD_MATCH_FIELD_NUMBER: _builtins.int
+    RELAXED_FIELD_NUMBER: _builtins.int
+    min_should_match: _builtins.int
+    """How many of the ranked words (the unmarked ones of applied_query, each
+    with its corrections) every result contains at least; 0 when none
+    ranks.
+    """
+    relaxed: _builtins.bool
+    """True when no pattern had the planned minimum of ranked words, so the
+    search ran again needing one: the results match the query only partly.
+    """
+    @_builtins.property
+    def dropped_words(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Words of the query that do not rank: common words of a question
+        ("show", "me", "runs", "with", "using"), which would match nearly
+        anything, and the words that only tied an understood phrase to the
+        sentence. Quote a word ("with") or require it (+with) to search for it.
+        """
+
+    @_builtins.property
+    def corrections(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Spelling corrections, as "typed->matched": a ranked word no pattern of
+        the namespace contains also matched these known words.
+        """
+
+    def __init__(
+        self,
+        *,
+        dropped_words: _abc.Iterable[_builtins.str] | None = ...,
+        corrections: _abc.Iterable[_builtins.str] | None = ...,
+        min_should_match: _builtins.int = ...,
+        relaxed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["corrections", b"corrections", "dropped_words", b"dropped_words", "min_should_match", b"min_should_match", "relaxed", b"relaxed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryReading: _TypeAlias = QueryReading  # noqa: Y015
 
 @_typing.final
 class CountPatternsRequest(_message.Message):
