@@ -9,16 +9,15 @@
   SHOULD clauses with a minimum-should-match and the filter as tantivy
   clauses, so retrieval never scores a row the filter rejects.
 
-Both use the query language's minimum-should-match rule (of n ranked words:
-1 for n <= 2, n - 1 for 3 or 4, 60% rounded up from 5), so they answer the
-same question; the current engine (SearchIndex) requires every word.
+Both use the query language's minimum-should-match rule (reading.py), so
+they answer the same question; the FTS5 engine (SearchIndex before issue
+15's engine) requires every word.
 Benchmark code: enough of the filter language for the benchmark's filters.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from memory_service.search.documents import searchable_text
 from memory_service.search.filter import And, Node, Not, Or, Restriction, Star
 from memory_service.search.index import decode_pattern
 from memory_service.search.query import Term, to_fts_expression
+from memory_service.search.reading import minimum_should_match
 
 # FTS5's `porter unicode61 remove_diacritics 2`, as tantivy filters.
 STEMMED = "attune_stem"
@@ -49,15 +49,6 @@ _BOUNDS: dict[str, tuple[bool | None, bool | None]] = {
     ">": (False, None),
     ">=": (True, None),
 }
-
-
-def minimum_should_match(groups: int) -> int:
-    """The query language's rule (memory_service/search/reading.py on `querylang`)."""
-    if groups <= 2:
-        return min(groups, 1)
-    if groups < 5:
-        return groups - 1
-    return math.ceil(groups * 0.6)
 
 
 def fetch_page(

@@ -37,13 +37,13 @@ import tantivy
 from memory_service.search.filter import Node, compile_filter
 from memory_service.search.index import ReadQuery, SearchIndex
 from memory_service.search.query import Term, parse_query
+from memory_service.search.reading import minimum_should_match
 from memory_service.search.schema import PATTERN_SCHEMA
 from tests.bench.engine_candidates import (
     TantivyEngine,
     fetch_page,
     has_text_table,
     matched,
-    minimum_should_match,
     sqlite_count_every_word,
     sqlite_rank_first,
 )
