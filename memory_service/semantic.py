@@ -21,7 +21,7 @@ from memory_service.search.embeddings import (
     top_k,
     vector_to_bytes,
 )
-from memory_service.search.index import ReadQuery
+from memory_service.search.index import ReadQuery, every_should
 from memory_service.search.planning import SearchPlan
 from memory_service.store.base import PatternStore
 
@@ -83,7 +83,14 @@ class Semantic:
         similarity = dict(similar)
         if hybrid:
             keyword, _ = await store.search(
-                ReadQuery(namespace, plan.terms, plan.condition, FUSION_DEPTH), viewer=viewer
+                ReadQuery(
+                    namespace,
+                    plan.terms,
+                    plan.condition,
+                    FUSION_DEPTH,
+                    min_should_match=every_should(plan.terms),
+                ),
+                viewer=viewer,
             )
             fused = reciprocal_rank_fusion(
                 [[hit.pattern.id for hit in keyword], [i for i, _ in similar]]

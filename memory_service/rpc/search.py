@@ -10,7 +10,7 @@ from memory_service.access.audit import AuditAction
 from memory_service.patterns import namespace_violations
 from memory_service.rpc.base import Context, RpcBase, message_size
 from memory_service.rpc.gate import guarded
-from memory_service.search.index import Hit, ReadQuery, Recency
+from memory_service.search.index import Hit, ReadQuery, Recency, every_should
 from memory_service.search.planning import PlanError, plan_search, size_violations
 from memory_service.security.identity import Action, Principal
 from memory_service.semantic import Ranked
@@ -105,7 +105,14 @@ class PatternSearchRpcs(RpcBase):
                 )
             fallback = ranked
         query = ReadQuery(
-            request.namespace, plan.terms, plan.condition, size, offset, recency, request.explain
+            request.namespace,
+            plan.terms,
+            plan.condition,
+            size,
+            offset,
+            recency,
+            request.explain,
+            min_should_match=every_should(plan.terms),
         )
         hits, total = await self._store.search(query, viewer=principal.user_id)
         # A page stays within what a client can receive (see sizes.py).
