@@ -43,6 +43,7 @@ from memory_service.search.query_words import QueryWordCounts
 from memory_service.search.schema import pattern_record, record_json
 from memory_service.search.sql_filter import record_facts, register_functions
 from memory_service.search.text_engine import TextEngine
+from memory_service.search.text_filter import marks_json
 from memory_service.search.text_search import View
 from memory_service.search.text_search import search as text_search
 
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS docs (
     run_id TEXT NOT NULL,
     pinned INTEGER NOT NULL,
     expire_us INTEGER NOT NULL DEFAULT 0,
+    marks TEXT,
     UNIQUE (namespace, doc_id)
 );
 CREATE INDEX IF NOT EXISTS docs_by_time ON docs (namespace, create_time_us DESC, doc_id);
@@ -224,7 +226,7 @@ class SearchIndex:
         self._db = connection
         self._clock = clock
         register_functions(connection)
-        index_sql.add_expiry_column(connection)
+        index_sql.add_missing_columns(connection)
         connection.executescript(SCHEMA)
         _drop_legacy_text(connection)
         self._engine = engine or TextEngine()
@@ -248,10 +250,11 @@ class SearchIndex:
             for name in index_sql.SCALARS
         ]
         expires = expire_us(pattern)
+        facts = record_facts(record)
         cursor = self._db.execute(
             "INSERT INTO docs (namespace, doc_id, fingerprint, body, record, create_time_us, "
-            f"expire_us, {', '.join(index_sql.SCALARS)}) "
-            f"VALUES ({', '.join('?' * (7 + len(index_sql.SCALARS)))})",
+            f"expire_us, marks, {', '.join(index_sql.SCALARS)}) "
+            f"VALUES ({', '.join('?' * (8 + len(index_sql.SCALARS)))})",
             (
                 namespace,
                 pattern.id,
@@ -260,6 +263,7 @@ class SearchIndex:
                 record_json(record),
                 pattern.create_time.ToMicroseconds(),
                 expires,
+                marks_json(facts),
                 *scalars,
             ),
         )
@@ -268,7 +272,7 @@ class SearchIndex:
             self._earliest[namespace] = expires if known is None else min(known, expires)
         self._db.executemany(
             "INSERT INTO doc_facts (rowid, path, t, v) VALUES (?, ?, ?, ?)",
-            [(cursor.lastrowid, *fact) for fact in record_facts(record)],
+            [(cursor.lastrowid, *fact) for fact in facts],
         )
         if pattern.embedding:
             self._db.execute(

@@ -35,11 +35,14 @@ ORDERABLE = {"create_time": "d.create_time_us", "id": "d.doc_id"}
 LIVE = " AND (d.expire_us = 0 OR d.expire_us > ?)"
 
 
-def add_expiry_column(connection: sqlite3.Connection) -> None:
-    """Adds docs.expire_us to a file written before retention existed."""
+def add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Adds the docs columns of a file written before they existed:
+    expire_us (retention), marks (the text engine's; NULL: made from doc_facts)."""
     columns = {str(row[1]) for row in connection.execute("PRAGMA table_info(docs)")}
     if columns and "expire_us" not in columns:
         connection.execute("ALTER TABLE docs ADD COLUMN expire_us INTEGER NOT NULL DEFAULT 0")
+    if columns and "marks" not in columns:
+        connection.execute("ALTER TABLE docs ADD COLUMN marks TEXT")
 
 
 _SUCCESS = "json_extract(d.record, '$.success')"

@@ -47,17 +47,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import tantivy
 
 from memory_service.search.documents import Decode, searchable_text
 from memory_service.search.text_filter import (
     CREATED,
     FACTS,
+    FACTS_SQL,
     NUMBER_FIELDS,
+    NUMBERS_SQL,
     FilterPushdown,
     Numbers,
-    fact_terms,
 )
 
 log = logging.getLogger("attune.search.text_engine")
@@ -106,7 +106,7 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field(BODY, tokenizer_name=_STEM, index_option="position")
     builder.add_text_field(WORDS, tokenizer_name=_WORDS, index_option="position")
     builder.add_text_field(KEY, tokenizer_name="raw", index_option="basic")
-    builder.add_text_field(FACTS, tokenizer_name="raw", index_option="basic")
+    builder.add_json_field(FACTS, tokenizer_name="raw", index_option="basic")
     builder.add_unsigned_field(VIEW, indexed=True, fast=True)
     builder.add_unsigned_field(ROWID, fast=True)
     builder.add_integer_field(CREATED, indexed=True, fast=True)
@@ -117,6 +117,11 @@ def _schema() -> tantivy.Schema:
 
 
 SCHEMA = _schema()
+# A docs row as the engine reads it (see _document).
+_ROW_SQL = (
+    "SELECT d.rowid, d.namespace, d.doc_id, d.body, d.create_time_us, d.expire_us, "  # noqa: S608
+    f"{', '.join(f'd.{name}' for name in NUMBER_FIELDS)}, {FACTS_SQL} FROM docs d "
+)
 
 
 def base_namespace(namespace: str) -> str:
@@ -226,13 +231,16 @@ class TextEngine:
         added = 0
         for number, source in enumerate(self._sources):
             rows = source.connection.execute(
-                "SELECT rowid, namespace, doc_id, body, record, create_time_us, expire_us "
-                "FROM docs WHERE namespace = ? OR (namespace >= ? AND namespace < ?)",
+                f"{_ROW_SQL} WHERE d.namespace = ? OR (d.namespace >= ? AND d.namespace < ?)",
                 (base, base + SCOPE_SEPARATOR, base + chr(ord(SCOPE_SEPARATOR) + 1)),
             )
             for row in rows:
-                writer.add_document(self._document(space, number, row))
+                writer.add_document(self._document(number, row))
                 added += 1
+            # Every source's numbers, whatever their namespace: extra values
+            # match nothing (see text_filter.Numbers).
+            for path, value in source.connection.execute(NUMBERS_SQL):
+                space.numbers.add(str(path), float(value))
         writer.commit()
         space.index.reload()
         self._spaces[base] = space
@@ -258,12 +266,17 @@ class TextEngine:
             source = self._sources[number]
             writer.delete_documents_by_term(KEY, _key(self.view(number, namespace), doc_id))
             row = source.connection.execute(
-                "SELECT rowid, namespace, doc_id, body, record, create_time_us, expire_us "
-                "FROM docs WHERE namespace = ? AND doc_id = ?",
-                (namespace, doc_id),
+                f"{_ROW_SQL} WHERE d.namespace = ? AND d.doc_id = ?", (namespace, doc_id)
             ).fetchone()
             if row is not None:
-                writer.add_document(self._document(space, number, row))
+                writer.add_document(self._document(number, row))
+                numbers = source.connection.execute(
+                    "SELECT path, v FROM doc_facts WHERE rowid = ? "
+                    "AND typeof(v) IN ('integer', 'real')",
+                    (row[0],),
+                )
+                for path, value in numbers:
+                    space.numbers.add(str(path), float(value))
             if source.connection.in_transaction:
                 kept.add(entry)  # A rollback would bring back what SQLite held before.
         writer.commit()
@@ -283,10 +296,10 @@ class TextEngine:
         while len(self._writers) > OPEN_WRITERS:
             self._writers.popitem(last=False)
 
-    def _document(self, space: _Space, source: int, row: tuple[Any, ...]) -> tantivy.Document:
-        """A docs row as an index document: its text (when its body parses),
-        filter facts (from its stored record) and ordering fields."""
-        rowid, namespace, doc_id, body, record_text, created, expire = row
+    def _document(self, source: int, row: tuple[Any, ...]) -> tantivy.Document:
+        """A docs row (_ROW_SQL) as an index document: its text (when its body
+        parses), its facts and marks (text_filter.py) and ordering fields."""
+        rowid, namespace, doc_id, body, created, expire, *numbers, facts = row
         view = self.view(source, namespace)
         document = tantivy.Document()
         document.add_text(KEY, _key(view, doc_id))
@@ -294,17 +307,12 @@ class TextEngine:
         document.add_unsigned(ROWID, rowid)
         document.add_integer(CREATED, created)
         document.add_integer(EXPIRE, expire)
+        for name, value in zip(NUMBER_FIELDS, numbers, strict=True):
+            document.add_float(name, float(value))
+        document.add_json(FACTS, facts)
         pattern = self._sources[source].decode(bytes(body), namespace, doc_id)
         if pattern is not None:
             text = searchable_text(pattern)
             document.add_text(BODY, text)
             document.add_text(WORDS, text)
-        record = orjson.loads(record_text)
-        for name in NUMBER_FIELDS:
-            document.add_float(name, float(record[name]))
-        terms, numbers = fact_terms(record)
-        for term in terms:
-            document.add_text(FACTS, term)
-        for path, value in numbers:
-            space.numbers.add(path, value)
         return document

@@ -5,38 +5,38 @@ the filter matches, and says whether it matches exactly that. Search then
 verifies candidates with SQLite (index_sql.COMPILER, the filter's meaning of
 record) only when the push-down was not exact.
 
-What a document holds for this (`fact_terms`, `NUMBER_FIELDS`):
+What a document holds for this, all taken from its SQLite rows by SQL (so
+building costs no Python per value; see text_engine.py):
 
-- `facts`, one raw (untokenized) term per value a filter can compare
-  exactly: `path␟kind␟value`, kind `s` text, `S` text too long for a term
-  (its SHA-256), `b` boolean (0/1), `n` number (its float repr), `k` a key of
-  a map, and `path␟p` for a path holding any value (the `path:*` of lists
-  and maps). Top-level strings and booleans, and every list and map value
-  (sql_filter.record_facts: agents.*, tags, form_responses.*,
-  tier_distribution.*), so `=` means what the SQL means: an equal value of
-  the same kind (enum names upper-case, as records hold them).
+- `facts`: its record (less content and create time) as a JSON field,
+  strings untokenized: tantivy indexes every value at its path, lists fanned
+  out (agents.tier, tags, a multi-select answer), with its type, so `=`
+  means what the SQL means: an equal value of the same kind (80 and 80.0
+  alike; enum names upper-case, as records hold them). Under `_marks` (no
+  record field has that name): `p␟path` for every path of a list or map
+  holding some value (the `path:*` of lists and maps), and `k␟map␟key` for
+  every key of a map, from the doc_facts table.
 - numeric top-level fields in fast columns (`NUMBER_FIELDS`), `created`
   (create_time in microseconds): comparisons are exact range queries.
 - Ranges over numbers in lists and maps (form answers) become the set of
-  values the namespace's index has ever held at that path in range
-  (`Numbers`): exact, up to MAX_RANGE_TERMS values, else all documents.
+  values the index has ever held at that path in range (`Numbers`): exact,
+  up to MAX_RANGE_TERMS values, else all documents.
 
 Pushed exactly: =, != and ranges on top-level fields; = and `:` of numbers
 and booleans, `=` of strings, ranges of numbers and `:*` on lists and maps;
 a map's `:key`. Not pushed (all documents, verified): `:` of text (a
 case-insensitive substring), != through a list, ranges of strings, anything
-on `content`. NOT is pushed only over an exact child: NOT of a superset is
-not a superset.
+on `content`, and text longer than MAX_TERM_BYTES (not kept as a term).
+NOT is pushed only over an exact child: NOT of a superset is not a superset.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import tantivy
 
 from memory_service.search.filter import (
@@ -50,70 +50,60 @@ from memory_service.search.filter import (
     Star,
 )
 from memory_service.search.schema import PATTERN_SCHEMA
-from memory_service.search.sql_filter import record_facts, to_micros
+from memory_service.search.sql_filter import Fact, to_micros
 
 FACTS = "facts"
+MARKS = f"{FACTS}._marks"
 CREATED = "created"
-SEPARATOR = "\x1f"
+SEPARATOR = "\x1f"  # Within a mark.
 # Top-level numeric record fields, each in a fast column of its own name.
 NUMBER_FIELDS = ("total_cost_usd", "total_duration_seconds", "agent_count")
-STRING_FIELDS = ("id", "template_id", "type", "classification", "runner", "run_id")
+# Top-level strings and booleans: every record holds one of its type.
+SCALAR_FIELDS = ("id", "template_id", "type", "classification", "runner", "run_id")
 BOOL_FIELDS = ("success", "pinned")
-# A text value longer than this (in UTF-8 bytes) is kept as its digest: a
-# term must stay well under tantivy's 64 KiB limit.
+# Text longer than this (UTF-8 bytes) is not pushed down: tantivy leaves very
+# long tokens out, and marks of longer keys are not made.
 MAX_TERM_BYTES = 512
 # A range over list or map numbers becomes a set of terms; past this many it
 # is not pushed down (all documents, verified).
 MAX_RANGE_TERMS = 1024
 
-
-def number_key(value: float) -> str:
-    """A number as one term text: equal numbers (80 and 80.0, -0.0 and 0.0) alike."""
-    return repr(float(value) + 0.0)
-
-
-def _text(path: str, letter: str, value: str) -> str:
-    """A text value's term; a long one as its digest (the letter upper-case)."""
-    if len(value.encode()) > MAX_TERM_BYTES:
-        digest = hashlib.sha256(value.encode()).hexdigest()
-        return f"{path}{SEPARATOR}{letter.upper()}{SEPARATOR}{digest}"
-    return f"{path}{SEPARATOR}{letter}{SEPARATOR}{value}"
-
-
-def _term(path: str, kind: str, value: object) -> str:
-    """The fact term of a value of a kind (sql_filter's: text, key, bool, number)."""
-    if kind == "text":
-        return _text(path, "s", str(value))
-    if kind == "key":
-        return _text(path, "k", str(value))
-    if kind == "bool":
-        return f"{path}{SEPARATOR}b{SEPARATOR}{int(bool(value))}"
-    assert isinstance(value, int | float)
-    return f"{path}{SEPARATOR}n{SEPARATOR}{number_key(value)}"
+# The SQL of a document's facts (its record, with its marks), over docs `d`:
+# the marks are written with the document (`marks_json`); a file from before
+# has NULL there, and they are made from its doc_facts rows alike.
+MARKS_SQL = (
+    "(SELECT json_group_array(DISTINCT CASE WHEN f.t = 'key' "  # noqa: S608 - constants only
+    "THEN 'k' || char(31) || f.path || char(31) || f.v ELSE 'p' || char(31) || f.path END) "
+    "FROM doc_facts f WHERE f.rowid = d.rowid "
+    f"AND (f.t <> 'key' OR length(CAST(f.v AS BLOB)) <= {MAX_TERM_BYTES}))"
+)
+FACTS_SQL = (
+    "json_set(json_remove(d.record, '$.content', '$.create_time'), "
+    f"'$._marks', json(coalesce(d.marks, {MARKS_SQL})))"
+)
+# Every (path, number) of list and map values of a source (bounded by its
+# distinct values; booleans are 0/1 here too, which only adds values).
+NUMBERS_SQL = "SELECT DISTINCT path, v FROM doc_facts WHERE typeof(v) IN ('integer', 'real')"
 
 
-def presence_term(path: str) -> str:
-    """The term every document with some value (not a map key) at the path holds."""
-    return f"{path}{SEPARATOR}p"
+def marks_json(facts: list[Fact]) -> str:
+    """The marks of a record's facts (sql_filter.record_facts), as MARKS_SQL makes them."""
+    marks = {
+        key_mark(path, str(value)) if kind == "key" else presence_mark(path)
+        for path, kind, value in facts
+        if kind != "key" or len(str(value).encode()) <= MAX_TERM_BYTES
+    }
+    return orjson.dumps(sorted(marks)).decode()
 
 
-def fact_terms(record: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, float]]]:
-    """A record's fact terms, and the (path, number) pairs among them."""
-    terms = [_term(name, "text", record[name]) for name in STRING_FIELDS]
-    terms += [_term(name, "bool", record[name]) for name in BOOL_FIELDS]
-    numbers: list[tuple[str, float]] = []
-    present: set[str] = set()
-    for path, kind, value in record_facts(dict(record)):
-        if kind != "key":
-            present.add(path)
-        if kind == "null":
-            continue
-        if kind == "number":
-            assert isinstance(value, int | float)
-            numbers.append((path, float(value) + 0.0))
-        terms.append(_term(path, kind, value))
-    terms += [presence_term(path) for path in sorted(present)]
-    return terms, numbers
+def presence_mark(path: str) -> str:
+    """The mark of a list or map path holding some value."""
+    return f"p{SEPARATOR}{path}"
+
+
+def key_mark(path: str, key: str) -> str:
+    """The mark of a map holding a key."""
+    return f"k{SEPARATOR}{path}{SEPARATOR}{key}"
 
 
 @dataclass
@@ -194,35 +184,40 @@ class FilterPushdown:
             return Pushed(_excluding(child.query), True)
         return self._restriction(node)
 
-    def _term(self, term: str) -> tantivy.Query:
-        return tantivy.Query.term_query(self._schema, FACTS, term, index_option="basic")
+    def _fact(self, path: str, value: Any) -> tantivy.Query:
+        """Documents with a value of the literal's kind equal to it at the path."""
+        return tantivy.Query.term_query(self._schema, f"{FACTS}.{path}", value)
 
-    def _terms(self, terms: list[str]) -> tantivy.Query:
-        if len(terms) == 1:
-            return self._term(terms[0])
-        return tantivy.Query.term_set_query(self._schema, FACTS, terms)
+    def _mark(self, mark: str) -> tantivy.Query:
+        return tantivy.Query.term_query(self._schema, MARKS, mark)
 
     def _restriction(self, node: Restriction) -> Pushed:
         spec = PATTERN_SCHEMA.lookup(node.path)
         dotted = ".".join(node.path)
         top = len(node.path) == 1 and not (spec is not None and spec.repeated)
-        if isinstance(node.value, Star):
+        value = node.value
+        if isinstance(value, Star):
             if top:
                 return _ALL  # Every record has its top-level fields and maps.
-            return Pushed(self._term(presence_term(dotted)), True)
+            return Pushed(self._mark(presence_mark(dotted)), True)
+        if isinstance(value, str) and not _keepable(value):
+            return _APPROXIMATE
         if dotted == "create_time":
-            return self._range(CREATED, node.op, to_micros(str(node.value)), integer=True)
+            return self._range(CREATED, node.op, to_micros(str(value)), integer=True)
         if top and dotted in NUMBER_FIELDS:
-            assert isinstance(node.value, float)  # Checked against the schema.
-            return self._range(dotted, node.op, node.value, integer=False)
-        if top and dotted in (*STRING_FIELDS, *BOOL_FIELDS):
+            assert isinstance(value, float)  # Checked against the schema.
+            return self._range(dotted, node.op, value, integer=False)
+        if top and dotted in (*SCALAR_FIELDS, *BOOL_FIELDS):
             return self._scalar(dotted, node, spec)
         if top and spec is not None and spec.type is FieldType.MAP:
             # `map:key` (sql_filter._has): the map has the key.
-            return Pushed(self._term(_term(dotted, "key", str(node.value))), True)
+            key = str(value)
+            if not _keepable(key):
+                return _APPROXIMATE
+            return Pushed(self._mark(key_mark(dotted, key)), True)
         if top:
             return _APPROXIMATE  # content: free text, not kept as terms.
-        return self._fact(dotted, node, spec)
+        return self._listed(dotted, node, spec)
 
     def _scalar(self, path: str, node: Restriction, spec: FieldSpec | None) -> Pushed:
         """A top-level string or boolean: every record holds one value of its type."""
@@ -231,24 +226,22 @@ class FilterPushdown:
             return _APPROXIMATE  # A substring, ignoring case.
         if node.op not in ("=", "!=", ":"):
             return _APPROXIMATE  # Strings ordered: not kept in order.
-        if isinstance(value, bool):
-            term = _term(path, "bool", value)
-        else:
-            text = str(value).upper() if _is_enum(spec) else str(value)
-            term = _term(path, "text", text)
-        equal = self._term(term)
+        equal = self._fact(path, _typed(value, spec))
         return Pushed(_excluding(equal) if node.op == "!=" else equal, True)
 
-    def _fact(self, path: str, node: Restriction, spec: FieldSpec | None) -> Pushed:
+    def _listed(self, path: str, node: Restriction, spec: FieldSpec | None) -> Pushed:
         """A value in a list or map (sql_filter.FilterCompiler._fact)."""
         value = node.value
         if isinstance(value, str) and node.op == ":":
             return _APPROXIMATE
         if node.op == ":":
-            typed = self._typed(path, value, spec)
-            return Pushed(self._terms([typed, _term(path, "key", str(value))]), True)
+            key = str(value)
+            either = [self._fact(path, _typed(value, spec))]
+            if _keepable(key):
+                either.append(self._mark(key_mark(path, key)))
+            return Pushed(_any(either), _keepable(key))
         if node.op == "=":
-            return Pushed(self._term(self._typed(path, value, spec)), True)
+            return Pushed(self._fact(path, _typed(value, spec)), True)
         if node.op == "!=" or isinstance(value, bool) or not isinstance(value, float):
             return _APPROXIMATE  # Some other value: not a negation.
         low, high, low_in, high_in = _bounds(node.op, value)
@@ -257,16 +250,7 @@ class FilterPushdown:
             return _APPROXIMATE
         if not values:
             return Pushed(tantivy.Query.empty_query(), True)
-        return Pushed(self._terms([_term(path, "number", v) for v in values]), True)
-
-    @staticmethod
-    def _typed(path: str, value: object, spec: FieldSpec | None) -> str:
-        if isinstance(value, bool):
-            return _term(path, "bool", value)
-        if isinstance(value, float):
-            return _term(path, "number", value)
-        text = str(value)
-        return _term(path, "text", text.upper() if _is_enum(spec) else text)
+        return Pushed(tantivy.Query.term_set_query(self._schema, f"{FACTS}.{path}", values), True)
 
     def _range(self, name: str, op: str, value: float, *, integer: bool) -> Pushed:
         kind = tantivy.FieldType.Integer if integer else tantivy.FieldType.Float
@@ -285,6 +269,18 @@ class FilterPushdown:
             include_upper=high_in,
         )
         return Pushed(query, True)
+
+
+def _keepable(text: str) -> bool:
+    """Whether text is kept as a term (facts) or inside a mark (keys)."""
+    return len(text.encode()) <= MAX_TERM_BYTES
+
+
+def _typed(value: object, spec: FieldSpec | None) -> Any:
+    """The literal as the record holds it: enum names upper-case."""
+    if isinstance(value, str) and _is_enum(spec):
+        return value.upper()
+    return value
 
 
 def _bounds(op: str, value: Any) -> tuple[Any, Any, bool, bool]:

@@ -8,6 +8,7 @@ import random
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +282,26 @@ def test_recency_ranks_every_match_by_decayed_score(docs: Docs) -> None:
     assert total == 22
     assert decayed[0].score == pytest.approx(decayed[0].keyword_score)
     assert decayed[1].recency_factor == pytest.approx(0.5**5)
+
+
+def test_a_file_with_the_full_text_tables_of_earlier_versions_opens_without_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    Docs(db, SearchIndex(db), Clock()).put("doc", "kept words")
+    # As a version before the text engine left them: text in FTS5 tables.
+    for table, tokenizer in (("pattern_text", "porter unicode61"), ("pattern_words", "unicode61")):
+        db.execute(f"CREATE VIRTUAL TABLE {table} USING fts5(ns, body, tokenize = '{tokenizer}')")
+        db.execute(f"INSERT INTO {table} (rowid, ns, body) VALUES (1, 'ns', 'kept words')")  # noqa: S608
+    db.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        docs = Docs(db, SearchIndex(db), Clock())
+        assert (
+            db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'pattern_%'").fetchall()
+            == []
+        )
+        assert docs.search("kept") == (["doc"], 1)
+    finally:
+        db.close()

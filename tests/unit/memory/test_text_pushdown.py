@@ -24,7 +24,7 @@ from memory_service.search.index import ReadQuery, SearchIndex
 from memory_service.search.query import Term
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 from memory_service.search.text_engine import SCHEMA, analyzer
-from memory_service.search.text_filter import FilterPushdown, Numbers
+from memory_service.search.text_filter import MARKS_SQL, FilterPushdown, Numbers
 from tests.unit.memory.test_sql_filter import patterns, trees
 
 WORDS = ["demo", "mypy", "ruff", "premium", "cheap", "linter", "runner", "x"]
@@ -133,6 +133,16 @@ def test_an_exact_push_down_needs_no_verification(
         assert found >= wanted  # Always a superset,
         if pushed.exact:
             assert found == wanted  # and exactly it when it says so.
+
+
+@given(rows=st.lists(patterns(), min_size=1, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_marks_written_with_a_document_are_those_sql_makes_for_older_files(
+    rows: list[memory_pb2.Pattern],
+) -> None:
+    with _indexed(rows) as (db, _):
+        for written, made in db.execute(f"SELECT d.marks, {MARKS_SQL} FROM docs d"):  # noqa: S608
+            assert sorted(json.loads(written)) == sorted(json.loads(made))
 
 
 def test_numbers_in_lists_push_down_as_the_values_in_range() -> None:
