@@ -1,6 +1,6 @@
-"""The candidates of a ranked read: fetched from tantivy in batches, verified
-by SQLite when the filter was not pushed down exactly, put in their exact
-order, and served from SQLite (see text_search.py for the whole read).
+"""The candidates of a ranked read: fetched from tantivy in batches (the
+selection matches exactly the read's documents: see text_search.py), put in
+their exact order, and served from SQLite.
 
 Order: rank (the score; with recency log(score) - age in half-lives x ln 2,
 which never underflows), then create time (newest first), then id, then view
@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, cast
 import tantivy
 
 from attune.memory.v1 import memory_pb2
-from memory_service.search import index_sql
 from memory_service.search.documents import Decode
 from memory_service.search.fuzzy import FuzzyVocabulary
 from memory_service.search.query import Term
@@ -75,7 +74,6 @@ class Reader:
     """Fetches, verifies, orders and serves the candidates of one read.
 
     `numbers` maps the engine's view numbers to indexes into `views`;
-    `exact`: the selection matches exactly the filter's documents;
     `ranked`: some term ranks (else candidates come newest first).
     """
 
@@ -86,20 +84,16 @@ class Reader:
         numbers: dict[int, int],
         query: ReadQuery,
         *,
-        exact: bool,
         ranked: bool,
     ) -> None:
         self._snapshot = snapshot
         self._views = views
         self._numbers = numbers
         self._query = query
-        self._exact = exact
         self._ranked = ranked
         self._decayed = ranked and query.recency is not None
         # Ids read so far, by (view, rowid).
         self._ids: dict[tuple[int, int], str] = {}
-        where = index_sql.COMPILER.compile(query.condition)
-        self._where = where.sql, where.params
 
     # --- ranking -------------------------------------------------------------------
 
@@ -165,10 +159,10 @@ class Reader:
 
     def page(self, selection: tantivy.Query, count: bool) -> tuple[list[Candidate], int | None]:
         """The page's candidates in order, and the total if `count`."""
-        if self._exact and not self._decayed:
-            ordered, total = self._in_tantivy_order(selection, count)
-        else:
+        if self._decayed:
             ordered, total = self._reordered(selection, count)
+        else:
+            ordered, total = self._in_tantivy_order(selection, count)
         need = self._query.offset + self._query.limit
         return self._tie_broken(ordered, need)[self._query.offset :], total
 
@@ -176,7 +170,7 @@ class Reader:
         self, selection: tantivy.Query, count: bool
     ) -> tuple[list[Candidate], int | None]:
         """The candidates, by (rank, create time), that can be on the page, when
-        tantivy's order is the rank (nothing to verify, no decay): the hits
+        tantivy's order is the rank (no recency decay): the hits
         above the page boundary's rank, then of those tied with it (read on
         until the rank drops) the newest, by their create time alone."""
         need = self._query.offset + self._query.limit
@@ -218,31 +212,25 @@ class Reader:
     def _reordered(
         self, selection: tantivy.Query, count: bool
     ) -> tuple[list[Candidate], int | None]:
-        """Every candidate that can be on the page, in order, when some must be
-        verified or recency reorders them."""
+        """Every candidate that can be on the page, in order, when recency
+        reorders tantivy's hits: read on until no unread hit can outrank the page."""
         need = self._query.offset + self._query.limit
         passing: list[Candidate] = []
         total: int | None = None
-        fetched = 0
         batch = need + _FIRST_EXTRA
         while True:
-            counting = count and self._exact and fetched == 0
-            hits, counted = self._search(selection, batch, fetched, counting)
-            total = counted if counting else total
+            hits, counted = self._search(selection, batch, len(passing), count and not passing)
+            total = counted if total is None else total
             candidates = self._candidates(hits)
-            fetched += len(candidates)
-            passing += candidates if self._exact else self._verified(candidates)
-            exhausted = len(candidates) < batch
-            if exhausted:
-                break
+            passing += candidates
+            if len(candidates) < batch:
+                break  # Every match is read.
             if len(passing) >= need:
                 passing.sort(key=_head)
                 if need == 0 or self._settled(passing[need - 1], candidates[-1]):
                     break
             batch *= 4
         passing.sort(key=_head)
-        if count and total is None:
-            total = len(passing) if exhausted else self._verified_total(selection)
         return passing, total
 
     def _tie_broken(self, ordered: list[Candidate], need: int) -> list[Candidate]:
@@ -265,53 +253,22 @@ class Reader:
         for number, view in enumerate(self._views):
             known = self._ids
             rowids = [c[3] for c in candidates if c[2] == number and (number, c[3]) not in known]
-            for rowid, doc_id in self._rows(view, rowids, "d.doc_id", verify=False):
+            for rowid, doc_id in self._rows(view, rowids, "d.doc_id"):
                 self._ids[number, rowid] = str(doc_id)
 
-    def _verified(self, candidates: list[Candidate]) -> list[Candidate]:
-        """The candidates whose filter SQLite confirms (and their ids, read as it checks)."""
-        passing: list[Candidate] = []
-        for number, view in enumerate(self._views):
-            mine = {c[3]: c for c in candidates if c[2] == number}
-            for rowid, doc_id in self._rows(view, list(mine), "d.doc_id"):
-                self._ids[number, rowid] = str(doc_id)
-                passing.append(mine[rowid])
-        return passing
-
-    def _rows(
-        self, view: View, rowids: list[int], columns: str, *, verify: bool = True
-    ) -> list[tuple[Any, ...]]:
-        """(rowid, columns...) of the view's docs among the rowids (that pass the filter)."""
+    def _rows(self, view: View, rowids: list[int], columns: str) -> list[tuple[Any, ...]]:
+        """(rowid, columns...) of the view's docs among the rowids."""
         rows: list[tuple[Any, ...]] = []
-        where, params = "", []
-        if verify:
-            sql, filter_params = self._where
-            live, now = view.live
-            where, params = f" AND {sql}{live}", [*filter_params, *now]
         for start in range(0, len(rowids), _CHUNK):
             chunk = rowids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             # `+d.namespace`: looked up by rowid, never by scanning the namespace's index.
             rows += view.connection.execute(
                 f"SELECT d.rowid, {columns} FROM docs d "  # noqa: S608 - columns are constants
-                f"WHERE d.rowid IN ({marks}) AND +d.namespace = ?{where}",
-                [*chunk, view.namespace, *params],
+                f"WHERE d.rowid IN ({marks}) AND +d.namespace = ?",
+                [*chunk, view.namespace],
             ).fetchall()
         return rows
-
-    def _verified_total(self, selection: tantivy.Query) -> int:
-        """How many matches pass the filter, verifying every one (not pushed down exactly)."""
-        searcher = self._snapshot.searcher
-        matches = _counted(searcher.search(selection, 1, count=True))
-        if not matches:
-            return 0
-        hits, _ = self._search(selection, matches, 0, False)
-        candidates = self._candidates(hits)
-        total = 0
-        for number, view in enumerate(self._views):
-            rowids = [c[3] for c in candidates if c[2] == number]
-            total += len(self._rows(view, rowids, "1"))
-        return total
 
     # --- results -------------------------------------------------------------------
 
@@ -321,7 +278,7 @@ class Reader:
         stored: dict[tuple[int, int], tuple[str, bytes]] = {}
         for number, view in enumerate(self._views):
             rowids = [c[3] for c in page if c[2] == number]
-            for rowid, doc_id, body in self._rows(view, rowids, "d.doc_id, d.body", verify=False):
+            for rowid, doc_id, body in self._rows(view, rowids, "d.doc_id, d.body"):
                 stored[number, rowid] = (str(doc_id), bytes(body))
         results = []
         for candidate in page:

@@ -108,7 +108,7 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field(KEY, tokenizer_name="raw", index_option="basic")
     builder.add_json_field(FACTS, tokenizer_name="raw", index_option="basic")
     builder.add_unsigned_field(VIEW, indexed=True, fast=True)
-    builder.add_unsigned_field(ROWID, fast=True)
+    builder.add_unsigned_field(ROWID, indexed=True, fast=True)
     builder.add_integer_field(CREATED, indexed=True, fast=True)
     builder.add_integer_field(EXPIRE, indexed=True, fast=True)
     for name in NUMBER_FIELDS:

@@ -483,9 +483,26 @@ class SecureIndex:
         assert total is not None  # Counted when asked to.
         return hits, total
 
-    def warm(self, namespace: str) -> None:
-        """Builds the namespace's text index (both halves) now, not at its first search."""
-        self._disk.warm(namespace)
+    def warm(self) -> None:
+        """Builds the text index of every namespace now, not at its first search
+        (which would wait for it: about 15 s per 100,000 patterns)."""
+        started = time.perf_counter()
+        namespaces = [
+            str(namespace)
+            for (namespace,) in self._db.execute(
+                "SELECT namespace FROM docs UNION SELECT namespace FROM sealed_docs"
+            )
+        ]
+        for namespace in namespaces:
+            self._disk.warm(namespace)
+        if namespaces:
+            log.info(
+                "text indexes built",
+                extra={
+                    "namespaces": len(namespaces),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
 
     def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of the patterns the viewer may see, in order, and the total."""
