@@ -5,7 +5,9 @@
 - SearchIndex.search (top 10 and the total, as SearchPatterns asks) for
   free text plus a filter, planned as SearchPatterns plans them: p50/p95;
 - a write then a read: the re-sync (one document, one commit) a read pays
-  after writes.
+  after writes;
+- how long the SQLite rows took to write (build_index), for comparison with
+  the same writes before the text engine (which also wrote FTS5 tables).
 
 BENCH_ENGINE_PATTERNS shrinks the corpus for a quick run.
 """
@@ -39,7 +41,7 @@ def resident_bytes() -> int:
 
 def test_text_engine_figures(tmp_path: Path) -> None:
     patterns = variants(PATTERNS)
-    build_index(tmp_path, patterns)
+    stored = build_index(tmp_path, patterns)
     db = sqlite3.connect(tmp_path / "patterns.sqlite3", isolation_level=None)
     index = SearchIndex(db)
     before = resident_bytes()
@@ -80,6 +82,7 @@ def test_text_engine_figures(tmp_path: Path) -> None:
     rows["a write, then text + filter"] = summary(writes)
     db.close()
     verdicts = {
+        "SQLite rows (build_index)": f"{stored:.1f} s ({PATTERNS / stored:,.0f} patterns/s)",
         "build": f"{built:.1f} s for {PATTERNS} patterns ({PATTERNS / built:,.0f} patterns/s)",
         "build RAM": f"{grown / 1e6:.0f} MB resident ({grown / PATTERNS:,.0f} bytes/pattern)",
         "engine p50/p95 ms": f"{percentile(every, 0.5) * 1000:.2f} / "
