@@ -1,9 +1,9 @@
 """The filter language pushed down into the text engine (text_engine.py).
 
 A filter tree compiles to a tantivy query that matches a SUPERSET of what
-the filter matches, and says whether it matches exactly that. Search then
-verifies candidates with SQLite (index_sql.COMPILER, the filter's meaning of
-record) only when the push-down was not exact.
+the filter matches, and says whether it matches exactly that. Only when it
+does not does a search ask SQLite (index_sql.COMPILER, the filter's meaning
+of record) which documents pass (text_search._passing).
 
 What a document holds for this, all taken from its SQLite rows by SQL (so
 building costs no Python per value; see text_engine.py):
