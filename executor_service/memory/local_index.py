@@ -14,9 +14,10 @@ answered:
   hold one, so only `open` looks);
 - SENSITIVE runs live in their own index, one scope per owner (the run's
   `owner`), as the memory service keeps each owner's SENSITIVE patterns
-  apart from the rest and from each other: full-text statistics (BM25),
-  fuzzy corrections and the words query understanding knows are each
-  scope's own, and results merge the way the memory service merges them.
+  apart from the rest and from each other: fuzzy corrections and the words
+  query understanding knows are each scope's own, and both halves rank in
+  one text engine, as the memory service's do, so a search is one ranked
+  read on one score (and BM25 statistics are the namespace's, as there).
   Every read takes the viewer (visibility.py): a SENSITIVE run is found,
   and its words shape a query, only for its owner (with authentication off,
   for everyone). `visible` answers the same for one run, for GetRun and
@@ -55,7 +56,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -69,8 +70,9 @@ from executor_service.runs.visibility import Viewer
 from executor_service.templates.catalog import Catalog
 from memory_service.patterns import fingerprint
 from memory_service.search.filter import Node
-from memory_service.search.index import Hit, ReadQuery, SearchIndex, rank_key
+from memory_service.search.index import Hit, ReadQuery, SearchIndex, search_views
 from memory_service.search.query import Term
+from memory_service.search.text_engine import TextEngine
 from memory_service.security.classify import classify
 from memory_service.security.pii import ScrubBudgetExceededError
 from memory_service.security.secrets import find_secrets
@@ -216,6 +218,7 @@ class LocalIndex:
         self._connections: list[sqlite3.Connection] = []
         self._open_index: SearchIndex | None = None
         self._sensitive_index: SearchIndex | None = None
+        self._engine = TextEngine()
         # The owner of every SENSITIVE run ("" when ownerless), indexed or
         # left out (a secret, too much text): who may see it, without
         # classifying it again. Read from any thread (one dict lookup).
@@ -388,12 +391,15 @@ class LocalIndex:
             )
             self._connections.append(db)
             read_stamp(db, _MANIFEST)  # Creates the table a rebuild stamps last.
-        self._open_index = SearchIndex(self._open_db)
-        self._sensitive_index = SearchIndex(self._sensitive_db)
+        # One text engine for both halves: a search ranks them together.
+        self._engine = TextEngine()
+        self._open_index = SearchIndex(self._open_db, engine=self._engine)
+        self._sensitive_index = SearchIndex(self._sensitive_db, engine=self._engine)
 
     def _warm(self) -> None:
-        """Loads what the first search would otherwise load (the fuzzy
-        vocabularies and the query words), here on the start thread."""
+        """Loads what the first search would otherwise load (the text index,
+        the fuzzy vocabularies and the query words), here on the start thread."""
+        self._index(self._open_db).warm(self._namespace)
         self._index(self._open_db).expand(self._namespace, [])
         self._index(self._open_db).query_vocabulary(self._namespace)
         for owner in self._owners:
@@ -495,25 +501,18 @@ class LocalIndex:
         (having at least `min_should_match` of the ranked terms).
 
         The filter selects inside the index, before the limit, so no match
-        is lost to it. The viewer's SENSITIVE runs are merged in as the
-        memory service merges its caller's own SENSITIVE patterns (each
-        index gives its best `limit`; ordered by rank, then newest, then id).
+        is lost to it. The viewer's SENSITIVE runs rank with the rest in one
+        read, as the memory service ranks its caller's own SENSITIVE patterns.
+        Every SHOULD term is required (min_should_match), as the memory
+        service's SearchPatterns asks.
         """
         query = ReadQuery(
             self._namespace, terms, condition, limit, min_should_match=min_should_match
         )
-        hits = self._index(self._open_db).top(query)
-        scopes = self._scopes(viewer)
-        if not scopes:
-            return hits
-        for scope in scopes:
-            hits += self._index(self._sensitive_db).top(replace(query, namespace=scope))
-
-        def order(hit: Hit) -> tuple[float, int, str]:
-            rank, created = rank_key(hit, None, bool(terms))
-            return -rank, -created, hit.pattern.id
-
-        return sorted(hits, key=order)[:limit]
+        views = [self._index(self._open_db).view(self._namespace)]
+        views += [self._index(self._sensitive_db).view(scope) for scope in self._scopes(viewer)]
+        hits, _ = search_views(self._engine, views, query, count=False)
+        return hits
 
     def run_ids(self) -> set[str]:
         """Every run id indexed."""

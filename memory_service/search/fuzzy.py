@@ -14,7 +14,7 @@ from rapidfuzz.distance import Levenshtein
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search.documents import Decode, searchable_text
-from memory_service.search.query import Term
+from memory_service.search.query import Occur, Term
 
 # Words worth correcting: letters only, long enough that an edit is a typo.
 FUZZY_WORD = re.compile(r"[^\W\d_]{4,}")
@@ -127,32 +127,58 @@ class FuzzyVocabulary:
         return [known for known, _, _ in found[:3]]
 
     def expand(self, namespace: str, terms: list[Term]) -> tuple[list[list[Term]], list[str]]:
-        """Each term with its fuzzy alternatives, and "typed->matched" notes.
+        """Each term with its fuzzy alternatives, and "typed->matched" notes (see `expand`)."""
+        return expand([(self, namespace)], terms)
 
-        Only a single whole word that no document contains is corrected: up
-        to three known words within one edit (two for words of 7+ letters).
-        At most MAX_CORRECTED_TERMS terms are corrected, so a long query
-        against a huge vocabulary costs no more than a short one.
-        """
-        vocabulary = self.words(namespace)
-        expanded: list[list[Term]] = []
-        notes: list[str] = []
-        corrected = 0
-        for term in terms:
-            options = [term]
-            word = term.words[0] if len(term.words) == 1 else ""
-            if (
-                corrected < MAX_CORRECTED_TERMS
-                and not term.prefix
-                and FUZZY_WORD.fullmatch(word)
-                and word not in vocabulary
-            ):
-                corrected += 1
-                for candidate in self.corrections(namespace, word):
-                    options.append(Term((candidate,)))
-                    notes.append(f"{word}->{candidate}")
-            expanded.append(options)
-        return expanded, notes
+
+def expand(
+    vocabularies: list[tuple[FuzzyVocabulary, str]], terms: list[Term]
+) -> tuple[list[list[Term]], list[str]]:
+    """Each term with its fuzzy alternatives, and "typed->matched" notes.
+
+    Over the vocabularies of every (vocabulary, namespace) a search shows
+    (a store's shared documents and the caller's own SENSITIVE ones): only a
+    single whole word that none of them contains is corrected, to up to
+    three known words within one edit (two for words of 7+ letters), nearest
+    first, then the earlier vocabulary's. A correction takes the term's part
+    (SHOULD or MUST); an excluded (MUST_NOT) term is not corrected: excluding
+    guesses would drop documents nobody asked to drop. At most
+    MAX_CORRECTED_TERMS terms are corrected, so a long query against a huge
+    vocabulary costs no more than a short one.
+    """
+    known = [vocabulary.words(namespace) for vocabulary, namespace in vocabularies]
+    expanded: list[list[Term]] = []
+    notes: list[str] = []
+    corrected = 0
+    for term in terms:
+        options = [term]
+        word = term.words[0] if len(term.words) == 1 else ""
+        if (
+            corrected < MAX_CORRECTED_TERMS
+            and not term.prefix
+            and term.occur is not Occur.MUST_NOT
+            and FUZZY_WORD.fullmatch(word)
+            and not any(word in words for words in known)
+        ):
+            corrected += 1
+            for candidate in _nearest(vocabularies, word):
+                options.append(Term((candidate,), occur=term.occur))
+                notes.append(f"{word}->{candidate}")
+        expanded.append(options)
+    return expanded, notes
+
+
+def _nearest(vocabularies: list[tuple[FuzzyVocabulary, str]], word: str) -> list[str]:
+    """Up to three corrections of a word from any of the vocabularies, nearest first."""
+    if len(vocabularies) == 1:
+        vocabulary, namespace = vocabularies[0]
+        return vocabulary.corrections(namespace, word)
+    found: dict[str, tuple[int, int, int]] = {}
+    for order, (vocabulary, namespace) in enumerate(vocabularies):
+        for rank, candidate in enumerate(vocabulary.corrections(namespace, word)):
+            key = (Levenshtein.distance(word, candidate), order, rank)
+            found[candidate] = min(found.get(candidate, key), key)
+    return sorted(found, key=found.__getitem__)[:3]
 
 
 def _next_rank(by_length: dict[int, tuple[list[str], list[int]]]) -> int:

@@ -6,25 +6,26 @@ of Redis; the executor's fallback keeps one over its run files. So a query
 and a filter mean the same wherever they are answered.
 
 Tables: `docs` holds one row per (namespace, pattern id): the pattern, its
-fingerprint, its typed record as JSON (for filters) and its creation time.
-Two FTS5 tables share the docs rowid: `pattern_text` is stemmed ("packages"
-finds "package"); `pattern_words` keeps words as written, for prefix terms
-and for the fuzzy vocabulary.
+fingerprint, its typed record as JSON (for filters) and its creation time;
+`doc_facts` its list and map values, indexed for filters. Ranked retrieval
+runs in the text engine (text_engine.py): tantivy indexes in RAM, derived
+from these tables and re-synced from them before each read, so SQLite stays
+the store of record. Files written before it held two FTS5 tables; they are
+dropped at open (their pages zeroed under PRAGMA secure_delete).
 
 Retention: `docs.expire_us` is when a pattern expires (0: never). Every read
 leaves out expired documents until `purge` deletes them. So that reads pay
 nothing while nothing has expired, the index keeps, per namespace, a lower
 bound of the earliest expiry and adds the clause only once it has passed.
 
-The statements it runs besides the schema are in index_sql.py; typo
-correction keeps its vocabulary in fuzzy.py, query understanding its words
-in query_words.py.
+The statements it runs besides the schema are in index_sql.py; a search's
+read is in text_search.py; typo correction keeps its vocabulary in fuzzy.py,
+query understanding its words in query_words.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 import time
 from collections.abc import Callable
@@ -37,11 +38,15 @@ from memory_service.search import index_sql
 from memory_service.search.documents import searchable_text
 from memory_service.search.filter import Node
 from memory_service.search.fuzzy import FuzzyVocabulary
-from memory_service.search.query import Term
+from memory_service.search.query import Occur, Term
 from memory_service.search.query_words import QueryWordCounts
 from memory_service.search.record_refresh import refresh_records
 from memory_service.search.schema import pattern_record, record_json
 from memory_service.search.sql_filter import record_facts, register_functions
+from memory_service.search.text_engine import TextEngine
+from memory_service.search.text_filter import marks_json
+from memory_service.search.text_search import View
+from memory_service.search.text_search import search as text_search
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -64,6 +69,7 @@ CREATE TABLE IF NOT EXISTS docs (
     run_id TEXT NOT NULL,
     pinned INTEGER NOT NULL,
     expire_us INTEGER NOT NULL DEFAULT 0,
+    marks TEXT,
     UNIQUE (namespace, doc_id)
 );
 CREATE INDEX IF NOT EXISTS docs_by_time ON docs (namespace, create_time_us DESC, doc_id);
@@ -76,13 +82,10 @@ CREATE TABLE IF NOT EXISTS doc_facts (
 );
 CREATE INDEX IF NOT EXISTS doc_facts_by_value ON doc_facts (path, v, rowid);
 CREATE INDEX IF NOT EXISTS doc_facts_by_doc ON doc_facts (rowid);
-CREATE VIRTUAL TABLE IF NOT EXISTS pattern_text USING fts5(
-    ns, body, tokenize = 'porter unicode61 remove_diacritics 2'
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS pattern_words USING fts5(
-    ns, body, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3 4'
-);
 """
+# The full-text tables of files written before the text engine: nothing
+# reads or writes them any more.
+LEGACY_TEXT_TABLES = ("pattern_text", "pattern_words")
 
 log = logging.getLogger("attune.search.index")
 
@@ -159,6 +162,12 @@ class ReadQuery:
     min_should_match: int = 1
 
 
+def every_should(terms: list[Term]) -> int:
+    """The min_should_match that requires every SHOULD term: what a search
+    meant before terms could rank without all matching."""
+    return sum(term.occur is Occur.SHOULD for term in terms)
+
+
 @dataclass(frozen=True)
 class PageQuery:
     """One ordered read of patterns passing a filter (a list, not a search)."""
@@ -203,18 +212,27 @@ class StoredDoc:
 class SearchIndex:
     """Index operations on a connection the caller owns and serialises.
 
-    `clock` tells expiry the time (microseconds since the epoch).
+    `clock` tells expiry the time (microseconds since the epoch). `engine`
+    is the text engine to rank in: indexes sharing one rank their
+    documents of a base namespace together (a store's shared and SENSITIVE
+    halves); by default the index has its own.
     """
 
     def __init__(
-        self, connection: sqlite3.Connection, clock: Callable[[], int] = wall_clock_us
+        self,
+        connection: sqlite3.Connection,
+        clock: Callable[[], int] = wall_clock_us,
+        engine: TextEngine | None = None,
     ) -> None:
         self._db = connection
         self._clock = clock
         register_functions(connection)
-        index_sql.add_expiry_column(connection)
+        index_sql.add_missing_columns(connection)
         connection.executescript(SCHEMA)
         refresh_records(connection, decode_pattern)  # Records made by an older pattern_record.
+        _drop_legacy_text(connection)
+        self._engine = engine or TextEngine()
+        self._source = self._engine.attach(connection, decode_pattern)
         self._fuzzy = FuzzyVocabulary(connection, decode_pattern)
         self._query_words = QueryWordCounts(connection, decode_pattern)
         # Per namespace, at most the earliest expire_us of its documents (None:
@@ -234,10 +252,11 @@ class SearchIndex:
             for name in index_sql.SCALARS
         ]
         expires = expire_us(pattern)
+        facts = record_facts(record)
         cursor = self._db.execute(
             "INSERT INTO docs (namespace, doc_id, fingerprint, body, record, create_time_us, "
-            f"expire_us, {', '.join(index_sql.SCALARS)}) "
-            f"VALUES ({', '.join('?' * (7 + len(index_sql.SCALARS)))})",
+            f"expire_us, marks, {', '.join(index_sql.SCALARS)}) "
+            f"VALUES ({', '.join('?' * (8 + len(index_sql.SCALARS)))})",
             (
                 namespace,
                 pattern.id,
@@ -246,6 +265,7 @@ class SearchIndex:
                 record_json(record),
                 pattern.create_time.ToMicroseconds(),
                 expires,
+                marks_json(facts),
                 *scalars,
             ),
         )
@@ -254,18 +274,13 @@ class SearchIndex:
             self._earliest[namespace] = expires if known is None else min(known, expires)
         self._db.executemany(
             "INSERT INTO doc_facts (rowid, path, t, v) VALUES (?, ?, ?, ?)",
-            [(cursor.lastrowid, *fact) for fact in record_facts(record)],
+            [(cursor.lastrowid, *fact) for fact in facts],
         )
         if pattern.embedding:
             self._db.execute(
                 "UPDATE docs SET vector = ? WHERE rowid = ?", (pattern.embedding, cursor.lastrowid)
             )
-        token = index_sql.namespace_token(namespace)
-        for table in ("pattern_text", "pattern_words"):
-            self._db.execute(
-                f"INSERT INTO {table} (rowid, ns, body) VALUES (?, ?, ?)",
-                (cursor.lastrowid, token, text),
-            )
+        self._engine.touch(self._source, namespace, pattern.id)
         self._fuzzy.add(namespace, text)
         self._query_words.count(namespace, pattern, 1)
 
@@ -284,8 +299,9 @@ class SearchIndex:
         if row is None:
             return False
         rowid, body = row
-        for table in ("docs", "pattern_text", "pattern_words", "doc_facts"):
+        for table in ("docs", "doc_facts"):
             self._db.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
+        self._engine.touch(self._source, namespace, pattern_id)
         removed = decode_pattern(body, namespace, pattern_id)
         if removed is None:
             # Its words are unknown: both word lists are rebuilt when next needed.
@@ -346,16 +362,9 @@ class SearchIndex:
         ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def optimize_text(self) -> None:
-        """Merges each full-text table into one segment.
-
-        FTS5 deletes by writing tombstones: a deleted document's terms stay
-        in older segments until those merge. Merging everything rewrites the
-        index without them (the freed pages are then zeroed under PRAGMA
-        secure_delete). Costs time in proportion to the whole index.
-        """
-        for table in ("pattern_text", "pattern_words"):
-            self._db.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
+    def warm(self, namespace: str) -> None:
+        """Builds the namespace's text index now rather than at its first search."""
+        self._engine.warm(namespace)
 
     # --- reads -------------------------------------------------------------------
 
@@ -498,93 +507,65 @@ class SearchIndex:
         """Each term with its fuzzy alternatives, and "typed->matched" notes (see fuzzy.py)."""
         return self._fuzzy.expand(namespace, terms)
 
+    def view(self, namespace: str) -> View:
+        """This index's namespace as a ranked read sees it (see text_search.py)."""
+        return View(
+            self._source, namespace, self._db, self._fuzzy, decode_pattern, self._live(namespace)
+        )
+
     def top(self, query: ReadQuery) -> list[Hit]:
-        """The best matches, without counting every match (about half a search's cost)."""
-        hits, _ = self._search(query, count=False)
+        """The best matches, without counting every match."""
+        hits, _ = search_views(self._engine, [self.view(query.namespace)], query, count=False)
         return hits
 
     def search(self, query: ReadQuery) -> tuple[list[Hit], int]:
-        """Ranked patterns matching every term and the filter, and their total."""
-        hits, total = self._search(query, count=True)
+        """Ranked patterns matching the terms and the filter, and their total."""
+        hits, total = search_views(self._engine, [self.view(query.namespace)], query, count=True)
         assert total is not None  # Counted when asked to.
         return hits, total
 
-    def _search(
-        self,
-        query: ReadQuery,
-        *,
-        count: bool,
-    ) -> tuple[list[Hit], int | None]:
-        """Ranked patterns matching every term and the filter, and their total if `count`.
 
-        Whole-word terms rank by BM25 in the stemmed table; prefix terms
-        filter through the unstemmed one (ranking there when alone); equal
-        ranks go newest first, then by id. Without terms, the filter alone
-        selects, newest first.
-        """
-        namespace, terms, condition = query.namespace, query.terms, query.condition
-        limit, offset, recency, explain = query.limit, query.offset, query.recency, query.explain
-        where = index_sql.COMPILER.compile(condition)
-        live, live_params = self._live(namespace)
-        filter_sql, filter_params = where.sql + live, [*where.params, *live_params]
-        decay = index_sql.decay_columns(
-            None if recency is None else (recency.now_us, recency.half_life_seconds)
+def search_views(
+    engine: TextEngine, views: list[View], query: ReadQuery, *, count: bool
+) -> tuple[list[Hit], int | None]:
+    """Ranked patterns of several views of one base namespace (indexes
+    sharing `engine`), ranked together, and their total if `count`.
+
+    Terms rank by BM25 (SHOULD ones: a document needs min_should_match of
+    them; MUST ones are required, MUST_NOT ones excluded); equal scores go
+    newest first, then by id. Without ranking terms the filter alone
+    selects, newest first.
+    """
+    found, total, notes = text_search(engine, views, query, count=count)
+    hits = [
+        Hit(
+            result.pattern,
+            score=result.score,
+            keyword_score=result.keyword_score,
+            recency_factor=result.recency_factor,
+            matched_terms=result.matched_terms,
+            fuzzy_expansions=tuple(notes),
         )
-        notes: list[str] = []
-        total: int | None = None
-        expanded: list[list[Term]] = []
-        if terms:
-            expanded, notes = self.expand(namespace, terms)
-        ranked = index_sql.ranked_query(
-            namespace, expanded, decay, filter_sql, filter_params, limit, offset
+        for result in found
+    ]
+    return hits, total
+
+
+def _drop_legacy_text(connection: sqlite3.Connection) -> None:
+    """Drops the FTS5 tables of a file written before the text engine."""
+    present = {
+        str(name)
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+            LEGACY_TEXT_TABLES,
         )
-        if terms and count and where.sql == "1" and not ranked.prefixed:
-            # No filter: the full-text index counts on its own, without a
-            # join, less the expired documents it matches.
-            table = ranked.table
-            total = int(
-                self._db.execute(
-                    f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", (ranked.match,)
-                ).fetchone()[0]
-            )
-            if live:
-                total -= index_sql.expired_matches(
-                    self._db, namespace, table, ranked.match, live_params
-                )
-        rows = self._db.execute(ranked.sql, ranked.params).fetchall()
-        if count and total is None:
-            total = self._count(namespace, ranked.count_sql, ranked.count_params)
-        hits = []
-        for body, keyword, factor, _, rowid in rows:
-            pattern = decode_pattern(body, namespace, f"rowid {rowid}")
-            if pattern is None:
-                continue
-            matched = (
-                index_sql.matched_terms(self._db, int(rowid), terms, notes)
-                if explain and terms
-                else ()
-            )
-            hits.append(
-                Hit(
-                    pattern,
-                    score=float(keyword) * float(factor) if terms else float(factor),
-                    keyword_score=float(keyword),
-                    recency_factor=float(factor),
-                    matched_terms=matched,
-                    fuzzy_expansions=tuple(notes),
-                )
-            )
-        return hits, total
-
-
-def rank_key(hit: Hit, recency: Recency | None, has_terms: bool) -> tuple[float, int]:
-    """What search orders by, computed from a hit, for merging result lists:
-    (a value that is larger for a better hit, create time). Mirrors RANK_SQL
-    and the no-terms order (fewer half-lives first)."""
-    created = hit.pattern.create_time.ToMicroseconds()
-    halves = 0.0
-    if recency is not None:
-        halves = max(0, recency.now_us - created) / (recency.half_life_seconds * 1e6)
-    if not has_terms:
-        return -halves, created
-    return math.log(max(hit.keyword_score, 1e-12)) - halves * index_sql.LN2, created
+    }
+    if not present:
+        return
+    started = time.perf_counter()
+    for table in sorted(present):
+        connection.execute(f"DROP TABLE {table}")  # A constant name: see LEGACY_TEXT_TABLES.
+    log.info(
+        "legacy full-text tables dropped",
+        extra={"duration_ms": round((time.perf_counter() - started) * 1000, 1)},
+    )

@@ -104,6 +104,7 @@ class EmbeddedStore:
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(CONTEXT_SCHEMA)
             self._index = SecureIndex(db, self._keyring, self._clock)
+            self._index.warm()  # So no first search waits for its namespace's text index.
         except BaseException:
             db.close()
             raise

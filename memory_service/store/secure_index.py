@@ -6,13 +6,19 @@ SENSITIVE patterns the same way:
 
 - everything else lives in a `SearchIndex` on the connection given, as before;
 - a SENSITIVE pattern is on that connection only as an AES-256-GCM envelope
-  in `sealed_docs` (no text, no full-text rows, no facts, no typed columns);
-  its plaintext lives only in a second `SearchIndex` on an in-memory SQLite
-  connection, under the namespace `<namespace>\\x1f<owner>`. So full-text
-  scoping, the fuzzy vocabulary and the query words of SENSITIVE text are
-  per owner, and never reach another user. At open every envelope is
-  decrypted into that in-memory index: a start-up cost (logged) and RAM
-  about the size of the index of those patterns.
+  in `sealed_docs` (no text, no facts, no typed columns); its plaintext
+  lives only in a second `SearchIndex` on an in-memory SQLite connection,
+  under the namespace `<namespace>\\x1f<owner>`. So the fuzzy vocabulary
+  and the query words of SENSITIVE text are per owner, and never reach
+  another user. At open every envelope is decrypted into that in-memory
+  index: a start-up cost (logged) and RAM about the size of the index of
+  those patterns.
+- both halves rank in ONE text engine (text_engine.py, RAM only): a
+  namespace's shared documents and every owner's SENSITIVE ones are in one
+  tantivy index, each tagged with its half and owner, and a search shows
+  the viewer's own with the shared ones, ranked on one score. BM25
+  statistics are the namespace's, SENSITIVE documents included (the
+  side channel text_engine.py describes).
 
 Ids: every owner has their own SENSITIVE ids. Under one id a namespace
 holds at most one non-SENSITIVE pattern (the shared one) and at most one
@@ -26,18 +32,14 @@ first, and lists and searches show both.
 
 Every read takes the viewer (the caller's user id) and shows SENSITIVE
 patterns only to their owner. When the viewer owns none in the namespace the
-on-disk index answers alone, at no extra cost; otherwise both answer and the
-results merge. BM25 statistics (document counts, average length, term
-frequencies) are each index's own, so the scores of a disk hit and a
-SENSITIVE hit are comparable only roughly; merged lists order by score, then
-newest first, then id, as one index does.
+on-disk index answers alone; otherwise a search is one ranked read over both
+halves (the viewer's scope only), and lists and counts merge the halves.
 
 Removing plaintext for good: the connection runs with PRAGMA secure_delete
-(freed pages are zeroed) and temp_store=MEMORY. When a transaction moved a
-pattern's plaintext off the disk index (re-stored as SENSITIVE) the
-full-text tables are merged ("optimize": FTS5 would otherwise keep deleted
-terms in older segments) before commit; after a commit that removed
-plaintext the WAL is checkpointed and truncated, so no old frame keeps it.
+(freed pages are zeroed) and temp_store=MEMORY; no full-text table keeps
+deleted terms in older segments (the text engine is in RAM). After a
+commit that removed plaintext the WAL is checkpointed and truncated, so no
+old frame keeps it.
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ from memory_service.search.index import (
     UnreadablePatternError,
     decode_pattern,
     expire_us,
-    rank_key,
+    search_views,
     wall_clock_us,
 )
+from memory_service.search.text_engine import SCOPE_SEPARATOR, TextEngine
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
 from memory_service.servicekit.sqlite import transaction
 
@@ -83,8 +86,9 @@ CREATE TABLE IF NOT EXISTS sealed_docs (
 CREATE INDEX IF NOT EXISTS sealed_by_expiry ON sealed_docs (expire_us) WHERE expire_us > 0;
 """
 # Between namespace and owner in the in-memory index's namespaces: namespaces
-# are [a-z0-9._-], so no namespace contains it.
-OWNER_SEPARATOR = "\x1f"
+# are [a-z0-9._-], so no namespace contains it. The text engine ranks a
+# scope with its base namespace.
+OWNER_SEPARATOR = SCOPE_SEPARATOR
 
 
 def is_sensitive(pattern: memory_pb2.Pattern) -> bool:
@@ -131,16 +135,16 @@ class SecureIndex:
         self._keyring = keyring
         connection.execute("PRAGMA secure_delete=ON")
         connection.execute("PRAGMA temp_store=MEMORY")  # No sort spills to temp files.
-        self._disk = SearchIndex(connection, clock)
+        self._engine = TextEngine()
+        self._disk = SearchIndex(connection, clock, self._engine)
         connection.executescript(SEALED_SCHEMA)
         _key_sealed_by_owner(connection)
         self._memory_db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        self._memory = SearchIndex(self._memory_db, clock)
+        self._memory = SearchIndex(self._memory_db, clock, self._engine)
         # (namespace, owner) pairs that have (or had) SENSITIVE patterns: only
         # their reads merge. Never shrinks, so it can be stale only towards
         # merging with nothing, which is still right.
         self._owners: set[tuple[str, str]] = set()
-        self._scrub_text = False  # This transaction moved plaintext to the sealed half.
         self._truncate_wal = False  # This transaction removed plaintext.
         try:
             self._load()
@@ -211,12 +215,10 @@ class SecureIndex:
         Then, if it removed plaintext, no copy of that plaintext stays in the
         file or its WAL.
         """
-        self._scrub_text = self._truncate_wal = False
+        self._truncate_wal = False
         # The disk half commits first: if its COMMIT fails, memory rolls back too.
         with transaction(self._memory_db), transaction(self._db, immediate=True):
             yield
-            if self._scrub_text:
-                self._disk.optimize_text()
         if self._truncate_wal:
             busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if busy:  # Another connection reads an old snapshot; the next one truncates.
@@ -234,7 +236,7 @@ class SecureIndex:
                 pattern.SerializeToString(), associated_data(namespace, pattern.id)
             )
             if self._disk.delete(namespace, pattern.id):
-                self._scrub_text = self._truncate_wal = True
+                self._truncate_wal = True
             self._put_sealed(namespace, pattern, fingerprint, envelope)
             return
         self._remove_sealed(namespace, pattern.id, pattern.owner)
@@ -322,8 +324,8 @@ class SecureIndex:
                 else:
                     self._disk.put(namespace, readable, version.fingerprint)
                     shared = True
-        if not shared and self.remove(namespace, pattern_id) and kept:
-            self._scrub_text = True  # Its plaintext moved to the sealed half.
+        if not shared:
+            self.remove(namespace, pattern_id)
         for owner in self._sealed_owners(namespace, pattern_id) - kept:
             self._remove_sealed(namespace, pattern_id, owner)
 
@@ -471,21 +473,36 @@ class SecureIndex:
         return sorted({*templates, *own_templates}), sorted({*numeric, *own_numeric})
 
     def search(self, query: ReadQuery, *, viewer: str) -> tuple[list[Hit], int]:
-        """Ranked patterns the viewer may see, and their total (see SearchIndex.search)."""
+        """Ranked patterns the viewer may see, and their total (see SearchIndex.search):
+        one read over the shared half and the viewer's SENSITIVE scope, on one score."""
         scope = self._scope(query.namespace, viewer)
         if scope is None:
             return self._disk.search(query)
-        # Each index's best offset+limit hold the merged list's best offset+limit.
-        depth = replace(query, limit=query.offset + query.limit, offset=0)
-        hits, total = self._disk.search(depth)
-        own, own_total = self._memory.search(replace(depth, namespace=scope))
+        views = [self._disk.view(query.namespace), self._memory.view(scope)]
+        hits, total = search_views(self._engine, views, query, count=True)
+        assert total is not None  # Counted when asked to.
+        return hits, total
 
-        def order(hit: Hit) -> tuple[float, int, str]:
-            rank, created = rank_key(hit, query.recency, bool(query.terms))
-            return -rank, -created, hit.pattern.id
-
-        merged = sorted(hits + own, key=order)
-        return merged[query.offset : query.offset + query.limit], total + own_total
+    def warm(self) -> None:
+        """Builds the text index of every namespace now, not at its first search
+        (which would wait for it: about 15 s per 100,000 patterns)."""
+        started = time.perf_counter()
+        namespaces = [
+            str(namespace)
+            for (namespace,) in self._db.execute(
+                "SELECT namespace FROM docs UNION SELECT namespace FROM sealed_docs"
+            )
+        ]
+        for namespace in namespaces:
+            self._disk.warm(namespace)
+        if namespaces:
+            log.info(
+                "text indexes built",
+                extra={
+                    "namespaces": len(namespaces),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
 
     def page(self, query: PageQuery, *, viewer: str) -> tuple[list[memory_pb2.Pattern], int]:
         """A page of the patterns the viewer may see, in order, and the total."""

@@ -15,7 +15,7 @@ import pytest
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import compile_filter
-from memory_service.search.index import PageQuery, ReadQuery
+from memory_service.search.index import PageQuery, ReadQuery, every_should
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.crypto import Keyring
@@ -116,7 +116,9 @@ def searched(
 ) -> tuple[list[str], int]:
     node = compile_filter(condition, PATTERN_SCHEMA) if condition else None
     terms = parse_query(query) if query else []
-    hits, total = index.search(ReadQuery(NS, terms, node, 50), viewer=viewer)
+    hits, total = index.search(
+        ReadQuery(NS, terms, node, 50, min_should_match=every_should(terms)), viewer=viewer
+    )
     return [hit.pattern.id for hit in hits], total
 
 

@@ -23,7 +23,7 @@ from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.runs.forms import to_form_value
 from memory_service.search.filter import Node, compile_filter
-from memory_service.search.index import PageQuery, ReadQuery
+from memory_service.search.index import PageQuery, ReadQuery, every_should
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA
 from memory_service.security.crypto import Keyring
@@ -152,7 +152,8 @@ async def search_ids(
 ) -> tuple[list[str], int]:
     terms = parse_query(query) if query else []
     hits, total = await store.search(
-        ReadQuery(namespace, terms, where(condition), 10), viewer=viewer
+        ReadQuery(namespace, terms, where(condition), 10, min_should_match=every_should(terms)),
+        viewer=viewer,
     )
     return [hit.pattern.id for hit in hits], total
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import FilterError, compile_filter, matches
-from memory_service.search.index import PageQuery, ReadQuery, SearchIndex
+from memory_service.search.index import PageQuery, ReadQuery, SearchIndex, every_should
 from memory_service.search.planning import PlanError, plan_search
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 
@@ -103,4 +103,6 @@ def test_a_planned_search_runs_on_the_index_or_is_refused(
         plan = plan_search(query, filter_text, True, vocabulary, datetime.now(UTC))
     except PlanError:
         return  # Nothing searchable in the query: refused with a field, never an error.
-    INDEX.search(ReadQuery("ns", plan.terms, plan.condition, 10))
+    INDEX.search(
+        ReadQuery("ns", plan.terms, plan.condition, 10, min_should_match=every_should(plan.terms))
+    )

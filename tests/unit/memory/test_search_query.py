@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from attune.memory.v1 import memory_pb2
-from memory_service.search.index import ReadQuery, SearchIndex
+from memory_service.search.index import ReadQuery, SearchIndex, every_should
 from memory_service.search.query import (
     MAX_QUERY_LENGTH,
     QueryError,
@@ -35,7 +35,9 @@ class TextIndex:
         self._index.delete(namespace, doc_id)
 
     def search(self, namespace: str, terms: list[Term], limit: int) -> list[tuple[str, float]]:
-        hits, _ = self._index.search(ReadQuery(namespace, terms, None, limit))
+        hits, _ = self._index.search(
+            ReadQuery(namespace, terms, None, limit, min_should_match=every_should(terms))
+        )
         return [(hit.pattern.id, hit.score) for hit in hits]
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from attune.memory.v1 import memory_pb2
 from memory_service.search.filter import FilterError, Node, check_filter, matches
-from memory_service.search.index import PageQuery, ReadQuery
+from memory_service.search.index import PageQuery, ReadQuery, every_should
 from memory_service.search.query import parse_query
 from memory_service.search.schema import PATTERN_SCHEMA, pattern_record
 from memory_service.store.secure_index import SecureIndex
@@ -106,9 +106,11 @@ def test_every_read_shows_only_the_namespaces_live_visible_patterns(
         hits, total = index.search(ReadQuery(namespace, [], condition, 50), viewer=viewer)
         assert (check([hit.pattern for hit in hits]), total) == (passing, len(passing))
         if query:
+            terms = parse_query(query)
             for where in (condition, None):
                 hits, total = index.search(
-                    ReadQuery(namespace, parse_query(query), where, 50), viewer=viewer
+                    ReadQuery(namespace, terms, where, 50, min_should_match=every_should(terms)),
+                    viewer=viewer,
                 )
                 assert check([hit.pattern for hit in hits]) <= (passing if where else visible)
                 assert total == len(hits)
