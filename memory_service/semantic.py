@@ -114,6 +114,8 @@ async def _keyword(store: PatternStore, namespace: str, plan: SearchPlan, viewer
         namespace, plan.terms, plan.condition, FUSION_DEPTH, min_should_match=plan.min_should_match
     )
     hits, total = await store.search(query, viewer=viewer)
-    if (relaxed := relaxed_minimum(query.min_should_match, total)) is not None:
+    if (
+        relaxed := relaxed_minimum(query.min_should_match, total, query.condition is not None)
+    ) is not None:
         hits, _ = await store.search(replace(query, min_should_match=relaxed), viewer=viewer)
     return hits

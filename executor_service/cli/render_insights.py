@@ -74,7 +74,11 @@ def print_reading(console: Console, applied_query: str, reading: QueryReading) -
         )
     if reading.corrections:
         console.print(f"corrected: {', '.join(reading.corrections)}", soft_wrap=True)
-    if reading.relaxed:
+    if reading.relaxed and reading.min_should_match == 0:
+        console.print(
+            "no run the filter selects has the words; they only order its runs", style="yellow"
+        )
+    elif reading.relaxed:
         console.print("no run had enough of the words; runs with any one of them", style="yellow")
     elif reading.min_should_match > 1:
         console.print(f"each run has at least {reading.min_should_match} of the unmarked words")

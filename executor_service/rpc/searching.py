@@ -127,7 +127,9 @@ class SearchingRpcs(RpcBase):
         found = self._local_index.search(
             plan.terms, plan.condition, limit, viewer=viewer, min_should_match=minimum
         )
-        if (relaxed := relaxed_minimum(minimum, len(found))) is not None:
+        if (
+            relaxed := relaxed_minimum(minimum, len(found), plan.condition is not None)
+        ) is not None:
             minimum = relaxed
             found = self._local_index.search(
                 plan.terms, plan.condition, limit, viewer=viewer, min_should_match=minimum

@@ -120,7 +120,9 @@ class PatternSearchRpcs(RpcBase):
             plan.min_should_match,
         )
         hits, total = await self._store.search(query, viewer=principal.user_id)
-        if (relaxed := relaxed_minimum(query.min_should_match, total)) is not None:
+        if (
+            relaxed := relaxed_minimum(query.min_should_match, total, query.condition is not None)
+        ) is not None:
             query = replace(query, min_should_match=relaxed)
             hits, total = await self._store.search(query, viewer=principal.user_id)
         # A page stays within what a client can receive (see sizes.py).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from memory_service.search.phrase_rules_classification import CLASSIFICATION_RULES
 from memory_service.search.phrase_rules_forms import template_mentions, value_mentions
 from memory_service.search.phrase_rules_numbers import (
     NUMBER_AFTER_RULES,
@@ -143,7 +144,7 @@ _AGENT_NAMED_RULES: tuple[Rule, ...] = (
 def rule_groups() -> tuple[Sequence[Rule | Finder], ...]:
     """The groups of rules in the order they are tried: numeric conditions
     first (the most specific), then time, template names, form answers,
-    tiers and success."""
+    tiers, success and classification."""
     return _GROUPS
 
 
@@ -160,4 +161,5 @@ _GROUPS: tuple[Sequence[Rule | Finder], ...] = (
     TIER_RULES,
     TIER_NAMED_RULES,
     SUCCESS_RULES,
+    CLASSIFICATION_RULES,
 )

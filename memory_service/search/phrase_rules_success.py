@@ -7,7 +7,9 @@ front flips it: "not", "never", "non-", "didn't", "did not", "wasn't",
 "wasn't successful" -> `success = false`; "never failed", "without
 failures", "did not fail" -> `success = true`). The bare verbs "succeed",
 "pass" and "fail" count only after a negation ("did not fail"): alone they
-are too common as parts of other names ("fail_on_cvss").
+are too common as parts of other names ("fail_on_cvss"). Common
+mistypings of the outcome words ("succesful", "succeded", "faild") count
+as the words.
 """
 
 from __future__ import annotations
@@ -29,10 +31,16 @@ from memory_service.search.phrases import (
 _AUXILIARY = r"(?:did|does|do|was|were|is|are|has|have|had)"
 NEGATION = rf"(?:{_AUXILIARY}(?:\s+not|n['\u2019]?t)|not|never|without|with\s+no|no|zero)"
 _BARE = r"succeed|pass|fail"
+# Outcome words as they are often mistyped (a letter doubled or dropped):
+# "succesful", "sucessful", "successfull", "succeded", "faild", "failled".
+_MISTYPED_POSITIVE = r"su(?:c|cc)e(?:s|ss)?f(?:u|uu)l{1,2}(?:y)?|su(?:c|cc)e{1,2}de?d"
+_MISTYPED_NEGATIVE = r"fai?l{1,2}e?d|fial(?:l)?ed"
 
 
 def _success(match: re.Match[str], _: Context) -> Candidate:
-    positive = re.fullmatch(rf"{POSITIVE}|succeed|pass", match["word"], re.IGNORECASE)
+    positive = re.fullmatch(
+        rf"{POSITIVE}|succeed|pass|{_MISTYPED_POSITIVE}", match["word"], re.IGNORECASE
+    )
     negated = match.groupdict().get("neg") or match.groupdict().get("non")
     return whole_match(match, restriction("success", "=", (positive is None) == bool(negated)))
 
@@ -46,4 +54,11 @@ SUCCESS_RULES: tuple[Rule, ...] = (
         _success,
     ),
     (rule_regex(rf"\b(?P<neg>{NEGATION})\s+(?P<word>{_BARE})\b"), _success),
+    (
+        rule_regex(
+            rf"\b(?:(?P<neg>{NEGATION})\s+|(?P<non>non-?\s*))?"
+            rf"(?P<word>{_MISTYPED_POSITIVE}|{_MISTYPED_NEGATIVE})\b"
+        ),
+        _success,
+    ),
 )

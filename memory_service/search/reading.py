@@ -88,11 +88,20 @@ def minimum_should_match(groups: int) -> int:
     return math.ceil(groups * _SHARE)
 
 
-def relaxed_minimum(minimum: int, total: int) -> int | None:
+def relaxed_minimum(minimum: int, total: int, filtered: bool = False) -> int | None:
     """The minimum to search again with, when a search needing `minimum`
     ranked words matched `total` patterns over all its pages; None when its
     answer stands. The memory service and the executor's fallback both ask
-    here, so they relax alike."""
-    if total == 0 and minimum > RELAXED_MINIMUM:
+    here, so they relax alike.
+
+    With a filter (given or understood) the filter is what selects: when
+    the words left over match none of its patterns (a misspelling no
+    correction reached, a word no run holds), they only rank (minimum 0)
+    rather than empty an answer the filter alone would give."""
+    if total != 0:
+        return None
+    if filtered and minimum > 0:
+        return 0
+    if minimum > RELAXED_MINIMUM:
         return RELAXED_MINIMUM
     return None

@@ -76,9 +76,14 @@ def search(
     if text.ranked is None and positive:
         selection = tantivy.Query.empty_query()  # Every ranking term was unsearchable.
     elif text.ranked is not None:
+        # Minimum 0 (a relaxed search with a filter): the words only rank the
+        # filter's matches; a +required word still requires.
+        optional = query.min_should_match == 0 and not any(
+            term.occur is Occur.MUST for term in query.terms
+        )
         selection = tantivy.Query.boolean_query(
             [
-                (tantivy.Occur.Must, text.ranked),
+                (tantivy.Occur.Should if optional else tantivy.Occur.Must, text.ranked),
                 (tantivy.Occur.Must, tantivy.Query.const_score_query(selection, 0.0)),
             ]
         )

@@ -323,3 +323,12 @@ def test_applied_query_plans_back_to_the_same_terms(text: str, filter_text: str)
     assert again.terms == planned.terms
     assert again.applied_query == planned.applied_query
     assert again.min_should_match == planned.min_should_match
+
+
+def test_with_a_filter_words_that_match_none_of_its_patterns_only_rank() -> None:
+    # The filter selects; a leftover word no pattern holds must not empty it.
+    assert relaxed_minimum(1, 0, filtered=True) == 0
+    assert relaxed_minimum(3, 0, filtered=True) == 0
+    assert relaxed_minimum(0, 0, filtered=True) is None
+    assert relaxed_minimum(1, 4, filtered=True) is None
+    assert relaxed_minimum(1, 0, filtered=False) is None

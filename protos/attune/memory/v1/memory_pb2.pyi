@@ -945,7 +945,9 @@ class QueryReading(_message.Message):
     """
     relaxed: _builtins.bool
     """True when no pattern had the planned minimum of ranked words, so the
-    search ran again needing one: the results match the query only partly.
+    search ran again needing one, or, with a filter, needing none (the words
+    then only order the filter's matches): the results match the query only
+    partly.
     """
     @_builtins.property
     def dropped_words(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
