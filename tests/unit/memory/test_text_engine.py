@@ -225,7 +225,7 @@ def test_a_minimum_of_should_terms_scores_alike_whatever_the_write_history() -> 
     batches (reads between writes): every score equal to the last bit, so
     equal runs rank alike on the memory service and the executor's fallback."""
     rng = random.Random(3)
-    words = "alpha beta gamma delta epsilon zeta eta theta".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
     texts = {
         f"d{n:03d}": " ".join(rng.choice(words) for _ in range(rng.randint(4, 30)))
         for n in range(300)
