@@ -11,7 +11,9 @@
   whose last word is any completion.
 - A term's fuzzy corrections join it as alternatives in ONE group, which
   counts once towards the minimum number of SHOULD terms to match.
-- Groups: SHOULD ones rank (a document needs `min_should_match` of them),
+- Groups: SHOULD ones rank (a document needs `min_should_match` of them;
+  a score never depends on where a document sits in the index: see
+  `text_query`),
   MUST ones are required and rank too, MUST_NOT ones exclude. A term with
   no searchable token (only characters the analyser drops) is left out, and
   the minimum shrinks with it: nothing could ever match it.
@@ -97,7 +99,23 @@ def text_query(snapshot: Snapshot, groups: list[list[Term]], min_should_match: i
     if len(clauses) == 1 and should:
         return TextQuery(should[0], excluded)
     minimum = max(0, min(min_should_match, len(should)))
-    return TextQuery(tantivy.Query.boolean_query(clauses, minimum), excluded)
+    if minimum <= 1:
+        return TextQuery(tantivy.Query.boolean_query(clauses, minimum), excluded)
+    # Scored as "any of them", selected by "the minimum of them" (scoring 0):
+    # tantivy's minimum-match scorer sums the terms' f32 scores in an order
+    # that depends on document addresses, so the same document scored a bit
+    # apart (1 ulp) in two indexes holding the same documents written in
+    # another order; the union sums in clause order.
+    scored = tantivy.Query.boolean_query(clauses)
+    minimum_met = tantivy.Query.const_score_query(
+        tantivy.Query.boolean_query(clauses, minimum), 0.0
+    )
+    return TextQuery(
+        tantivy.Query.boolean_query(
+            [(tantivy.Occur.Must, scored), (tantivy.Occur.Must, minimum_met)]
+        ),
+        excluded,
+    )
 
 
 def contains(snapshot: Snapshot, term: Term, address: tantivy.DocAddress) -> bool:

@@ -220,6 +220,36 @@ def test_scores_do_not_depend_on_insertion_order() -> None:
     assert found[0] == found[1]
 
 
+def test_a_minimum_of_should_terms_scores_alike_whatever_the_write_history() -> None:
+    """The same documents, written in another order and committed in other
+    batches (reads between writes): every score equal to the last bit, so
+    equal runs rank alike on the memory service and the executor's fallback."""
+    rng = random.Random(3)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    texts = {
+        f"d{n:03d}": " ".join(rng.choice(words) for _ in range(rng.randint(4, 30)))
+        for n in range(300)
+    }
+    terms = parse_query("alpha beta gamma delta epsilon")
+    ranked = []
+    for seed, read_every in ((1, 0), (2, 23)):
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        index = SearchIndex(db)
+        order = list(texts)
+        random.Random(seed).shuffle(order)
+        for n, doc_id in enumerate(order):
+            pattern = memory_pb2.Pattern(id=doc_id, content=texts[doc_id], template_id="t")
+            pattern.create_time.FromMicroseconds(T0)
+            index.put("ns", pattern, doc_id)
+            if read_every and n % read_every == 0:
+                index.search(ReadQuery("ns", terms, None, 1))  # A commit: a new segment.
+        hits, _ = index.search(ReadQuery("ns", terms, None, 300, min_should_match=3))
+        ranked.append([(hit.pattern.id, hit.keyword_score) for hit in hits])
+        db.close()
+    assert len(ranked[0]) > 100
+    assert ranked[0] == ranked[1]
+
+
 def test_statistics_are_per_namespace(docs: Docs) -> None:
     docs.put("doc", "alpha beta", namespace="a")
     docs.put("other", "gamma", namespace="a")
