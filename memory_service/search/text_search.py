@@ -78,8 +78,10 @@ def search(
     elif text.ranked is not None:
         # Minimum 0 (a relaxed search with a filter): the words only rank the
         # filter's matches; a +required word still requires.
-        optional = query.min_should_match == 0 and not any(
-            term.occur is Occur.MUST for term in query.terms
+        optional = (
+            query.min_should_match == 0
+            and query.condition is not None
+            and not any(term.occur is Occur.MUST for term in query.terms)
         )
         selection = tantivy.Query.boolean_query(
             [

@@ -105,6 +105,21 @@ def test_should_terms_need_the_minimum_and_more_matched_rank_first(docs: Docs) -
     assert docs.search(terms, 0) == (["three", "two", "one"], 3)
 
 
+def test_with_a_filter_a_minimum_of_zero_lets_the_words_only_rank(docs: Docs) -> None:
+    docs.put("both", "alpha beta", template_id="a", hours=1)
+    docs.put("one", "alpha", template_id="a", hours=2)
+    docs.put("none", "delta", template_id="a", hours=3)
+    docs.put("other", "alpha beta", template_id="b", hours=4)
+    terms = should("alpha", "beta")
+    # Needing a word, the filter's run without one is left out ...
+    assert docs.search(terms, 1, condition='template_id = "a"') == (["both", "one"], 2)
+    # ... needing none, every run the filter selects comes, the words ordering them.
+    assert docs.search(terms, 0, condition='template_id = "a"') == (["both", "one", "none"], 3)
+    # A +required word still requires.
+    required = [Term(("alpha",), occur=Occur.MUST), *should("beta")]
+    assert docs.search(required, 0, condition='template_id = "a"') == (["both", "one"], 2)
+
+
 def test_must_is_required_must_not_excludes_and_should_only_ranks(docs: Docs) -> None:
     docs.put("plain", "alpha")
     docs.put("ranked", "alpha beta")
