@@ -140,7 +140,11 @@ def test_make_run_demo_tells_the_whole_story(tmp_path: Path) -> None:
     out = result.stdout
     assert "pattern STORED" in out
     assert "source: memory" in out
-    understood = "success = true AND form_responses.test_coverage_required > 80"
+    # "test coverage" names a question of two templates, neither named: an OR.
+    understood = (
+        "success = true AND (form_responses.test_coverage_required > 80"
+        " OR form_responses.test_coverage_target > 80)"
+    )
     assert f"interpreted filter: {understood}" in out
     assert "memory service exited with code 0" in out
     assert "pattern QUEUED" in out

@@ -106,9 +106,11 @@ async def search(
 
 
 async def test_semantic_ranks_by_meaning(semantic_stack: Stack) -> None:
-    # No needle contains all these words, so keyword search (AND) finds nothing.
+    # No needle contains all these words, so keyword search requiring each
+    # (+word) finds nothing.
     query = "payments fixture retried sphinx"
-    keyword = await search(semantic_stack, query, memory_pb2.SEARCH_MODE_KEYWORD)
+    required = " ".join(f"+{word}" for word in query.split())
+    keyword = await search(semantic_stack, required, memory_pb2.SEARCH_MODE_KEYWORD)
     assert keyword.results == []
     semantic = await search(semantic_stack, query, memory_pb2.SEARCH_MODE_SEMANTIC)
     assert semantic.effective_mode == memory_pb2.SEARCH_MODE_SEMANTIC
