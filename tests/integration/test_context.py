@@ -63,7 +63,8 @@ async def test_promotion_stores_a_pattern_through_the_write_path(stack: Stack) -
     assert stored.pattern.content == "prefer premium for security audits"
     found = await stub.SearchPatterns(
         # Quoted: unquoted, "security audits" names the template (a filter).
-        memory_pb2.SearchPatternsRequest(namespace=NS, query='"security audits"'), timeout=5
+        memory_pb2.SearchPatternsRequest(namespace=NS, query='"security audits"'),
+        timeout=5,
     )
     assert [result.pattern.id for result in found.results] == ["promoted-1"]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
