@@ -51,6 +51,13 @@ _BOUNDS: dict[str, tuple[bool | None, bool | None]] = {
 }
 
 
+def fts_namespace_token(namespace: str) -> str:
+    """The namespace as one full-text token, as the FTS5 engine (before
+    tantivy) wrote it into files of that version: the index scoped a match
+    by it."""
+    return "n" + namespace.encode().hex()
+
+
 def fetch_page(
     db: sqlite3.Connection, namespace: str, rowids: list[int]
 ) -> list[memory_pb2.Pattern]:
@@ -78,7 +85,7 @@ def sqlite_rank_first(
     db: sqlite3.Connection, namespace: str, terms: list[Term], condition: Node | None, limit: int
 ) -> list[memory_pb2.Pattern]:
     """The best `limit` patterns by BM25 that pass the filter (see module doc)."""
-    token = index_sql.namespace_token(namespace)
+    token = fts_namespace_token(namespace)
     expression = _fts_should(terms, minimum_should_match(len(terms)))
     match = f'ns : "{token}" AND body : ({expression})'
     where = index_sql.COMPILER.compile(condition)
@@ -117,7 +124,7 @@ def sqlite_count_every_word(
     db: sqlite3.Connection, namespace: str, terms: list[Term], condition: Node | None
 ) -> int:
     """How many patterns contain every term and pass the filter, by FTS5 and SQL."""
-    token = index_sql.namespace_token(namespace)
+    token = fts_namespace_token(namespace)
     match = f'ns : "{token}" AND body : ({to_fts_expression(terms)})'
     where = index_sql.COMPILER.compile(condition)
     row = db.execute(

@@ -25,7 +25,8 @@ from memory_service.search.index import ReadQuery, SearchIndex, every_should
 from memory_service.search.planning import plan_search
 from memory_service.store.embedded import stamped
 from tests.bench.harness import percentile, report, summary
-from tests.bench.test_bench_memory import NAMESPACE, QUERIES, build_index, variants
+from tests.bench.search_corpus import NAMESPACE, build_index, variants
+from tests.bench.search_figures import EXPLICIT as QUERIES
 
 PATTERNS = int(os.environ.get("BENCH_ENGINE_PATTERNS", "100000"))
 SEARCHES = int(os.environ.get("BENCH_ENGINE_SEARCHES", "200"))
