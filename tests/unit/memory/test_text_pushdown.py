@@ -39,7 +39,8 @@ def _brute_force(
     rows: list[memory_pb2.Pattern], terms: list[Term], minimum: int, tree: Node | None
 ) -> list[memory_pb2.Pattern]:
     wanted = [STEM.analyze(term.words[0])[0] for term in terms]
-    needed = max(1, min(minimum, len(wanted)))
+    # With a filter, a minimum of 0 lets the words only rank its matches.
+    needed = 0 if minimum == 0 and tree is not None else max(1, min(minimum, len(wanted)))
     return [
         row
         for row in rows
@@ -95,8 +96,11 @@ def test_pushed_down_and_verified_equals_brute_force(
         unfiltered, _ = index.search(ReadQuery("ns", terms, None, 100, min_should_match=minimum))
         scores = {hit.pattern.id: hit.keyword_score for hit in unfiltered}
         expected = _brute_force(rows, terms, minimum, tree)
-        assert all(row.id in scores for row in expected)
-        expected.sort(key=lambda row: (-scores[row.id], -row.create_time.ToMicroseconds(), row.id))
+        # A row matching none of the words (minimum 0 with a filter) scores 0.
+        assert all(row.id in scores for row in expected if minimum > 0 or tree is None)
+        expected.sort(
+            key=lambda row: (-scores.get(row.id, 0.0), -row.create_time.ToMicroseconds(), row.id)
+        )
         hits, total = index.search(
             ReadQuery("ns", terms, tree, limit, offset, min_should_match=minimum)
         )
