@@ -185,9 +185,19 @@ def _user_files(folder: Path, problems: list[FormsProblem]) -> list[Path]:
     ]
 
 
+# A template file larger than this is refused before it is parsed: real
+# templates are a few kilobytes, and YAML parsing is costly on big inputs.
+MAX_TEMPLATE_FILE_BYTES = 1024 * 1024
+
+
 def _read(path: Path, problems: list[FormsProblem]) -> FormTemplate | None:
     """The file's template, or None with a problem appended."""
     try:
+        if path.stat().st_size > MAX_TEMPLATE_FILE_BYTES:
+            problems.append(
+                FormsProblem(str(path), f"larger than {MAX_TEMPLATE_FILE_BYTES} bytes; not read")
+            )
+            return None
         text = path.read_text(encoding="utf-8")
         data: object = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
         return template_from(data)

@@ -240,3 +240,13 @@ def test_catalogs_compare_by_identity_and_list_templates_by_id() -> None:
     assert one.templates == other.templates
     assert one.get("b") is one.templates[1]
     assert one.get("c") is None
+
+
+def test_a_template_file_over_the_size_limit_is_refused_before_parsing(tmp_path: Path) -> None:
+    from memory_service.search.forms import MAX_TEMPLATE_FILE_BYTES, load_forms
+
+    big = tmp_path / "big.yaml"
+    big.write_text("id: big\n" + "#" * (MAX_TEMPLATE_FILE_BYTES + 1) + "\n")
+    loaded = load_forms(tmp_path)
+    assert any("larger than" in problem.message for problem in loaded.problems)
+    assert all(template.id != "big" for template in loaded.catalog.templates)
