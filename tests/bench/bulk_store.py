@@ -6,9 +6,10 @@ rows faster, relying on what `variants` varies: the n-th pattern differs
 from its seed (n modulo len(BASE)) only in id, run id, create time and cost.
 So the seeds go through SearchIndex.put; every other pattern's docs row is
 made in Python from the pattern, as put makes it, while its facts (lists and
-maps only) and its text (the same words) are copied from its seed's rows
-inside SQLite. Journal off while loading, WAL as usual afterwards; the
-facts' value index is made once at the end instead of row by row.
+maps only: the same as its seed's) are copied from its seed's rows inside
+SQLite. (The text index is tantivy's, built from the docs by the replica.)
+Journal off while loading, WAL as usual afterwards; the facts' value index
+is made once at the end instead of row by row.
 
 `check_bulk_matches_put` holds the loader to put: the same tables, row for
 row in every table (apart from the store time each write stamps), on a
@@ -26,6 +27,8 @@ from memory_service.patterns import fingerprint
 from memory_service.search import index_sql
 from memory_service.search.index import SCHEMA, SearchIndex, expire_us
 from memory_service.search.schema import pattern_record, record_json
+from memory_service.search.sql_filter import record_facts
+from memory_service.search.text_filter import marks_json
 from memory_service.store.embedded import stamped
 from tests.bench.search_corpus import (
     BASE,
@@ -44,7 +47,16 @@ VALUE_INDEX = next(
     (statement.strip() for statement in SCHEMA.split(";") if "doc_facts_by_value" in statement),
     None,
 )
-_COLUMNS = ("namespace", "doc_id", "fingerprint", "body", "record", "create_time_us", "expire_us")
+_COLUMNS = (
+    "namespace",
+    "doc_id",
+    "fingerprint",
+    "body",
+    "record",
+    "create_time_us",
+    "expire_us",
+    "marks",
+)
 
 
 def _docs_row(rowid: int, pattern: memory_pb2.Pattern) -> tuple[object, ...]:
@@ -64,6 +76,7 @@ def _docs_row(rowid: int, pattern: memory_pb2.Pattern) -> tuple[object, ...]:
         record_json(record),
         stored.create_time.ToMicroseconds(),
         expire_us(stored),
+        marks_json(record_facts(record)),
         *scalars,
     )
 
@@ -100,13 +113,6 @@ def bulk_build(data_dir: Path, count: int) -> float:
             "WHERE d.rowid BETWEEN ? AND ? ORDER BY d.rowid, f.path, f.v",
             span,
         )
-        for table in ("pattern_text", "pattern_words"):
-            db.execute(
-                f"INSERT INTO {table} (rowid, ns, body) SELECT d.rowid, t.ns, t.body "
-                f"FROM docs d JOIN {table} t ON t.rowid = {seed} "
-                "WHERE d.rowid BETWEEN ? AND ? ORDER BY d.rowid",
-                span,
-            )
         db.execute("COMMIT")
     if VALUE_INDEX:
         db.execute(VALUE_INDEX)
@@ -119,8 +125,8 @@ def _tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
     """A store file's schema and every row of its tables, store times cleared.
 
     Every table counts (one the index starts writing is compared too), but
-    not the full-text indexes' own shadow tables: their segments depend on
-    how the rows were batched, not on what they hold.
+    not a virtual table's own shadow tables (should one come back): their
+    segments depend on how the rows were batched, not on what they hold.
     """
     db = sqlite3.connect(path)
     schema = db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
