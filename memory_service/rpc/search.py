@@ -59,12 +59,18 @@ class PatternSearchRpcs(RpcBase):
         violations += size_violations(request.query, request.filter)
         if violations:
             raise invalid_argument(violations)
-        vocabulary = await self._store.query_vocabulary(request.namespace, viewer=principal.user_id)
+        understand = not request.disable_query_understanding
+        # Only understanding reads the data's ids: a search without it skips the store hop.
+        vocabulary: tuple[list[str], list[str]] = ([], [])
+        if understand and request.query.strip():
+            vocabulary = await self._store.query_vocabulary(
+                request.namespace, viewer=principal.user_id
+            )
         try:
             plan = plan_search(
                 request.query,
                 request.filter,
-                not request.disable_query_understanding,
+                understand,
                 vocabulary,
                 datetime.now(UTC),
                 forms=self._forms,

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
@@ -315,7 +316,7 @@ class FieldSpec:
     enum_values: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # Hashed by identity: compiled filters are cached per schema.
 class Schema:
     """Filterable fields by dotted path; a path ending in `*` matches any key."""
 
@@ -408,8 +409,14 @@ def check_filter(node: Node | None, schema: Schema) -> Node | None:
     return node
 
 
+# Compiled filters kept: callers repeat theirs (a dashboard's, a client's), the
+# trees are immutable, and parsing costs more than a fast search's engine pass.
+COMPILED_FILTERS_KEPT = 512
+
+
+@lru_cache(maxsize=COMPILED_FILTERS_KEPT)
 def compile_filter(text: str, schema: Schema) -> Node | None:
-    """Parse and type-check in one step."""
+    """Parse and type-check in one step (a filter that fails is not kept)."""
     return check_filter(parse_filter(text), schema)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import sqlite3
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,20 +33,15 @@ from memory_service.search.query import Term
 from memory_service.search.text_engine import ROWID, VIEW, Snapshot
 from memory_service.search.text_filter import CREATED
 from memory_service.search.text_query import contains
+from memory_service.search.tie_reach import FIRST_REACH
 
 if TYPE_CHECKING:
     from memory_service.search.index import ReadQuery
 
 LN2 = math.log(2)
 _CHUNK = 500  # Rowids per statement.
-# Fetched past the page at first, to see whether its boundary ties: runs of
-# one template and form score alike, so a boundary usually falls in a tied
-# group, and a top-k of ~130 costs tantivy about what a top-18 does while a
-# second pass over every match costs a whole search (measured at 30,000
-# patterns: 1.03 ms a search with 8 extra, 0.70 ms with 120; same pages).
-_FIRST_EXTRA = 120
-# Then at least this many: equal texts (runs of one template and form) tie in
-# groups, and each batch is a pass over every match.
+# After a first pass that stops inside the boundary's tied group, at least
+# this many: each pass scores every match (see tie_reach.py).
 _TIE_BATCH = 1024
 
 # A candidate: (-rank, -create time, view, rowid, keyword score, address).
@@ -179,9 +175,10 @@ class Reader:
         above the page boundary's rank, then of those tied with it (read on
         until the rank drops) the newest, by their create time alone."""
         need = self._query.offset + self._query.limit
+        ties = self._snapshot.ties
         hits: list[tuple[Any, tantivy.DocAddress]] = []
         total: int | None = None
-        batch = need + _FIRST_EXTRA
+        batch = need + (ties.reach if self._ranked else FIRST_REACH)
         while True:
             found, counted = self._search(selection, batch, len(hits), count and not hits)
             total = counted if total is None else total
@@ -191,11 +188,16 @@ class Reader:
             batch = max(batch * 2, _TIE_BATCH)
         if need == 0 or len(hits) <= need:
             chosen = hits[:need]
+            end = len(hits)
         else:
-            boundary = hits[need - 1][0]
-            above = [hit for hit in hits if hit[0] > boundary]
-            tied = [hit for hit in hits if hit[0] == boundary]
-            chosen = above + self._newest(tied, need - len(above))
+            # Hits come by descending key: the boundary's tied run is found by bisection.
+            boundary = -hits[need - 1][0]
+            start = bisect_left(hits, boundary, key=_negated_key)
+            end = bisect_right(hits, boundary, key=_negated_key)
+            chosen = hits[:start] + self._newest(hits[start:end], need - start)
+        if self._ranked:
+            # The hits it took to see the tie end (one past it, when it ended).
+            ties.observe(min(end + 1, len(hits)) - need)
         candidates = self._candidates(chosen)
         candidates.sort(key=_head)
         return candidates, total
@@ -222,7 +224,7 @@ class Reader:
         need = self._query.offset + self._query.limit
         passing: list[Candidate] = []
         total: int | None = None
-        batch = need + _FIRST_EXTRA
+        batch = need + FIRST_REACH
         while True:
             hits, counted = self._search(selection, batch, len(passing), count and not passing)
             total = counted if total is None else total
@@ -313,6 +315,10 @@ class Reader:
             if contains(self._snapshot, term, address):
                 found.append(text)
         return tuple(found)
+
+
+def _negated_key(hit: tuple[Any, tantivy.DocAddress]) -> Any:
+    return -hit[0]
 
 
 def _head(candidate: Candidate) -> tuple[float, int]:

@@ -59,6 +59,7 @@ from memory_service.search.text_filter import (
     FilterPushdown,
     Numbers,
 )
+from memory_service.search.tie_reach import TieReach
 
 log = logging.getLogger("attune.search.text_engine")
 
@@ -141,6 +142,7 @@ class Snapshot:
     pushdown: FilterPushdown
     stemmed: tantivy.TextAnalyzer
     words: tantivy.TextAnalyzer
+    ties: TieReach  # The namespace's, shared by its reads.
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class _Space:
     # (source, namespace, id) written since the last re-sync (or kept, in a transaction).
     touched: set[tuple[int, str, str]] = field(default_factory=set)
     provisional: bool = False  # Built while a source was inside a transaction.
+    ties: TieReach = field(default_factory=TieReach)
 
 
 class TextEngine:
@@ -212,6 +215,7 @@ class TextEngine:
             FilterPushdown(SCHEMA, space.numbers),
             self._stemmed,
             self._words,
+            space.ties,
         )
 
     # --- building and syncing --------------------------------------------------------
