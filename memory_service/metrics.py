@@ -21,6 +21,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
+from memory_service.security.pii import PII_KINDS
+from memory_service.security.secrets import SECRET_KINDS
 from memory_service.servicekit.errors import ServiceError
 from memory_service.servicekit.metrics import ServiceMetrics, children, latency_buckets
 
@@ -130,6 +132,8 @@ CACHE_LAG = Gauge(
 
 _STORED = children(STORED, CLASSIFICATIONS)
 _REJECTED = children(REJECTED, REJECTION_REASONS)
+children(SECRETS_REFUSED, SECRET_KINDS)
+children(PII_SCRUBBED, PII_KINDS)
 children(SEARCHES_DEGRADED, DEGRADED_REASONS)
 children(RETENTION_PURGED, CLASSIFICATIONS)
 
