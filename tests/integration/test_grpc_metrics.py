@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from memory_service.servicekit.errors import invalid_argument
 from memory_service.servicekit.lifecycle import ManagedServer
 from memory_service.servicekit.metrics import ServiceMetrics
 from memory_service.servicekit.settings import ServerSettings
-from tests.support.helpers import eventually
+from tests.support.helpers import code_of, eventually
 from tests.support.scrape import Scrape, scrape
 
 SERVICE = "test.v1.Probe"
@@ -115,14 +115,6 @@ def rpc(channel: grpc.aio.Channel, kind: str, name: str) -> Any:
 
 def labels(method: str, grpc_type: str = "unary", service: str = SERVICE) -> dict[str, str]:
     return {"grpc_service": service, "grpc_method": method, "grpc_type": grpc_type}
-
-
-async def code_of(call: Awaitable[Any]) -> grpc.StatusCode:
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error.code()
-    return grpc.StatusCode.OK
 
 
 async def test_every_call_is_counted_by_method_type_and_final_code(tmp_path: Path) -> None:

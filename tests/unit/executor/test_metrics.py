@@ -10,9 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from prometheus_client import Counter as PromCounter
 from prometheus_client import generate_latest
-from prometheus_client.metrics import MetricWrapperBase
 
 from attune.executor.v1 import executor_pb2
 from executor_service import metrics
@@ -23,6 +21,7 @@ from executor_service.runners.simulated import SimulatedRunner, SimulationProfil
 from executor_service.runs.composition import PlannedAgent
 from executor_service.runs.engine import TeamExecution
 from executor_service.templates.models import Tier, TierStrategy
+from tests.support.metric_families import scraped_labels
 from tests.support.metrics_contract import EXECUTOR
 from tests.support.scrape import Scrape, parse
 
@@ -37,38 +36,16 @@ def test_every_contract_family_is_registered_with_its_type() -> None:
         assert families.get(name) == kind, name
 
 
-def _family_objects() -> dict[str, MetricWrapperBase]:
-    found: dict[str, MetricWrapperBase] = {}
-    candidates = [*vars(metrics).values(), *vars(metrics.SERVICE.grpc).values()]
-    for value in candidates:
-        if isinstance(value, MetricWrapperBase):
-            (family,) = value.describe()
-            name = f"{family.name}_total" if isinstance(value, PromCounter) else family.name
-            found[name] = value
-    return found
-
-
 @pytest.mark.parametrize("name", sorted(EXECUTOR))
 def test_every_contract_family_has_exactly_its_labels(name: str) -> None:
     _, labels = EXECUTOR[name]
-    metric = _family_objects()[name]
     if not labels:
         with pytest.raises(ValueError, match="No label names"):
-            metric.labels("x")
+            scraped_labels(metrics, name, labels)
         return
-    values = [f"probe-{label}" for label in labels]
-    metric.labels(*values)
-    try:
-        probe = dict(zip(labels, values, strict=True))
-        sample_labels = [
-            {key: value for key, value in sample.labels.items() if key != "le"}
-            for sample in scrape().samples
-            if probe.items() <= sample.labels.items()
-        ]
-        assert sample_labels
-        assert all(found == probe for found in sample_labels)
-    finally:
-        metric.remove(*values)
+    found = scraped_labels(metrics, name, labels)
+    assert found
+    assert all(names == set(labels) for names in found)
 
 
 def test_fresh_outcomes_name_what_the_first_offer_did() -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from prometheus_client import Counter as PromCounter
 from prometheus_client import generate_latest
-from prometheus_client.metrics import MetricWrapperBase
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
@@ -20,6 +18,7 @@ from memory_service.security.secrets import SECRET_KINDS, find_secrets
 from memory_service.servicekit.errors import ServiceError, invalid_argument, unavailable
 from memory_service.sizes import too_large
 from memory_service.write_pipeline import Retention, _unscrubbable, secret_rejection, secure
+from tests.support.metric_families import scraped_labels
 from tests.support.metrics_contract import MEMORY
 from tests.support.scrape import Scrape, parse
 
@@ -36,37 +35,16 @@ def test_every_contract_family_is_registered_with_its_type() -> None:
         assert families.get(name) == kind, name
 
 
-def _family_objects() -> dict[str, MetricWrapperBase]:
-    found: dict[str, MetricWrapperBase] = {}
-    for value in [*vars(metrics).values(), *vars(metrics.SERVICE.grpc).values()]:
-        if isinstance(value, MetricWrapperBase):
-            (family,) = value.describe()
-            name = f"{family.name}_total" if isinstance(value, PromCounter) else family.name
-            found[name] = value
-    return found
-
-
 @pytest.mark.parametrize("name", sorted(MEMORY))
 def test_every_contract_family_has_exactly_its_labels(name: str) -> None:
     _, labels = MEMORY[name]
-    metric = _family_objects()[name]
     if not labels:
         with pytest.raises(ValueError, match="No label names"):
-            metric.labels("x")
+            scraped_labels(metrics, name, labels)
         return
-    values = [f"probe-{label}" for label in labels]
-    metric.labels(*values)
-    try:
-        probe = dict(zip(labels, values, strict=True))
-        found = [
-            {key: value for key, value in sample.labels.items() if key != "le"}
-            for sample in scrape().samples
-            if probe.items() <= sample.labels.items()
-        ]
-        assert found
-        assert all(labels_of == probe for labels_of in found)
-    finally:
-        metric.remove(*values)
+    found = scraped_labels(metrics, name, labels)
+    assert found
+    assert all(names == set(labels) for names in found)
 
 
 def test_bounded_label_values_are_listed_from_the_start() -> None:
