@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -48,6 +49,16 @@ def parse(text: str) -> Scrape:
         families[name] = family.type
         samples.extend(family.samples)
     return Scrape(families, tuple(samples))
+
+
+def read(registry: CollectorRegistry) -> Scrape:
+    """A scrape of a registry in this process, through the text format."""
+    return parse(generate_latest(registry).decode())
+
+
+def grew(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
+    """How much the sample `name` with exactly these labels grew between scrapes."""
+    return after.value(name, **labels) - before.value(name, **labels)
 
 
 def fetch(url: str, timeout: float = 5.0) -> str:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from prometheus_client import generate_latest
 
 from attune.executor.v1 import executor_pb2
 from executor_service import metrics
@@ -23,11 +22,11 @@ from executor_service.runs.engine import TeamExecution
 from executor_service.templates.models import Tier, TierStrategy
 from tests.support.metric_families import scraped_labels
 from tests.support.metrics_contract import EXECUTOR
-from tests.support.scrape import Scrape, parse
+from tests.support.scrape import Scrape, read
 
 
 def scrape() -> Scrape:
-    return parse(generate_latest(metrics.REGISTRY).decode())
+    return read(metrics.REGISTRY)
 
 
 def test_every_contract_family_is_registered_with_its_type() -> None:

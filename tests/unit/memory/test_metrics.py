@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from prometheus_client import generate_latest
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
@@ -20,13 +19,13 @@ from memory_service.sizes import too_large
 from memory_service.write_pipeline import Retention, _unscrubbable, secret_rejection, secure
 from tests.support.metric_families import scraped_labels
 from tests.support.metrics_contract import MEMORY
-from tests.support.scrape import Scrape, parse
+from tests.support.scrape import Scrape, read
 
 AWS_KEY = "AKIAZ7Q4M2W8R5T1Y6UX"
 
 
 def scrape() -> Scrape:
-    return parse(generate_latest(metrics.REGISTRY).decode())
+    return read(metrics.REGISTRY)
 
 
 def test_every_contract_family_is_registered_with_its_type() -> None:
