@@ -245,18 +245,21 @@ def executor_process(
     *,
     port: int = 0,
     log: IO[str] | None = None,
+    settings: Mapping[str, str] | None = None,
     auth_disabled: bool = True,
     **extra: str,
 ) -> ServiceProcess:
     """An executor under data_dir that stores patterns at memory_address.
 
-    `auth_disabled` turns its callers' authentication off unless the
-    keyword arguments or the environment already say how to authenticate.
+    `settings` and keyword arguments are EXECUTOR_* variables without the
+    prefix. `auth_disabled` turns its callers' authentication off unless the
+    settings or the environment already say how to authenticate.
     """
     settings = {
         "PORT": str(port),
         "DATA_DIR": str(data_dir / "executor"),
         "MEMORY_ADDRESS": memory_address,
+        **(settings or {}),
         **extra,
     }
     if auth_disabled and not _auth_configured("EXECUTOR_", settings):
