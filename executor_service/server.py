@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
+from executor_service import metrics
 from executor_service.memory.breaker import State
 from executor_service.memory.client import MemoryClient
 from executor_service.memory.delivery import PatternDeliverer
@@ -115,8 +116,18 @@ async def start(settings: ExecutorSettings) -> RunningService:
                 await task
 
     undecodable = access.undecodable_hook(SERVICE_NAME)
-    managed = ManagedServer(settings, SERVICE_NAME, register, runs_writable, undecodable)
+    managed = ManagedServer(
+        settings, SERVICE_NAME, register, runs_writable, undecodable, metrics.SERVICE
+    )
     (servicer,) = servicers
+    outbox = deliverer.outbox
+    unbind_metrics = metrics.bind_state(
+        outbox_depth=outbox.depth,
+        outbox_oldest_age=outbox.oldest_age_seconds,
+        breaker_state=lambda: client.breaker.state,
+        memory_reachable=lambda: client.reachable,
+        runs_in_flight=lambda: len(servicer.in_flight.runs),
+    )
     # Runs this executor had not finished when it last stopped go on first.
     resumed = await servicer.resume_unfinished()
     await managed.start()
@@ -149,6 +160,9 @@ async def start(settings: ExecutorSettings) -> RunningService:
     async def close_index() -> None:
         await asyncio.to_thread(local_index.close)  # Checkpoints its WAL.
 
+    async def release_metrics() -> None:
+        unbind_metrics()  # The gauges no longer read this executor's objects.
+
     return RunningService(
         managed,
         drain,
@@ -157,6 +171,7 @@ async def start(settings: ExecutorSettings) -> RunningService:
         client.close,
         close_index,
         access.close,
+        release_metrics,
         before_stop=drain_runs_first,
     )
 

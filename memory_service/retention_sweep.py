@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 
+from memory_service import metrics
 from memory_service.store.base import PatternStore, StoreUnavailableError
 
 log = logging.getLogger("attune.memory.retention")
@@ -29,7 +30,7 @@ class RetentionSweep:
 
     async def sweep_once(self) -> int:
         """Purges what has expired now; how many patterns went."""
-        purged = await self._store.purge_expired()
+        purged = await self._store.purge_expired(metrics.purged)
         if purged:
             log.info("expired patterns purged", extra={"purged": purged})
         return purged

@@ -31,6 +31,10 @@ log = logging.getLogger("attune.memory.semantic")
 # How many candidates each ranking contributes to a hybrid fusion.
 FUSION_DEPTH = 50
 
+# Why a semantic or hybrid search fell back to keyword (mode_fallback_reason).
+NO_FREE_TEXT = "no free text to compare by meaning; ranked by filter and recency"
+PROVIDER_UNAVAILABLE = "the embeddings provider is unavailable; ranked by keyword"
+
 
 @dataclass(frozen=True)
 class Ranked:
@@ -74,10 +78,10 @@ class Semantic:
     ) -> Ranked | str:
         """A ranked page of what the viewer may see, or why it fell back to keyword."""
         if not plan.ranked_text:
-            return "no free text to compare by meaning; ranked by filter and recency"
+            return NO_FREE_TEXT
         vectors = await self._embed([plan.ranked_text])
         if vectors is None:
-            return "the embeddings provider is unavailable; ranked by keyword"
+            return PROVIDER_UNAVAILABLE
         depth = FUSION_DEPTH if hybrid else offset + size
         candidates = await store.vectors(namespace, plan.condition, viewer=viewer)
         similar = top_k(vectors[0], candidates, max(depth, offset + size))

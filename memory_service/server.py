@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
+from memory_service import metrics
 from memory_service.access.audit_buffer import AuditSink
 from memory_service.access.redis_audit import RedisStreamAuditLog
 from memory_service.access.wiring import access_control, authenticator_from
@@ -124,6 +125,7 @@ async def start(settings: MemorySettings) -> RunningService:
             max_pattern_bytes=settings.max_pattern_bytes,
             denials=access.denials,
             forms=forms.catalog,
+            backend=settings.store,
         )
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(servicer, server)
 
@@ -132,11 +134,29 @@ async def start(settings: MemorySettings) -> RunningService:
             await provider.aclose()
 
     managed = ManagedServer(
-        settings, SERVICE_NAME, register, store.ping, access.undecodable_hook(SERVICE_NAME)
+        settings,
+        SERVICE_NAME,
+        register,
+        store.ping,
+        access.undecodable_hook(SERVICE_NAME),
+        metrics.SERVICE,
     )
+    unbind_metrics = metrics.bind_state(lambda: managed.ready, keyring.active_key_id is not None)
+
+    async def release_metrics() -> None:
+        unbind_metrics()  # The gauges no longer read this server.
+
     await managed.start()
     sweep.start()
-    return RunningService(managed, sweep.stop, store.close, close_provider, access.close, *closers)
+    return RunningService(
+        managed,
+        sweep.stop,
+        store.close,
+        close_provider,
+        access.close,
+        *closers,
+        release_metrics,
+    )
 
 
 async def serve(settings: MemorySettings) -> None:

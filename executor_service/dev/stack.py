@@ -63,13 +63,17 @@ class ServiceProcess:
         self.tls = tls
         self.service_name = service_name
         self.port_file = state_dir / f"{module}.port"
+        # Written (before the port file) only when METRICS_PORT is set.
+        self.metrics_port_file = state_dir / f"{module}.metrics-port"
         self.prefix = prefix
         base = os.environ if environment is None else environment
         self._env = {**base, **{prefix + key: value for key, value in settings.items()}}
         self._env[prefix + "PORT_FILE"] = str(self.port_file)
+        self._env[prefix + "METRICS_PORT_FILE"] = str(self.metrics_port_file)
         self._log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.metrics_port = 0  # The bound metrics port, when METRICS_PORT is set.
 
     def setting(self, key: str) -> str | None:
         """The value the process gets for a setting (without its prefix), if any."""
@@ -80,9 +84,17 @@ class ServiceProcess:
         """host:port of the running service."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Where the running service serves its metrics (METRICS_PORT set)."""
+        if not self.metrics_port:
+            raise RuntimeError(f"{self.module} serves no metrics: set METRICS_PORT")
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
     def start(self, timeout: float = 30.0) -> ServiceProcess:
         """Starts the process and returns once its readiness check is SERVING."""
         self.port_file.unlink(missing_ok=True)
+        self.metrics_port_file.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             self.command, env=self._env, cwd=self.cwd, stderr=self._log or None
         )
@@ -95,6 +107,8 @@ class ServiceProcess:
                 raise TimeoutError(f"{self.module} did not start within {timeout} s")
             time.sleep(0.02)
         self.port = int(self.port_file.read_text())
+        if self.metrics_port_file.exists():
+            self.metrics_port = int(self.metrics_port_file.read_text())
         self.wait_serving(max(1.0, deadline - time.monotonic()))
         return self
 
@@ -104,6 +118,8 @@ class ServiceProcess:
             raise RuntimeError(f"{self.module} is still running")
         if self.port:
             self._env[self.prefix + "PORT"] = str(self.port)
+        if self.metrics_port:  # Scrapers find it where it was.
+            self._env[self.prefix + "METRICS_PORT"] = str(self.metrics_port)
         return self.start(timeout)
 
     def channel(self) -> grpc.Channel:
@@ -229,18 +245,21 @@ def executor_process(
     *,
     port: int = 0,
     log: IO[str] | None = None,
+    settings: Mapping[str, str] | None = None,
     auth_disabled: bool = True,
     **extra: str,
 ) -> ServiceProcess:
     """An executor under data_dir that stores patterns at memory_address.
 
-    `auth_disabled` turns its callers' authentication off unless the
-    keyword arguments or the environment already say how to authenticate.
+    `settings` and keyword arguments are EXECUTOR_* variables without the
+    prefix. `auth_disabled` turns its callers' authentication off unless the
+    settings or the environment already say how to authenticate.
     """
     settings = {
         "PORT": str(port),
         "DATA_DIR": str(data_dir / "executor"),
         "MEMORY_ADDRESS": memory_address,
+        **(settings or {}),
         **extra,
     }
     if auth_disabled and not _auth_configured("EXECUTOR_", settings):

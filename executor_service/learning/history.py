@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from attune.executor.v1 import executor_pb2
+from executor_service import metrics
 from executor_service.learning.facts import RunFact, run_fact
 from executor_service.learning.tally import RoleTiers, add_runs
 from executor_service.runs.store import RunStore
@@ -62,6 +63,7 @@ class RunHistory:
                 listed_at = self._clock()
                 await asyncio.to_thread(self._load_new)
                 self._listed_at = listed_at
+                metrics.HISTORY_VIEW.refreshed()
 
     def _fresh(self) -> bool:
         listed_at = self._listed_at

@@ -36,6 +36,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, ret
 from tenacity.wait import wait_base
 
 from attune.memory.v1 import memory_pb2
+from executor_service import metrics
 from executor_service.memory.client import (
     CREDENTIAL_CODES,
     EXECUTOR_CREDENTIALS_HINT,
@@ -145,6 +146,7 @@ class PatternDeliverer:
             outcome = await self._offer(pattern, remaining)
         finally:
             self._in_flight.discard(pattern.id)
+        metrics.pattern_delivered(_fresh_outcome(outcome))
         if outcome.stored:
             self.memory_seen_back()
         return outcome
@@ -234,12 +236,14 @@ class PatternDeliverer:
         for pattern in await asyncio.to_thread(self.outbox.pending, in_flight):
             outcome = await self._offer(pattern, None)
             if outcome.rejected:
+                metrics.pattern_delivered("rejected")
                 continue
             if not outcome.stored:
                 stalled = stalled or outcome.reason
                 if outcome.outage:
                     break
                 continue
+            metrics.pattern_delivered("replayed")
             delivered += 1
         if delivered:
             log.info(
@@ -304,6 +308,13 @@ class PatternDeliverer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
+
+
+def _fresh_outcome(delivery: Delivery) -> str:
+    """What a finished run's first offer did, as the deliveries metric names it."""
+    if delivery.stored:
+        return "deduped" if delivery.deduped else "stored"
+    return "rejected" if delivery.rejected else "queued"
 
 
 def _try_lock(path: Path) -> int | None:

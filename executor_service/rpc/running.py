@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
+from executor_service import metrics
 from executor_service.convert.enums import (
     RUNNER_FROM_NAME,
     RUNNER_NAMES,
@@ -368,6 +369,13 @@ class RunningRpcs(RpcBase):
         # The run directory is the record now; a crash before this line leaves a
         # journal that the next start finds persisted and removes (journal.py).
         await asyncio.to_thread(journal.remove)
+        # Counted once on disk: a run is finished when its files say so.
+        metrics.run_finished(
+            run.template_id,
+            metrics.RUN_STATUSES.get(run.status, "unknown"),
+            RUNNER_NAMES.get(run.runner, "unknown"),
+            run.total_cost_usd,
+        )
         events: list[tuple[str, Message]] = [
             ("run_persisted", executor_pb2.RunPersisted(run_dir=str(path)))
         ]

@@ -3,6 +3,7 @@ local run files, and the hits a response carries."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ import grpc
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
+from executor_service import metrics
 from executor_service.memory.breaker import BreakerOpenError
 from executor_service.memory.client import CREDENTIAL_CODES, UNREACHABLE_CODES
 from executor_service.rpc.base import MAX_PAGE_BYTES, Context, RpcBase, acting_for, refused
@@ -38,6 +40,7 @@ class SearchingRpcs(RpcBase):
     async def SearchRuns(
         self, request: executor_pb2.SearchRunsRequest, context: Context, principal: Principal
     ) -> executor_pb2.SearchRunsResponse:
+        started = time.perf_counter()
         limit = page_bounds(request.page_size, 10, 100)
         # Sizes first: nothing reads the query or filter before they are bounded.
         if violations := size_violations(request.query, request.filter):
@@ -69,7 +72,7 @@ class SearchingRpcs(RpcBase):
             raise invalid_argument([("mode", f"{request.mode} is not a defined value")])
         mode = request.mode or executor_pb2.SEARCH_RUNS_MODE_AUTO
         if mode == executor_pb2.SEARCH_RUNS_MODE_LOCAL_FILES:
-            return self._local_answer(plan, limit, "", viewer)
+            return _measured(mode, started, self._local_answer(plan, limit, "", viewer))
         try:
             response = await self._memory.search(
                 memory_pb2.SearchPatternsRequest(
@@ -101,7 +104,7 @@ class SearchingRpcs(RpcBase):
                     "memory service unreachable (circuit breaker open); "
                     "answered from local run files"
                 )
-            return self._local_answer(plan, limit, reason, viewer)
+            return _measured(mode, started, self._local_answer(plan, limit, reason, viewer))
         hits = [run_hit(result.pattern, result.score) for result in response.results]
         source = executor_pb2.SEARCH_SOURCE_MEMORY
         if mode == executor_pb2.SEARCH_RUNS_MODE_HYBRID:
@@ -111,13 +114,14 @@ class SearchingRpcs(RpcBase):
                 : max(0, limit - len(hits))
             ]
             source = executor_pb2.SEARCH_SOURCE_HYBRID
-        return executor_pb2.SearchRunsResponse(
+        answer = executor_pb2.SearchRunsResponse(
             hits=within_page(hits),
             source=source,
             applied_filter=response.applied_filter,
             applied_query=response.applied_query,
             query_reading=response.query_reading,
         )
+        return _measured(mode, started, answer)
 
     def _local_search(self, plan: SearchPlan, limit: int, viewer: Viewer) -> tuple[list[Hit], int]:
         """The best runs of the local files for the plan, and the minimum of
@@ -149,6 +153,21 @@ class SearchingRpcs(RpcBase):
             applied_query=plan.applied_query,
             query_reading=query_reading(plan, minimum, found),
         )
+
+
+def _measured(
+    mode: executor_pb2.SearchRunsMode.ValueType,
+    started: float,
+    response: executor_pb2.SearchRunsResponse,
+) -> executor_pb2.SearchRunsResponse:
+    """The answer, once its latency, mode and source are recorded."""
+    metrics.search_answered(
+        metrics.SEARCH_MODES.get(mode, "auto"),
+        metrics.SEARCH_SOURCES.get(response.source, "unknown"),
+        time.perf_counter() - started,
+        response.degraded,
+    )
+    return response
 
 
 def within_page(hits: list[executor_pb2.RunHit]) -> list[executor_pb2.RunHit]:

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
+from executor_service import metrics
 from executor_service.convert.enums import STRATEGY_TO_PROTO, TIER_TO_PROTO
 from executor_service.runners.base import AttemptOutcome, Runner
 from executor_service.runs.composition import PlannedAgent
@@ -155,6 +156,7 @@ class TeamExecution:
             )
             attempt.duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
             result.attempts.append(attempt)
+            metrics.attempt_made(tier, attempt.success)
             if self._on_attempt is not None:
                 self._on_attempt(attempt)
             result.final_tier = attempt.tier

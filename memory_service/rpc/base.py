@@ -33,6 +33,7 @@ class RpcBase:
     _context_ttl: tuple[float, float]
     _max_pattern_bytes: int
     _forms: FormCatalog = EMPTY_FORMS  # The templates' forms search understands.
+    _backend: str = "embedded"  # The store's kind, for the search metrics.
 
 
 def message_size(message: Message) -> int:

@@ -3,10 +3,12 @@ within the response budget."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from attune.memory.v1 import memory_pb2
+from memory_service import metrics
 from memory_service.access.audit import AuditAction
 from memory_service.patterns import namespace_violations
 from memory_service.rpc.base import Context, RpcBase, message_size
@@ -16,7 +18,7 @@ from memory_service.search.planning import PlanError, plan_search, size_violatio
 from memory_service.search.query_notes import query_reading
 from memory_service.search.reading import relaxed_minimum
 from memory_service.security.identity import Action, Principal
-from memory_service.semantic import Ranked
+from memory_service.semantic import NO_FREE_TEXT, PROVIDER_UNAVAILABLE, Ranked
 from memory_service.servicekit.errors import invalid_argument
 from memory_service.servicekit.paging import decode_token, encode_token, fit_page, next_offset
 from memory_service.sizes import RESPONSE_BUDGET
@@ -24,6 +26,14 @@ from memory_service.sizes import RESPONSE_BUDGET
 DEFAULT_SEARCH_PAGE = 10
 MAX_SEARCH_PAGE = 100
 DEFAULT_HALF_LIFE = 30 * 24 * 3600.0
+
+# The degraded-search metric's reason for each fallback.
+NO_PROVIDER = "no embeddings provider is configured; ranked by keyword"
+_DEGRADED_REASONS = {
+    NO_PROVIDER: "no_embeddings_provider",
+    PROVIDER_UNAVAILABLE: "embeddings_unavailable",
+    NO_FREE_TEXT: "no_free_text",
+}
 
 
 def _result(hit: Hit, explain: bool) -> memory_pb2.SearchResult:
@@ -52,6 +62,7 @@ class PatternSearchRpcs(RpcBase):
     async def SearchPatterns(
         self, request: memory_pb2.SearchPatternsRequest, context: Context, principal: Principal
     ) -> memory_pb2.SearchPatternsResponse:
+        started = time.perf_counter()
         violations = namespace_violations(request.namespace)
         if not 0 <= request.page_size <= MAX_SEARCH_PAGE:
             violations.append(("page_size", f"must be between 0 and {MAX_SEARCH_PAGE}"))
@@ -94,7 +105,7 @@ class PatternSearchRpcs(RpcBase):
             memory_pb2.SEARCH_MODE_SEMANTIC,
             memory_pb2.SEARCH_MODE_HYBRID,
         )
-        fallback = "no embeddings provider is configured; ranked by keyword"
+        fallback = NO_PROVIDER
         if semantic_wanted and self._semantic is not None:
             hybrid = request.mode == memory_pb2.SEARCH_MODE_HYBRID
             ranked = await self._semantic.rank(
@@ -103,6 +114,9 @@ class PatternSearchRpcs(RpcBase):
             if isinstance(ranked, Ranked):
                 results, cut = fit_page(ranked.results, message_size, _result_id, RESPONSE_BUDGET)
                 after = next_offset(offset, size, cut)
+                metrics.search_answered(
+                    request.mode, self._backend, time.perf_counter() - started, None
+                )
                 return memory_pb2.SearchPatternsResponse(
                     results=results,
                     applied_filter=plan.applied_filter,
@@ -148,8 +162,13 @@ class PatternSearchRpcs(RpcBase):
             total_size=total,
             next_page_token=encode_token(after, token_scope) if after < total else "",
         )
+        degraded = None
         if semantic_wanted:
             response.mode_fallback_reason = fallback
+            degraded = _DEGRADED_REASONS.get(fallback, "other")
+        metrics.search_answered(
+            response.effective_mode, self._backend, time.perf_counter() - started, degraded
+        )
         return response
 
 

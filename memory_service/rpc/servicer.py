@@ -44,6 +44,7 @@ class MemoryServicer(
         max_pattern_bytes: int = DEFAULT_MAX_PATTERN_BYTES,
         denials: DenialLimiter | None = None,
         forms: FormCatalog | None = None,
+        backend: str = "embedded",
     ) -> None:
         # Unreachable: UNAVAILABLE with its reason; a missing key: FAILED_PRECONDITION.
         self._store: PatternStore = store_errors_as_status(store)
@@ -57,6 +58,7 @@ class MemoryServicer(
         self.denials = denials  # The budget of refused calls per peer (see guarded).
         # The templates' forms search understands; unset: the built-in templates.
         self._forms = forms if forms is not None else load_forms(None).catalog
+        self._backend = backend  # MEMORY_STORE: embedded or redis.
 
     @guarded(AuditAction.AUDIT, Action.ADMIN, lambda q, r: ((), len(r.events)), Scope.ANY_NAMESPACE)
     async def ListAuditEvents(

@@ -12,6 +12,7 @@ import grpc
 
 from attune.common.v1 import common_pb2
 from attune.memory.v1 import memory_pb2
+from memory_service import metrics
 from memory_service.access.audit import AuditAction, AuditRecord
 from memory_service.access.audit_privacy import sensitive_pattern_ids
 from memory_service.access.denials import DENIED_CODES
@@ -45,20 +46,26 @@ class PatternWriteRpcs(RpcBase):
     ) -> tuple[memory_pb2.Pattern, dict[str, int]]:
         """The pattern as it may be stored: valid, free of secrets, scrubbed, classified."""
         violations = store_violations(request, field_prefix)
-        if (size := stored_size(request.pattern)) > self._max_pattern_bytes:
+        oversized = (size := stored_size(request.pattern)) > self._max_pattern_bytes
+        if oversized:
             # Before anything scans it; checked again once scrubbed and embedded.
             violations.append(
                 size_violation(f"{field_prefix}pattern", size, self._max_pattern_bytes)
             )
         if violations:
-            raise invalid_argument(violations)
+            reason = "too_large" if oversized and len(violations) == 1 else "invalid"
+            raise metrics.rejected(invalid_argument(violations), reason)
         authorize(principal, request.namespace, Action.WRITE)
         now_us = time.time_ns() // 1000
-        secured = await off_loop(
-            lambda: secure(
-                request.pattern, principal, self._retention, now_us, field_prefix, budget
+        try:
+            secured = await off_loop(
+                lambda: secure(
+                    request.pattern, principal, self._retention, now_us, field_prefix, budget
+                )
             )
-        )
+        except ServiceError as error:
+            metrics.rejected(error)  # A secret, or too much text to scrub.
+            raise
         return secured.pattern, dict(secured.scrubbed)
 
     async def _commit(
@@ -71,16 +78,23 @@ class PatternWriteRpcs(RpcBase):
         # Scrubbing and the embedding can grow a pattern: refused here, before
         # it commits, rather than stored and then unreadable by every reader.
         if (size := stored_size(pattern)) > self._max_pattern_bytes:
-            raise too_large(f"{field_prefix}pattern", size, self._max_pattern_bytes)
+            error = too_large(f"{field_prefix}pattern", size, self._max_pattern_bytes)
+            raise metrics.rejected(error, "too_large")
         try:
             outcome = await self._store.put(request.namespace, pattern, request.replace)
         except PatternConflictError:
             # Says nothing of the existing pattern: it may be another user's SENSITIVE one.
-            raise ServiceError(
+            error = ServiceError(
                 grpc.StatusCode.ALREADY_EXISTS,
                 f"a different pattern with id {pattern.id!r} already exists in namespace "
                 f"{request.namespace!r}; set replace=true to overwrite one you own",
-            ) from None
+            )
+            raise metrics.rejected(error, "conflict") from None
+        except ServiceError as error:
+            if error.code is grpc.StatusCode.FAILED_PRECONDITION:  # No key to seal it.
+                metrics.rejected(error, "no_encryption_key")
+            raise  # Unavailable says nothing about the pattern: not counted.
+        metrics.pattern_written(pattern.classification, outcome.deduped, scrubbed)
         log.info(
             "pattern stored",
             extra={
@@ -264,6 +278,7 @@ def _within_response(
             # Short: up to 500 of these share the response's spare room.
             results[index].code = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
             results[index].message = "not stored: the response is full; send it in a later batch"
+            metrics.write_refused("batch_full")
             used += len(results[index].message) + ITEM_OVERHEAD
             continue
         used += size

@@ -314,11 +314,15 @@ class SearchIndex:
 
     def expired(self, now_us: int) -> list[tuple[str, str]]:
         """(namespace, id) of every document expired at now_us, not yet purged."""
+        return [(namespace, doc_id) for namespace, doc_id, _ in self.expired_classified(now_us)]
+
+    def expired_classified(self, now_us: int) -> list[tuple[str, str, str]]:
+        """(namespace, id, classification) of every document expired at now_us."""
         return [
-            (str(namespace), str(doc_id))
-            for namespace, doc_id in self._db.execute(
-                "SELECT namespace, doc_id FROM docs WHERE expire_us > 0 AND expire_us <= ? "
-                "ORDER BY namespace, doc_id",
+            (str(namespace), str(doc_id), str(classification))
+            for namespace, doc_id, classification in self._db.execute(
+                "SELECT namespace, doc_id, classification FROM docs "
+                "WHERE expire_us > 0 AND expire_us <= ? ORDER BY namespace, doc_id",
                 (now_us,),
             )
         ]

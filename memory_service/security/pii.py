@@ -328,6 +328,8 @@ _SCRUBBERS: tuple[tuple[str, str, Finder, Gate], ...] = (
     ("phone", "[PHONE]", _phones, _may_hold_phone),
     ("street_address", "[STREET_ADDRESS]", _street_addresses, _may_hold_street),
 )
+# Every kind scrubbing counts (the metrics' label values).
+PII_KINDS = tuple(kind for kind, *_ in _SCRUBBERS)
 
 
 def _scrub(

@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from attune.memory.v1 import memory_pb2
-from memory_service.security.secret_detectors import BENIGN, TOKEN, URL, looks_random, secret_params
+from memory_service.security.secret_detectors import (
+    BENIGN,
+    DETECTORS,
+    TOKEN,
+    URL,
+    looks_random,
+    secret_params,
+)
 from memory_service.security.secret_screen import EVERYTHING, Screen, screen_bytes, utf8
 
 
@@ -91,6 +98,12 @@ def _entropy_spans(text: str, claimed: _Claims) -> Iterator[tuple[int, int]]:
             yield span
 
 
+# The generic rule's kind, beside the detectors' own.
+HIGH_ENTROPY = "high_entropy_string"
+# Every kind a finding may name (the metrics' label values).
+SECRET_KINDS = (*dict.fromkeys(detector.kind for detector in DETECTORS), HIGH_ENTROPY)
+
+
 def _scan(text: str, key: str, entropy: bool, screen: Screen) -> list[str]:
     claimed = _Claims(m.span() for m in BENIGN.finditer(text)) if screen.benign else _Claims()
     kinds: list[str] = []
@@ -103,7 +116,7 @@ def _scan(text: str, key: str, entropy: bool, screen: Screen) -> list[str]:
             if detector.kind not in kinds:
                 kinds.append(detector.kind)
     if entropy and screen.entropy and any(True for _ in _entropy_spans(text, claimed)):
-        kinds.append("high_entropy_string")
+        kinds.append(HIGH_ENTROPY)
     return kinds
 
 

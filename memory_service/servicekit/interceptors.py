@@ -7,6 +7,9 @@ UNIMPLEMENTED naming the RPC, anything else as INTERNAL without a traceback.
 Requests are decoded tolerantly (see decoding.py): unknown fields are dropped,
 and undecodable bytes answer INVALID_ARGUMENT, logged as a warning and
 reported to the optional `on_undecodable` hook (the memory service audits them).
+Given `GrpcServerMetrics`, every call is also counted: started, in flight,
+handled by final status code, and its duration (see metrics.py); the code is
+the one the log line reports, so both always agree.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
@@ -29,6 +32,14 @@ from memory_service.servicekit.decoding import (
 )
 from memory_service.servicekit.errors import ServiceError
 from memory_service.servicekit.logging import request_id_var, trace_id_var
+from memory_service.servicekit.metrics import (
+    BIDI_STREAM,
+    CLIENT_STREAM,
+    SERVER_STREAM,
+    UNARY,
+    GrpcServerMetrics,
+    MethodMetrics,
+)
 
 log = logging.getLogger("attune.rpc")
 
@@ -54,10 +65,13 @@ def _ids_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> tuple[str
 class _Call:
     """The bookkeeping of one RPC: its ids, its outcome, its log line."""
 
-    def __init__(self, method: str, metadata: Any) -> None:
+    def __init__(self, method: str, metadata: Any, metrics: MethodMetrics | None) -> None:
         self.method = method
         self.request_id, self.trace_id = _ids_from(metadata)
         self.code = grpc.StatusCode.OK
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.begin()
         self.started = time.perf_counter()
 
     def enter(self) -> None:
@@ -94,7 +108,16 @@ class _Call:
                 log.exception("undecodable-request hook failed in %s", self.method)
         return undecodable_error(self.method)
 
+    def returned(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """The handler returned: OK, unless it set another code on the context."""
+        code = context.code()
+        if isinstance(code, grpc.StatusCode):
+            self.code = code
+
     def finish(self) -> None:
+        seconds = time.perf_counter() - self.started
+        if self._metrics is not None:
+            self._metrics.end(self.code, seconds)
         level = logging.DEBUG if self.method.startswith(_QUIET_PREFIXES) else logging.INFO
         log.log(
             level,
@@ -102,7 +125,7 @@ class _Call:
             extra={
                 "method": self.method,
                 "code": self.code.name,
-                "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
+                "duration_ms": round(seconds * 1000, 3),
             },
         )
 
@@ -123,15 +146,20 @@ def _code_after(
 
 
 def _wrap_unary(
-    method: str, behavior: UnaryBehavior, hook: UndecodableHook | None
+    method: str,
+    behavior: UnaryBehavior,
+    hook: UndecodableHook | None,
+    metrics: MethodMetrics | None,
 ) -> UnaryBehavior:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        call = _Call(method, context.invocation_metadata())
+        call = _Call(method, context.invocation_metadata(), metrics)
         call.enter()
         try:
             if isinstance(request, Undecodable):
                 raise call.refuse_undecodable(request, context, hook)
-            return await behavior(request, context)
+            response = await behavior(request, context)
+            call.returned(context)
+            return response
         except BaseException as error:
             if _is_passthrough(error):
                 call.code = _code_after(error, context)
@@ -144,12 +172,15 @@ def _wrap_unary(
 
 
 def _wrap_stream(
-    method: str, behavior: StreamBehavior, hook: UndecodableHook | None
+    method: str,
+    behavior: StreamBehavior,
+    hook: UndecodableHook | None,
+    metrics: MethodMetrics | None,
 ) -> StreamBehavior:
     async def handle(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncGenerator[Any, None]:
-        call = _Call(method, context.invocation_metadata())
+        call = _Call(method, context.invocation_metadata(), metrics)
         call.enter()
         try:
             if isinstance(request, Undecodable):
@@ -166,6 +197,7 @@ def _wrap_stream(
                     # Close the handler's generator now, so its cleanup runs
                     # when the client goes away rather than at collection.
                     await responses.aclose()
+            call.returned(context)
         except BaseException as error:
             if _is_passthrough(error):
                 call.code = _code_after(error, context)
@@ -177,14 +209,37 @@ def _wrap_stream(
     return handle
 
 
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps unary-unary and unary-stream handlers; passes others through.
+# Per handler kind: its behaviour's attribute, the handler factory, the
+# wrapper, the grpc_type label, and whether its request is one message
+# (decoded tolerantly). Under grpc.aio the behaviours are coroutine and
+# async-generator functions, streamed requests included.
+_KINDS: tuple[tuple[str, Any, Any, str, bool], ...] = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler, _wrap_unary, UNARY, True),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler, _wrap_stream, SERVER_STREAM, True),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler, _wrap_unary, CLIENT_STREAM, False),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler, _wrap_stream, BIDI_STREAM, False),
+)
 
-    `on_undecodable` is told of every call whose request bytes do not decode.
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every handler. Unary requests are decoded tolerantly; streamed
+    requests (server reflection) keep their own decoding and are only
+    logged, counted and given precise statuses.
+
+    `on_undecodable` is told of every call whose request bytes do not decode;
+    `metrics`, when given, counts every call (see metrics.py).
     """
 
-    def __init__(self, on_undecodable: UndecodableHook | None = None) -> None:
+    def __init__(
+        self,
+        on_undecodable: UndecodableHook | None = None,
+        metrics: GrpcServerMetrics | None = None,
+    ) -> None:
         self._on_undecodable = on_undecodable
+        self._metrics = metrics
+
+    def _method_metrics(self, method: str, grpc_type: str) -> MethodMetrics | None:
+        return None if self._metrics is None else self._metrics.method(method, grpc_type)
 
     async def intercept_service(
         self,
@@ -195,22 +250,27 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
-            return handler
+            return handler  # Unknown method: gRPC answers UNIMPLEMENTED, nothing counted.
         method, hook = handler_call_details.method, self._on_undecodable
-        deserializer = handler.request_deserializer
-        if deserializer is not None:
-            deserializer = tolerant(deserializer)
-        # Under grpc.aio the behaviours are coroutine and async-generator functions.
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, cast(UnaryBehavior, handler.unary_unary), hook),
+        for kind, make, wrap, grpc_type, unary_request in _KINDS:
+            behavior = getattr(handler, kind)
+            if behavior is None:
+                continue
+            deserializer = handler.request_deserializer
+            if unary_request and deserializer is not None:
+                deserializer = tolerant(deserializer)
+            # A request iterator is never Undecodable: those wrappers only log,
+            # count, and give errors their statuses.
+            wrapped = wrap(
+                method,
+                behavior,
+                hook if unary_request else None,
+                self._method_metrics(method, grpc_type),
+            )
+            counted: grpc.RpcMethodHandler[Any, Any] = make(
+                wrapped,
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, cast(StreamBehavior, handler.unary_stream), hook),
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return counted
         return handler

@@ -4,6 +4,9 @@ Liveness is the health service "" (SERVING while the process runs); readiness
 is the named service, SERVING only while the dependencies it needs answer.
 SIGTERM or SIGINT flips everything to NOT_SERVING, stops accepting new RPCs,
 lets in-flight RPCs finish within the grace period, and returns.
+
+With a metrics port set, the service's Prometheus registry is served over
+HTTP from before the port file is written until the server has drained.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from memory_service.servicekit.decoding import UndecodableHook
 from memory_service.servicekit.interceptors import ObservabilityInterceptor
+from memory_service.servicekit.metrics import MetricsEndpoint, ServiceMetrics
 from memory_service.servicekit.private_files import private_dir, private_opener
 from memory_service.servicekit.settings import ServerSettings
 from memory_service.servicekit.tls import ReloadingServerCertificates
@@ -82,12 +86,15 @@ class ManagedServer:
         register: Callable[[grpc.aio.Server], None],
         readiness: ReadinessProbe,
         on_undecodable: UndecodableHook | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.service_name = service_name
         self.health = HealthServicer()
+        # The service's registry; a server given none counts into its own.
+        self.metrics = metrics or ServiceMetrics()
         self.server = grpc.aio.server(
-            interceptors=[ObservabilityInterceptor(on_undecodable)],
+            interceptors=[ObservabilityInterceptor(on_undecodable, self.metrics.grpc)],
             options=server_options(settings),
         )
         register(self.server)
@@ -113,6 +120,36 @@ class ManagedServer:
         if settings.health_port is not None:
             self.health_server = grpc.aio.server(options=server_options(settings))
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+        self.metrics_endpoint: MetricsEndpoint | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Readiness as last probed (False before the first probe)."""
+        return bool(self._ready)
+
+    @property
+    def metrics_port(self) -> int:
+        """The bound metrics port; 0 when metrics are not served."""
+        return self.metrics_endpoint.port if self.metrics_endpoint is not None else 0
+
+    async def _serve_metrics(self) -> None:
+        """Starts the metrics endpoint if a port is set; its port goes to the
+        log and the metrics port file."""
+        settings = self.settings
+        if settings.metrics_port is None:
+            return
+        host = settings.metrics_host or settings.host
+        endpoint = MetricsEndpoint(self.metrics.registry)
+        try:
+            port = await asyncio.to_thread(endpoint.start, host, settings.metrics_port)
+        except OSError as error:
+            raise RuntimeError(
+                f"could not bind metrics {host}:{settings.metrics_port}: {error}"
+            ) from error
+        self.metrics_endpoint = endpoint
+        if settings.metrics_port_file is not None:
+            _write_atomically(settings.metrics_port_file, f"{port}\n")
+        log.info("serving metrics", extra={"metrics_host": host, "metrics_port": port})
 
     async def start(self) -> int:
         """Binds, starts serving, and returns the bound port."""
@@ -129,6 +166,7 @@ class ManagedServer:
             if self.health_port == 0:
                 raise RuntimeError(f"could not bind {health_address}")
             await self.health_server.start()
+        await self._serve_metrics()
         await self.server.start()
         await self._probe_once()
         self._readiness_task = asyncio.create_task(self._readiness_loop())
@@ -186,6 +224,9 @@ class ManagedServer:
         await self.server.stop(self.settings.grace_period_seconds)
         if self.health_server is not None:
             await self.health_server.stop(None)
+        if self.metrics_endpoint is not None:
+            # Last: a scrape during the drain still sees the final counts.
+            await asyncio.to_thread(self.metrics_endpoint.stop)
         log.info("stopped")
 
 

@@ -115,6 +115,30 @@ class ServerSettings(BaseSettings):
         ),
     )
 
+    # Prometheus metrics: plain HTTP, apart from the gRPC port. They carry no
+    # ids, tokens or text, so they need no TLS; keep the port off the public
+    # edge (scrapers reach the pod directly).
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=(
+            "If set, Prometheus metrics are served over HTTP (any path, e.g. /metrics) on "
+            "this port; 0 picks a free one. Unset: no metrics endpoint."
+        ),
+    )
+    metrics_host: str | None = Field(
+        default=None,
+        description="Interface of the metrics port; unset: the service's own host.",
+    )
+    metrics_port_file: Path | None = Field(
+        default=None,
+        description=(
+            "If set (with the metrics port), the bound metrics port is written here once "
+            "metrics are served, before the port file."
+        ),
+    )
+
     def _setting(self, name: str) -> str:
         return f"{self.model_config.get('env_prefix', '')}{name}".upper()
 

@@ -11,6 +11,9 @@ from memory_service.search.filter import Node
 from memory_service.search.index import Group, Hit, PageQuery, ReadQuery
 from memory_service.store.context import ContextStore
 
+# Told how many patterns of a classification a purge deleted.
+Purged = Callable[[str, int], None]
+
 
 class PatternConflictError(Exception):
     """A different pattern the writer can see is already stored under the id."""
@@ -113,10 +116,12 @@ class PatternStore(ContextStore, Protocol):
         user's SENSITIVE, deleted or expired pattern never shapes a query."""
         ...
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, counted: Purged | None = None) -> int:
         """Deletes every pattern expired by now, for good; how many went.
 
         Safe to run on several replicas at once: each pattern is deleted once.
+        `counted(classification, n)` is told how many of each classification
+        (PUBLIC, INTERNAL, SENSITIVE) this call deleted.
         """
         ...
 

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ from memory_service.search.index import Group, Hit, PageQuery, ReadQuery
 from memory_service.security.crypto import Keyring, MissingKeyError
 from memory_service.servicekit.private_files import private_file
 from memory_service.servicekit.sqlite import transaction
-from memory_service.store.base import PatternConflictError, PutOutcome
+from memory_service.store.base import PatternConflictError, Purged, PutOutcome
 from memory_service.store.context import ContextItem, ContextOwnedError, now_us, visible
 from memory_service.store.secure_index import SecureIndex, is_sensitive
 
@@ -193,16 +194,23 @@ class EmbeddedStore:
 
         return await self._run(work)
 
-    async def purge_expired(self) -> int:
-        def work() -> int:
+    async def purge_expired(self, counted: Purged | None = None) -> int:
+        def work() -> tuple[int, Counter[str]]:
             db, index = self._open_index()
             with index.transaction():
                 # Expired context entries go too: otherwise one stays on disk
                 # until its session is written again, which may be never.
                 db.execute("DELETE FROM context_entries WHERE expire_us <= ?", (now_us(),))
-                return index.purge(self._clock())
+                now = self._clock()
+                # Read in the purge's transaction: exactly what it deletes.
+                classes = Counter(found[3] for found in index.expired_classified(now))
+                return index.purge(now), classes
 
-        return await self._run(work)
+        purged, classes = await self._run(work)
+        if counted is not None:
+            for classification, count in classes.items():
+                counted(classification, count)
+        return purged
 
     async def reencrypt(
         self, progress: Callable[[int, int], None] | None = None

@@ -348,15 +348,22 @@ class SecureIndex:
     def expired(self, now_us: int) -> list[tuple[str, str, str]]:
         """(namespace, id, owner) of every version, of any owner, expired at
         now_us; owner "" for a shared (non-SENSITIVE) one."""
+        return [(ns, doc_id, owner) for ns, doc_id, owner, _ in self.expired_classified(now_us)]
+
+    def expired_classified(self, now_us: int) -> list[tuple[str, str, str, str]]:
+        """`expired`, each with its classification (PUBLIC, INTERNAL or SENSITIVE)."""
         sealed = [
-            (str(namespace), str(doc_id), str(owner))
+            (str(namespace), str(doc_id), str(owner), "SENSITIVE")
             for namespace, doc_id, owner in self._db.execute(
                 "SELECT namespace, doc_id, owner FROM sealed_docs "
                 "WHERE expire_us > 0 AND expire_us <= ?",
                 (now_us,),
             )
         ]
-        shared = [(namespace, doc_id, "") for namespace, doc_id in self._disk.expired(now_us)]
+        shared = [
+            (namespace, doc_id, "", classification)
+            for namespace, doc_id, classification in self._disk.expired_classified(now_us)
+        ]
         return sorted(shared + sealed)
 
     def purge(self, now_us: int) -> int:

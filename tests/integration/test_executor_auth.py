@@ -22,7 +22,14 @@ from grpc_status import rpc_status
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from tests.integration.test_health_reflection import EXECUTOR, SERVING, check, listed_services
 from tests.integration.test_memory_hang import hanging_server
-from tests.support.helpers import Users, error_info, eventually, run_request, write_tokens_file
+from tests.support.helpers import (
+    Users,
+    code_of,
+    error_info,
+    eventually,
+    run_request,
+    write_tokens_file,
+)
 from tests.support.stack import Stack, running_stack
 
 NAMESPACE = "default"  # EXECUTOR_MEMORY_NAMESPACE's default: where the executor's runs live.
@@ -154,14 +161,6 @@ async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     return caught.value
-
-
-async def code_of(call: Awaitable[Any]) -> grpc.StatusCode:
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error.code()
-    return grpc.StatusCode.OK
 
 
 def test_every_executor_rpc_is_covered() -> None:

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from attune.memory.v1 import memory_pb2
+from memory_service import metrics
 from tests.corpus.generate import NEEDLES
+from tests.support.scrape import grew, read
 from tests.support.stack import Stack, running_stack
 
 DIMENSIONS = 64
@@ -110,6 +112,7 @@ async def test_semantic_ranks_by_meaning(semantic_stack: Stack) -> None:
     # (+word) finds nothing.
     query = "payments fixture retried sphinx"
     required = " ".join(f"+{word}" for word in query.split())
+    before = read(metrics.REGISTRY)
     keyword = await search(semantic_stack, required, memory_pb2.SEARCH_MODE_KEYWORD)
     assert keyword.results == []
     semantic = await search(semantic_stack, query, memory_pb2.SEARCH_MODE_SEMANTIC)
@@ -118,6 +121,12 @@ async def test_semantic_ranks_by_meaning(semantic_stack: Stack) -> None:
     top = semantic.results[0]
     assert top.pattern.id in {"needle-flaky", "needle-docs"}
     assert top.explanation.semantic_score > 0
+    after = read(metrics.REGISTRY)
+    searches = "attune_memory_search_seconds_count"
+    assert grew(before, after, searches, mode="keyword", source="embedded") == 1
+    assert grew(before, after, searches, mode="semantic", source="embedded") == 1
+    degraded = "attune_memory_searches_degraded_total"
+    assert after.total(degraded) == before.total(degraded)
     assert not top.pattern.embedding, "vectors stay internal to search"
     stored = await semantic_stack.memory_stub().GetPattern(
         memory_pb2.GetPatternRequest(namespace="sem", pattern_id="needle-flaky"), timeout=5
@@ -126,8 +135,11 @@ async def test_semantic_ranks_by_meaning(semantic_stack: Stack) -> None:
 
 
 async def test_hybrid_fuses_keyword_and_meaning(semantic_stack: Stack) -> None:
+    before = read(metrics.REGISTRY)
     response = await search(semantic_stack, "wheel", memory_pb2.SEARCH_MODE_HYBRID)
     assert response.effective_mode == memory_pb2.SEARCH_MODE_HYBRID
+    searches = "attune_memory_search_seconds_count"
+    assert grew(before, read(metrics.REGISTRY), searches, mode="hybrid", source="embedded") == 1
     assert response.results[0].pattern.id == "needle-wheel"
 
 
@@ -136,9 +148,16 @@ async def test_semantic_falls_back_to_keyword_when_the_api_is_down(
 ) -> None:
     embeddings_api.shutdown()
     embeddings_api.server_close()
+    before = read(metrics.REGISTRY)
     response = await search(semantic_stack, "wheel manylinux", memory_pb2.SEARCH_MODE_SEMANTIC)
     assert response.effective_mode == memory_pb2.SEARCH_MODE_KEYWORD
     assert "unavailable" in response.mode_fallback_reason
+    after = read(metrics.REGISTRY)
+    degraded = "attune_memory_searches_degraded_total"
+    assert grew(before, after, degraded, reason="embeddings_unavailable") == 1
+    assert after.total(degraded) - before.total(degraded) == 1
+    searches = "attune_memory_search_seconds_count"
+    assert grew(before, after, searches, mode="keyword", source="embedded") == 1
     assert [r.pattern.id for r in response.results] == ["needle-wheel"]
     # Writes go on without an embedding.
     late = memory_pb2.StorePatternRequest(
@@ -154,7 +173,12 @@ async def test_without_a_provider_semantic_says_so(stack: Stack) -> None:
     await stub.BatchStorePatterns(
         memory_pb2.BatchStorePatternsRequest(requests=needles()), timeout=10
     )
+    before = read(metrics.REGISTRY)
     response = await search(stack, "wheel", memory_pb2.SEARCH_MODE_SEMANTIC)
     assert response.effective_mode == memory_pb2.SEARCH_MODE_KEYWORD
     assert "no embeddings provider" in response.mode_fallback_reason
+    degraded = "attune_memory_searches_degraded_total"
+    after = read(metrics.REGISTRY)
+    assert grew(before, after, degraded, reason="no_embeddings_provider") == 1
+    assert after.total(degraded) - before.total(degraded) == 1
     assert [r.pattern.id for r in response.results] == ["needle-wheel"]

@@ -7,7 +7,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import yaml
@@ -54,6 +54,15 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within} s; last: {result!r}")
         await asyncio.sleep(interval)
+
+
+async def code_of(call: Awaitable[Any]) -> grpc.StatusCode:
+    """The status a call ends with (OK when it returns)."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
 
 
 def run_request(**answers: Answer) -> executor_pb2.RunWorkflowRequest:

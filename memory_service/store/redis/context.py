@@ -50,6 +50,7 @@ class RedisContextStore:
         item = ContextItem(key, value, now, now + int(ttl_seconds * 1e6), owner, shared)
         entry = json.dumps({"v": value, "u": item.update_us, "e": item.expire_us, "o": owner})
         written = await self._link.script(
+            "set_context",
             f"setting context {key!r}",
             self._set_context,
             [
@@ -72,6 +73,7 @@ class RedisContextStore:
         if not keys:
             return []
         entries = await self._link.call(
+            "get_context",
             "reading context",
             cast(
                 Awaitable[list[bytes | None]],
@@ -108,6 +110,7 @@ class RedisContextStore:
 
     async def _session_keys(self, namespace: str, session_id: str, space: str) -> list[str]:
         members = await self._link.call(
+            "list_context",
             "listing context",
             cast(
                 Awaitable[set[bytes]],
@@ -124,6 +127,7 @@ class RedisContextStore:
                 continue
             deleted += int(
                 await self._link.script(
+                    "delete_context",
                     "deleting context",
                     self._delete_context,
                     [

@@ -13,6 +13,7 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from memory_service import metrics
 from memory_service.store.base import StoreUnavailableError
 from memory_service.store.redis.scripts import Script
 
@@ -84,17 +85,29 @@ class RedisLink:
             self.key(namespace, f"owners:{pattern_id}"),
         ]
 
-    async def call(self, doing: str, call: Awaitable[T]) -> T:
-        """Awaits a Redis call; unreachability becomes StoreUnavailableError."""
+    async def call(self, operation: str, doing: str, call: Awaitable[T]) -> T:
+        """Awaits a Redis call; unreachability becomes StoreUnavailableError.
+
+        `operation` is a fixed name of the call site (the metrics' label);
+        `doing` says what for, in messages (it may name a namespace or id).
+        """
+        counted = metrics.redis_operation(operation)
+        counted.calls.inc()
         try:
             return await call
         except UNAVAILABLE_ERRORS as error:
+            counted.errors.inc()
             detail = str(error) or type(error).__name__
             raise StoreUnavailableError(
                 f"the pattern store (Redis at {self.where}) is unavailable while {doing}: {detail}"
             ) from error
+        except Exception:
+            counted.errors.inc()  # Refused by Redis (a script error, a wrong type): a bug.
+            raise
 
-    async def script(self, doing: str, script: Script, keys: list[str], args: list[Any]) -> Any:
+    async def script(
+        self, operation: str, doing: str, script: Script, keys: list[str], args: list[Any]
+    ) -> Any:
         """EVALSHA, or EVAL where the node does not have the script yet.
 
         EVAL goes to the node owning the keys and caches the script there;
@@ -111,11 +124,12 @@ class RedisLink:
             except redis_errors.NoScriptError:
                 return await cast(Awaitable[Any], client.eval(script.text, len(keys), *keys, *args))
 
-        return await self.call(doing, call())
+        return await self.call(operation, doing, call())
 
     async def namespaces(self) -> list[str]:
         """Every namespace ever written."""
         members = await self.call(
+            "list_namespaces",
             "listing namespaces",
             cast(Awaitable[set[bytes]], self.client.smembers(self.namespaces_key)),
         )

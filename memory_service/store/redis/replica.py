@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar, cast
 
+from memory_service import metrics
 from memory_service.search import index as search_index
 from memory_service.security.crypto import DecryptionError, Keyring
 from memory_service.servicekit.sqlite import (
@@ -188,6 +189,7 @@ class ReplicaCache:
                 return
             started = time.perf_counter()
             members = await self._link.call(
+                "list_namespaces",
                 "listing namespaces",
                 cast(Awaitable[set[bytes]], self._link.client.smembers(self._link.namespaces_key)),
             )
@@ -224,10 +226,12 @@ class ReplicaCache:
                 return 0
             began = next(self._ticks)
             applied = 0
+            oldest_ms: int | None = None  # When the first change applied was written.
             while True:
                 known = self._applied.get(namespace)
                 after = known.last_id if known is not None else "0-0"
                 raw_epoch, entries = await self._link.script(
+                    "read_log",
                     f"reading the log of namespace {namespace!r}",
                     self._log,
                     [self._link.key(namespace, "log"), self._link.key(namespace, "epoch")],
@@ -245,6 +249,8 @@ class ReplicaCache:
                     continue
                 if not entries:
                     break
+                if oldest_ms is None:
+                    oldest_ms = _stream_id(text(entries[0][0]))[0]
                 ids = list(dict.fromkeys(text(fields(raw)[b"id"]) for _, raw in entries))
                 found = await self._fetch_current(namespace, ids)
                 last = text(entries[-1][0])
@@ -253,6 +259,10 @@ class ReplicaCache:
                 if len(entries) < LOG_BATCH:
                     break
             state.synced_tick = began
+            # Entry ids are Redis's clock in milliseconds: how long the oldest
+            # change waited for this cache (clocks apart by a little read 0).
+            lag = 0.0 if oldest_ms is None else time.time() - oldest_ms / 1000
+            metrics.CACHE_CATCH_UP.caught_up(namespace, lag)
             return applied
 
     async def _fetch_current(self, namespace: str, ids: list[str]) -> dict[str, list[Current]]:
@@ -262,6 +272,7 @@ class ReplicaCache:
         for start in range(0, len(ids), FETCH_BATCH):
             chunk = ids[start : start + FETCH_BATCH]
             rows = await self._link.script(
+                "fetch_patterns",
                 f"reading patterns of namespace {namespace!r}",
                 self._fetch,
                 [self._link.pattern_key(namespace, pattern_id) for pattern_id in chunk],

@@ -43,6 +43,7 @@ class Resealer:
     async def _reseal_at(self, namespace: str, pattern_id: str, owner: str, key: str) -> bool:
         for _ in range(5):
             body, flag = await self._link.call(
+                "read_sealed",
                 f"reading pattern {pattern_id!r}",
                 cast(
                     Awaitable[list[bytes | None]], self._link.client.hmget(key, ["body", "sealed"])
@@ -61,6 +62,7 @@ class Resealer:
             if not is_sensitive(pattern) or pattern.owner != owner:
                 return False  # Not (or no longer) the owner's SENSITIVE pattern.
             swapped = await self._link.script(
+                "reseal_pattern",
                 f"re-sealing pattern {pattern_id!r}",
                 self._reseal_script,
                 [key, self._link.key(namespace, "log")],

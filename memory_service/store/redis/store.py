@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -89,7 +90,12 @@ from memory_service.search.index import (
     is_expired,
 )
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
-from memory_service.store.base import PatternConflictError, PutOutcome, StoreUnavailableError
+from memory_service.store.base import (
+    PatternConflictError,
+    Purged,
+    PutOutcome,
+    StoreUnavailableError,
+)
 from memory_service.store.context import now_us
 from memory_service.store.embedded import conflicts, stamped
 from memory_service.store.redis.context import RedisContextStore
@@ -150,7 +156,9 @@ class RedisStore(RedisContextStore):
                 if not await self._cluster_ok():
                     return False
             else:
-                await self._link.call("pinging", cast(Awaitable[bool], self._link.client.ping()))
+                await self._link.call(
+                    "ping", "pinging", cast(Awaitable[bool], self._link.client.ping())
+                )
             await self._cache.load()
         except StoreUnavailableError as error:
             log.debug("Redis ping failed: %s", error)
@@ -166,6 +174,7 @@ class RedisStore(RedisContextStore):
         """Whether every primary answers and reports the cluster serving every slot."""
         assert isinstance(self._link.client, RedisCluster)
         info = await self._link.call(
+            "cluster_info",
             "checking the cluster",
             cast(
                 Awaitable[dict[str, Any]],
@@ -187,6 +196,7 @@ class RedisStore(RedisContextStore):
 
     async def _register(self, namespace: str) -> None:
         await self._link.call(
+            "register_namespace",
             "registering the namespace",
             cast(Awaitable[int], self._link.client.sadd(self._link.namespaces_key, namespace)),
         )
@@ -202,6 +212,7 @@ class RedisStore(RedisContextStore):
         if namespace not in self._cache.registered:
             await self._register(namespace)
         result = await self._link.script(
+            "put_pattern",
             f"storing pattern {pattern.id!r}",
             self._put,
             self._link.slot_keys(namespace, pattern.id, pattern.owner),
@@ -251,6 +262,7 @@ class RedisStore(RedisContextStore):
         version if expired (mode "purge"; who "" for the shared one)."""
         shared, log_key, _, sealed, owners = self._link.slot_keys(namespace, pattern_id, who)
         deleted = await self._link.script(
+            "delete_pattern",
             f"deleting pattern {pattern_id!r}",
             self._delete,
             [shared, log_key, sealed, owners],
@@ -261,20 +273,22 @@ class RedisStore(RedisContextStore):
     async def delete(self, namespace: str, pattern_id: str, *, viewer: str) -> bool:
         return await self._delete_if(namespace, pattern_id, viewer, "delete")
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, counted: Purged | None = None) -> int:
         """Deletes expired patterns in Redis (what this replica's caught-up
-        cache lists), then from the cache."""
+        cache lists), then from the cache. Only what this call deleted is
+        counted: another replica purging at once deletes the rest."""
         await self._cache.load()
         namespaces = await self._link.namespaces()
         for namespace in namespaces:
             await self._cache.catch_up(namespace)
         now = self._clock()
         _, index = self._cache.open_index()
-        expired = await self._cache.run(lambda: index.expired(now))
-        purged = 0
-        for namespace, pattern_id, owner in expired:
-            purged += await self._delete_if(namespace, pattern_id, owner, "purge")
-        for namespace in sorted({namespace for namespace, _, _ in expired}):
+        expired = await self._cache.run(lambda: index.expired_classified(now))
+        classes: Counter[str] = Counter()
+        for namespace, pattern_id, owner, classification in expired:
+            deleted = await self._delete_if(namespace, pattern_id, owner, "purge")
+            classes[classification] += int(deleted)
+        for namespace in sorted({namespace for namespace, _, _, _ in expired}):
             await self._cache.catch_up(namespace)
 
         def purge_cache() -> int:
@@ -284,7 +298,11 @@ class RedisStore(RedisContextStore):
                 return index.purge(now)
 
         await self._cache.run(purge_cache)
-        return purged
+        if counted is not None:
+            for classification, count in classes.items():
+                if count:
+                    counted(classification, count)
+        return sum(classes.values())
 
     async def reencrypt(
         self, progress: Callable[[int, int], None] | None = None
@@ -325,6 +343,7 @@ class RedisStore(RedisContextStore):
         self, namespace: str, pattern_id: str, key: str, viewer: str
     ) -> memory_pb2.Pattern | None:
         body, sealed, guard, expires = await self._link.call(
+            "get_pattern",
             f"reading pattern {pattern_id!r}",
             cast(
                 Awaitable[list[bytes | None]],
