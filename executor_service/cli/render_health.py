@@ -28,9 +28,9 @@ def _number(value: float | None) -> str:
 
 
 def _counts(counts: Mapping[str, float]) -> str:
-    if not counts:
-        return "none"
-    return ", ".join(f"{key or '-'} {value:g}" for key, value in counts.items())
+    # Services create a child per known label value up front: zeros say nothing.
+    shown = [f"{key or '-'} {value:g}" for key, value in counts.items() if value]
+    return ", ".join(shown) or "none"
 
 
 def _quantiles(p95: Mapping[str, float | None]) -> str:
@@ -82,11 +82,9 @@ def print_memory_figures(console: Console, url: str, figures: MemoryFigures) -> 
     table = Table("", "", title=f"Memory metrics {url}")
     table.add_row("ready", _yes_no(figures.ready))
     table.add_row("encryption key available", _yes_no(figures.encryption_key_available))
-    refused = figures.secrets_refused
-    table.add_row(
-        "secrets refused (since start)",
-        f"{sum(refused.values()):g}" + (f" ({_counts(refused)})" if refused else ""),
-    )
+    refused = sum(figures.secrets_refused.values())
+    kinds = f" ({_counts(figures.secrets_refused)})" if refused else ""
+    table.add_row("secrets refused (since start)", f"{refused:g}{kinds}")
     table.add_row("SearchPatterns p95 by mode", _quantiles(figures.search_p95_seconds))
     console.print(table)
     console.print(methods_table("Memory calls since start", figures.methods))

@@ -1,7 +1,8 @@
 """`attune status` with the services' metrics endpoints, against real processes.
 
 The pair runs with its metrics ports on; runs, a call the executor answers
-NOT_FOUND, and then a memory outage go through the CLI, and `attune status
+NOT_FOUND, a pattern memory refuses for its secret, and then a memory
+outage go through, and `attune status
 --executor-metrics URL --memory-metrics URL` must show what happened: runs
 by status, calls per method with the NOT_FOUND not counted as a server
 error, memory ready, the breaker, and, once memory is gone, the
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import string
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
+from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.dev.stack import ServiceProcess
 from tests.support.cli_runs import invoke
 from tests.support.metrics_scrape import metrics_endpoint, pair_with_metrics
@@ -43,13 +47,32 @@ class Pair:
     statuses: Counter[str]
 
 
-def row(output: str, label: str) -> str:
-    """The rest of the table line that starts with `label` (box characters dropped)."""
-    for line in output.splitlines():
+def row(output: str, label: str, table: str = "metrics") -> str:
+    """The rest of the first line starting with `label` (box characters dropped) after
+    the first title containing `table` (GetStatus's table has some of the same labels)."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if table in line]
+    assert starts, f"no table {table!r} in:\n{output}"
+    for line in lines[starts[0] :]:
         cells = [cell.strip() for cell in re.split(r"[│┃|]", line) if cell.strip()]
         if cells and cells[0] == label:
             return " | ".join(cells[1:])
     raise AssertionError(f"no row {label!r} in:\n{output}")
+
+
+def refuse_a_secret(memory: ServiceProcess) -> None:
+    """A pattern holding a GitHub token, stored directly: memory refuses it."""
+    token = "ghp_" + "".join(secrets.choice(string.ascii_letters) for _ in range(36))
+    pattern = memory_pb2.Pattern(
+        id="with-a-secret", type=memory_pb2.PATTERN_TYPE_INSIGHT, content=f"use {token}"
+    )
+    with memory.channel() as channel:
+        stub = memory_pb2_grpc.MemoryServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.StorePattern(
+                memory_pb2.StorePatternRequest(namespace="default", pattern=pattern), timeout=5
+            )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +88,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             assert result.exit_code == 0, result.output
             status = str(json.loads(result.stdout)["status"])
             statuses[status.removeprefix("RUN_STATUS_").lower()] += 1
-        missing = invoke(cli, "runs", "show", "no-such-run")
+        # A well-formed id of no run: NOT_FOUND (a malformed one is INVALID_ARGUMENT).
+        missing = invoke(cli, "runs", "show", "20000101-000000-" + "0" * 26)
         assert missing.exit_code == 1, missing.output
+        refuse_a_secret(memory)
         yield Pair(memory, executor, metrics_endpoint(executor), metrics_endpoint(memory), statuses)
 
 
@@ -93,11 +118,12 @@ def test_status_shows_the_pairs_health_from_its_metrics(pair: Pair) -> None:
     assert row(output, "encryption key available") == "yes"  # The stack's development key.
     expected_runs = ", ".join(f"{s} {n}" for s, n in sorted(pair.statuses.items()))
     assert row(output, "runs by status (since start)") == expected_runs
-    assert row(output, "secrets refused (since start)") == "0"
+    assert row(output, "secrets refused (since start)") == "1 (github_token 1)"
     # Two runs; the NOT_FOUND is the caller's, not a server error.
     assert row(output, "ExecutorService/RunWorkflow") == "2 | 0 (0.0%) | 0 (0.0%)"
     assert row(output, "ExecutorService/GetRun") == "1 | 1 (100.0%) | 0 (0.0%)"
-    assert row(output, "MemoryService/StorePattern") == "2 | 0 (0.0%) | 0 (0.0%)"
+    # The executor's two patterns, and the refused one: the caller's mistake.
+    assert row(output, "MemoryService/StorePattern") == "3 | 1 (33.3%) | 0 (0.0%)"
     assert "health: OK" in output
 
 
