@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from executor_service.cli.scrape import Exposition, scrape
+from executor_service.cli.scrape import Exposition
 from executor_service.dev.stack import ServiceProcess
 from tests.support.process_pair import both_processes
 
@@ -41,9 +41,13 @@ def series_names(exposition: Exposition) -> set[str]:
     return names
 
 
-def scraped_metric_names(url: str, timeout: float = 10.0) -> set[str]:
-    """The series names of a live endpoint."""
-    return series_names(scrape(url, timeout))
+def series_labels(exposition: Exposition) -> dict[str, set[str]]:
+    """The label names each series name carries, over its samples."""
+    labels: dict[str, set[str]] = {}
+    for family in exposition.families:
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+    return labels
 
 
 def metrics_settings(root: Path, name: str) -> dict[str, str]:

@@ -66,6 +66,11 @@ def alert_rules(path: Path = RULES_FILE) -> list[AlertRule]:
 
 def metric_names(expr: str) -> set[str]:
     """The metric names of every vector selector in a PromQL expression."""
+    return names_under(promql_parser.parse(expr))
+
+
+def names_under(tree: promql_parser.Expr) -> set[str]:
+    """The metric names of every vector selector in a parsed expression."""
     names: set[str] = set()
     unnamed: list[str] = []
 
@@ -85,10 +90,35 @@ def metric_names(expr: str) -> set[str]:
                     unnamed.append(str(node))
         return True
 
-    promql_parser.walk(promql_parser.parse(expr), visit)
+    promql_parser.walk(tree, visit)
     if unnamed:
         raise ValueError(f"selectors without an exact metric name: {unnamed}")
     return names
+
+
+# Labels Prometheus adds to every scraped series (the Operator adds namespace and pod).
+TARGET_LABELS = frozenset({"namespace", "job", "pod", "instance", "service", "endpoint"})
+
+
+def label_uses(expr: str) -> list[tuple[frozenset[str], str]]:
+    """Each label an expression selects on or groups by, with the metrics it is
+    expected on: a matcher's selector, or every selector under a `by`."""
+    uses: list[tuple[frozenset[str], str]] = []
+
+    def visit(node: promql_parser.Expr) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            for matcher in node.matchers.matchers:
+                if matcher.name != "__name__":
+                    uses.append((frozenset({node.name}), matcher.name))
+        modifier = node.modifier if isinstance(node, promql_parser.AggregateExpr) else None
+        if modifier is not None and modifier.type == promql_parser.AggModifierType.By:
+            assert isinstance(node, promql_parser.AggregateExpr)
+            beneath = frozenset(names_under(node.expr))
+            uses.extend((beneath, label) for label in modifier.labels)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return uses
 
 
 def foreign(names: set[str]) -> set[str]:
