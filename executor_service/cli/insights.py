@@ -15,11 +15,14 @@ from executor_service.cli.options import (
     Address,
     Answers,
     AnswersFile,
+    ExecutorMetrics,
     Interactive,
+    MemoryMetrics,
     Timeout,
     Token,
     resolve_cli_answers,
 )
+from executor_service.cli.pair_health import show_pair_health
 from executor_service.cli.render import make_console
 from executor_service.cli.render_insights import (
     print_analytics,
@@ -153,12 +156,26 @@ def status(
     address: Address = DEFAULT_ADDRESS,
     token: Token = None,
     timeout: Timeout = 10.0,
+    executor_metrics: ExecutorMetrics = None,
+    memory_metrics: MemoryMetrics = None,
 ) -> None:
-    """The executor's view of the memory service, its outbox and its runs."""
+    """The executor's view of memory, its outbox and its runs; with metrics URLs, the
+    pair's health from their figures (readiness, breaker, errors, search latency)."""
     out, err = make_console(), make_console(stderr=True)
-    with reported_failures(address, err), connect(address, token) as stub:
-        response = stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=timeout)
-    print_status(out, address, response)
+    exit_code = 0
+    try:
+        with reported_failures(address, err), connect(address, token) as stub:
+            response = stub.GetStatus(executor_pb2.GetStatusRequest(), timeout=timeout)
+        print_status(out, address, response)
+    except typer.Exit as failed:
+        if executor_metrics is None and memory_metrics is None:
+            raise
+        exit_code = failed.exit_code  # Reported; the metrics may still say why.
+    if executor_metrics is not None or memory_metrics is not None:
+        read = show_pair_health(out, err, executor_metrics, memory_metrics, timeout)
+        exit_code = exit_code or read
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 def register_insights(app: typer.Typer) -> None:

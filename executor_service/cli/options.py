@@ -71,6 +71,24 @@ TlsServerName = Annotated[
 Timeout = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Deadline of each call, in seconds.")
 ]
+ExecutorMetrics = Annotated[
+    str | None,
+    typer.Option(
+        "--executor-metrics",
+        envvar="ATTUNE_EXECUTOR_METRICS_URL",
+        show_default=False,
+        help="The executor's metrics endpoint (EXECUTOR_METRICS_PORT), a URL or host:port.",
+    ),
+]
+MemoryMetrics = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-metrics",
+        envvar="ATTUNE_MEMORY_METRICS_URL",
+        show_default=False,
+        help="A memory replica's metrics endpoint (MEMORY_METRICS_PORT), a URL or host:port.",
+    ),
+]
 TemplateId = Annotated[str, typer.Argument(help="The template id, e.g. python_package_publish.")]
 Answers = Annotated[
     list[str] | None,

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from executor_service.cli.app import app
 from executor_service.dev.stack import ServiceProcess
+from tests.support.cli_runs import invoke
 from tests.support.process_pair import process_pair
 
 pytestmark = pytest.mark.e2e
@@ -35,14 +36,6 @@ def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProces
 def cli(executor: ServiceProcess) -> CliRunner:
     """A runner whose environment points the CLI at the executor."""
     return CliRunner(env={"ATTUNE_EXECUTOR_ADDRESS": executor.address, "COLUMNS": "200"})
-
-
-def invoke(cli: CliRunner, *args: str, stdin: str | None = None) -> Result:
-    result = cli.invoke(app, list(args), input=stdin)
-    # Failures must be reported, never raised: SystemExit is how typer exits.
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
 
 
 def run_json(cli: CliRunner, *args: str) -> dict[str, object]:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
-from executor_service.cli.app import app
 from executor_service.dev.stack import ServiceProcess, executor_process, memory_process
+from tests.support.cli_runs import invoke
 
 pytestmark = pytest.mark.e2e
 
@@ -24,13 +24,6 @@ class Pair:
     memory: ServiceProcess
     executor: ServiceProcess
     run_ids: list[str]
-
-
-def invoke(cli: CliRunner, *args: str) -> Result:
-    result = cli.invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.fixture(scope="module")

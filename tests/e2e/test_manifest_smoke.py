@@ -5,8 +5,9 @@ Deployment's and executor StatefulSet's pods are started with the command,
 environment (envFrom, env, valueFrom), ports and mounted files their
 manifests give them (tests/support/manifests.py), the in-cluster Redis by a
 real redis-server with the password of its Secret. Then the kubelet's gRPC
-probes run with their service names, and one RunWorkflow and one SearchRuns
-go through the executor's Service port.
+probes run with their service names, one RunWorkflow and one SearchRuns
+go through the executor's Service port, and each pod's `metrics`
+containerPort is scraped as Prometheus would (issue 16).
 
 What the test substitutes, and why:
 - Files: each pod's mounts live under a root folder of its own; every
@@ -46,6 +47,7 @@ from pydantic_settings import BaseSettings
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2, executor_pb2_grpc
+from executor_service.cli.scrape import Exposition, ScrapeError, scrape
 from executor_service.settings import ExecutorSettings
 from memory_service.servicekit.tls import ClientTls
 from memory_service.settings import MemorySettings
@@ -179,7 +181,20 @@ def smoke(objects: list[Obj], root: Path) -> dict[str, Any]:
                 f"through Service {EXECUTOR_SERVICE}:{EXECUTOR_SERVICE_PORT}: "
                 f"{error.code().name} {error.details()}"
             ) from None
-        return {"events": events, "found": found, "probed": deployment.probed}
+        metrics = {running.pod.name: scraped_metrics(running) for running in deployment.running}
+        return {"events": events, "found": found, "probed": deployment.probed, "metrics": metrics}
+
+
+def scraped_metrics(running: Running) -> Exposition:
+    """The pod's metrics, read where Prometheus reads them: its `metrics` containerPort."""
+    port = running.pod.named_port("metrics")
+    if port is None:
+        raise running.failure("no containerPort named metrics")
+    url = f"http://{LOCAL_HOST}:{running.pod.local_port(port)}/metrics"
+    try:
+        return scrape(url, timeout=5)
+    except ScrapeError as error:
+        raise running.failure(f"metrics containerPort {port}: {error}") from None
 
 
 @functools.cache
@@ -213,6 +228,12 @@ def test_overlay_runs_as_rendered(rendered: tuple[str, list[Obj]], tmp_path: Pat
     # Startup, liveness and readiness of every pod.
     pods = 3 if overlay == "prod" else 2  # Two memory replicas of prod's three, one in dev.
     assert len(outcome["probed"]) == 3 * pods, outcome["probed"]
+    # Each pod's metrics port answers; the executor's counted this run.
+    assert len(outcome["metrics"]) == pods
+    for name, exposition in outcome["metrics"].items():
+        assert list(exposition.samples("grpc_server_handled_total")), name
+    (executor,) = [e for n, e in outcome["metrics"].items() if n.startswith(EXECUTOR.name)]
+    assert sum(s.value for s in executor.samples("attune_executor_runs_total")) == 1
     assert time.monotonic() - began < 60
 
 
@@ -245,6 +266,11 @@ def _tokens_mounted_elsewhere(objects: list[Obj]) -> None:
     mount["mountPath"] = "/etc/attune/token"
 
 
+def _metrics_port_moved(objects: list[Obj]) -> None:
+    container = _container(find(objects, "Deployment", MEMORY.name), MEMORY.container)
+    next(p for p in container["ports"] if p["name"] == "metrics")["containerPort"] = 50099
+
+
 def _container(workload: Obj, name: str) -> Obj:
     return next(c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == name)
 
@@ -271,6 +297,11 @@ BREAKAGES = {
         "dev",
         _probe_service_typo,
         r"readinessProbe: .*'attune.memory.v1.MemorySrvice'.* NOT_FOUND, not SERVING",
+    ),
+    "metrics-port-not-served": (
+        "dev",
+        _metrics_port_moved,
+        r"metrics containerPort 50099: cannot reach",
     ),
     "secret-mount-path": (
         "prod",

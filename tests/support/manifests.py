@@ -15,6 +15,7 @@ container declares) is a `ManifestError`.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import subprocess
@@ -44,20 +45,41 @@ class ManifestError(AssertionError):
 
 def render(overlay: str) -> list[Obj]:
     """`kubectl kustomize` of an overlay, parsed."""
+    return render_dir(OVERLAYS / overlay)
+
+
+def render_dir(directory: Path) -> list[Obj]:
+    """`kubectl kustomize` of any kustomization directory, parsed."""
     if not Path(KUBECTL).exists():
         raise ManifestError(
-            f"kubectl not found (looked on PATH and at {KUBECTL}): the manifest smoke test "
-            "renders the overlays with `kubectl kustomize`; install kubectl"
+            f"kubectl not found (looked on PATH and at {KUBECTL}): the manifest tests "
+            "render the overlays with `kubectl kustomize`; install kubectl"
         )
     rendered = subprocess.run(
-        [KUBECTL, "kustomize", str(OVERLAYS / overlay)],
+        [KUBECTL, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     if rendered.returncode != 0:
-        raise ManifestError(f"kubectl kustomize {overlay} failed: {rendered.stderr}")
+        raise ManifestError(f"kubectl kustomize {directory} failed: {rendered.stderr}")
     return [obj for obj in yaml.safe_load_all(rendered.stdout) if obj]
+
+
+def render_with_components(
+    directory: Path, resource: Path, components: Iterable[Path], namespace: str
+) -> list[Obj]:
+    """A kustomization written in `directory` (outside the tree) adding components
+    to a base or overlay, rendered: what an operator's own overlay does.
+    Kustomize takes only relative paths to other kustomizations."""
+    directory.mkdir(parents=True, exist_ok=True)
+    relative = [os.path.relpath(path, directory) for path in (resource, *components)]
+    (directory / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {"namespace": namespace, "resources": relative[:1], "components": relative[1:]}
+        )
+    )
+    return render_dir(directory)
 
 
 def find(objects: Iterable[Obj], kind: str, name: str) -> Obj:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,15 @@ def process_pair(root: Path, **executor_settings: Any) -> Iterator[ServiceProces
 
 @contextmanager
 def both_processes(
-    root: Path, **executor_settings: Any
+    root: Path, memory_settings: Mapping[str, str] | None = None, **executor_settings: Any
 ) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
-    """As process_pair, yielding the memory service and the executor."""
+    """As process_pair, yielding the memory service (with `memory_settings`,
+    MEMORY_* without the prefix) and the executor."""
     with (
         (root / "memory.log").open("w") as memory_log,
         (root / "executor.log").open("w") as executor_log,
     ):
-        memory = memory_process(root, log=memory_log)
+        memory = memory_process(root, log=memory_log, settings=memory_settings)
         running: ServiceProcess | None = None
         try:
             memory.start()
