@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import grpc
 import pytest
 
 from attune.memory.v1 import memory_pb2
+from tests.support.audit_files import audit_file_records
 from tests.support.stack import Stack
 
 NS = "audited"
@@ -78,5 +77,6 @@ async def test_audit_reads_filter_page_and_are_audited(stack: Stack) -> None:
     assert ids == ["p4", "p3", "p2", "p1", "p0"]
     everywhere = await stub.ListAuditEvents(memory_pb2.ListAuditEventsRequest(), timeout=5)
     assert any(e.action == "audit" for e in everywhere.events), "reading the log is audited"
-    lines = (stack.root / "memory" / "audit.log").read_text().splitlines()
-    assert all(json.loads(line)["principal"] == "anonymous" for line in lines)
+    records = audit_file_records(stack.root / "memory" / "audit.log")
+    assert records
+    assert all(record["principal"] == "anonymous" for record in records)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from attune.memory.v1 import memory_pb2
+from tests.support.audit_files import audit_file_records
 from tests.support.secured_memory import TEAM_A, SecuredMemory, insight, secured_memory
 
 FLOOD = 1500
@@ -31,11 +31,9 @@ async def memory(tmp_path: Path) -> AsyncIterator[SecuredMemory]:
 
 
 def audit_lines(data_dir: Path) -> list[dict[str, object]]:
-    lines = []
-    for path in (data_dir / "audit.log.1", data_dir / "audit.log"):
-        if path.exists():
-            lines += [json.loads(line) for line in path.read_text().splitlines() if line]
-    return lines
+    """The records of both log files, oldest first."""
+    older, newer = data_dir / "audit.log.1", data_dir / "audit.log"
+    return [*audit_file_records(older), *audit_file_records(newer)]
 
 
 async def flood(memory: SecuredMemory) -> list[grpc.aio.AioRpcError]:

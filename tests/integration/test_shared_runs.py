@@ -4,7 +4,6 @@ replays the outbox, so each pattern reaches the memory service once."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ import grpc
 
 from attune.executor.v1 import executor_pb2
 from executor_service.runs.journal import Journals
+from tests.support.audit_files import audit_file_records
 from tests.support.helpers import eventually, run_request
 from tests.support.stack import Stack, running_stack
 
@@ -138,8 +138,7 @@ async def test_a_replica_resumes_only_its_own_journals(tmp_path: Path) -> None:
 def stores_per_pattern(audit_log: Path) -> Counter[str]:
     """How many StorePattern calls the memory service took, per pattern id."""
     counts: Counter[str] = Counter()
-    for line in audit_log.read_text().splitlines():
-        record = json.loads(line)
+    for record in audit_file_records(audit_log):
         if record.get("action") == "store" and record.get("outcome") == "OK":
             for pattern_id in record.get("pattern_ids", []):
                 counts[pattern_id] += int(record.get("repeat_count", 1))
@@ -160,7 +159,7 @@ async def test_the_shared_outbox_is_replayed_by_exactly_one_replica(tmp_path: Pa
         audit = tmp_path / "a" / "memory" / "audit.log"
 
         async def stored() -> Counter[str]:
-            return stores_per_pattern(audit) if audit.exists() else Counter()
+            return stores_per_pattern(audit)
 
         counts = await eventually(stored, lambda found: ids <= found.keys(), within=30)
         assert {pattern_id: counts[pattern_id] for pattern_id in ids} == dict.fromkeys(ids, 1)
