@@ -217,6 +217,11 @@ def _number_after(match: re.Match[str], context: Context) -> Candidate | None:
 
 _WORDS = r"(?P<words>[A-Za-z]+(?:[\s_-]+[A-Za-z]+){0,5})"
 _PCT = rf"(?P<pct>{PCT})"
+# A bare number (no comparison, no ":" or "=") that agents follow counts them:
+# "failed 2 premium agents" is no answer of 2 to "fail on CVSS".
+_UNLESS_COUNTING_AGENTS = (
+    r"(?(link)|(?!\+?(?:\s+or\s+[A-Za-z]+)?\s+(?:(?:cheap|capable|premium)[\s-]+)?agents?\b))"
+)
 NUMBER_BEFORE_RULES: tuple[Rule, ...] = (
     (rule_regex(rf"\b{_WORDS}\s*(?P<cmp>{CMP})\s*(?P<n>{NUM}){_PCT}(?!\w)"), _number_before),
 )
@@ -231,7 +236,7 @@ NUMBER_BARE_RULES: tuple[Rule, ...] = (
         rule_regex(
             rf"\b{_WORDS}\s*(?:(?P<link>[:=])\s*)?(?P<n>{NUM}){_PCT}\s*(?:(?P<plus>\+)"
             r"|\s+or\s+(?P<orx>more|greater|higher|above|over|less|fewer|lower|below|under"
-            r"|smaller)\b)"
+            rf"|smaller)\b){_UNLESS_COUNTING_AGENTS}"
         ),
         _number_before,
     ),
@@ -249,7 +254,10 @@ NUMBER_BARE_RULES: tuple[Rule, ...] = (
         _number_before,
     ),
     (
-        rule_regex(rf"\b{_WORDS}\s*(?:(?P<link>[:=])\s*)?(?P<n>{NUM}){_PCT}(?!\w)"),
+        rule_regex(
+            rf"\b{_WORDS}\s*(?:(?P<link>[:=])\s*)?(?P<n>{NUM}){_PCT}(?!\w)"
+            rf"{_UNLESS_COUNTING_AGENTS}"
+        ),
         _number_before,
     ),
     (rule_regex(rf"(?P<n>{NUM}){_PCT}\s+{_WORDS}\b"), _number_after),

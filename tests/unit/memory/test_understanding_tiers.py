@@ -279,6 +279,22 @@ WORDS = (
 )
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # A number that agents follow counts them, even after a question's word.
+        ("failed 2 premium agents", "success = false AND tier_distribution.premium = 2"),
+        ("failed 2+ cheap agents", "success = false AND tier_distribution.cheap >= 2"),
+        ("failed 3 or more agents", "success = false AND agent_count >= 3"),
+        # Said with a link or a comparison, the number stays the question's.
+        ("cvss: 7 premium agents", 'form_responses.fail_on_cvss = 7 AND agents.tier = "premium"'),
+        ("cvss 7 or more", "form_responses.fail_on_cvss >= 7"),
+    ],
+)
+def test_a_number_before_agents_counts_them(query: str, expected: str) -> None:
+    assert understand(query, VOCABULARY, NOW).filter_text == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(WORDS), max_size=12))
 def test_any_tier_wording_understands_to_a_filter_that_compiles(words: list[str]) -> None:
