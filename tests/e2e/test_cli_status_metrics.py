@@ -29,7 +29,7 @@ from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.dev.stack import ServiceProcess
 from tests.support.cli_runs import invoke
-from tests.support.metrics_scrape import metrics_endpoint, pair_with_metrics
+from tests.support.metrics_scrape import pair_with_metrics
 from tests.support.process_pair import both_processes
 from tests.support.redis_servers import free_port
 
@@ -92,7 +92,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         missing = invoke(cli, "runs", "show", "20000101-000000-" + "0" * 26)
         assert missing.exit_code == 1, missing.output
         refuse_a_secret(memory)
-        yield Pair(memory, executor, metrics_endpoint(executor), metrics_endpoint(memory), statuses)
+        yield Pair(memory, executor, executor.metrics_url, memory.metrics_url, statuses)
 
 
 def status(pair: Pair) -> Result:

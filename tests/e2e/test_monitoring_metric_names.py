@@ -21,7 +21,6 @@ from attune.executor.v1 import executor_pb2, executor_pb2_grpc
 from executor_service.cli.scrape import scrape
 from tests.support.helpers import run_request
 from tests.support.metrics_scrape import (
-    metrics_endpoint,
     pair_with_metrics,
     series_labels,
     series_names,
@@ -61,8 +60,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
             assert list(stub.RunWorkflow(request, timeout=30))
             stub.SearchRuns(executor_pb2.SearchRunsRequest(query="names"), timeout=10)
         scrapes = {
-            "executor": scrape(metrics_endpoint(executor), 10),
-            "memory": scrape(metrics_endpoint(memory), 10),
+            "executor": scrape(executor.metrics_url, 10),
+            "memory": scrape(memory.metrics_url, 10),
         }
     by_service = {name: series_names(found) for name, found in scrapes.items()}
     labels: dict[str, set[str]] = {}
