@@ -59,7 +59,7 @@ def metrics_settings(root: Path, name: str) -> dict[str, str]:
 def pair_with_metrics(root: Path) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     """Both services as processes (memory, executor), each serving its metrics."""
     with both_processes(
-        root, metrics_settings(root, "memory"), **metrics_settings(root, "executor")
+        root, metrics_settings(root, "memory"), settings=metrics_settings(root, "executor")
     ) as pair:
         yield pair
 
