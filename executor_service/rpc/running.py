@@ -378,33 +378,36 @@ class RunningRpcs(RpcBase):
         run.total_duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
         run.finish_time.GetCurrentTime()
         pattern = run_to_pattern(run, template)
-        marker = self._deliverer.outbox.staged_file(pattern)
-        # The run and its queued pattern become durable in one atomic step.
-        with span("attune.persist", run_id=run.run_id, template_id=run.template_id):
-            path = await asyncio.to_thread(self._runs.persist, run, run_config, marker)
-        # The run directory is the record now; a crash before this line leaves a
-        # journal that the next start finds persisted and removes (journal.py).
-        await asyncio.to_thread(journal.remove)
-        # Counted once on disk: a run is finished when its files say so.
-        metrics.run_finished(
-            run.template_id,
-            metrics.RUN_STATUSES.get(run.status, "unknown"),
-            RUNNER_NAMES.get(run.runner, "unknown"),
-            run.total_cost_usd,
-        )
-        events: list[tuple[str, Message]] = [
-            ("run_persisted", executor_pb2.RunPersisted(run_dir=str(path)))
-        ]
-        self._local_index.add(pattern)
-        with span(
-            "attune.store",
-            run_id=run.run_id,
-            template_id=run.template_id,
-            namespace=self._memory.namespace,
-            pattern_id=pattern.id,
-        ) as current:
-            delivery = await self._deliverer.deliver(pattern, remaining)
-            set_attributes(current, outcome=_delivery_outcome(delivery))
+        # The replay keeps off the pattern from before its marker is on disk
+        # until its fresh offer is over: one offer, counted once.
+        with self._deliverer.claimed(pattern.id):
+            marker = self._deliverer.outbox.staged_file(pattern)
+            # The run and its queued pattern become durable in one atomic step.
+            with span("attune.persist", run_id=run.run_id, template_id=run.template_id):
+                path = await asyncio.to_thread(self._runs.persist, run, run_config, marker)
+            # The run directory is the record now; a crash before this line leaves a
+            # journal that the next start finds persisted and removes (journal.py).
+            await asyncio.to_thread(journal.remove)
+            # Counted once on disk: a run is finished when its files say so.
+            metrics.run_finished(
+                run.template_id,
+                metrics.RUN_STATUSES.get(run.status, "unknown"),
+                RUNNER_NAMES.get(run.runner, "unknown"),
+                run.total_cost_usd,
+            )
+            events: list[tuple[str, Message]] = [
+                ("run_persisted", executor_pb2.RunPersisted(run_dir=str(path)))
+            ]
+            self._local_index.add(pattern)
+            with span(
+                "attune.store",
+                run_id=run.run_id,
+                template_id=run.template_id,
+                namespace=self._memory.namespace,
+                pattern_id=pattern.id,
+            ) as current:
+                delivery = await self._deliverer.deliver(pattern, remaining)
+                set_attributes(current, outcome=_delivery_outcome(delivery))
         if delivery.stored:
             run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_STORED
             events.append(

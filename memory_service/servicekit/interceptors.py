@@ -74,6 +74,7 @@ class _Call:
         self.method = method
         self.request_id, self.trace_id = _ids_from(metadata)
         self.code = grpc.StatusCode.OK
+        self._finished = False
         self._metrics = metrics
         if metrics is not None:
             metrics.begin()
@@ -84,15 +85,23 @@ class _Call:
         trace_id_var.set(self.trace_id)
 
     async def fail(self, context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
-        """Aborts the RPC with the status the error deserves; always raises."""
+        """Aborts the RPC with the status the error deserves; always raises.
+
+        The call is finished (counted, logged, its span's code set) before
+        the abort: grpc.aio sends the status before abort() returns, and a
+        client that has seen the status must find the call counted.
+        """
         if isinstance(error, ServiceError):
             self.code = error.code
+            self.finish()
             await context.abort_with_status(error.to_status())
         if isinstance(error, NotImplementedError):
             self.code = grpc.StatusCode.UNIMPLEMENTED
+            self.finish()
             await context.abort(self.code, f"{self.method.lstrip('/')} is not implemented yet")
         self.code = grpc.StatusCode.INTERNAL
         log.error("unhandled error in %s", self.method, exc_info=error)
+        self.finish()
         await context.abort(self.code, f"internal error (request id {self.request_id})")
 
     def refuse_undecodable(
@@ -120,6 +129,10 @@ class _Call:
             self.code = code
 
     def finish(self) -> None:
+        """Counts and logs the call once, with its final code."""
+        if self._finished:
+            return
+        self._finished = True
         seconds = time.perf_counter() - self.started
         if self._metrics is not None:
             self._metrics.end(self.code, seconds)

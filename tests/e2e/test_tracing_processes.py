@@ -171,3 +171,35 @@ async def test_one_run_is_one_trace_across_both_services_continuing_the_callers(
         (CALLER_TRACE, server.span_id),
         (fresh_trace, fresh_server.span_id),
     ]
+
+
+@pytest.mark.timeout(120)
+async def test_with_the_sdk_disabled_nothing_is_exported_and_logs_keep_the_callers_trace(
+    tmp_path: Path,
+) -> None:
+    with OtlpReceiver() as receiver:
+        environment = {
+            **os.environ,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_SDK_DISABLED": "true",
+        }
+        with both_processes(tmp_path, environment=environment, RUNNER="simulated") as (
+            memory,
+            executor,
+        ):
+            async with executor_stub(executor.address) as stub:
+                await run(stub, 1, f"00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+            assert executor.terminate() == 0
+            assert memory.terminate() == 0
+        assert receiver.spans() == []
+        assert receiver.exports == 0
+
+    # No spans of their own: both logs carry the caller's ids, passed on as they came.
+    for name, method in (("executor", RUN_WORKFLOW), ("memory", STORE_PATTERN)):
+        lines = [json.loads(line) for line in (tmp_path / f"{name}.log").read_text().splitlines()]
+        (finished,) = [
+            line
+            for line in lines
+            if line.get("msg") == "rpc finished" and line.get("method") == method
+        ]
+        assert (finished["trace_id"], finished["span_id"]) == (CALLER_TRACE, CALLER_SPAN)

@@ -59,11 +59,11 @@ async def test_a_run_spans_validation_attempts_persist_and_store_under_the_calle
         async for e in stack.executor_stub().RunWorkflow(request, timeout=30, metadata=TRACEPARENT)
     ]
     run = events[-1].run_finished.run
-    got = finished(spans)
+    # The caller's trace (this process's provider also sees other tests' leftovers).
+    got = [s for s in finished(spans) if trace_of(s) == CALLER_TRACE]
 
     server = one(got, RUN_WORKFLOW, SpanKind.SERVER)
-    assert (trace_of(server), parent_id(server)) == (CALLER_TRACE, CALLER_SPAN)
-    assert {trace_of(s) for s in got} == {CALLER_TRACE}
+    assert parent_id(server) == CALLER_SPAN
     (validate,) = children(got, server, "attune.validate")
     assert validate.attributes == {
         "attune.template_id": "python_package_publish",
