@@ -8,8 +8,10 @@ in batches) only when `OTEL_EXPORTER_OTLP_ENDPOINT` or
 reading of the standard variables: `OTEL_SERVICE_NAME` and
 `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_BSP_*`,
 `OTEL_EXPORTER_OTLP_*` (headers, certificates, timeout).
-`OTEL_SDK_DISABLED=true` installs nothing: no spans, and logs fall back to
-the ids the interceptor reads from `traceparent` (see interceptors.py).
+`OTEL_SDK_DISABLED=true` installs nothing: no spans are made, but the API's
+no-op spans keep a caller's `traceparent` current, so logs carry its ids and
+the executor's calls pass it on (without one, the interceptor's made-up trace
+id, see interceptors.py).
 
 gRPC spans come from `opentelemetry-instrumentation-grpc`, whose grpc.aio
 interceptors work here; health and reflection calls are left out (probes
@@ -29,7 +31,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 
 import grpc
 import httpx
@@ -42,7 +44,7 @@ from opentelemetry.instrumentation.grpc import (
 )
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -90,9 +92,7 @@ def exporting(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name, "").strip() for name in ENDPOINT_VARIABLES)
 
 
-def build_provider(
-    default_service: str, extra: Sequence[SpanProcessor] = ()
-) -> TracerProvider | None:
+def build_provider(default_service: str) -> TracerProvider | None:
     """The tracer provider the environment asks for; None when the SDK is
     disabled. `default_service` names the service unless OTEL_SERVICE_NAME or
     OTEL_RESOURCE_ATTRIBUTES does."""
@@ -110,8 +110,6 @@ def build_provider(
         )
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    for processor in extra:
-        provider.add_span_processor(processor)
     return provider
 
 
@@ -202,11 +200,11 @@ def span(name: str, **attributes: Attribute | None) -> Iterator[Span]:
         try:
             yield current
         except BaseException as error:
-            failed(current, error)
+            _failed(current, error)
             raise
 
 
-def failed(current: Span, error: BaseException) -> None:
+def _failed(current: Span, error: BaseException) -> None:
     """Marks the span failed by the error's type (and gRPC code, if any)."""
     kind = type(error).__name__
     code = getattr(error, "code", None)

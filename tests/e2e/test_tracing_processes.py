@@ -4,7 +4,8 @@ executor's server span through each attempt (and its model API call) to the
 StorePattern client span and the memory service's server span, with the
 right parent of each; a caller's `traceparent` is honoured, and the model API
 receives it. The batch processor waits a minute between exports here, so the
-spans arrive only because a graceful stop flushes them.
+spans arrive only because a graceful stop flushes them. With the SDK
+disabled, nothing is exported and both logs still carry the caller's ids.
 """
 
 from __future__ import annotations
