@@ -29,6 +29,7 @@ from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicekit.private_files import private_opener, restrict_umask
 from memory_service.servicekit.settings import settings_or_exit
+from memory_service.servicekit.tracing import configure_tracing
 
 # Under the runs root: whoever holds it replays the outbox (memory/delivery.py).
 OUTBOX_LOCK = ".outbox.lock"
@@ -230,6 +231,7 @@ def main() -> None:
     restrict_umask()  # Before anything is written: run files are the owner's only.
     settings = settings_or_exit(ExecutorSettings, "EXECUTOR_")
     configure_logging("executor", settings.log_level)
+    configure_tracing("attune-executor")  # Its flush runs when the service stops.
     try:
         asyncio.run(serve(settings))
     except ConfigurationError as error:

@@ -25,6 +25,7 @@ from memory_service.servicekit.lifecycle import ManagedServer, RunningService
 from memory_service.servicekit.logging import configure_logging
 from memory_service.servicekit.private_files import restrict_umask
 from memory_service.servicekit.settings import settings_or_exit
+from memory_service.servicekit.tracing import configure_tracing
 from memory_service.settings import MemorySettings
 from memory_service.store.factory import open_store
 from memory_service.store.redis.store import RedisStore
@@ -169,6 +170,7 @@ def main() -> None:
     restrict_umask()  # Before anything is written: the store and audit are the owner's only.
     settings = settings_or_exit(MemorySettings, "MEMORY_")
     configure_logging("memory", settings.log_level)
+    configure_tracing("attune-memory")  # Its flush runs when the service stops.
     try:
         asyncio.run(serve(settings))
     except ConfigurationError as error:

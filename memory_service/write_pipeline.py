@@ -10,6 +10,7 @@ sets the expiry from the classification, unless the pattern is pinned.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from memory_service.security.identity import ERROR_DOMAIN, Principal
 from memory_service.security.pii import PhoneBudget, ScrubBudgetExceededError, scrub_pattern
 from memory_service.security.secrets import find_secrets
 from memory_service.servicekit.errors import ServiceError
+from memory_service.servicekit.tracing import Stages
 
 DAY_SECONDS = 86400.0
 T = TypeVar("T")
@@ -64,6 +66,8 @@ class SecuredWrite:
     pattern: memory_pb2.Pattern
     scrubbed: Mapping[str, int]
     classification_reason: str
+    # Milliseconds per stage (secrets, scrub): the write span's attributes.
+    stages: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 def secret_rejection(pattern: memory_pb2.Pattern, field_prefix: str) -> ServiceError | None:
@@ -151,16 +155,20 @@ def secure(
     CPU-bound (the scanners are linear, phone numbers dearest): the memory
     service runs it on its scan threads, never on the event loop.
     """
-    if (rejection := secret_rejection(pattern, field_prefix)) is not None:
+    stages = Stages()
+    rejection = secret_rejection(pattern, field_prefix)
+    stages.mark("secrets")
+    if rejection is not None:
         raise rejection
     try:
         stored, scrubbed, reason = classified_and_scrubbed(pattern, budget)
     except ScrubBudgetExceededError:
         raise _unscrubbable(field_prefix) from None
+    stages.mark("scrub")
     stored.owner = principal.user_id
     if stored.pinned:
         stored.ClearField("expire_time")
     else:
         lifetime_us = int(retention.seconds(stored.classification) * 1e6)
         stored.expire_time.FromMicroseconds(now_us + lifetime_us)
-    return SecuredWrite(stored, scrubbed, reason)
+    return SecuredWrite(stored, scrubbed, reason, stages.millis)

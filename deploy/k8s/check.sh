@@ -43,17 +43,19 @@ cp -r "$here/overlays/prod" "${scratch}prod+executor-replicas"
 sed -i 's#^components:$#components:\n  - ../../components/executor-replicas#' \
   "${scratch}prod+executor-replicas/kustomization.yaml"
 grep -q 'components/executor-replicas$' "${scratch}prod+executor-replicas/kustomization.yaml"
-# Monitoring (Prometheus Operator objects, the dashboard) on the base and
-# on each overlay.
-variant "base+monitoring" 'namespace: attune
+# Monitoring (Prometheus Operator objects, the dashboard) and tracing (OTLP
+# export, egress to a collector), each on the base and on each overlay.
+for component in monitoring tracing; do
+  variant "base+$component" "namespace: attune
 resources: [../../base]
-components: [../../components/monitoring]'
-cp -r "$here/overlays/prod" "${scratch}prod+monitoring"
-sed -i 's#^components:$#components:\n  - ../../components/monitoring#' \
-  "${scratch}prod+monitoring/kustomization.yaml"
-grep -q 'components/monitoring$' "${scratch}prod+monitoring/kustomization.yaml"
-cp -r "$here/overlays/dev" "${scratch}dev+monitoring"
-printf '%s\n' 'components: [../../components/monitoring]' >> "${scratch}dev+monitoring/kustomization.yaml"
+components: [../../components/$component]"
+  cp -r "$here/overlays/prod" "${scratch}prod+$component"
+  sed -i "s#^components:\$#components:\n  - ../../components/$component#" \
+    "${scratch}prod+$component/kustomization.yaml"
+  grep -q "components/$component\$" "${scratch}prod+$component/kustomization.yaml"
+  cp -r "$here/overlays/dev" "${scratch}dev+$component"
+  printf '%s\n' "components: [../../components/$component]" >> "${scratch}dev+$component/kustomization.yaml"
+done
 # prod with a managed Redis in place of the in-cluster one.
 cp -r "$here/overlays/prod" "${scratch}prod+redis-external"
 sed -i 's#components/redis-in-cluster$#components/redis-external#' \

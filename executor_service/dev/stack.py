@@ -202,11 +202,13 @@ def memory_process(
     log: IO[str] | None = None,
     settings: Mapping[str, str] | None = None,
     auth_disabled: bool = True,
+    environment: Mapping[str, str] | None = None,
     **extra: str,
 ) -> ServiceProcess:
     """A memory service under data_dir (embedded store unless settings say otherwise).
 
-    `settings` and keyword arguments are MEMORY_* variables without the prefix.
+    `settings` and keyword arguments are MEMORY_* variables without the prefix;
+    `environment` replaces this process's environment (OTEL_* variables, say).
     `auth_disabled` turns authentication off unless the settings or the
     environment already say how to authenticate; False leaves that to them.
     Without a configured encryption key, a development key kept in data_dir
@@ -222,7 +224,15 @@ def memory_process(
         settings["AUTH_DISABLED"] = "true"
     if not any(key in settings or f"MEMORY_{key}" in os.environ for key in _KEY_SETTINGS):
         settings["ENCRYPTION_KEY_FILE"] = str(development_key_file(data_dir))
-    return ServiceProcess("memory_service", MEMORY_SERVICE, "MEMORY_", settings, data_dir, log)
+    return ServiceProcess(
+        "memory_service",
+        MEMORY_SERVICE,
+        "MEMORY_",
+        settings,
+        data_dir,
+        log,
+        environment=environment,
+    )
 
 
 def auth_note(*services: ServiceProcess) -> str:
@@ -247,13 +257,15 @@ def executor_process(
     log: IO[str] | None = None,
     settings: Mapping[str, str] | None = None,
     auth_disabled: bool = True,
+    environment: Mapping[str, str] | None = None,
     **extra: str,
 ) -> ServiceProcess:
     """An executor under data_dir that stores patterns at memory_address.
 
     `settings` and keyword arguments are EXECUTOR_* variables without the
-    prefix. `auth_disabled` turns its callers' authentication off unless the
-    settings or the environment already say how to authenticate.
+    prefix; `environment` replaces this process's environment. `auth_disabled`
+    turns its callers' authentication off unless the settings or the
+    environment already say how to authenticate.
     """
     settings = {
         "PORT": str(port),
@@ -265,7 +277,13 @@ def executor_process(
     if auth_disabled and not _auth_configured("EXECUTOR_", settings):
         settings["AUTH_DISABLED"] = "true"
     return ServiceProcess(
-        "executor_service", EXECUTOR_SERVICE, "EXECUTOR_", settings, data_dir, log
+        "executor_service",
+        EXECUTOR_SERVICE,
+        "EXECUTOR_",
+        settings,
+        data_dir,
+        log,
+        environment=environment,
     )
 
 

@@ -13,6 +13,9 @@ A record of a headless Kubernetes Service, and calls spread over all the
 replicas; the servers' maximum connection age makes the client re-resolve
 now and then, so replicas added later get their share.
 
+Every call gets a client span, and carries its W3C `traceparent`, from the
+channel's tracing interceptors (servicekit/tracing.py); health probes do not.
+
 Every call carries credentials, `authorization: Bearer <token>`: the
 executor's own token (EXECUTOR_MEMORY_TOKEN), never a caller's. Neither a
 token nor the header is ever logged.
@@ -54,6 +57,7 @@ from memory_service.security.identity import ON_BEHALF_OF_HEADER
 from memory_service.servicekit.errors import error_reasons
 from memory_service.servicekit.logging import request_id_var, trace_id_var
 from memory_service.servicekit.tls import ClientTls
+from memory_service.servicekit.tracing import client_interceptors, current_ids
 
 log = logging.getLogger("attune.executor.memory")
 
@@ -221,11 +225,16 @@ class MemoryClient:
         self.breaker = breaker or CircuitBreaker(failure_threshold=5, reset_seconds=5.0)
         # Kept as a SecretStr, so no repr or log of the client can show it.
         self._token = token
+        traced = client_interceptors()
         if tls is None:
-            self._channel = grpc.aio.insecure_channel(address, options=list(CHANNEL_OPTIONS))
+            self._channel = grpc.aio.insecure_channel(
+                address, options=list(CHANNEL_OPTIONS), interceptors=traced
+            )
         else:
             options = [*CHANNEL_OPTIONS, *tls.options()]
-            self._channel = grpc.aio.secure_channel(address, tls.credentials(), options=options)
+            self._channel = grpc.aio.secure_channel(
+                address, tls.credentials(), options=options, interceptors=traced
+            )
         self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
         self.reachable: bool | None = None
         self.last_error = ""
@@ -262,13 +271,15 @@ class MemoryClient:
 
     def metadata(self, *, on_behalf_of: str | None = None) -> tuple[tuple[str, str], ...]:
         """The call's metadata: the caller's request and trace ids, so both
-        services' logs correlate, and credentials: the executor's own token,
+        services' logs correlate (the trace id as `traceparent` only when no
+        span is current, tracing off: else the channel's interceptor sends the
+        client span's), and credentials: the executor's own token,
         with the ON_BEHALF_OF_HEADER naming `on_behalf_of` when given. A
         caller's own credentials are never passed on."""
         pairs = []
         if request_id := request_id_var.get():
             pairs.append(("x-request-id", request_id))
-        if len(trace_id := trace_id_var.get()) == 32:
+        if not current_ids()[0] and len(trace_id := trace_id_var.get()) == 32:
             pairs.append(("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"))
         if self._token is not None:
             pairs.append((AUTHORIZATION, f"Bearer {self._token.get_secret_value()}"))

@@ -27,7 +27,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,14 +138,25 @@ class PatternDeliverer:
         # the memory service is back, so the replay stops waiting.
         self._wake = asyncio.Event()
 
+    @contextlib.contextmanager
+    def claimed(self, pattern_id: str) -> Iterator[None]:
+        """Keeps the replay off a pattern while its fresh offer is under way.
+
+        Taken before the run (with the pattern's marker) is persisted: the
+        replay rescans the disk and would otherwise offer the pattern too,
+        between the write and the fresh offer, and both would count.
+        """
+        self._in_flight.add(pattern_id)
+        try:
+            yield
+        finally:
+            self._in_flight.discard(pattern_id)
+
     async def deliver(self, pattern: memory_pb2.Pattern, remaining: float | None) -> Delivery:
         """Tries once to store a pattern already queued with its run."""
         self.outbox.queued(pattern.id)
-        self._in_flight.add(pattern.id)
-        try:
+        with self.claimed(pattern.id):
             outcome = await self._offer(pattern, remaining)
-        finally:
-            self._in_flight.discard(pattern.id)
         metrics.pattern_delivered(_fresh_outcome(outcome))
         if outcome.stored:
             self.memory_seen_back()
@@ -234,6 +245,8 @@ class PatternDeliverer:
         delivered, stalled = 0, ""
         in_flight = frozenset(self._in_flight)
         for pattern in await asyncio.to_thread(self.outbox.pending, in_flight):
+            if pattern.id in self._in_flight or not self.outbox.is_queued(pattern.id):
+                continue  # Claimed, or delivered, by a fresh offer since the read.
             outcome = await self._offer(pattern, None)
             if outcome.rejected:
                 metrics.pattern_delivered("rejected")

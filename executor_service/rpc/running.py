@@ -25,6 +25,7 @@ from executor_service.convert.enums import (
     TIER_TO_PROTO,
 )
 from executor_service.memory.client import caller_authorization
+from executor_service.memory.delivery import Delivery
 from executor_service.rpc.base import Context, RpcBase, acting_for, check_session_id
 from executor_service.rpc.gate import gated, gated_stream
 from executor_service.runners.base import Runner
@@ -50,6 +51,7 @@ from executor_service.templates.models import Template, TierStrategy
 from memory_service.access.audit import AuditAction
 from memory_service.security.identity import Action, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument
+from memory_service.servicekit.tracing import set_attributes, span
 
 log = logging.getLogger("attune.executor")
 
@@ -62,6 +64,19 @@ class RunningRpcs(RpcBase):
     """Plans and runs workflows."""
 
     async def _plan(
+        self,
+        template_id: str,
+        answers: Any,
+        strategy: common_pb2.TierStrategy.ValueType,
+    ) -> tuple[Template, dict[str, Any], list[PlannedAgent]]:
+        """The template, the answers resolved and the team; INVALID_ARGUMENT
+        listing every bad answer. Spanned by template id only (not the answers)."""
+        with span("attune.validate", template_id=template_id) as current:
+            template, resolved, team = await self._validated(template_id, answers, strategy)
+            set_attributes(current, agents=len(team))
+            return template, resolved, team
+
+    async def _validated(
         self,
         template_id: str,
         answers: Any,
@@ -363,24 +378,36 @@ class RunningRpcs(RpcBase):
         run.total_duration.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
         run.finish_time.GetCurrentTime()
         pattern = run_to_pattern(run, template)
-        marker = self._deliverer.outbox.staged_file(pattern)
-        # The run and its queued pattern become durable in one atomic step.
-        path = await asyncio.to_thread(self._runs.persist, run, run_config, marker)
-        # The run directory is the record now; a crash before this line leaves a
-        # journal that the next start finds persisted and removes (journal.py).
-        await asyncio.to_thread(journal.remove)
-        # Counted once on disk: a run is finished when its files say so.
-        metrics.run_finished(
-            run.template_id,
-            metrics.RUN_STATUSES.get(run.status, "unknown"),
-            RUNNER_NAMES.get(run.runner, "unknown"),
-            run.total_cost_usd,
-        )
-        events: list[tuple[str, Message]] = [
-            ("run_persisted", executor_pb2.RunPersisted(run_dir=str(path)))
-        ]
-        self._local_index.add(pattern)
-        delivery = await self._deliverer.deliver(pattern, remaining)
+        # The replay keeps off the pattern from before its marker is on disk
+        # until its fresh offer is over: one offer, counted once.
+        with self._deliverer.claimed(pattern.id):
+            marker = self._deliverer.outbox.staged_file(pattern)
+            # The run and its queued pattern become durable in one atomic step.
+            with span("attune.persist", run_id=run.run_id, template_id=run.template_id):
+                path = await asyncio.to_thread(self._runs.persist, run, run_config, marker)
+            # The run directory is the record now; a crash before this line leaves a
+            # journal that the next start finds persisted and removes (journal.py).
+            await asyncio.to_thread(journal.remove)
+            # Counted once on disk: a run is finished when its files say so.
+            metrics.run_finished(
+                run.template_id,
+                metrics.RUN_STATUSES.get(run.status, "unknown"),
+                RUNNER_NAMES.get(run.runner, "unknown"),
+                run.total_cost_usd,
+            )
+            events: list[tuple[str, Message]] = [
+                ("run_persisted", executor_pb2.RunPersisted(run_dir=str(path)))
+            ]
+            self._local_index.add(pattern)
+            with span(
+                "attune.store",
+                run_id=run.run_id,
+                template_id=run.template_id,
+                namespace=self._memory.namespace,
+                pattern_id=pattern.id,
+            ) as current:
+                delivery = await self._deliverer.deliver(pattern, remaining)
+                set_attributes(current, outcome=_delivery_outcome(delivery))
         if delivery.stored:
             run.pattern_delivery = executor_pb2.PATTERN_DELIVERY_STORED
             events.append(
@@ -414,6 +441,12 @@ class RunningRpcs(RpcBase):
             },
         )
         return events
+
+
+def _delivery_outcome(delivery: Delivery) -> str:
+    if delivery.stored:
+        return "deduped" if delivery.deduped else "stored"
+    return "rejected" if delivery.rejected else "queued"
 
 
 def describe_config(run: executor_pb2.Run, team: list[PlannedAgent]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from memory_service.search.reading import relaxed_minimum
 from memory_service.security.identity import Action, Principal
 from memory_service.servicekit.errors import ServiceError, invalid_argument, unavailable
 from memory_service.servicekit.paging import fit_page, page_bounds
+from memory_service.servicekit.tracing import set_attributes, span
 
 
 def _hits_found(
@@ -33,11 +34,29 @@ def _hits_found(
     return [hit.run_id for hit in response.hits], len(response.hits)
 
 
+_MODES = frozenset(executor_pb2.SearchRunsMode.values())
+
+
 class SearchingRpcs(RpcBase):
     """Searches runs."""
 
     @gated(AuditAction.SEARCH, Action.READ, _hits_found)
     async def SearchRuns(
+        self, request: executor_pb2.SearchRunsRequest, context: Context, principal: Principal
+    ) -> executor_pb2.SearchRunsResponse:
+        # Its mode and where the answer came from; never the query or filter.
+        mode = executor_pb2.SearchRunsMode.Name(request.mode) if request.mode in _MODES else None
+        with span("attune.search", namespace=self._memory.namespace, mode=mode) as current:
+            response = await self._search(request, context, principal)
+            set_attributes(
+                current,
+                source=executor_pb2.SearchSource.Name(response.source),
+                degraded=response.degraded,
+                hits=len(response.hits),
+            )
+            return response
+
+    async def _search(
         self, request: executor_pb2.SearchRunsRequest, context: Context, principal: Principal
     ) -> executor_pb2.SearchRunsResponse:
         started = time.perf_counter()

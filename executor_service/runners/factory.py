@@ -17,6 +17,7 @@ from executor_service.runners.simulated import SimulatedRunner, SimulationProfil
 from executor_service.settings import ExecutorSettings
 from executor_service.templates.models import Tier
 from memory_service.servicekit.http_retry import RetryPolicy
+from memory_service.servicekit.tracing import instrument_http
 
 __all__ = [
     "RUNNER_NAMES",
@@ -139,7 +140,7 @@ class Runners:
             config = self._config(provider)
             client = self._clients.get(provider)
             if client is None:
-                client = httpx.AsyncClient(timeout=config.timeout_seconds)
+                client = instrument_http(httpx.AsyncClient(timeout=config.timeout_seconds))
                 self._clients[provider] = client
             return _LLM_RUNNERS[provider](config, client)
         raise RunnerConfigError(f"unknown runner {name!r}; known: {', '.join(RUNNER_NAMES)}")

@@ -30,6 +30,7 @@ from memory_service.servicekit.http_retry import (
     post_json,
     scrub,
 )
+from memory_service.servicekit.tracing import instrument_http
 
 # Room for the JSON result, and for the hidden reasoning of reasoning models,
 # which counts against the same limit. Only tokens actually used are billed.
@@ -91,7 +92,7 @@ class LLMRunner(ABC):
         self._config = config
         self._base_url = config.base_url.rstrip("/")
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=config.timeout_seconds)
+        self._client = client or instrument_http(httpx.AsyncClient(timeout=config.timeout_seconds))
 
     @classmethod
     def check(cls, config: LLMConfig) -> None:

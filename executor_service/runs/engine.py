@@ -24,6 +24,7 @@ from executor_service import metrics
 from executor_service.convert.enums import STRATEGY_TO_PROTO, TIER_TO_PROTO
 from executor_service.runners.base import AttemptOutcome, Runner
 from executor_service.runs.composition import PlannedAgent
+from memory_service.servicekit.tracing import set_attributes, span
 
 # emit(event field name, event message): one progress event of the stream.
 Emit = Callable[[str, Message], Awaitable[None]]
@@ -137,12 +138,15 @@ class TeamExecution:
                 ),
             )
             started = time.perf_counter()
-            try:
-                outcome = await self._runner.attempt(agent, tier, number)
-            except Exception as error:  # A failed call is a failed attempt, not a failed run.
-                outcome = AttemptOutcome(
-                    "", 0, 0, 0.0, {}, "", error=f"{type(error).__name__}: {error}"
-                )
+            with span("attune.attempt", role=agent.role, tier=tier.value, number=number) as current:
+                try:
+                    outcome = await self._runner.attempt(agent, tier, number)
+                except Exception as error:  # A failed call is a failed attempt, not a failed run.
+                    outcome = AttemptOutcome(
+                        "", 0, 0, 0.0, {}, "", error=f"{type(error).__name__}: {error}"
+                    )
+                    set_attributes(current, error_type=type(error).__name__)
+                set_attributes(current, outcome=_outcome_name(outcome), model=outcome.model or None)
             attempt = executor_pb2.Attempt(
                 number=number,
                 tier=TIER_TO_PROTO[tier],
@@ -184,6 +188,13 @@ def _copy(result: executor_pb2.AgentResult) -> executor_pb2.AgentResult:
     copy = executor_pb2.AgentResult()
     copy.CopyFrom(result)
     return copy
+
+
+def _outcome_name(outcome: AttemptOutcome) -> str:
+    """succeeded, failed (criteria unmet) or error (the call failed)."""
+    if outcome.error:
+        return "error"
+    return "succeeded" if outcome.success else "failed"
 
 
 def _unmet(outcome: AttemptOutcome) -> str:

@@ -37,6 +37,7 @@ from executor_service.runs.engine import OnAttempt, TeamExecution
 from executor_service.runs.event_log import EventLog
 from executor_service.runs.journal import RunJournal
 from memory_service.servicekit.errors import ServiceError
+from memory_service.servicekit.tracing import set_attributes, span
 
 log = logging.getLogger("attune.executor.run")
 
@@ -276,10 +277,19 @@ class WorkflowRun:
                 task.add_done_callback(lambda _: _closed_later(self._runner))
 
     async def _execute(self, deadline: float | None) -> None:
-        try:
-            await self._execute_team(deadline)
-        finally:
-            self._ended()
+        # The run's own task, so its span is a child of the RPC's (the task
+        # copies the context it was created in), or a root when resumed.
+        run = self.run
+        with span("attune.run", run_id=run.run_id, template_id=run.template_id) as current:
+            try:
+                await self._execute_team(deadline)
+            finally:
+                self._ended()
+                set_attributes(
+                    current,
+                    status=executor_pb2.RunStatus.Name(run.status),
+                    suspended=self._suspended,
+                )
 
     async def _execute_team(self, deadline: float | None) -> None:
         try:

@@ -21,6 +21,7 @@ from memory_service.security.identity import Action, Principal
 from memory_service.semantic import NO_FREE_TEXT, PROVIDER_UNAVAILABLE, Ranked
 from memory_service.servicekit.errors import invalid_argument
 from memory_service.servicekit.paging import decode_token, encode_token, fit_page, next_offset
+from memory_service.servicekit.tracing import set_attributes, span
 from memory_service.sizes import RESPONSE_BUDGET
 
 DEFAULT_SEARCH_PAGE = 10
@@ -51,6 +52,9 @@ def _result(hit: Hit, explain: bool) -> memory_pb2.SearchResult:
     return result
 
 
+_MODES = frozenset(memory_pb2.SearchMode.values())
+
+
 class PatternSearchRpcs(RpcBase):
     """Searches patterns."""
 
@@ -61,6 +65,22 @@ class PatternSearchRpcs(RpcBase):
     )
     async def SearchPatterns(
         self, request: memory_pb2.SearchPatternsRequest, context: Context, principal: Principal
+    ) -> memory_pb2.SearchPatternsResponse:
+        # The namespace, mode and counts; never the query or filter.
+        mode = memory_pb2.SearchMode.Name(request.mode) if request.mode in _MODES else None
+        with span("attune.search", namespace=request.namespace, mode=mode) as current:
+            response = await self._search(request, principal)
+            set_attributes(
+                current,
+                effective_mode=memory_pb2.SearchMode.Name(response.effective_mode),
+                results=len(response.results),
+                total=response.total_size,
+                backend=self._backend,
+            )
+            return response
+
+    async def _search(
+        self, request: memory_pb2.SearchPatternsRequest, principal: Principal
     ) -> memory_pb2.SearchPatternsResponse:
         started = time.perf_counter()
         violations = namespace_violations(request.namespace)

@@ -23,6 +23,7 @@ from memory_service.security.identity import Action, Principal, authorize
 from memory_service.security.pii import PhoneBudget
 from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
 from memory_service.servicekit.paging import ITEM_OVERHEAD
+from memory_service.servicekit.tracing import set_attributes, span, stage_attributes
 from memory_service.sizes import RESPONSE_BUDGET, size_violation, stored_size, too_large
 from memory_service.store.base import PatternConflictError
 from memory_service.write_pipeline import off_loop, secure
@@ -57,15 +58,24 @@ class PatternWriteRpcs(RpcBase):
             raise metrics.rejected(invalid_argument(violations), reason)
         authorize(principal, request.namespace, Action.WRITE)
         now_us = time.time_ns() // 1000
-        try:
-            secured = await off_loop(
-                lambda: secure(
-                    request.pattern, principal, self._retention, now_us, field_prefix, budget
+        with span(
+            "attune.write.secure", namespace=request.namespace, pattern_id=request.pattern.id
+        ) as current:
+            try:
+                secured = await off_loop(
+                    lambda: secure(
+                        request.pattern, principal, self._retention, now_us, field_prefix, budget
+                    )
                 )
+            except ServiceError as error:
+                metrics.rejected(error)  # A secret, or too much text to scrub.
+                raise
+            stage_attributes(current, secured.stages)
+            set_attributes(
+                current,
+                classification=common_pb2.Classification.Name(secured.pattern.classification),
+                scrubbed=sum(secured.scrubbed.values()),
             )
-        except ServiceError as error:
-            metrics.rejected(error)  # A secret, or too much text to scrub.
-            raise
         return secured.pattern, dict(secured.scrubbed)
 
     async def _commit(
@@ -81,7 +91,14 @@ class PatternWriteRpcs(RpcBase):
             error = too_large(f"{field_prefix}pattern", size, self._max_pattern_bytes)
             raise metrics.rejected(error, "too_large")
         try:
-            outcome = await self._store.put(request.namespace, pattern, request.replace)
+            with span(
+                "attune.write.store",
+                namespace=request.namespace,
+                pattern_id=pattern.id,
+                backend=self._backend,
+            ) as current:
+                outcome = await self._store.put(request.namespace, pattern, request.replace)
+                set_attributes(current, deduped=outcome.deduped, replaced=outcome.replaced)
         except PatternConflictError:
             # Says nothing of the existing pattern: it may be another user's SENSITIVE one.
             error = ServiceError(

@@ -30,9 +30,6 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-# The executor's retrying JSON POST already does what is needed here (429/5xx,
-# timeouts, connection errors, Retry-After, key scrubbing); it depends only on
-# httpx and tenacity, so importing it pulls in nothing of the executor.
 from memory_service.servicekit.http_retry import (
     JsonPost,
     LLMCallError,
@@ -40,6 +37,11 @@ from memory_service.servicekit.http_retry import (
     post_json,
     scrub,
 )
+
+# The executor's retrying JSON POST already does what is needed here (429/5xx,
+# timeouts, connection errors, Retry-After, key scrubbing); it depends only on
+# httpx and tenacity, so importing it pulls in nothing of the executor.
+from memory_service.servicekit.tracing import instrument_http
 
 API = "Embeddings API"  # How messages name the endpoint.
 _FLOAT32 = struct.Struct("<f")
@@ -114,7 +116,7 @@ class EmbeddingsProvider:
             backoff_max_seconds=config.backoff_max_seconds,
             retry_after_max_seconds=config.retry_after_max_seconds,
         )
-        self._client = httpx.AsyncClient(timeout=config.timeout_seconds)
+        self._client = instrument_http(httpx.AsyncClient(timeout=config.timeout_seconds))
 
     @property
     def config(self) -> EmbeddingsConfig:

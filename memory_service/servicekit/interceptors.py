@@ -1,7 +1,9 @@
 """The server interceptor: request ids, one log line per RPC, and errors.
 
 Every RPC gets a request id (from `x-request-id`, else new) and a trace id
-(from a W3C `traceparent`, else new) in the logging context. Exceptions
+in the logging context: the server span's (tracing.py's interceptor runs
+outside this one), else from a W3C `traceparent`, else new. The final code
+goes on the server span too (`record_rpc_code`). Exceptions
 become precise statuses: `ServiceError` as given, `NotImplementedError` as
 UNIMPLEMENTED naming the RPC, anything else as INTERNAL without a traceback.
 Requests are decoded tolerantly (see decoding.py): unknown fields are dropped,
@@ -40,6 +42,7 @@ from memory_service.servicekit.metrics import (
     GrpcServerMetrics,
     MethodMetrics,
 )
+from memory_service.servicekit.tracing import current_ids, record_rpc_code
 
 log = logging.getLogger("attune.rpc")
 
@@ -55,7 +58,9 @@ _QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 def _ids_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> tuple[str, str]:
     values = {key: value for key, value in (metadata or ()) if isinstance(value, str)}
     request_id = values.get("x-request-id") or uuid.uuid4().hex
-    trace_id = ""
+    trace_id, _ = current_ids()
+    if trace_id:
+        return request_id[:128], trace_id
     parts = values.get("traceparent", "").split("-")
     if len(parts) == 4 and len(parts[1]) == 32:
         trace_id = parts[1]
@@ -69,6 +74,7 @@ class _Call:
         self.method = method
         self.request_id, self.trace_id = _ids_from(metadata)
         self.code = grpc.StatusCode.OK
+        self._finished = False
         self._metrics = metrics
         if metrics is not None:
             metrics.begin()
@@ -79,15 +85,23 @@ class _Call:
         trace_id_var.set(self.trace_id)
 
     async def fail(self, context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
-        """Aborts the RPC with the status the error deserves; always raises."""
+        """Aborts the RPC with the status the error deserves; always raises.
+
+        The call is finished (counted, logged, its span's code set) before
+        the abort: grpc.aio sends the status before abort() returns, and a
+        client that has seen the status must find the call counted.
+        """
         if isinstance(error, ServiceError):
             self.code = error.code
+            self.finish()
             await context.abort_with_status(error.to_status())
         if isinstance(error, NotImplementedError):
             self.code = grpc.StatusCode.UNIMPLEMENTED
+            self.finish()
             await context.abort(self.code, f"{self.method.lstrip('/')} is not implemented yet")
         self.code = grpc.StatusCode.INTERNAL
         log.error("unhandled error in %s", self.method, exc_info=error)
+        self.finish()
         await context.abort(self.code, f"internal error (request id {self.request_id})")
 
     def refuse_undecodable(
@@ -115,9 +129,14 @@ class _Call:
             self.code = code
 
     def finish(self) -> None:
+        """Counts and logs the call once, with its final code."""
+        if self._finished:
+            return
+        self._finished = True
         seconds = time.perf_counter() - self.started
         if self._metrics is not None:
             self._metrics.end(self.code, seconds)
+        record_rpc_code(self.code)
         level = logging.DEBUG if self.method.startswith(_QUIET_PREFIXES) else logging.INFO
         log.log(
             level,

@@ -7,6 +7,10 @@ lets in-flight RPCs finish within the grace period, and returns.
 
 With a metrics port set, the service's Prometheus registry is served over
 HTTP from before the port file is written until the server has drained.
+
+Every RPC (health and reflection aside) gets a server span (tracing.py),
+outermost, so the observability interceptor, and every log line, runs inside
+it; spans still queued are flushed once the service has stopped.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from memory_service.servicekit.metrics import MetricsEndpoint, ServiceMetrics
 from memory_service.servicekit.private_files import private_dir, private_opener
 from memory_service.servicekit.settings import ServerSettings
 from memory_service.servicekit.tls import ReloadingServerCertificates
+from memory_service.servicekit.tracing import flush as flush_spans
+from memory_service.servicekit.tracing import server_interceptor
 
 log = logging.getLogger("attune.server")
 
@@ -94,7 +100,10 @@ class ManagedServer:
         # The service's registry; a server given none counts into its own.
         self.metrics = metrics or ServiceMetrics()
         self.server = grpc.aio.server(
-            interceptors=[ObservabilityInterceptor(on_undecodable, self.metrics.grpc)],
+            interceptors=[
+                server_interceptor(),
+                ObservabilityInterceptor(on_undecodable, self.metrics.grpc),
+            ],
             options=server_options(settings),
         )
         register(self.server)
@@ -270,6 +279,8 @@ class RunningService:
         await self.managed.stop()
         for close in self._closers:
             await close()
+        # Last: the drain and the closers may still have ended spans.
+        await asyncio.to_thread(flush_spans)
 
     async def serve_until_signal(self) -> None:
         """Serves until SIGTERM or SIGINT, then stops."""

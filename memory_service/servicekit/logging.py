@@ -1,4 +1,9 @@
-"""JSON log lines on stderr, carrying the request id and trace id of the RPC."""
+"""JSON log lines on stderr, carrying the request id and trace id of the RPC.
+
+With tracing on (tracing.py), a line carries the trace and span ids of the
+current span, so logs and traces join; without a span, the trace id the
+interceptor took from `traceparent` (or made up).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
@@ -33,7 +40,11 @@ class JsonFormatter(logging.Formatter):
         }
         if request_id := request_id_var.get():
             line["request_id"] = request_id
-        if trace_id := trace_id_var.get():
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            line["trace_id"] = trace.format_trace_id(span.trace_id)
+            line["span_id"] = trace.format_span_id(span.span_id)
+        elif trace_id := trace_id_var.get():
             line["trace_id"] = trace_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):

@@ -28,6 +28,7 @@ from memory_service.search.index import Group, Hit, PageQuery, ReadQuery
 from memory_service.security.crypto import Keyring, MissingKeyError
 from memory_service.servicekit.private_files import private_file
 from memory_service.servicekit.sqlite import transaction
+from memory_service.servicekit.tracing import TraceContext, carried, continued
 from memory_service.store.base import PatternConflictError, Purged, PutOutcome
 from memory_service.store.context import ContextItem, ContextOwnedError, now_us, visible
 from memory_service.store.secure_index import SecureIndex, is_sensitive
@@ -52,8 +53,9 @@ CREATE TABLE IF NOT EXISTS context_entries (
     PRIMARY KEY (namespace, session_id, space, key)
 );
 """
-# (namespace, pattern, replace, the caller's future)
-_QueuedPut = tuple[str, memory_pb2.Pattern, bool, "asyncio.Future[PutOutcome]"]
+# (namespace, pattern, replace, the caller's future, the caller's trace
+# context: the writer thread does not inherit it, and sealing is spanned there)
+_QueuedPut = tuple[str, memory_pb2.Pattern, bool, "asyncio.Future[PutOutcome]", TraceContext]
 
 
 def stamped(namespace: str, pattern: memory_pb2.Pattern) -> memory_pb2.Pattern:
@@ -123,7 +125,7 @@ class EmbeddedStore:
         # Group commit: puts that arrive while a commit is running share the
         # next transaction, so concurrent writers pay for one fsync, not one each.
         done: asyncio.Future[PutOutcome] = asyncio.get_running_loop().create_future()
-        self._queued.append((namespace, pattern, replace, done))
+        self._queued.append((namespace, pattern, replace, done, carried()))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await done
@@ -134,13 +136,13 @@ class EmbeddedStore:
             try:
                 outcomes = await self._run(functools.partial(self._write_batch, batch))
             except BaseException as error:  # The commit itself failed: nothing is stored.
-                for *_, done in batch:
+                for _, _, _, done, _ in batch:
                     if not done.done():
                         done.set_exception(error)
                 if isinstance(error, asyncio.CancelledError):
                     raise
                 continue
-            for (*_, done), outcome in zip(batch, outcomes, strict=True):
+            for (_, _, _, done, _), outcome in zip(batch, outcomes, strict=True):
                 if done.done():
                     continue
                 if isinstance(outcome, BaseException):
@@ -157,7 +159,7 @@ class EmbeddedStore:
         _, index = self._open_index()
         outcomes: list[PutOutcome | Exception] = []
         with index.transaction():
-            for namespace, pattern, replace, _ in batch:
+            for namespace, pattern, replace, _, trace_context in batch:
                 digest = fingerprint(pattern)
                 # Only what the writer sees: another owner's SENSITIVE pattern
                 # under the id is neither met nor touched (ids are per owner).
@@ -170,7 +172,8 @@ class EmbeddedStore:
                 else:
                     stored = stamped(namespace, pattern)
                     try:
-                        index.put(namespace, stored, digest)  # Changes nothing if it raises.
+                        with continued(trace_context):  # Changes nothing if it raises.
+                            index.put(namespace, stored, digest)
                     except MissingKeyError as error:
                         outcomes.append(error)
                         continue

@@ -70,6 +70,7 @@ from memory_service.search.index import (
 from memory_service.search.text_engine import SCOPE_SEPARATOR, TextEngine
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
 from memory_service.servicekit.sqlite import transaction
+from memory_service.servicekit.tracing import span
 
 log = logging.getLogger("attune.memory.secure_index")
 
@@ -232,9 +233,10 @@ class SecureIndex:
         own SENSITIVE one and the shared one), never another owner's.
         MissingKeyError (and nothing changed) for a SENSITIVE pattern without a key."""
         if is_sensitive(pattern):
-            envelope = self._keyring.encrypt(
-                pattern.SerializeToString(), associated_data(namespace, pattern.id)
-            )
+            with span("attune.write.encrypt", namespace=namespace, pattern_id=pattern.id):
+                envelope = self._keyring.encrypt(
+                    pattern.SerializeToString(), associated_data(namespace, pattern.id)
+                )
             if self._disk.delete(namespace, pattern.id):
                 self._truncate_wal = True
             self._put_sealed(namespace, pattern, fingerprint, envelope)

@@ -15,6 +15,7 @@ container declares) is a `ManifestError`.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import shutil
@@ -97,6 +98,34 @@ def config_data(objects: Iterable[Obj], kind: str, name: str) -> dict[str, str]:
         data = {key: base64.b64decode(value).decode() for key, value in obj.get("data", {}).items()}
         return {**data, **obj.get("stringData", {})}
     return dict(obj.get("data", {}))
+
+
+# The base and each overlay, with the namespace each renders into.
+TARGETS = {
+    "base": (OVERLAYS.parent / "base", "attune"),
+    "dev": (OVERLAYS / "dev", "attune-dev"),
+    "prod": (OVERLAYS / "prod", "attune"),
+}
+
+
+@functools.cache
+def rendered_with(component: Path, name: str, scratch: Path) -> list[Obj]:
+    """A target of TARGETS rendered with a component (once per test session)."""
+    resource, namespace = TARGETS[name]
+    return render_with_components(
+        scratch / f"{name}+{component.name}", resource, [component], namespace
+    )
+
+
+def workload_setting(objects: list[Obj], workload: Obj, name: str) -> str | None:
+    """A variable of the workload's container, from its envFrom ConfigMaps."""
+    for container in workload["spec"]["template"]["spec"]["containers"]:
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                data = config_data(objects, "ConfigMap", source["configMapRef"]["name"])
+                if name in data:
+                    return data[name]
+    return None
 
 
 @dataclass

@@ -23,20 +23,27 @@ def process_pair(root: Path, **executor_settings: Any) -> Iterator[ServiceProces
 
 @contextmanager
 def both_processes(
-    root: Path, memory_settings: Mapping[str, str] | None = None, **executor_settings: Any
+    root: Path,
+    memory_settings: Mapping[str, str] | None = None,
+    *,
+    environment: Mapping[str, str] | None = None,
+    **executor_settings: Any,
 ) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     """As process_pair, yielding the memory service (with `memory_settings`,
-    MEMORY_* without the prefix) and the executor."""
+    MEMORY_* without the prefix) and the executor; `environment`, if given,
+    is both processes' environment."""
     with (
         (root / "memory.log").open("w") as memory_log,
         (root / "executor.log").open("w") as executor_log,
     ):
-        memory = memory_process(root, log=memory_log, settings=memory_settings)
+        memory = memory_process(
+            root, log=memory_log, settings=memory_settings, environment=environment
+        )
         running: ServiceProcess | None = None
         try:
             memory.start()
             running = executor_process(
-                root, memory.address, log=executor_log, **executor_settings
+                root, memory.address, log=executor_log, environment=environment, **executor_settings
             ).start()
             yield memory, running
         finally:

@@ -90,6 +90,7 @@ from memory_service.search.index import (
     is_expired,
 )
 from memory_service.security.crypto import DecryptionError, Keyring, MissingKeyError
+from memory_service.servicekit.tracing import span
 from memory_service.store.base import (
     PatternConflictError,
     Purged,
@@ -208,7 +209,8 @@ class RedisStore(RedisContextStore):
         sealed = is_sensitive(stored)
         body = stored.SerializeToString()
         if sealed:  # MissingKeyError here, before anything is written.
-            body = self._keyring.encrypt(body, associated_data(namespace, pattern.id))
+            with span("attune.write.encrypt", namespace=namespace, pattern_id=pattern.id):
+                body = self._keyring.encrypt(body, associated_data(namespace, pattern.id))
         if namespace not in self._cache.registered:
             await self._register(namespace)
         result = await self._link.script(

@@ -10,40 +10,28 @@ are the checked-in files.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.support.manifests import (
-    OVERLAYS,
+    TARGETS,
     Obj,
-    config_data,
     find,
     render,
-    render_with_components,
+    rendered_with,
+    workload_setting,
 )
 from tests.support.monitoring import DASHBOARD_FILE, MONITORING, RULES_FILE
 from tests.support.network_policies import Peer, admits, selects
 
-BASE = OVERLAYS.parent / "base"
-WITH_MONITORING = {
-    "base": (BASE, "attune"),
-    "dev": (OVERLAYS / "dev", "attune-dev"),
-    "prod": (OVERLAYS / "prod", "attune"),
-}
+WITH_MONITORING = TARGETS
 PROMETHEUS = Peer({"app.kubernetes.io/name": "prometheus"}, "monitoring")
 SCRAPER = Peer({"attune.dev/metrics-scraper": "true"}, "observability")
 STRANGER = Peer({"app.kubernetes.io/name": "something-else"}, "monitoring")
 WORKLOADS = ("Deployment", "StatefulSet")
 PREFIXES = {"attune-memory": "MEMORY_", "attune-executor": "EXECUTOR_"}
-
-
-@functools.cache
-def rendered_with_monitoring(name: str, scratch: Path) -> list[Obj]:
-    resource, namespace = WITH_MONITORING[name]
-    return render_with_components(scratch / name, resource, [MONITORING], namespace)
 
 
 @pytest.fixture(scope="module")
@@ -68,22 +56,11 @@ def _metrics_port(workload: Obj) -> tuple[dict[str, str], int]:
     return template["metadata"]["labels"], ports[0]
 
 
-def _setting(objects: list[Obj], workload: Obj, name: str) -> str | None:
-    """A variable of the workload's container, from its envFrom ConfigMaps."""
-    for container in workload["spec"]["template"]["spec"]["containers"]:
-        for source in container.get("envFrom", []):
-            if "configMapRef" in source:
-                data = config_data(objects, "ConfigMap", source["configMapRef"]["name"])
-                if name in data:
-                    return data[name]
-    return None
-
-
 def _check_workload_serves_its_port(objects: list[Obj], workload: Obj, scrape: str) -> int:
     labels, port = _metrics_port(workload)
     prefix = PREFIXES[workload["metadata"]["name"]]
-    assert _setting(objects, workload, f"{prefix}METRICS_PORT") == str(port)
-    assert _setting(objects, workload, f"{prefix}METRICS_HOST") == "0.0.0.0"
+    assert workload_setting(objects, workload, f"{prefix}METRICS_PORT") == str(port)
+    assert workload_setting(objects, workload, f"{prefix}METRICS_HOST") == "0.0.0.0"
     annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
     assert annotations.get("prometheus.io/port") == str(port)
     assert annotations.get("prometheus.io/scrape") == scrape
@@ -110,7 +87,7 @@ def test_without_the_component_pods_announce_their_metrics_port(overlay: str) ->
 def test_each_service_monitor_reaches_a_metrics_port_prometheus_may_open(
     name: str, scratch: Path
 ) -> None:
-    objects = rendered_with_monitoring(name, scratch)
+    objects = rendered_with(MONITORING, name, scratch)
     namespace = WITH_MONITORING[name][1]
     monitors = _in(objects, "ServiceMonitor", namespace)
     assert {m["metadata"]["name"] for m in monitors} == set(PREFIXES)
@@ -146,7 +123,7 @@ def test_each_service_monitor_reaches_a_metrics_port_prometheus_may_open(
 
 @pytest.mark.parametrize("name", list(WITH_MONITORING))
 def test_the_shipped_rules_and_dashboard_are_the_checked_in_files(name: str, scratch: Path) -> None:
-    objects = rendered_with_monitoring(name, scratch)
+    objects = rendered_with(MONITORING, name, scratch)
     namespace = WITH_MONITORING[name][1]
     rule = find(_in(objects, "PrometheusRule", namespace), "PrometheusRule", "attune")
     assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())["spec"]

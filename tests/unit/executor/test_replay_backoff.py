@@ -349,3 +349,39 @@ async def test_only_the_replica_holding_the_outbox_lock_replays(tmp_path: Path) 
     # The other replica rescans under the lock and finds nothing left to offer.
     assert await replicas[1].replay() == ReplayPass(0)
     assert first.memory.offered == ids
+
+
+# --- fresh offers and the replay -------------------------------------------------
+
+
+async def test_a_pattern_claimed_before_its_run_is_written_is_left_to_its_fresh_offer(
+    harness: Harness,
+) -> None:
+    # The replay rescans the disk (replicas share it): a marker written for a
+    # run whose fresh offer has not begun yet is not its to offer.
+    pattern = harness.persist()
+    with harness.deliverer.claimed(pattern.id):
+        harness.outbox.rescan()
+        assert harness.outbox.is_queued(pattern.id)
+        assert await harness.deliverer.replay() == ReplayPass(0)
+        assert harness.memory.offered == []
+        delivery = await harness.deliverer.deliver(pattern, None)
+    assert delivery.stored
+    assert harness.memory.offered == [pattern.id]
+    assert await harness.deliverer.replay() == ReplayPass(0)
+    assert harness.memory.offered == [pattern.id]
+
+
+async def test_a_pattern_delivered_fresh_during_a_pass_is_not_offered_again(
+    harness: Harness,
+) -> None:
+    first, second = harness.queue(), harness.queue()
+    gate = harness.memory.held[first] = asyncio.Event()
+    replay = asyncio.create_task(harness.deliverer.replay())
+    await eventually(_async(lambda: harness.memory.offered), lambda offered: offered == [first])
+    # While the pass waits on the first, the second is offered fresh and taken.
+    (pattern,) = [p for p in harness.outbox.pending() if p.id == second]
+    assert (await harness.deliverer.deliver(pattern, None)).stored
+    gate.set()
+    assert await replay == ReplayPass(1)
+    assert harness.memory.offered == [first, second]
