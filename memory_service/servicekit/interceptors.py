@@ -173,17 +173,24 @@ def _wrap_unary(
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, context.invocation_metadata(), metrics)
         call.enter()
+        failure: BaseException | None = None
         try:
-            if isinstance(request, Undecodable):
-                raise call.refuse_undecodable(request, context, hook)
-            response = await behavior(request, context)
-            call.returned(context)
-            return response
-        except BaseException as error:
-            if _is_passthrough(error):
-                call.code = _code_after(error, context)
-                raise
-            await call.fail(context, error)
+            try:
+                if isinstance(request, Undecodable):
+                    raise call.refuse_undecodable(request, context, hook)
+                response = await behavior(request, context)
+                call.returned(context)
+                return response
+            except BaseException as error:
+                if _is_passthrough(error):
+                    call.code = _code_after(error, context)
+                    raise
+                failure = error
+            # Aborted out here, not in the except block: the abort's error
+            # would carry this one as its context, and a recorded exception's
+            # stacktrace would then quote this error's message.
+            if failure is not None:
+                await call.fail(context, failure)
         finally:
             call.finish()
 
@@ -201,27 +208,31 @@ def _wrap_stream(
     ) -> AsyncGenerator[Any, None]:
         call = _Call(method, context.invocation_metadata(), metrics)
         call.enter()
+        failure: BaseException | None = None
         try:
-            if isinstance(request, Undecodable):
-                raise call.refuse_undecodable(request, context, hook)
-            responses = behavior(request, context)
-            if inspect.isawaitable(responses):
-                # A handler that streams with context.write() instead of yield.
-                await responses
-            else:
-                try:
-                    async for response in responses:
-                        yield response
-                finally:
-                    # Close the handler's generator now, so its cleanup runs
-                    # when the client goes away rather than at collection.
-                    await responses.aclose()
-            call.returned(context)
-        except BaseException as error:
-            if _is_passthrough(error):
-                call.code = _code_after(error, context)
-                raise
-            await call.fail(context, error)
+            try:
+                if isinstance(request, Undecodable):
+                    raise call.refuse_undecodable(request, context, hook)
+                responses = behavior(request, context)
+                if inspect.isawaitable(responses):
+                    # A handler that streams with context.write() instead of yield.
+                    await responses
+                else:
+                    try:
+                        async for response in responses:
+                            yield response
+                    finally:
+                        # Close the handler's generator now, so its cleanup runs
+                        # when the client goes away rather than at collection.
+                        await responses.aclose()
+                call.returned(context)
+            except BaseException as error:
+                if _is_passthrough(error):
+                    call.code = _code_after(error, context)
+                    raise
+                failure = error
+            if failure is not None:  # Outside the except block, as in unary calls.
+                await call.fail(context, failure)
         finally:
             call.finish()
 

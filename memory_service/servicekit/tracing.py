@@ -23,6 +23,14 @@ same code it logs and counts.
 Spans of our own (`span`) carry ids only: run, template, namespace, role,
 tier, counts. Never tokens, answers, queries or pattern text; a failure is
 recorded by its type, never its message (messages may quote what was sent).
+The gRPC instrumentation does put error texts on its spans (a client span's
+status description and exception event hold the server's message, which may
+quote a rejected answer or filter), so every span leaves the process through
+`redacting`, which keeps an error's type and code and drops its text.
+
+The provider is built with `shutdown_on_exit=False`: a service flushes its
+queued spans when it stops gracefully (RunningService.stop), and that flush,
+not an exit hook, is what exports the last spans.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ from opentelemetry.instrumentation.grpc import (
 )
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -102,15 +111,84 @@ def build_provider(default_service: str) -> TracerProvider | None:
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: default_service}))
-    provider = TracerProvider(resource=resource)  # Sampler: OTEL_TRACES_SAMPLER.
+    # Sampler: OTEL_TRACES_SAMPLER. No exit hook: the graceful stop flushes.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     if exporting(environ):
         # Imported only when used: the exporter pulls in its gRPC stubs.
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter,
         )
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(redacting(BatchSpanProcessor(OTLPSpanExporter())))
     return provider
+
+
+def redacting(downstream: SpanProcessor) -> SpanProcessor:
+    """`downstream`, handed each ended span without error texts (see `redacted`)."""
+    return _RedactingProcessor(downstream)
+
+
+class _RedactingProcessor(SpanProcessor):
+    def __init__(self, downstream: SpanProcessor) -> None:
+        self._downstream = downstream
+
+    def on_start(self, span: SdkSpan, parent_context: otel_context.Context | None = None) -> None:
+        self._downstream.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._downstream.on_end(redacted(span))
+
+    def shutdown(self) -> None:
+        self._downstream.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._downstream.force_flush(timeout_millis)
+
+
+def redacted(span: ReadableSpan) -> ReadableSpan:
+    """A copy of the span without error texts: its status keeps its code, with
+    the gRPC code's name or the error's type as description; an exception
+    event keeps `exception.type` and `exception.escaped` only."""
+    attributes = dict(span.attributes or {})
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=[_redacted_event(event) for event in span.events],
+        links=span.links,
+        kind=span.kind,
+        status=Status(span.status.status_code, _safe_description(span, attributes)),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+_EXCEPTION_KEPT = ("exception.type", "exception.escaped")
+
+
+def _redacted_event(event: Event) -> Event:
+    if event.name != "exception":
+        return event
+    kept = {key: value for key, value in (event.attributes or {}).items() if key in _EXCEPTION_KEPT}
+    return Event(event.name, kept, event.timestamp)
+
+
+def _safe_description(span: ReadableSpan, attributes: Mapping[str, object]) -> str | None:
+    if span.status.status_code is not StatusCode.ERROR:
+        return None
+    code = attributes.get("rpc.grpc.status_code")
+    if isinstance(code, int):
+        named = _CODE_NAMES.get(code)
+        if named is not None:
+            return named
+    kind = attributes.get("error.type")
+    return str(kind) if kind is not None else None
+
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def configure_tracing(default_service: str) -> Callable[[], None]:

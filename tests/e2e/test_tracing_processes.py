@@ -156,6 +156,7 @@ async def test_one_run_is_one_trace_across_both_services_continuing_the_callers(
 
     # The model API got the run's traceparent, from the attempt's HTTP span.
     http_spans = {s.span_id for s in caller_spans if s.name == "POST"}
+    assert calls_continued > 0
     for request in model_api.requests[:calls_continued]:
         version, trace_id, parent, _ = request.headers["traceparent"].split("-")
         assert (version, trace_id) == ("00", CALLER_TRACE)

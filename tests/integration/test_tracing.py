@@ -5,10 +5,11 @@ answer, a query or a pattern's text."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from attune.common.v1 import common_pb2
@@ -16,7 +17,15 @@ from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
 from executor_service.convert.enums import tier_name
 from tests.support.helpers import code_of, run_request, run_to_end
-from tests.support.spans import children, named, parent_id, span_recorder, texts, trace_of
+from tests.support.spans import (
+    SpanRecorder,
+    children,
+    named,
+    parent_id,
+    span_recorder,
+    texts,
+    trace_of,
+)
 from tests.support.stack import Stack
 
 CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -35,11 +44,11 @@ SECRET = "AKIAZ7Q4M2W8R5T1Y6UX"  # noqa: S105 (a fake key the scanner refuses)
 
 
 @pytest.fixture
-def spans() -> InMemorySpanExporter:
+def spans() -> SpanRecorder:
     return span_recorder()
 
 
-def finished(recorder: InMemorySpanExporter) -> list[ReadableSpan]:
+def finished(recorder: SpanRecorder) -> list[ReadableSpan]:
     return list(recorder.get_finished_spans())
 
 
@@ -49,8 +58,14 @@ def one(spans: list[ReadableSpan], name: str, kind: SpanKind | None = None) -> R
     return found[0]
 
 
+def has_server_span(method: str) -> Callable[[list[ReadableSpan]], bool]:
+    """Whether the server span of `method` has ended (after an abort, it ends
+    after the client has the status)."""
+    return lambda spans: any(s.kind == SpanKind.SERVER for s in named(spans, method))
+
+
 async def test_a_run_spans_validation_attempts_persist_and_store_under_the_callers_trace(
-    stack: Stack, spans: InMemorySpanExporter
+    stack: Stack, spans: SpanRecorder
 ) -> None:
     request = run_request(package_name=ANSWER)
     request.seed = 3
@@ -116,7 +131,7 @@ async def test_a_run_spans_validation_attempts_persist_and_store_under_the_calle
 
 
 async def test_a_sensitive_write_is_sealed_under_its_store_span(
-    stack: Stack, spans: InMemorySpanExporter
+    stack: Stack, spans: SpanRecorder
 ) -> None:
     # The embedded store seals on its writer thread: the trace goes with the write.
     pattern = memory_pb2.Pattern(
@@ -138,7 +153,7 @@ async def test_a_sensitive_write_is_sealed_under_its_store_span(
 
 
 async def test_searches_are_spanned_in_both_services_without_their_query(
-    stack: Stack, spans: InMemorySpanExporter
+    stack: Stack, spans: SpanRecorder
 ) -> None:
     request = run_request(package_name=ANSWER)
     await run_to_end(stack.executor_stub(), request)
@@ -171,7 +186,7 @@ async def test_searches_are_spanned_in_both_services_without_their_query(
 
 
 async def test_errors_carry_their_codes_and_server_faults_are_errors(
-    stack: Stack, spans: InMemorySpanExporter
+    stack: Stack, spans: SpanRecorder
 ) -> None:
     # A client's mistake: the code is recorded, the server span stays unset.
     secret = memory_pb2.StorePatternRequest(
@@ -183,7 +198,7 @@ async def test_errors_carry_their_codes_and_server_faults_are_errors(
     assert await code_of(stack.memory_stub().StorePattern(secret, timeout=5)) == (
         grpc.StatusCode.INVALID_ARGUMENT
     )
-    got = finished(spans)
+    got = await spans.ended(has_server_span(STORE_PATTERN))
     server = one(got, STORE_PATTERN, SpanKind.SERVER)
     assert (server.attributes or {})[
         "rpc.grpc.status_code"
@@ -203,7 +218,7 @@ async def test_errors_carry_their_codes_and_server_faults_are_errors(
     assert await code_of(stack.executor_stub().SearchRuns(only_memory, timeout=10)) == (
         grpc.StatusCode.UNAVAILABLE
     )
-    got = finished(spans)
+    got = await spans.ended(has_server_span(SEARCH_RUNS))
     server = one(got, SEARCH_RUNS, SpanKind.SERVER)
     assert server.status.status_code == StatusCode.ERROR
     assert (server.attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
@@ -215,7 +230,7 @@ async def test_errors_carry_their_codes_and_server_faults_are_errors(
 
 
 async def test_no_span_carries_answers_pattern_text_queries_or_secrets(
-    stack: Stack, spans: InMemorySpanExporter
+    stack: Stack, spans: SpanRecorder
 ) -> None:
     executor = stack.executor_stub()
     memory = stack.memory_stub()
@@ -225,9 +240,9 @@ async def test_no_span_carries_answers_pattern_text_queries_or_secrets(
     await run_to_end(executor, run_request(package_name=ANSWER))
     # A secret memory refuses, a SENSITIVE pattern it seals, searches of both sides.
     leaky = memory_pb2.Pattern(id="leaky", type=memory_pb2.PATTERN_TYPE_INSIGHT, content=SECRET)
-    await code_of(
+    assert await code_of(
         memory.StorePattern(memory_pb2.StorePatternRequest(namespace="team", pattern=leaky))
-    )
+    ) == (grpc.StatusCode.INVALID_ARGUMENT)
     sensitive = memory_pb2.Pattern(
         id="private",
         type=memory_pb2.PATTERN_TYPE_INSIGHT,
@@ -249,3 +264,39 @@ async def test_no_span_carries_answers_pattern_text_queries_or_secrets(
             + " ".join(str(v) for v in span.resource.attributes.values())
         )
         assert not [word for word in forbidden if word in carried], (span.name, span.attributes)
+
+
+async def test_error_messages_quoting_the_request_stay_off_every_span(
+    stack: Stack, spans: SpanRecorder
+) -> None:
+    """An error's message may quote what was sent (a rejected answer, a filter
+    literal); the caller sees it, no span does: not the client span's status,
+    not an exception event, not a stacktrace."""
+    executor = stack.executor_stub()
+    bad_answer = "quokka-bump"
+    refused = run_request(version_bump=bad_answer)
+    with pytest.raises(grpc.aio.AioRpcError) as answer_error:
+        await run_to_end(executor, refused)
+    assert answer_error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_answer in (answer_error.value.details() or "")  # The caller is told.
+
+    bad_filter = 'quokkafield = "x"'
+    with pytest.raises(grpc.aio.AioRpcError) as filter_error:
+        await executor.SearchRuns(
+            executor_pb2.SearchRunsRequest(query="release", filter=bad_filter), timeout=10
+        )
+    assert filter_error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "quokkafield" in (filter_error.value.details() or "")
+
+    # The executor hands the filter on to memory, whose refusal the executor's
+    # client span records; both server spans end after their abort is sent.
+    got = await spans.ended(
+        lambda ended: has_server_span(RUN_WORKFLOW)(ended) and has_server_span(SEARCH_RUNS)(ended)
+    )
+    assert one(got, RUN_WORKFLOW, SpanKind.SERVER).status.status_code == StatusCode.UNSET
+    for span in got:
+        carried = " ".join(texts(span))
+        assert "quokka" not in carried, (span.name, span.status, span.events)
+        for event in span.events:
+            if event.name == "exception":
+                assert set(event.attributes or {}) <= {"exception.type", "exception.escaped"}

@@ -3,30 +3,81 @@ in-process tests of the spans the services make.
 
 Installed once (a process has one global provider): the provider is the one
 configure_tracing installs, as in a service, with the exporter added beside
-whatever the environment configured. Each test clears it first.
+whatever the environment configured, behind the same `redacting` processor
+as the services' OTLP exporter, so tests read spans as they would leave the
+process. Each test clears it first.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from memory_service.servicekit.tracing import configure_tracing, installed_provider
+from memory_service.servicekit.tracing import configure_tracing, installed_provider, redacting
 
-_EXPORTER = InMemorySpanExporter()
+
+class SpanRecorder(InMemorySpanExporter):
+    """The in-memory exporter, which a test can also await a condition on.
+
+    A server span ends after the client has its status (grpc.aio sends an
+    abort's status before the handler unwinds), so a test reading it right
+    after the call must wait for it: `ended` wakes on each export (from any
+    thread) and rechecks, up to a deadline.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._waiters_lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = super().export(spans)
+        with self._waiters_lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+        return result
+
+    async def ended(
+        self, condition: Callable[[list[ReadableSpan]], bool], seconds: float = 10.0
+    ) -> list[ReadableSpan]:
+        """The ended spans, once `condition` holds of them; fails after `seconds`."""
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        with self._waiters_lock:
+            self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(seconds):
+                while not condition(got := list(self.get_finished_spans())):
+                    await event.wait()
+                    event.clear()
+                return got
+        except TimeoutError:
+            names = [span.name for span in self.get_finished_spans()]
+            raise AssertionError(f"spans never met the condition; ended: {names}") from None
+        finally:
+            with self._waiters_lock:
+                self._waiters.remove(waiter)
+
+
+_EXPORTER = SpanRecorder()
 _installed = False
 
 
-def span_recorder() -> InMemorySpanExporter:
+def span_recorder() -> SpanRecorder:
     """The recorder of every span this process ends from now on, emptied."""
     global _installed
     if not _installed:
         configure_tracing("attune-tests")
         provider = installed_provider()
         assert provider is not None, "tracing is off (OTEL_SDK_DISABLED?)"
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        provider.add_span_processor(redacting(SimpleSpanProcessor(_EXPORTER)))
         _installed = True
     _EXPORTER.clear()
     return _EXPORTER

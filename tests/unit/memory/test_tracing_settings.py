@@ -1,13 +1,17 @@
 """configure_tracing's reading of the standard OTel variables: export only
 with an endpoint (to a real OTLP receiver here), nothing with the SDK
-disabled, the service name, resource attributes and sampler as set."""
+disabled, the service name, resource attributes and sampler as set; and the
+redaction every exported span goes through."""
 
 from __future__ import annotations
 
 import pytest
 from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import Status, StatusCode
 
 from memory_service.servicekit.tracing import (
     build_provider,
@@ -15,6 +19,7 @@ from memory_service.servicekit.tracing import (
     exporting,
     flush,
     installed_provider,
+    redacting,
 )
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.spans import span_recorder
@@ -120,3 +125,56 @@ def test_configure_tracing_installs_once_and_returns_the_flush() -> None:
     assert configure_tracing("another-name") is flush
     assert installed_provider() is installed
     flush()  # Safe at any time, as at every graceful stop.
+
+
+def redacted_spans() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(redacting(SimpleSpanProcessor(exporter)))
+    return provider, exporter
+
+
+def test_redaction_keeps_an_errors_code_and_type_but_not_its_text() -> None:
+    provider, exporter = redacted_spans()
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("grpc client") as current:
+        current.set_attribute("rpc.grpc.status_code", 3)
+        current.set_status(Status(StatusCode.ERROR, "AioRpcError: 'hunter2' is not an option"))
+        try:
+            raise ValueError("'hunter2' is not an option")
+        except ValueError as error:
+            current.record_exception(error)
+    with tracer.start_as_current_span("own") as current:
+        current.set_attribute("error.type", "TimeoutError")
+        current.set_status(Status(StatusCode.ERROR, "timed out reading hunter2"))
+    with tracer.start_as_current_span("fine", attributes={"attune.run_id": "r1"}) as current:
+        current.add_event("retry", {"attune.attempt": 2})
+
+    client, own, fine = exporter.get_finished_spans()
+    assert (client.status.status_code, client.status.description) == (
+        StatusCode.ERROR,
+        "INVALID_ARGUMENT",
+    )
+    (event,) = client.events
+    assert dict(event.attributes or {}) == {
+        "exception.type": "ValueError",
+        "exception.escaped": "False",
+    }
+    assert (own.status.status_code, own.status.description) == (StatusCode.ERROR, "TimeoutError")
+    # What carries no error text passes untouched.
+    assert fine.status.status_code == StatusCode.UNSET
+    assert dict(fine.attributes or {}) == {"attune.run_id": "r1"}
+    assert [(e.name, dict(e.attributes or {})) for e in fine.events] == [
+        ("retry", {"attune.attempt": 2})
+    ]
+    assert fine.context is not None
+    assert fine.end_time is not None
+    provider.shutdown()
+
+
+def test_the_built_provider_leaves_flushing_to_the_graceful_stop() -> None:
+    # No atexit hook: RunningService.stop flushes, so what a stop did not
+    # flush is not exported behind its back (and a test of that flush can fail).
+    provider = build_provider("attune-memory")
+    assert provider is not None
+    assert provider._atexit_handler is None  # The SDK's private hook (sdk 1.45, pinned).
