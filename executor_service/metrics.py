@@ -93,7 +93,8 @@ MEMORY_REACHABLE = Gauge(
 DELIVERIES = Counter(
     "attune_executor_pattern_deliveries",
     "Pattern deliveries: a finished run's pattern stored, deduped, queued (memory did "
-    "not take it) or rejected; replayed: taken from the outbox later.",
+    "not take it) or rejected; replayed: taken from the outbox later (one memory "
+    "already held is not counted again).",
     ["outcome"],
     registry=REGISTRY,
 )

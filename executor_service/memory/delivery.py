@@ -27,6 +27,7 @@ import logging
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,9 +132,10 @@ class PatternDeliverer:
         # The replay meets the same refusal every interval: one error line per
         # episode says it; GetStatus and each queued run keep saying it.
         self._refused = ""
-        # Patterns whose fresh delivery is under way. The replay leaves them
+        # Patterns whose fresh delivery is under way, with how many claims
+        # each holds (the run's and the offer's nest). The replay leaves them
         # to it: offering them as well would only send each twice.
-        self._in_flight: set[str] = set()
+        self._in_flight: Counter[str] = Counter()
         # Set when a fresh delivery succeeds while others wait in the queue:
         # the memory service is back, so the replay stops waiting.
         self._wake = asyncio.Event()
@@ -144,13 +146,16 @@ class PatternDeliverer:
 
         Taken before the run (with the pattern's marker) is persisted: the
         replay rescans the disk and would otherwise offer the pattern too,
-        between the write and the fresh offer, and both would count.
+        between the write and the fresh offer, and both would count. Claims
+        nest: the pattern stays claimed until the outermost one ends.
         """
-        self._in_flight.add(pattern_id)
+        self._in_flight[pattern_id] += 1
         try:
             yield
         finally:
-            self._in_flight.discard(pattern_id)
+            self._in_flight[pattern_id] -= 1
+            if self._in_flight[pattern_id] <= 0:
+                del self._in_flight[pattern_id]
 
     async def deliver(self, pattern: memory_pb2.Pattern, remaining: float | None) -> Delivery:
         """Tries once to store a pattern already queued with its run."""
@@ -256,7 +261,10 @@ class PatternDeliverer:
                 if outcome.outage:
                     break
                 continue
-            metrics.pattern_delivered("replayed")
+            if not outcome.deduped:
+                # Deduped: already stored, by another replica's fresh offer
+                # (replicas share the queue), which counted it then.
+                metrics.pattern_delivered("replayed")
             delivered += 1
         if delivered:
             log.info(

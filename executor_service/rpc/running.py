@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from opentelemetry.trace import Span
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
@@ -70,9 +71,12 @@ class RunningRpcs(RpcBase):
         strategy: common_pb2.TierStrategy.ValueType,
     ) -> tuple[Template, dict[str, Any], list[PlannedAgent]]:
         """The template, the answers resolved and the team; INVALID_ARGUMENT
-        listing every bad answer. Spanned by template id only (not the answers)."""
-        with span("attune.validate", template_id=template_id) as current:
-            template, resolved, team = await self._validated(template_id, answers, strategy)
+        listing every bad answer. Spanned by template id only (not the answers),
+        and only once the id names a template: before, it is any caller's text."""
+        with span("attune.validate") as current:
+            template, resolved, team = await self._validated(
+                template_id, answers, strategy, current
+            )
             set_attributes(current, agents=len(team))
             return template, resolved, team
 
@@ -81,10 +85,12 @@ class RunningRpcs(RpcBase):
         template_id: str,
         answers: Any,
         strategy: common_pb2.TierStrategy.ValueType,
+        current: Span,
     ) -> tuple[Template, dict[str, Any], list[PlannedAgent]]:
         if strategy not in common_pb2.TierStrategy.values():
             raise invalid_argument([("tier_strategy", f"{strategy} is not a defined value")])
         template = self._template(template_id)
+        set_attributes(current, template_id=template.id)
         resolved, violations = resolve_answers(template, answers)
         # Secrets are refused here, before anything is written (the run's
         # files would keep them), in the answers that are otherwise valid;

@@ -300,3 +300,15 @@ async def test_error_messages_quoting_the_request_stay_off_every_span(
         for event in span.events:
             if event.name == "exception":
                 assert set(event.attributes or {}) <= {"exception.type", "exception.escaped"}
+
+
+async def test_a_template_id_is_spanned_only_once_it_names_a_template(
+    stack: Stack, spans: SpanRecorder
+) -> None:
+    unknown = executor_pb2.RunWorkflowRequest(template_id="quokka-template")
+    assert await code_of(run_to_end(stack.executor_stub(), unknown)) == grpc.StatusCode.NOT_FOUND
+    got = await spans.ended(has_server_span(RUN_WORKFLOW))
+    validate = one(got, "attune.validate")
+    assert validate.status.status_code == StatusCode.ERROR
+    assert "attune.template_id" not in (validate.attributes or {})
+    assert not [span.name for span in got if "quokka" in " ".join(texts(span))]

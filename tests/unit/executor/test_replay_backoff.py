@@ -19,6 +19,7 @@ import pytest
 
 from attune.executor.v1 import executor_pb2
 from attune.memory.v1 import memory_pb2
+from executor_service import metrics
 from executor_service.memory.client import MemoryClient
 from executor_service.memory.delivery import PatternDeliverer, ReplayBackoff, ReplayPass
 from executor_service.memory.outbox import Outbox
@@ -41,6 +42,8 @@ class FakeMemory:
         self.not_yet: set[str] = set()
         # Ids whose store waits until their event is set.
         self.held: dict[str, asyncio.Event] = {}
+        # Ids it already holds as sent (another replica stored them).
+        self.holding: set[str] = set()
 
     async def store(
         self, pattern: memory_pb2.Pattern, remaining: float | None = None
@@ -54,7 +57,7 @@ class FakeMemory:
             raise _error(grpc.StatusCode.FAILED_PRECONDITION, "no encryption key configured")
         if self.down:
             raise _error(grpc.StatusCode.UNAVAILABLE, "connection refused")
-        return memory_pb2.StorePatternResponse()
+        return memory_pb2.StorePatternResponse(deduped=pattern.id in self.holding)
 
 
 def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
@@ -385,3 +388,38 @@ async def test_a_pattern_delivered_fresh_during_a_pass_is_not_offered_again(
     gate.set()
     assert await replay == ReplayPass(1)
     assert harness.memory.offered == [first, second]
+
+
+async def test_claims_nest_so_the_replay_waits_for_the_outermost(harness: Harness) -> None:
+    # The run claims its pattern before it is written and deliver() claims it
+    # again: the offer's end must not release the run's claim.
+    pattern = harness.persist()
+    harness.memory.down = True
+    with harness.deliverer.claimed(pattern.id):
+        assert not (await harness.deliverer.deliver(pattern, None)).stored
+        harness.memory.down = False
+        assert await harness.deliverer.replay() == ReplayPass(0)
+        assert harness.memory.offered == [pattern.id]
+    assert await harness.deliverer.replay() == ReplayPass(1)
+    assert harness.memory.offered == [pattern.id, pattern.id]
+
+
+def deliveries(outcome: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "attune_executor_pattern_deliveries_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_a_replay_memory_already_holds_leaves_the_queue_uncounted(
+    harness: Harness,
+) -> None:
+    # Another replica's fresh offer stored (and counted) it; this replica's
+    # replay finds it still queued on the shared disk and memory dedupes it.
+    counted, taken = harness.queue(), harness.queue()
+    harness.memory.holding.add(counted)
+    replayed_before = deliveries("replayed")
+    assert await harness.deliverer.replay() == ReplayPass(2)
+    assert deliveries("replayed") - replayed_before == 1
+    assert harness.outbox.depth() == 0
+    assert harness.memory.offered == [counted, taken]
