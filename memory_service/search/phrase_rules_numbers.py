@@ -218,9 +218,11 @@ def _number_after(match: re.Match[str], context: Context) -> Candidate | None:
 _WORDS = r"(?P<words>[A-Za-z]+(?:[\s_-]+[A-Za-z]+){0,5})"
 _PCT = rf"(?P<pct>{PCT})"
 # A bare number (no comparison, no ":" or "=") that agents follow counts them:
-# "failed 2 premium agents" is no answer of 2 to "fail on CVSS".
+# "failed 2 premium agents" (or "premium tier agents", "premium models") is no
+# answer of 2 to "fail on CVSS".
 _UNLESS_COUNTING_AGENTS = (
-    r"(?(link)|(?!\+?(?:\s+or\s+[A-Za-z]+)?\s+(?:(?:cheap|capable|premium)[\s-]+)?agents?\b))"
+    r"(?(link)|(?!\+?(?:\s+or\s+[A-Za-z]+)?\s+"
+    r"(?:(?:cheap|capable|premium)[\s-]+(?:tiers?[\s-]+)?(?:agents?|models?|llms?)|agents?)\b))"
 )
 NUMBER_BEFORE_RULES: tuple[Rule, ...] = (
     (rule_regex(rf"\b{_WORDS}\s*(?P<cmp>{CMP})\s*(?P<n>{NUM}){_PCT}(?!\w)"), _number_before),

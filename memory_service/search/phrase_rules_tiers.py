@@ -191,11 +191,13 @@ _TIER_RULES: tuple[Rule, ...] = (
         _every_tier_exact,
     ),
     (rule_regex(rf"\b(?P<tier>capable)[\s_-]+only\b{_NO_TIER_NEXT}"), _every_tier_exact),
-    # How many: "2 premium agents", "at least one cheap agent".
+    # How many: "2 premium agents", "at least one cheap agent", "2 premium tier
+    # agents", "3 cheap models" (an agent runs one model).
     (
         rule_regex(
             rf"(?:(?P<cmp>{CMP})\s*)?(?P<n>{QTY})(?P<plus>\+)?"
-            rf"(?:\s+or\s+(?P<orx>more|fewer|less))?\s+{TIER}[\s-]+{_AGENT}\b"
+            rf"(?:\s+or\s+(?P<orx>more|fewer|less))?\s+{TIER}[\s-]+"
+            rf"(?:tiers?[\s-]+)?(?:{_AGENT}|models?|llms?)\b"
         ),
         _tier_count,
     ),
@@ -205,8 +207,11 @@ _TIER_RULES: tuple[Rule, ...] = (
 
 _ESCALATED = r"(?:escalated|escalating|escalates|escalations?)"
 _ESCALATE = rf"(?:{_ESCALATED}|escalate)"  # The bare verb only after a negation.
+# "no agent that", "none of the agents who": the clause is the negation too.
+_WHICH = r"(?:\s+(?:that|which|who))?"
 _ESCALATION_NEGATION = (
-    rf"(?:{NEGATION}|none|not\s+a\s+single|not\s+one|no\s+{_AGENT}|none\s+of\s+the\s+{_AGENT})"
+    rf"(?:{NEGATION}|none|not\s+a\s+single|not\s+one|no\s+{_AGENT}{_WHICH}"
+    rf"|none\s+of\s+the\s+{_AGENT}{_WHICH})"
 )
 
 
@@ -245,11 +250,19 @@ def _first_tier(match: re.Match[str], _: Context) -> Candidate:
 
 _TIER_WORD = r"(?:[\s-]+(?:tiers?|models?|llms?))?"
 # "never", "did not", "has not been": before an escalation word.
-_NEGATED_ESCALATION = rf"\b(?:(?P<neg>{_ESCALATION_NEGATION})\s+(?:(?:have|be|been|get|got)\s+)?)"
+_NEGATED_ESCALATION = (
+    rf"\b(?:(?P<neg>{_ESCALATION_NEGATION})\s+(?:(?:have|had|be|been|get|got)\s+)?)"
+)
+# Who escalated, if said: "no agent that", "never", "agents which had". Not
+# the agent of "premium agent that escalated": that is the tier rule's.
+_AFTER_NO_TIER = "".join(f"(?<!{tier}{gap})" for tier in TIERS for gap in (" ", "-"))
+_ESCALATION_SUBJECT = (
+    rf"(?:{_NEGATED_ESCALATION}|\b{_AFTER_NO_TIER}{_AGENT}{_WHICH}\s+(?:had\s+)?)?"
+)
 _ESCALATION_RULES: tuple[Rule, ...] = (
     (
         rule_regex(
-            rf"{_NEGATED_ESCALATION}?"
+            rf"{_ESCALATION_SUBJECT}"
             rf"{_ESCALATE}\s+(?:up\s+)?to\s+{_OPT_THE}{TIER}{_NOUN}\b"
         ),
         _escalated_to,
@@ -257,7 +270,7 @@ _ESCALATION_RULES: tuple[Rule, ...] = (
     (rule_regex(rf"\b{TIER}(?:[\s-]+tier)?[\s-]+escalations?\b"), _escalated_to),
     (
         rule_regex(
-            rf"{_NEGATED_ESCALATION}?"
+            rf"{_ESCALATION_SUBJECT}"
             rf"{_ESCALATE}\s+from\s+{_OPT_THE}(?P<low>cheap|capable|premium){_TIER_WORD}"
             rf"(?:\s+(?:up\s+)?to\s+{_OPT_THE}(?P<high>cheap|capable|premium){_NOUN})?\b"
         ),
@@ -278,6 +291,8 @@ _ESCALATION_RULES: tuple[Rule, ...] = (
     (
         rule_regex(
             rf"\b(?:(?P<neg>no)\s+)?{_AGENT}\s+(?:that\s+|which\s+|who\s+)?(?:had\s+)?{_ESCALATED}\b"
+            # "agent that escalated to premium": the escalation's tier says more.
+            r"(?!\s+(?:up\s+)?(?:to|from)\s)"
         ),
         _escalated,
     ),

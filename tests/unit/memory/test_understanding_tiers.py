@@ -112,6 +112,20 @@ def test_tier_quantifiers(query: str, expected: str) -> None:
         ("escalated to premium agents", 'agents.escalated_to = "premium"'),
         ("premium escalations", 'agents.escalated_to = "premium"'),
         ("never escalated to premium", 'NOT agents.escalated_to = "premium"'),
+        # A relative clause: the escalation's tier wins over the bare "escalated".
+        ("no agent that escalated", "NOT agents.escalated = true"),
+        ("agent that escalated to premium", 'agents.escalated_to = "premium"'),
+        ("no agents which had escalated to premium", 'NOT agents.escalated_to = "premium"'),
+        ("none of the agents who escalated to capable", 'NOT agents.escalated_to = "capable"'),
+        (
+            "no agent that escalated from cheap",
+            'NOT (agents.escalation = "cheap_to_capable" OR '
+            'agents.escalation = "cheap_to_premium")',
+        ),
+        (
+            "any premium agent that escalated to premium",
+            'agents.tier = "premium" AND agents.escalated_to = "premium"',
+        ),
         (
             "escalated from cheap",
             'agents.escalation = "cheap_to_capable" OR agents.escalation = "cheap_to_premium"',
@@ -286,6 +300,15 @@ WORDS = (
         ("failed 2 premium agents", "success = false AND tier_distribution.premium = 2"),
         ("failed 2+ cheap agents", "success = false AND tier_distribution.cheap >= 2"),
         ("failed 3 or more agents", "success = false AND agent_count >= 3"),
+        # With "tier" between, or models for agents.
+        (
+            "failed runs with 2 premium tier agents",
+            "success = false AND tier_distribution.premium = 2",
+        ),
+        ("failed 2 premium-tier agents", "success = false AND tier_distribution.premium = 2"),
+        ("2 cheap tier agents", "tier_distribution.cheap = 2"),
+        ("failed 2 premium models", "success = false AND tier_distribution.premium = 2"),
+        ("at least 3 capable tier llms", "tier_distribution.capable >= 3"),
         # Said with a link or a comparison, the number stays the question's.
         ("cvss: 7 premium agents", 'form_responses.fail_on_cvss = 7 AND agents.tier = "premium"'),
         ("cvss 7 or more", "form_responses.fail_on_cvss >= 7"),
