@@ -175,9 +175,16 @@ _KEY_SETTINGS = ("ENCRYPTION_KEYS", "ENCRYPTION_KEY_FILE")
 DEV_KEY_FILE = "dev-encryption.key"
 
 
-def _auth_configured(prefix: str, settings: Mapping[str, str]) -> bool:
-    """Whether the settings or the environment say how the service authenticates."""
-    return any(key in settings or f"{prefix}{key}" in os.environ for key in _AUTH_SETTINGS)
+def _configured(
+    prefix: str,
+    keys: tuple[str, ...],
+    settings: Mapping[str, str],
+    environment: Mapping[str, str] | None,
+) -> bool:
+    """Whether the settings, or the environment the process will run with (a
+    replacement one, else this process's), set any of the keys."""
+    inherited = os.environ if environment is None else environment
+    return any(key in settings or f"{prefix}{key}" in inherited for key in keys)
 
 
 def development_key_file(data_dir: Path) -> Path:
@@ -220,9 +227,9 @@ def memory_process(
         **(settings or {}),
         **extra,
     }
-    if auth_disabled and not _auth_configured("MEMORY_", settings):
+    if auth_disabled and not _configured("MEMORY_", _AUTH_SETTINGS, settings, environment):
         settings["AUTH_DISABLED"] = "true"
-    if not any(key in settings or f"MEMORY_{key}" in os.environ for key in _KEY_SETTINGS):
+    if not _configured("MEMORY_", _KEY_SETTINGS, settings, environment):
         settings["ENCRYPTION_KEY_FILE"] = str(development_key_file(data_dir))
     return ServiceProcess(
         "memory_service",
@@ -274,7 +281,7 @@ def executor_process(
         **(settings or {}),
         **extra,
     }
-    if auth_disabled and not _auth_configured("EXECUTOR_", settings):
+    if auth_disabled and not _configured("EXECUTOR_", _AUTH_SETTINGS, settings, environment):
         settings["AUTH_DISABLED"] = "true"
     return ServiceProcess(
         "executor_service",

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from executor_service.cli.client import TokenError, checked_token
-from executor_service.dev.stack import auth_note, memory_process
+from executor_service.dev.stack import auth_note, executor_process, memory_process
 from executor_service.memory.client import MemoryClient, caller_authorization
 from executor_service.settings import ExecutorSettings
 from memory_service.servicekit.logging import request_id_var
@@ -243,3 +243,23 @@ def test_a_tokens_file_in_the_environment_keeps_authentication_on(
 
 def test_auth_disabled_false_leaves_authentication_to_the_settings(tmp_path: Path) -> None:
     assert memory_process(tmp_path, auth_disabled=False).setting("AUTH_DISABLED") is None
+
+
+def test_a_replacement_environment_is_the_one_asked_about_authentication_and_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This process's variables do not reach a process given its own environment...
+    monkeypatch.setenv("MEMORY_TOKENS_FILE", "/secrets/tokens.yaml")
+    monkeypatch.setenv("MEMORY_ENCRYPTION_KEY_FILE", "/secrets/key")
+    memory = memory_process(tmp_path / "a", environment={"PATH": "/usr/bin"})
+    assert memory.setting("TOKENS_FILE") is None
+    assert memory.setting("AUTH_DISABLED") == "true"
+    assert memory.setting("ENCRYPTION_KEY_FILE") == str(tmp_path / "a" / "dev-encryption.key")
+    # ...and what that environment sets is kept.
+    monkeypatch.delenv("MEMORY_TOKENS_FILE")
+    given = {"MEMORY_TOKENS_FILE": "/run/tokens.yaml", "EXECUTOR_TOKENS_FILE": "/run/e.yaml"}
+    memory = memory_process(tmp_path / "b", environment=given)
+    assert memory.setting("AUTH_DISABLED") is None
+    assert memory.setting("TOKENS_FILE") == "/run/tokens.yaml"
+    executor = executor_process(tmp_path / "b", "127.0.0.1:1", environment=given)
+    assert executor.setting("AUTH_DISABLED") is None
