@@ -38,7 +38,7 @@ RUN_STATUSES = {
     executor_pb2.RUN_STATUS_CANCELLED: "cancelled",
 }
 BREAKER_VALUES = {State.CLOSED: 0.0, State.HALF_OPEN: 1.0, State.OPEN: 2.0}
-DELIVERY_OUTCOMES = ("stored", "deduped", "queued", "rejected", "replayed")
+DELIVERY_OUTCOMES = ("stored", "deduped", "queued", "rejected", "replayed", "replay_deduped")
 SEARCH_MODES = {
     executor_pb2.SEARCH_RUNS_MODE_AUTO: "auto",
     executor_pb2.SEARCH_RUNS_MODE_MEMORY: "memory",
@@ -93,8 +93,9 @@ MEMORY_REACHABLE = Gauge(
 DELIVERIES = Counter(
     "attune_executor_pattern_deliveries",
     "Pattern deliveries: a finished run's pattern stored, deduped, queued (memory did "
-    "not take it) or rejected; replayed: taken from the outbox later (one memory "
-    "already held is not counted again).",
+    "not take it) or rejected; replayed: taken from the outbox later; replay_deduped: "
+    "taken from the outbox, memory already held it (a lost answer, or another replica's "
+    "fresh offer).",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -231,12 +231,14 @@ def main() -> None:
     restrict_umask()  # Before anything is written: run files are the owner's only.
     settings = settings_or_exit(ExecutorSettings, "EXECUTOR_")
     configure_logging("executor", settings.log_level)
-    configure_tracing("attune-executor")  # Its flush runs when the service stops.
+    flush_spans = configure_tracing("attune-executor")  # The graceful stop flushes too.
     try:
         asyncio.run(serve(settings))
     except ConfigurationError as error:
         log.critical("cannot start: %s", error)
         raise SystemExit(2) from None
+    finally:
+        flush_spans()  # The spans of a start that failed, or of a stop that raised.
 
 
 if __name__ == "__main__":

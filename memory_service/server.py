@@ -170,12 +170,14 @@ def main() -> None:
     restrict_umask()  # Before anything is written: the store and audit are the owner's only.
     settings = settings_or_exit(MemorySettings, "MEMORY_")
     configure_logging("memory", settings.log_level)
-    configure_tracing("attune-memory")  # Its flush runs when the service stops.
+    flush_spans = configure_tracing("attune-memory")  # The graceful stop flushes too.
     try:
         asyncio.run(serve(settings))
     except ConfigurationError as error:
         log.critical("cannot start: %s", error)
         raise SystemExit(2) from None
+    finally:
+        flush_spans()  # The spans of a start that failed, or of a stop that raised.
 
 
 if __name__ == "__main__":

@@ -261,10 +261,10 @@ class PatternDeliverer:
                 if outcome.outage:
                     break
                 continue
-            if not outcome.deduped:
-                # Deduped: already stored, by another replica's fresh offer
-                # (replicas share the queue), which counted it then.
-                metrics.pattern_delivered("replayed")
+            # Deduped: memory held it already, stored by another replica's
+            # fresh offer (replicas share the queue) or by an offer whose
+            # answer was lost. Apart, so the two never add up to one pattern twice.
+            metrics.pattern_delivered("replay_deduped" if outcome.deduped else "replayed")
             delivered += 1
         if delivered:
             log.info(

@@ -115,8 +115,10 @@ def _agents_range(match: re.Match[str], _: Context) -> Candidate | None:
 _AGENT_RULES: tuple[Rule, ...] = (
     (
         rule_regex(
-            rf"(?:\b(?:with|using|having|had|has|used)\s+)?(?:(?P<cmp>{CMP})\s*)?(?P<n>{QTY})"
-            r"(?P<plus>\+)?(?:\s+or\s+(?P<orx>more|greater|above|fewer|less|below))?\s+agents?\b"
+            # Not "not one agent that ...": a negation, the escalation rules' to read.
+            rf"(?:\b(?:with|using|having|had|has|used)\s+)?(?:(?P<cmp>{CMP})\s*)?(?<!\bnot )"
+            rf"(?P<n>{QTY})(?P<plus>\+)?(?:\s+or\s+(?P<orx>more|greater|above|fewer|less|below))?"
+            r"\s+agents?\b"
         ),
         _agents_compare,
     ),

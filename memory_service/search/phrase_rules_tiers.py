@@ -192,12 +192,11 @@ _TIER_RULES: tuple[Rule, ...] = (
     ),
     (rule_regex(rf"\b(?P<tier>capable)[\s_-]+only\b{_NO_TIER_NEXT}"), _every_tier_exact),
     # How many: "2 premium agents", "at least one cheap agent", "2 premium tier
-    # agents", "3 cheap models" (an agent runs one model).
+    # agents". Not "models": "gpt 4 premium models" counts nothing.
     (
         rule_regex(
             rf"(?:(?P<cmp>{CMP})\s*)?(?P<n>{QTY})(?P<plus>\+)?"
-            rf"(?:\s+or\s+(?P<orx>more|fewer|less))?\s+{TIER}[\s-]+"
-            rf"(?:tiers?[\s-]+)?(?:{_AGENT}|models?|llms?)\b"
+            rf"(?:\s+or\s+(?P<orx>more|fewer|less))?\s+{TIER}[\s-]+(?:tiers?[\s-]+)?{_AGENT}\b"
         ),
         _tier_count,
     ),
@@ -210,8 +209,8 @@ _ESCALATE = rf"(?:{_ESCALATED}|escalate)"  # The bare verb only after a negation
 # "no agent that", "none of the agents who": the clause is the negation too.
 _WHICH = r"(?:\s+(?:that|which|who))?"
 _ESCALATION_NEGATION = (
-    rf"(?:{NEGATION}|none|not\s+a\s+single|not\s+one|no\s+{_AGENT}{_WHICH}"
-    rf"|none\s+of\s+the\s+{_AGENT}{_WHICH})"
+    rf"(?:{NEGATION}|none|(?:not\s+a\s+single|not\s+one)(?:\s+{_AGENT}{_WHICH})?"
+    rf"|no\s+{_AGENT}{_WHICH}|none\s+of\s+the\s+{_AGENT}{_WHICH})"
 )
 
 
@@ -251,7 +250,8 @@ def _first_tier(match: re.Match[str], _: Context) -> Candidate:
 _TIER_WORD = r"(?:[\s-]+(?:tiers?|models?|llms?))?"
 # "never", "did not", "has not been": before an escalation word.
 _NEGATED_ESCALATION = (
-    rf"\b(?:(?P<neg>{_ESCALATION_NEGATION})\s+(?:(?:have|had|be|been|get|got)\s+)?)"
+    rf"\b(?:(?P<neg>{_ESCALATION_NEGATION})\s+"
+    r"(?:(?:have|has|had|be|been|was|were|get|got|ever)\s+){0,2})"
 )
 # Who escalated, if said: "no agent that", "never", "agents which had". Not
 # the agent of "premium agent that escalated": that is the tier rule's.

@@ -274,13 +274,16 @@ class RunningService:
 
     async def stop(self) -> None:
         """Drains the server, then closes its resources in order."""
-        if self._before_stop is not None:
-            await self._before_stop()
-        await self.managed.stop()
-        for close in self._closers:
-            await close()
-        # Last: the drain and the closers may still have ended spans.
-        await asyncio.to_thread(flush_spans)
+        try:
+            if self._before_stop is not None:
+                await self._before_stop()
+            await self.managed.stop()
+            for close in self._closers:
+                await close()
+        finally:
+            # Last, and whatever failed above: the drain and the closers may
+            # still have ended spans, and nothing else exports them.
+            await asyncio.to_thread(flush_spans)
 
     async def serve_until_signal(self) -> None:
         """Serves until SIGTERM or SIGINT, then stops."""

@@ -14,8 +14,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from attune.common.v1 import common_pb2
 from attune.executor.v1 import executor_pb2
-from attune.memory.v1 import memory_pb2
+from attune.memory.v1 import memory_pb2, memory_pb2_grpc
 from executor_service.convert.enums import tier_name
+from memory_service.servicekit.tracing import client_interceptors
 from tests.support.helpers import code_of, run_request, run_to_end
 from tests.support.spans import (
     SpanRecorder,
@@ -25,6 +26,7 @@ from tests.support.spans import (
     span_recorder,
     texts,
     trace_of,
+    unredacted_recorder,
 )
 from tests.support.stack import Stack
 
@@ -269,34 +271,50 @@ async def test_no_span_carries_answers_pattern_text_queries_or_secrets(
 async def test_error_messages_quoting_the_request_stay_off_every_span(
     stack: Stack, spans: SpanRecorder
 ) -> None:
-    """An error's message may quote what was sent (a rejected answer, a filter
-    literal); the caller sees it, no span does: not the client span's status,
-    not an exception event, not a stacktrace."""
+    """An error's message may quote what was sent (a refused answer, a filter
+    literal); the caller sees it, no exported span does: not a client span's
+    status, not an exception event, not a stacktrace."""
+    recorded = unredacted_recorder()
     executor = stack.executor_stub()
-    bad_answer = "quokka-bump"
-    refused = run_request(version_bump=bad_answer)
+    refused = run_request(version_bump="quokka-bump")
     with pytest.raises(grpc.aio.AioRpcError) as answer_error:
         await run_to_end(executor, refused)
     assert answer_error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert bad_answer in (answer_error.value.details() or "")  # The caller is told.
+    assert "quokka-bump" in (answer_error.value.details() or "")  # The caller is told.
 
-    bad_filter = 'quokkafield = "x"'
-    with pytest.raises(grpc.aio.AioRpcError) as filter_error:
-        await executor.SearchRuns(
-            executor_pb2.SearchRunsRequest(query="release", filter=bad_filter), timeout=10
-        )
+    # Memory refusing a filter to an instrumented client, as the executor's
+    # channel is: the library records memory's message on its client span.
+    async with grpc.aio.insecure_channel(
+        stack.memory_address, interceptors=client_interceptors()
+    ) as channel:
+        bad = memory_pb2.SearchPatternsRequest(namespace="team", filter='quokkafield = "x"')
+        with pytest.raises(grpc.aio.AioRpcError) as filter_error:
+            await memory_pb2_grpc.MemoryServiceStub(channel).SearchPatterns(bad, timeout=10)
     assert filter_error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "quokkafield" in (filter_error.value.details() or "")
 
-    # The executor hands the filter on to memory, whose refusal the executor's
-    # client span records; both server spans end after their abort is sent.
-    got = await spans.ended(
-        lambda ended: has_server_span(RUN_WORKFLOW)(ended) and has_server_span(SEARCH_RUNS)(ended)
+    both_ended = lambda ended: (  # noqa: E731 (a condition, read twice)
+        has_server_span(RUN_WORKFLOW)(ended) and has_server_span(SEARCH_PATTERNS)(ended)
     )
-    assert one(got, RUN_WORKFLOW, SpanKind.SERVER).status.status_code == StatusCode.UNSET
+    got = await spans.ended(both_ended)
+    raw = await recorded.ended(both_ended)
+
+    # As recorded, the client span quotes memory's message: redaction has work here.
+    client = one(raw, SEARCH_PATTERNS, SpanKind.CLIENT)
+    assert "quokkafield" in " ".join(texts(client))
+    # The services' own aborts chain no message into a recorded stacktrace.
+    for server in (
+        one(raw, RUN_WORKFLOW, SpanKind.SERVER),
+        one(raw, SEARCH_PATTERNS, SpanKind.SERVER),
+    ):
+        assert server.events, server.name  # The abort is recorded...
+        assert "quokka" not in " ".join(texts(server)), server.name  # ...without the message.
+
+    # As exported: no span carries either, and errors keep their type only.
+    assert one(got, SEARCH_PATTERNS, SpanKind.CLIENT).status.status_code == StatusCode.ERROR
+    assert one(got, SEARCH_PATTERNS, SpanKind.CLIENT).status.description == "INVALID_ARGUMENT"
     for span in got:
-        carried = " ".join(texts(span))
-        assert "quokka" not in carried, (span.name, span.status, span.events)
+        assert "quokka" not in " ".join(texts(span)), (span.name, span.status, span.events)
         for event in span.events:
             if event.name == "exception":
                 assert set(event.attributes or {}) <= {"exception.type", "exception.escaped"}

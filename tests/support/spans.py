@@ -67,20 +67,33 @@ class SpanRecorder(InMemorySpanExporter):
 
 
 _EXPORTER = SpanRecorder()
+# The same spans before redaction: what the SDK recorded, to show a test
+# reaches text that redaction must remove, and what the services themselves
+# keep off spans.
+_UNREDACTED = SpanRecorder()
 _installed = False
 
 
 def span_recorder() -> SpanRecorder:
-    """The recorder of every span this process ends from now on, emptied."""
+    """The recorder of every span this process ends from now on (as exported:
+    redacted), emptied; `unredacted_recorder` is emptied with it."""
     global _installed
     if not _installed:
         configure_tracing("attune-tests")
         provider = installed_provider()
         assert provider is not None, "tracing is off (OTEL_SDK_DISABLED?)"
         provider.add_span_processor(redacting(SimpleSpanProcessor(_EXPORTER)))
+        provider.add_span_processor(SimpleSpanProcessor(_UNREDACTED))
         _installed = True
     _EXPORTER.clear()
+    _UNREDACTED.clear()
     return _EXPORTER
+
+
+def unredacted_recorder() -> SpanRecorder:
+    """The spans as recorded, before redaction (installed by span_recorder)."""
+    assert _installed, "call span_recorder() first"
+    return _UNREDACTED
 
 
 def trace_of(span: ReadableSpan) -> str:

@@ -411,15 +411,14 @@ def deliveries(outcome: str) -> float:
     return value or 0.0
 
 
-async def test_a_replay_memory_already_holds_leaves_the_queue_uncounted(
-    harness: Harness,
-) -> None:
-    # Another replica's fresh offer stored (and counted) it; this replica's
-    # replay finds it still queued on the shared disk and memory dedupes it.
-    counted, taken = harness.queue(), harness.queue()
-    harness.memory.holding.add(counted)
-    replayed_before = deliveries("replayed")
+async def test_a_replay_memory_already_holds_is_counted_apart(harness: Harness) -> None:
+    # Another replica's fresh offer stored (and counted) it, or an offer's
+    # answer was lost; this replay finds it queued and memory dedupes it.
+    held, taken = harness.queue(), harness.queue()
+    harness.memory.holding.add(held)
+    before = {outcome: deliveries(outcome) for outcome in ("replayed", "replay_deduped")}
     assert await harness.deliverer.replay() == ReplayPass(2)
-    assert deliveries("replayed") - replayed_before == 1
+    assert deliveries("replayed") - before["replayed"] == 1
+    assert deliveries("replay_deduped") - before["replay_deduped"] == 1
     assert harness.outbox.depth() == 0
-    assert harness.memory.offered == [counted, taken]
+    assert harness.memory.offered == [held, taken]

@@ -178,3 +178,4 @@ def test_the_built_provider_leaves_flushing_to_the_graceful_stop() -> None:
     provider = build_provider("attune-memory")
     assert provider is not None
     assert provider._atexit_handler is None  # The SDK's private hook (sdk 1.45, pinned).
+    provider.shutdown()

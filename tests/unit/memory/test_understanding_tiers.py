@@ -117,6 +117,11 @@ def test_tier_quantifiers(query: str, expected: str) -> None:
         ("agent that escalated to premium", 'agents.escalated_to = "premium"'),
         ("no agents which had escalated to premium", 'NOT agents.escalated_to = "premium"'),
         ("none of the agents who escalated to capable", 'NOT agents.escalated_to = "capable"'),
+        ("not a single agent that escalated", "NOT agents.escalated = true"),
+        ("not one agent that escalated to premium", 'NOT agents.escalated_to = "premium"'),
+        ("no agent that was escalated to premium", 'NOT agents.escalated_to = "premium"'),
+        ("no agents ever escalated to premium", 'NOT agents.escalated_to = "premium"'),
+        ("no agent has ever escalated", "NOT agents.escalated = true"),
         (
             "no agent that escalated from cheap",
             'NOT (agents.escalation = "cheap_to_capable" OR '
@@ -307,8 +312,11 @@ WORDS = (
         ),
         ("failed 2 premium-tier agents", "success = false AND tier_distribution.premium = 2"),
         ("2 cheap tier agents", "tier_distribution.cheap = 2"),
-        ("failed 2 premium models", "success = false AND tier_distribution.premium = 2"),
-        ("at least 3 capable tier llms", "tier_distribution.capable >= 3"),
+        # Models are not counted (a version number is no count), nor taken for
+        # an answer to "fail on CVSS".
+        ("failed 2 premium models", 'success = false AND agents.tier = "premium"'),
+        ("gpt 4 premium models", 'agents.tier = "premium"'),
+        ("at least 3 capable tier agents", "tier_distribution.capable >= 3"),
         # Said with a link or a comparison, the number stays the question's.
         ("cvss: 7 premium agents", 'form_responses.fail_on_cvss = 7 AND agents.tier = "premium"'),
         ("cvss 7 or more", "form_responses.fail_on_cvss >= 7"),
