@@ -140,6 +140,30 @@ def _as_utc(now: datetime) -> datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
+_WHITESPACE_OR_NOT = re.compile(r"\s+|\S+")
+
+
+def _collapsed(text: str) -> tuple[str, list[int]]:
+    """The text with each whitespace run as one space, and for each of its
+    characters (and its end) the position in `text` it came from."""
+    pieces: list[str] = []
+    origin: list[int] = []
+    for piece in _WHITESPACE_OR_NOT.finditer(text):
+        if piece.group().isspace():
+            pieces.append(" ")
+            origin.append(piece.start())
+        else:
+            pieces.append(piece.group())
+            origin.extend(range(piece.start(), piece.end()))
+    origin.append(len(text))
+    return "".join(pieces), origin
+
+
+def _in_query(origin: list[int], candidate: Candidate) -> tuple[int, int]:
+    """A candidate's span in the query it was read from (see `_collapsed`)."""
+    return origin[candidate.start], origin[candidate.end - 1] + 1
+
+
 def _mask(text: str, start: int, end: int) -> str:
     return text[:start] + MASK * (end - start) + text[end:]
 
@@ -211,8 +235,10 @@ def understand(
     filter_templates: the templates the caller's own filter selects, which
     settle ambiguous questions as a template named in the query does.
     """
-    working = query
-    for token in TOKEN.finditer(query):
+    # Rules read the query with each run of whitespace as one space (tabs,
+    # newlines, doubled spaces are no different words); `origin` maps back.
+    working, origin = _collapsed(query)
+    for token in TOKEN.finditer(working):
         if is_literal_token(token.group()):
             working = _mask(working, token.start(), token.end())
     lexicon = vocabulary.lexicon()
@@ -240,9 +266,10 @@ def understand(
     accepted.sort(key=lambda candidate: candidate.start)
     terms: dict[Node, None] = {}
     interpretations: list[str] = []
-    for candidate in accepted:
+    consumed = [_in_query(origin, candidate) for candidate in accepted]
+    for candidate, (start, end) in zip(accepted, consumed, strict=True):
         terms.update(dict.fromkeys(candidate.terms))
-        phrase = " ".join(query[candidate.start : candidate.end].split())
+        phrase = " ".join(query[start:end].split())
         meaning = " AND ".join(
             f"({term_texts[term]})" if isinstance(term, Or) else term_texts[term]
             for term in candidate.terms
@@ -250,7 +277,6 @@ def understand(
         interpretations.append(f'"{phrase}" -> {meaning}')
     ordered = tuple(terms)
     tree: Node | None = None if not ordered else ordered[0] if len(ordered) == 1 else And(ordered)
-    consumed = [(candidate.start, candidate.end) for candidate in accepted]
     remaining, dropped = _remaining(query, consumed)
     return Understanding(to_text(tree), remaining, tuple(interpretations), dropped, tree)
 

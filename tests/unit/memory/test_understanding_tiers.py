@@ -408,3 +408,22 @@ def test_a_pattern_agent_records_its_escalation() -> None:
         False,
     )
     assert (skipped["escalated"], skipped["tier"]) == (False, "UNSPECIFIED")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from((*WORDS, *TIER_PHRASES, *PHRASES)), min_size=1, max_size=8),
+    st.data(),
+)
+def test_whitespace_between_words_changes_nothing(words: list[str], data: st.DataObject) -> None:
+    """Tabs, newlines or doubled spaces between (and inside) phrases read as one space."""
+    single = " ".join(words)
+    gaps = st.sampled_from(("  ", "\t", "\n", " \t ", "\u00a0"))
+    spaced = "".join(character if character != " " else data.draw(gaps) for character in single)
+    expected = understand(single, VOCABULARY, NOW)
+    got = understand(spaced, VOCABULARY, NOW)
+    assert (got.filter_text, got.interpretations) == (
+        expected.filter_text,
+        expected.interpretations,
+    )
+    assert got.remaining_query.split() == expected.remaining_query.split()
