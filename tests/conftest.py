@@ -14,8 +14,10 @@ from tests.support.stack import Stack, running_stack
 # CI runs hypothesis derandomized: the same examples on every run, so a run is
 # red for the change it tests, never for a case found by chance; local runs
 # (`make test` without CI set) keep drawing new examples and finding new bugs.
-settings.register_profile("ci", derandomize=True, print_blob=True)
-settings.register_profile("dev", print_blob=True)
+# Based on hypothesis's own profiles (its "ci" is derandomized, without
+# deadlines or a database), not on whichever profile is active at import.
+settings.register_profile("ci", settings.get_profile("ci"), print_blob=True)
+settings.register_profile("dev", settings.get_profile("default"), print_blob=True)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
