@@ -21,7 +21,12 @@ from memory_service.rpc.base import Context, RpcBase, check_address
 from memory_service.rpc.gate import Scope, commit_audit, guarded
 from memory_service.security.identity import Action, Principal, authorize
 from memory_service.security.pii import PhoneBudget
-from memory_service.servicekit.errors import ServiceError, invalid_argument, not_found
+from memory_service.servicekit.errors import (
+    CODE_NAMES,
+    ServiceError,
+    invalid_argument,
+    not_found,
+)
 from memory_service.servicekit.paging import ITEM_OVERHEAD
 from memory_service.servicekit.tracing import set_attributes, span, stage_attributes
 from memory_service.sizes import RESPONSE_BUDGET, size_violation, stored_size, too_large
@@ -31,7 +36,6 @@ from memory_service.write_pipeline import off_loop, secure
 log = logging.getLogger("attune.memory")
 
 
-_CODES = {code.value[0]: code.name for code in grpc.StatusCode}
 _DENIED_NAMES = frozenset(code.name for code in DENIED_CODES)
 
 
@@ -215,7 +219,7 @@ class PatternWriteRpcs(RpcBase):
                     delegated_by=principal.delegated_by,
                     namespace=item.namespace,
                     action=AuditAction.STORE,
-                    outcome=grpc.StatusCode.OK.name if not result.code else _CODES[result.code],
+                    outcome=grpc.StatusCode.OK.name if not result.code else CODE_NAMES[result.code],
                     pattern_ids=(item.pattern.id,),
                     peer=peer,
                     private_ids=_private_item(item, result),

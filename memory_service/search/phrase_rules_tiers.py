@@ -256,9 +256,9 @@ _NEGATED_ESCALATION = (
 # Who escalated, if said: "no agent that", "never", "agents which had". Not
 # the agent of "premium agent that escalated": that is the tier rule's.
 _AFTER_NO_TIER = "".join(f"(?<!{tier}{gap})" for tier in TIERS for gap in (" ", "-"))
-_ESCALATION_SUBJECT = (
-    rf"(?:{_NEGATED_ESCALATION}|\b{_AFTER_NO_TIER}{_AGENT}{_WHICH}\s+(?:had\s+)?)?"
-)
+# "agents that had", "agent who": the subject of an escalation verb.
+_AGENT_CLAUSE = rf"{_AGENT}{_WHICH}\s+(?:had\s+)?"
+_ESCALATION_SUBJECT = rf"(?:{_NEGATED_ESCALATION}|\b{_AFTER_NO_TIER}{_AGENT_CLAUSE})?"
 _ESCALATION_RULES: tuple[Rule, ...] = (
     (
         rule_regex(
@@ -290,7 +290,7 @@ _ESCALATION_RULES: tuple[Rule, ...] = (
     ),
     (
         rule_regex(
-            rf"\b(?:(?P<neg>no)\s+)?{_AGENT}\s+(?:that\s+|which\s+|who\s+)?(?:had\s+)?{_ESCALATED}\b"
+            rf"\b(?:(?P<neg>no)\s+)?{_AGENT_CLAUSE}{_ESCALATED}\b"
             # "agent that escalated to premium": the escalation's tier says more.
             r"(?!\s+(?:up\s+)?(?:to|from)\s)"
         ),

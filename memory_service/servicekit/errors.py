@@ -39,6 +39,8 @@ class ServiceError(Exception):
 
 
 MAX_VIOLATIONS = 50  # Error trailers are capped (16 KiB): report this many at most.
+# A status code's name by its number (google.rpc.Code), as statuses and spans carry it.
+CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def invalid_argument(violations: Iterable[tuple[str, str]], summary: str = "") -> ServiceError:

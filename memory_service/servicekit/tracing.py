@@ -57,6 +57,8 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 
+from memory_service.servicekit.errors import CODE_NAMES
+
 log = logging.getLogger("attune.tracing")
 
 # A proxy until a provider is installed, then that provider's tracer.
@@ -148,7 +150,12 @@ class _RedactingProcessor(SpanProcessor):
 def redacted(span: ReadableSpan) -> ReadableSpan:
     """A copy of the span without error texts: its status keeps its code, with
     the gRPC code's name or the error's type as description; an exception
-    event keeps `exception.type` and `exception.escaped` only."""
+    event keeps `exception.type` and `exception.escaped` only. A span with
+    neither (most of them) is passed on as it is, not copied."""
+    if span.status.description is None and not any(
+        event.name == "exception" for event in span.events
+    ):
+        return span
     attributes = dict(span.attributes or {})
     return ReadableSpan(
         name=span.name,
@@ -181,14 +188,11 @@ def _safe_description(span: ReadableSpan, attributes: Mapping[str, object]) -> s
         return None
     code = attributes.get("rpc.grpc.status_code")
     if isinstance(code, int):
-        named = _CODE_NAMES.get(code)
+        named = CODE_NAMES.get(code)
         if named is not None:
             return named
     kind = attributes.get("error.type")
     return str(kind) if kind is not None else None
-
-
-_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def configure_tracing(default_service: str) -> Callable[[], None]:
